@@ -1,0 +1,12 @@
+# SpecEdge experiment pipeline. Targets:
+#   snakemake --cores 1 reports/all      everything missing: models, runs, reports
+#   snakemake --cores 1 build_models     only the embedded tiny target/draft pair
+# Parameters live in workflow/config.yaml (validated by workflow/schemas/config.schema.yaml).
+
+configfile: "workflow/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/runs.smk"
+include: "workflow/rules/reports.smk"

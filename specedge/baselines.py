@@ -1,0 +1,124 @@
+"""The two server-side baselines: server-only SpecExec and auto-batch decoding.
+
+Both are the same loop: keep up to ``slots`` requests active, give each a tree, verify all
+trees in one batched target forward, commit, refill finished slots from the queue. Server-only
+drafts a SpecExec tree per request with the draft model on the server; auto-batch's tree is
+just the root, so its "verification" is exactly one step of plain batched greedy/sampled
+decoding.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from specedge.datasets import Request
+from specedge.drafting import Draft, TreeShape, commit_draft, draft_tree
+from specedge.records import JsonlWriter, OutputRecord, StepRecord
+from specedge.sequence import Sequence
+from specedge.tree import TokenTree
+from specedge.verification import Chooser, verify_trees
+
+
+@dataclass
+class ServeResult:
+    sequences: list[Sequence]
+    steps: int
+    wall_s: float
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, request: Request,
+                  chat_template: bool) -> list[int]:
+    # A rendered chat template already holds any BOS the model wants; plain text gets the
+    # tokenizer's own special tokens, as generate() users would.
+    return tokenizer(request.prompt, add_special_tokens=not chat_template)["input_ids"]
+
+
+def output_record(seq: Sequence, tokenizer: PreTrainedTokenizerBase) -> OutputRecord:
+    return OutputRecord(
+        request_id=seq.request.index, category=seq.request.category, prompt=seq.request.prompt,
+        prompt_ids=seq.prompt_ids, output_ids=seq.generated,
+        text=tokenizer.decode(seq.generated, skip_special_tokens=False),
+    )
+
+
+def serve(
+    *,
+    baseline: str,
+    sequences: list[Sequence],
+    slots: int,
+    target: PreTrainedModel,
+    draft: PreTrainedModel | None,
+    shape: TreeShape | None,
+    choose: Chooser,
+    steps_out: JsonlWriter | None = None,
+    on_finish: Callable[[Sequence], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> ServeResult:
+    """Serve ``sequences`` ``slots`` at a time; ``draft=None`` is plain batched decoding."""
+    queue = deque(sequences)
+    active: list[Sequence] = []
+    step = 0
+    t_run = time.perf_counter()
+    while queue or active:
+        while queue and len(active) < slots:
+            active.append(queue.popleft())
+        t_start = time.time()
+        drafts: list[Draft | None] = []
+        draft_times: list[float] = []
+        for seq in active:
+            t0 = time.perf_counter()
+            if draft is not None and shape is not None:
+                drafts.append(draft_tree(draft, seq.draft_cache, seq.pending_for(seq.draft_cache),
+                                         seq.root, shape))
+            else:
+                drafts.append(None)
+            draft_times.append(time.perf_counter() - t0)
+        trees = [d.tree if d is not None else TokenTree.rooted(s.root)
+                 for d, s in zip(drafts, active, strict=True)]
+        t0 = time.perf_counter()
+        verdicts = verify_trees(target, [s.target_cache for s in active],
+                                [s.pending_for(s.target_cache) for s in active], trees, choose)
+        target_s = time.perf_counter() - t0
+        t_end = time.time()
+        produced = 0
+        for seq, d, tree, verdict, d_s in zip(active, drafts, trees, verdicts, draft_times,
+                                              strict=True):
+            if d is not None:
+                commit_draft(seq.draft_cache, d, verdict.path)
+            kept = seq.commit(verdict.new_tokens(tree))
+            produced += len(kept)
+            if steps_out is not None:
+                steps_out.write(StepRecord(
+                    baseline=baseline, step=step, request_id=seq.request.index,
+                    category=seq.request.category, batch_size=len(active),
+                    prefill=seq.steps == 0, draft_s=d_s, target_s=target_s,
+                    tree_size=len(tree), accepted=len(verdict.path) - 1, new_tokens=len(kept),
+                    draft_forwards=d.forwards if d is not None else 0, t_start=t_start,
+                    t_end=t_end, finished=seq.finished))
+            seq.steps += 1
+            if seq.finished and on_finish is not None:
+                on_finish(seq)
+        active = [s for s in active if not s.finished]
+        step += 1
+        if on_step is not None:
+            on_step(produced)
+    return ServeResult(sequences=sequences, steps=step, wall_s=time.perf_counter() - t_run)
+
+
+def make_sequences(requests: list[Request], tokenizer: PreTrainedTokenizerBase,
+                   chat_template: bool, max_new_tokens: int) -> list[Sequence]:
+    return [Sequence(request=r, prompt_ids=encode_prompt(tokenizer, r, chat_template),
+                     max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id)
+            for r in requests]
+
+
+def make_chooser(temperature: float, top_p: float, seed: int) -> Chooser:
+    return Chooser(temperature=temperature, top_p=top_p,
+                   generator=torch.Generator().manual_seed(seed))

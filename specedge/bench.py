@@ -1,0 +1,161 @@
+"""Benchmarks that print ratios against a baseline measured in the same process.
+
+``python -m specedge.bench spec [HYDRA_OVERRIDES...]`` runs, one request at a time, greedy, on
+the configured pair and prompts: (a) plain target greedy (``generate``), (b) Hugging Face
+assisted generation with the draft, (c) our server-only SpecExec. It reports tokens per target
+forward and wall time, checks that (b) and (c) reproduce (a) token for token, and writes the
+table as JSON with ``--out FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from rich.console import Console
+from rich.table import Table
+
+from specedge import CONF_DIR
+from specedge.baselines import make_sequences, serve
+from specedge.config import RunConfig, to_run_config
+from specedge.datasets import load_requests
+from specedge.drafting import TreeShape
+from specedge.models import load_model, load_tokenizer
+from specedge.verification import Chooser
+
+
+@dataclass
+class MethodResult:
+    method: str
+    tokens: int
+    target_forwards: int
+    wall_s: float
+    exact: bool
+
+    @property
+    def tokens_per_forward(self) -> float:
+        return self.tokens / self.target_forwards
+
+
+class ForwardCounter:
+    """Counts calls of a module's forward (the target's, whoever calls it)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.calls = 0
+        self._handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, *_: object) -> None:
+        self.calls += 1
+
+    def close(self) -> None:
+        self._handle.remove()
+
+
+def _compose(overrides: list[str]) -> RunConfig:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return to_run_config(compose(config_name="config", overrides=overrides))
+
+
+def bench_spec(cfg: RunConfig, repeats: int) -> list[MethodResult]:
+    tok = load_tokenizer(cfg.model.target)
+    device = cfg.hardware.server_device
+    target = load_model(cfg.model.target, cfg.model.dtype, device, cfg.model.attn_implementation)
+    draft = load_model(cfg.model.draft, cfg.model.dtype, device, cfg.model.attn_implementation)
+    requests = load_requests(cfg.dataset, tok)
+    max_new = cfg.generation.max_new_tokens
+    shape = TreeShape(cfg.edge.max_n_beams, cfg.edge.max_beam_len, cfg.edge.max_branch_width,
+                      cfg.edge.max_budget)
+    prompts = [s.prompt_ids for s in make_sequences(requests, tok, cfg.dataset.chat_template,
+                                                    max_new)]
+
+    def hf(assistant: torch.nn.Module | None) -> Callable[[], list[list[int]]]:
+        def run() -> list[list[int]]:
+            outs = []
+            for ids in prompts:
+                x = torch.tensor([ids], device=target.device)
+                out = target.generate(x, attention_mask=torch.ones_like(x), do_sample=False,
+                                      max_new_tokens=max_new, assistant_model=assistant,
+                                      pad_token_id=tok.pad_token_id)
+                outs.append(out[0, len(ids):].tolist())
+            return outs
+        return run
+
+    def ours() -> list[list[int]]:
+        seqs = make_sequences(requests, tok, cfg.dataset.chat_template, max_new)
+        for seq in seqs:
+            serve(baseline="server_only", sequences=[seq], slots=1, target=target, draft=draft,
+                  shape=shape, choose=Chooser())
+        return [s.generated for s in seqs]
+
+    methods = {"target greedy": hf(None), "HF assisted": hf(draft), "SpecExec (ours)": ours}
+    for fn in methods.values():  # warm-up: first calls pay for lazy initialisation
+        fn()
+    results: dict[str, list[tuple[int, int, float, list[list[int]]]]] = {m: [] for m in methods}
+    for _ in range(repeats):  # interleave methods so drift hits all of them alike
+        for name, fn in methods.items():
+            counter = ForwardCounter(target)
+            t0 = time.perf_counter()
+            outs = fn()
+            wall = time.perf_counter() - t0
+            counter.close()
+            results[name].append((sum(len(o) for o in outs), counter.calls, wall, outs))
+    reference = results["target greedy"][0][3]
+    table = []
+    for name, runs in results.items():
+        table.append(MethodResult(
+            method=name, tokens=runs[0][0], target_forwards=runs[0][1],
+            wall_s=statistics.median(r[2] for r in runs),
+            exact=all(r[3] == reference for r in runs)))
+    return table
+
+
+def print_spec(table: list[MethodResult], cfg: RunConfig, console: Console) -> None:
+    base = next(r for r in table if r.method == "target greedy")
+    hf_assist = next(r for r in table if r.method == "HF assisted")
+    t = Table(title=f"Speculative decoding on {cfg.model.name} ({cfg.hardware.server_device}, "
+                    f"{cfg.model.dtype.value}, greedy, batch 1)")
+    for col in ("method", "tokens", "target fwd", "tokens/fwd", "vs HF assisted", "wall s",
+                "speed-up vs greedy", "exact"):
+        t.add_column(col, justify="right" if col != "method" else "left")
+    for r in table:
+        t.add_row(r.method, str(r.tokens), str(r.target_forwards), f"{r.tokens_per_forward:.2f}",
+                  f"{r.tokens_per_forward / hf_assist.tokens_per_forward:.2f}x",
+                  f"{r.wall_s:.2f}", f"{base.wall_s / r.wall_s:.2f}x", "yes" if r.exact else "NO")
+    console.print(t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m specedge.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("which", choices=["spec"], help="which benchmark")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. edge.max_budget=64")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, help="write the table as JSON here")
+    args = parser.parse_args(argv)
+    defaults = ["dataset.max_requests=12", "generation.max_new_tokens=64"]
+    cfg = _compose(defaults + args.overrides)
+    table = bench_spec(cfg, args.repeats)
+    print_spec(table, cfg, Console())
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"model": cfg.model.name, "device":
+                                        cfg.hardware.server_device, "dtype": cfg.model.dtype.value,
+                                        "shape": asdict(TreeShape(
+                                            cfg.edge.max_n_beams, cfg.edge.max_beam_len,
+                                            cfg.edge.max_branch_width, cfg.edge.max_budget)),
+                                        "results": [asdict(r) | {"tokens_per_forward":
+                                                                 r.tokens_per_forward}
+                                                    for r in table]}, indent=2) + "\n")
+    return 0 if all(r.exact for r in table) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""Typed schemas for every Hydra config group, and the checks that run at start-up.
+
+Each group under ``conf/`` extends one of these dataclasses (``defaults: [base_<group>]``), so a
+misspelt key or a wrongly typed value fails while Hydra composes. Range and cross-field checks
+live in ``__post_init__`` and run when :func:`to_run_config` turns the composed DictConfig into
+objects, before any model is loaded: a bad value never costs a model load or a partial run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range or inconsistent; the message names the key."""
+
+
+def _require(ok: bool, key: str, value: Any, accepted: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key} = {value!r} is not accepted: {accepted}")
+
+
+_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def _check_device(key: str, value: str) -> None:
+    _require(bool(_DEVICE_RE.match(value)), key, value, "'cpu', 'cuda' or 'cuda:N'")
+
+
+class DType(StrEnum):
+    fp16 = "fp16"
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
+class BaselineName(StrEnum):
+    specedge = "specedge"
+    server_only = "server_only"
+    auto_batch = "auto_batch"
+
+
+class BatchType(StrEnum):
+    static = "static"  # wait until max_batch_size Validate calls are queued
+    dynamic = "dynamic"  # take whatever is queued
+
+
+class ProactiveType(StrEnum):
+    disabled = "disabled"
+    excluded = "excluded"  # proactive depth is extra, on top of max_beam_len
+    included = "included"  # proactive depth counts toward max_beam_len
+
+
+class DatasetName(StrEnum):
+    builtin = "builtin"
+    c4 = "c4"
+    mtbench = "mtbench"
+    oasst = "oasst"
+    wikitext = "wikitext"
+    specbench = "specbench"
+
+
+class DatasetFormat(StrEnum):
+    pairs = "pairs"  # a JSON list of [index, prompt] pairs (upstream c4/mtbench/oasst/wikitext)
+    specbench = "specbench"  # JSONL lines {"question_id", "category", "turns": [...]}
+
+
+def _check_tree(prefix: str, n_beams: int, beam_len: int, width: int, budget: int) -> None:
+    for name, value in (
+        ("max_n_beams", n_beams),
+        ("max_beam_len", beam_len),
+        ("max_branch_width", width),
+        ("max_budget", budget),
+    ):
+        _require(value >= 1, f"{prefix}.{name}", value, "an integer >= 1")
+    # A step forwards at most every node of the tree plus its root: more beams can never be used.
+    _require(
+        n_beams <= budget + 1,
+        f"{prefix}.max_n_beams",
+        n_beams,
+        f"at most {prefix}.max_budget + 1 = {budget + 1} (no more nodes can exist to forward)",
+    )
+
+
+@dataclass
+class ModelConfig:
+    """A target/draft pair; names are hub ids or local folders, loaded the same way."""
+
+    name: str = MISSING  # label used in reports, e.g. "tiny" or "qwen3-14b+1.7b"
+    target: str = MISSING
+    draft: str = MISSING
+    dtype: DType = DType.fp32
+    max_len: int = 2048  # KV cache capacity in tokens (upstream: max_len)
+    attn_implementation: str = "sdpa"
+
+    def __post_init__(self) -> None:
+        _require(self.max_len >= 16, "model.max_len", self.max_len, "an integer >= 16")
+        _require(
+            self.attn_implementation in ("sdpa", "eager"),
+            "model.attn_implementation",
+            self.attn_implementation,
+            "'sdpa' or 'eager' (tree verification needs an explicit 4D mask)",
+        )
+
+
+@dataclass
+class ProactiveConfig:
+    """Proactive edge drafting: grow the next tree while the server verifies this one."""
+
+    type: ProactiveType = ProactiveType.excluded
+    max_n_beams: int = 4
+    max_beam_len: int = 4
+    max_branch_width: int = 4
+    max_budget: int = 16
+
+    def __post_init__(self) -> None:
+        _check_tree(
+            "edge.proactive", self.max_n_beams, self.max_beam_len, self.max_branch_width,
+            self.max_budget,
+        )
+
+
+@dataclass
+class EdgeConfig:
+    """SpecExec tree shape drawn by each edge (upstream names kept)."""
+
+    process_name: str = "edge"
+    max_n_beams: int = 16
+    max_beam_len: int = 8
+    max_branch_width: int = 4
+    max_budget: int = 32
+    proactive: ProactiveConfig = field(default_factory=ProactiveConfig)
+
+    def __post_init__(self) -> None:
+        _check_tree("edge", self.max_n_beams, self.max_beam_len, self.max_branch_width,
+                    self.max_budget)
+
+
+@dataclass
+class ServerConfig:
+    process_name: str = "server"
+    host: str = "127.0.0.1"  # bind address; edges connect to host:port
+    port: int = 0  # 0 picks a free port at start-up
+    max_batch_size: int = 2
+    num_clients: int = 4  # must equal the number of edges listed under hardware.nodes
+    batch_type: BatchType = BatchType.dynamic
+    cache_prefill: bool = False
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.port <= 65535, "server.port", self.port, "0 (any free port) to 65535")
+        _require(self.max_batch_size >= 1, "server.max_batch_size", self.max_batch_size,
+                 "an integer >= 1")
+        _require(self.num_clients >= 1, "server.num_clients", self.num_clients, "an integer >= 1")
+
+
+@dataclass
+class EdgeSlot:
+    """One edge process on a node."""
+
+    device: str = "cpu"
+
+
+@dataclass
+class HardwareConfig:
+    """Where processes run and what their accelerators cost (dollars per GPU-hour)."""
+
+    name: str = MISSING
+    server_gpu: str = MISSING
+    server_price_per_hour: float = MISSING
+    edge_gpu: str = MISSING
+    edge_price_per_hour: float = MISSING
+    server_device: str = "cpu"
+    # CPU cores the server / the local edges may use (None: no pinning), so one machine can
+    # keep them apart.
+    server_cores: list[int] | None = None
+    edge_cores: list[int] | None = None
+    ssh_key: str | None = None  # key file for non-local nodes; passwords are never used
+    project_path: str | None = None  # absolute path of this project on remote nodes
+    nodes: dict[str, list[EdgeSlot]] = field(
+        default_factory=lambda: {"localhost": [EdgeSlot("cpu")]}
+    )
+
+    def __post_init__(self) -> None:
+        for key in ("server_price_per_hour", "edge_price_per_hour"):
+            value = getattr(self, key)
+            _require(value >= 0, f"hardware.{key}", value, "a price >= 0 dollars per hour")
+        _check_device("hardware.server_device", self.server_device)
+        _require(bool(self.nodes), "hardware.nodes", self.nodes, "at least one node with an edge")
+        for node, slots in self.nodes.items():
+            _require(bool(slots), f"hardware.nodes.{node}", slots, "a non-empty list of edges")
+            for i, slot in enumerate(slots):
+                _check_device(f"hardware.nodes.{node}[{i}].device", slot.device)
+        for key in ("server_cores", "edge_cores"):
+            cores = getattr(self, key)
+            if cores is not None:
+                _require(all(c >= 0 for c in cores) and bool(cores), f"hardware.{key}", cores,
+                         "null or a non-empty list of CPU indices >= 0")
+
+    @property
+    def num_edges(self) -> int:
+        return sum(len(slots) for slots in self.nodes.values())
+
+
+@dataclass
+class BaselineConfig:
+    name: BaselineName = MISSING
+
+
+@dataclass
+class SpecEdgeBaseline(BaselineConfig):
+    """Edges draft, the server verifies over gRPC (the paper's system)."""
+
+    name: BaselineName = BaselineName.specedge
+
+
+@dataclass
+class ServerOnlyBaseline(BaselineConfig):
+    """Draft and target both on the server; SpecExec trees batched over requests."""
+
+    name: BaselineName = BaselineName.server_only
+    max_batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        _require(self.max_batch_size >= 1, "baseline.max_batch_size", self.max_batch_size,
+                 "an integer >= 1")
+
+
+@dataclass
+class AutoBatchBaseline(BaselineConfig):
+    """Plain batched autoregressive decoding with refilled slots."""
+
+    name: BaselineName = BaselineName.auto_batch
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "baseline.batch_size", self.batch_size, "an integer >= 1")
+
+
+@dataclass
+class DatasetConfig:
+    name: DatasetName = MISSING
+    path: str | None = None  # local file; null for builtin means the prompts shipped in the package
+    hub: str | None = None  # a datasets-hub name, where a network exists
+    format: DatasetFormat = DatasetFormat.specbench
+    chat_template: bool = True  # render the prompt with the tokenizer's chat template
+    reasoning: bool = False  # passed as enable_thinking to templates that know it
+    offset: int = 0  # upstream req_offset: skip this many prompts first
+    stride: int = 1  # upstream sample_req_cnt: then take every stride-th prompt
+    max_requests: int = -1  # upstream max_request_num: cap (-1: all)
+
+    def __post_init__(self) -> None:
+        _require(self.offset >= 0, "dataset.offset", self.offset, "an integer >= 0")
+        _require(self.stride >= 1, "dataset.stride", self.stride, "an integer >= 1")
+        _require(self.max_requests == -1 or self.max_requests >= 1, "dataset.max_requests",
+                 self.max_requests, "-1 (all) or an integer >= 1")
+        if self.name != DatasetName.builtin:
+            _require(self.path is not None or self.hub is not None, "dataset.path", self.path,
+                     f"a file in the upstream {self.format.value} format (dataset "
+                     f"'{self.name.value}' ships no prompts), or set dataset.hub")
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 64
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(self.max_new_tokens >= 1, "generation.max_new_tokens", self.max_new_tokens,
+                 "an integer >= 1")
+        _require(self.temperature >= 0, "generation.temperature", self.temperature,
+                 "a float >= 0 (0 is greedy)")
+        _require(0 < self.top_p <= 1, "generation.top_p", self.top_p, "a float in (0, 1]")
+
+
+@dataclass
+class RunConfig:
+    exp_name: str = "default"
+    seed: int = 0
+    dry_run: bool = False  # check config, tokenizer and prompts, then stop before any model loads
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    server: ServerConfig = MISSING
+    edge: EdgeConfig = MISSING
+    baseline: BaselineConfig = MISSING
+    hardware: HardwareConfig = MISSING
+    model: ModelConfig = MISSING
+    dataset: DatasetConfig = MISSING
+
+    def __post_init__(self) -> None:
+        if self.baseline.name == BaselineName.specedge:
+            _require(
+                self.server.num_clients == self.hardware.num_edges,
+                "server.num_clients",
+                self.server.num_clients,
+                f"the number of edges listed under hardware.nodes ({self.hardware.num_edges})",
+            )
+            _require(self.server.max_batch_size <= self.server.num_clients,
+                     "server.max_batch_size", self.server.max_batch_size,
+                     f"at most server.num_clients = {self.server.num_clients}")
+        longest = self.edge.max_beam_len + self.edge.proactive.max_beam_len
+        needed = self.generation.max_new_tokens + longest + 1
+        _require(self.model.max_len > needed, "model.max_len", self.model.max_len,
+                 f"more than max_new_tokens + tree depth + 1 = {needed}, plus the prompt")
+
+
+def register_configs() -> None:
+    """Put every schema in Hydra's ConfigStore so YAML options can extend them."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=RunConfig)
+    cs.store(group="server", name="base_server", node=ServerConfig)
+    cs.store(group="edge", name="base_edge", node=EdgeConfig)
+    cs.store(group="hardware", name="base_hardware", node=HardwareConfig)
+    cs.store(group="model", name="base_model", node=ModelConfig)
+    cs.store(group="dataset", name="base_dataset", node=DatasetConfig)
+    cs.store(group="baseline", name="base_specedge", node=SpecEdgeBaseline)
+    cs.store(group="baseline", name="base_server_only", node=ServerOnlyBaseline)
+    cs.store(group="baseline", name="base_auto_batch", node=AutoBatchBaseline)
+
+
+def to_run_config(cfg: DictConfig) -> RunConfig:
+    """Validate a composed config and return it as typed objects (raises ConfigError)."""
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, ConfigError) else None
+        if cause is not None:
+            raise cause from None
+        raise ConfigError(str(exc)) from None
+    if not isinstance(obj, RunConfig):
+        raise ConfigError(f"the composed config is a {type(obj).__name__}, not a RunConfig")
+    return obj
+
+
+register_configs()

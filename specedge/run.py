@@ -1,0 +1,122 @@
+"""`python -m specedge.run`: one experiment, composed by Hydra from the groups under conf/."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections import Counter
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from specedge.baselines import make_chooser, make_sequences, output_record, serve
+from specedge.config import (
+    AutoBatchBaseline,
+    BaselineName,
+    ConfigError,
+    RunConfig,
+    ServerOnlyBaseline,
+    to_run_config,
+)
+from specedge.datasets import DatasetError, Request, load_requests
+from specedge.drafting import TreeShape
+from specedge.models import ModelLoadError, load_model, load_tokenizer
+from specedge.records import OUTPUTS_FILE, STEPS_FILE, JsonlWriter
+
+log = logging.getLogger("specedge.run")
+
+
+def prepare(cfg: RunConfig) -> tuple[PreTrainedTokenizerBase, list[Request]]:
+    """Everything a run checks before it loads a model: tokenizer and prompts."""
+    tokenizer = load_tokenizer(cfg.model.target)
+    requests = load_requests(cfg.dataset, tokenizer)
+    categories = Counter(r.category for r in requests)
+    log.info("%d requests from dataset %s (%s)", len(requests), cfg.dataset.name.value,
+             ", ".join(f"{c}: {n}" for c, n in sorted(categories.items())))
+    return tokenizer, requests
+
+
+def run_server_side(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
+                    requests: list[Request], run_dir: Path) -> None:
+    """server_only and auto_batch: everything in this process, on the server's device."""
+    device = cfg.hardware.server_device
+    target = load_model(cfg.model.target, cfg.model.dtype, device, cfg.model.attn_implementation)
+    baseline = cfg.baseline
+    if isinstance(baseline, ServerOnlyBaseline):
+        draft = load_model(cfg.model.draft, cfg.model.dtype, device,
+                           cfg.model.attn_implementation)
+        shape: TreeShape | None = TreeShape(cfg.edge.max_n_beams, cfg.edge.max_beam_len,
+                                            cfg.edge.max_branch_width, cfg.edge.max_budget)
+        slots = baseline.max_batch_size
+    else:
+        assert isinstance(baseline, AutoBatchBaseline)
+        draft, shape, slots = None, None, baseline.batch_size
+    seqs = make_sequences(requests, tokenizer, cfg.dataset.chat_template,
+                          cfg.generation.max_new_tokens)
+    too_long = [s for s in seqs if len(s.prompt_ids) + cfg.generation.max_new_tokens
+                + cfg.edge.max_beam_len + 1 > cfg.model.max_len]
+    if too_long:
+        raise ConfigError(f"model.max_len = {cfg.model.max_len} is too small for request "
+                          f"{too_long[0].request.index} ({len(too_long[0].prompt_ids)} prompt "
+                          "tokens + max_new_tokens + tree depth)")
+    torch.manual_seed(cfg.seed)
+    choose = make_chooser(cfg.generation.temperature, cfg.generation.top_p, cfg.seed)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[tokens]} tokens"), TimeElapsedColumn())
+    with (JsonlWriter(run_dir / STEPS_FILE) as steps_out,
+          JsonlWriter(run_dir / OUTPUTS_FILE) as outputs_out,
+          Progress(*columns) as progress):
+        task = progress.add_task(baseline.name.value, total=len(seqs), tokens=0)
+        produced = 0
+
+        def finished(seq) -> None:  # type: ignore[no-untyped-def]
+            outputs_out.write(output_record(seq, tokenizer))
+            progress.advance(task)
+
+        def stepped(n: int) -> None:
+            nonlocal produced
+            produced += n
+            progress.update(task, tokens=produced)
+
+        result = serve(baseline=baseline.name.value, sequences=seqs, slots=slots, target=target,
+                       draft=draft, shape=shape, choose=choose, steps_out=steps_out,
+                       on_finish=finished, on_step=stepped)
+    tokens = sum(len(s.generated) for s in result.sequences)
+    log.info("%s: %d requests, %d tokens in %d steps, %.1f s (%.1f tokens/s)",
+             baseline.name.value, len(seqs), tokens, result.steps, result.wall_s,
+             tokens / result.wall_s)
+    (run_dir / "run.json").write_text(json.dumps(
+        {"baseline": baseline.name.value, "requests": len(seqs), "tokens": tokens,
+         "steps": result.steps, "wall_s": result.wall_s}, indent=2) + "\n")
+
+
+def execute(cfg: RunConfig, run_dir: Path) -> None:
+    log.info("baseline=%s model=%s dataset=%s hardware=%s -> %s", cfg.baseline.name.value,
+             cfg.model.name, cfg.dataset.name.value, cfg.hardware.name, run_dir)
+    tokenizer, requests = prepare(cfg)
+    if cfg.dry_run:
+        log.info("dry run: configuration, tokenizer and prompts are valid; no model loaded")
+        return
+    if cfg.baseline.name == BaselineName.specedge:
+        raise ConfigError("baseline=specedge cannot run yet in this version (the gRPC server "
+                          "and edges are not built); use baseline=server_only or auto_batch")
+    run_server_side(cfg, tokenizer, requests, run_dir)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    try:
+        execute(to_run_config(cfg), Path(HydraConfig.get().runtime.output_dir))
+    except (ConfigError, DatasetError, ModelLoadError) as exc:
+        print(f"specedge: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Shared fixtures: a micro target/draft pair built by the real builder in a few seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from specedge import PROJECT_ROOT
+from specedge.build_models import ArchConfig, BuildConfig, build_pair
+
+
+def micro_build_config(out_dir: Path, seed: int = 0) -> BuildConfig:
+    """The default recipe shrunk to seconds: same code path, tiny shapes and step counts."""
+    return BuildConfig(
+        out_dir=str(out_dir),
+        corpus_dir=str(PROJECT_ROOT / "models" / "corpus"),
+        seed=seed,
+        vocab_size=384,
+        seq_len=64,
+        batch_size=8,
+        target=ArchConfig(layers=2, hidden=64, heads=2, kv_heads=1, intermediate=128),
+        draft=ArchConfig(layers=1, hidden=32, heads=2, kv_heads=1, intermediate=64),
+        target_steps=40,
+        draft_ce_steps=10,
+        draft_kl_steps=10,
+        bf16_autocast=False,
+        max_corpus_chars=200_000,
+        eval_prompts=4,
+        eval_prompt_len=16,
+        eval_new_tokens=16,
+        timing_repeats=5,
+    )
+
+
+@pytest.fixture(scope="session")
+def micro_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder holding target/, draft/, tokenizer/ and card.json of a micro pair."""
+    out = tmp_path_factory.mktemp("pair") / "micro"
+    build_pair(micro_build_config(out))
+    return out

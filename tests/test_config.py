@@ -1,0 +1,111 @@
+"""Config composition: every option of every group, and start-up errors that name the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+
+from specedge import CONF_DIR, PROJECT_ROOT
+from specedge.config import BaselineName, ConfigError, DType, RunConfig, to_run_config
+
+GROUPS = ("server", "edge", "baseline", "hardware", "model", "dataset")
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def _compose(*overrides: str) -> RunConfig:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return to_run_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("group", "option"), [(g, o) for g in GROUPS for o in _options(g)]
+)
+def test_every_option_composes_and_validates(group: str, option: str) -> None:
+    extra = ["dataset.path=prompts.json"] if group == "dataset" and option != "builtin" else []
+    cfg = _compose(f"{group}={option}", *extra)
+    assert isinstance(cfg, RunConfig)
+
+
+def test_defaults_are_the_embedded_pair_on_cpu() -> None:
+    cfg = _compose()
+    assert cfg.baseline.name == BaselineName.specedge
+    assert cfg.model.target == "models/tiny/target" and cfg.model.dtype == DType.fp32
+    assert cfg.hardware.server_device == "cpu"
+    assert cfg.server.num_clients == cfg.hardware.num_edges
+
+
+def test_hardware_prices_match_upstream() -> None:
+    prices = {hw: _compose(f"hardware={hw}").hardware for hw in ("a100_40", "a100_80", "rtx4090")}
+    assert prices["a100_40"].server_price_per_hour == 4.05
+    assert prices["a100_80"].server_price_per_hour == 5.05
+    assert prices["rtx4090"].server_price_per_hour == 0.35
+    assert all(hw.edge_price_per_hour == 0.35 for hw in prices.values())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "accepted"),
+    [
+        (["edge.max_budget=-1"], "edge.max_budget", ">= 1"),
+        (["edge.max_n_beams=40"], "edge.max_n_beams", "max_budget + 1"),
+        (["edge.proactive.max_budget=0"], "edge.proactive.max_budget", ">= 1"),
+        (["server.num_clients=3"], "server.num_clients", "hardware.nodes"),
+        (["server.max_batch_size=8"], "server.max_batch_size", "num_clients"),
+        (["dataset=c4"], "dataset.path", "pairs format"),
+        (["generation.top_p=0"], "generation.top_p", "(0, 1]"),
+        (["generation.temperature=-1"], "generation.temperature", ">= 0"),
+        (["hardware.server_device=gpu0"], "hardware.server_device", "cuda:N"),
+        (["baseline=auto_batch", "baseline.batch_size=0"], "baseline.batch_size", ">= 1"),
+        (["dataset.stride=0"], "dataset.stride", ">= 1"),
+        (["model.max_len=40"], "model.max_len", "max_new_tokens"),
+    ],
+)
+def test_bad_values_name_the_key(overrides: list[str], key: str, accepted: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        _compose(*overrides)
+    assert key in str(err.value) and accepted in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.dtype=fp64", "expected one of [fp16, bf16, fp32]"),
+        ("edge.max_budgte=3", "Key 'max_budgte' not in 'EdgeConfig'"),
+        ("edge.max_budget=many", "edge.max_budget"),
+        ("server.batch_type=eager", "expected one of [static, dynamic]"),
+        ("edge.proactive.type=sometimes", "expected one of [disabled, excluded, included]"),
+    ],
+)
+def test_typos_and_types_fail_at_composition(override: str, message: str) -> None:
+    with pytest.raises(ConfigCompositionException) as err:
+        _compose(override)
+    assert message in f"{err.value} {err.value.__cause__}"
+
+
+def test_num_clients_only_binds_specedge() -> None:
+    cfg = _compose("baseline=server_only", "server.num_clients=3")
+    assert cfg.server.num_clients == 3
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "specedge.run", *args], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_cli_prints_composed_job_config() -> None:
+    result = _run("--cfg", "job", "edge.max_budget=64", "baseline=server_only")
+    assert result.returncode == 0, result.stderr
+    assert "max_budget: 64" in result.stdout and "name: server_only" in result.stdout
+
+
+def test_cli_refuses_bad_value_with_exit_code_2() -> None:
+    result = _run("edge.max_budget=-5", "hydra.run.dir=/tmp/specedge-test-bad")
+    assert result.returncode == 2
+    assert "edge.max_budget = -5 is not accepted" in result.stderr

@@ -1,0 +1,138 @@
+"""Lossless speculative decoding: exact equality with the target's own greedy decode."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from transformers import PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from specedge.baselines import serve
+from specedge.datasets import Request
+from specedge.drafting import TreeShape, draft_tree
+from specedge.kv_cache import RequestCache, forward_rows
+from specedge.models import load_model, load_tokenizer
+from specedge.sequence import Sequence
+from specedge.verification import Chooser, tree_rows
+
+PROMPTS = [
+    "KING. What say you, lords?",
+    "Enter HAMLET",
+    "O",
+    "Of Man's first disobedience, and the fruit\nOf that forbidden tree",
+    "<|user|>\nWho is there?\n<|assistant|>\n",
+    "Now is the winter of our discontent",
+]
+MAX_NEW = 24
+
+
+class Pair(NamedTuple):
+    tok: PreTrainedTokenizerBase
+    target: PreTrainedModel
+    draft: PreTrainedModel
+    reference: Callable[[int], tuple[int, ...]]  # the target's own greedy continuation
+
+
+@pytest.fixture(scope="module")
+def pair(micro_pair: Path) -> Pair:
+    tok = load_tokenizer(str(micro_pair / "target"))
+    target = load_model(str(micro_pair / "target"), "fp32", "cpu")
+    draft = load_model(str(micro_pair / "draft"), "fp32", "cpu")
+
+    @cache
+    def reference(i: int, max_new: int = MAX_NEW) -> tuple[int, ...]:
+        ids = torch.tensor([tok(PROMPTS[i])["input_ids"]])
+        out = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                              max_new_tokens=max_new, pad_token_id=tok.pad_token_id)
+        return tuple(out[0, ids.shape[1]:].tolist())
+
+    return Pair(tok, target, draft, reference)
+
+
+def _seqs(tok: PreTrainedTokenizerBase, indices: list[int], max_new: int = MAX_NEW,
+          eos: int | None = None) -> list[Sequence]:
+    return [Sequence(request=Request(index=i, category="test", prompt=PROMPTS[i]),
+                     prompt_ids=tok(PROMPTS[i])["input_ids"], max_new_tokens=max_new,
+                     eos_token_id=tok.eos_token_id if eos is None else eos) for i in indices]
+
+
+FIXTURE_OK = [HealthCheck.function_scoped_fixture]  # the module-scoped pair is read-only
+shapes = st.builds(TreeShape, max_n_beams=st.integers(1, 8), max_beam_len=st.integers(1, 6),
+                   max_branch_width=st.integers(1, 4), max_budget=st.integers(1, 24))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(shape=shapes, prompt=st.integers(0, len(PROMPTS) - 1))
+def test_server_only_equals_target_greedy(pair: Pair, shape: TreeShape, prompt: int) -> None:
+    tok, target, draft, reference = pair
+    seq = _seqs(tok, [prompt])[0]
+    serve(baseline="server_only", sequences=[seq], slots=1, target=target, draft=draft,
+          shape=shape, choose=Chooser())
+    assert tuple(seq.generated) == reference(prompt)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(shape=shapes, slots=st.integers(2, 4))
+def test_batched_equals_unbatched(pair: Pair, shape: TreeShape, slots: int) -> None:
+    tok, target, draft, reference = pair
+    seqs = _seqs(tok, list(range(len(PROMPTS))))
+    serve(baseline="server_only", sequences=seqs, slots=slots, target=target, draft=draft,
+          shape=shape, choose=Chooser())
+    assert [tuple(s.generated) for s in seqs] == [reference(i) for i in range(len(PROMPTS))]
+
+
+def test_auto_batch_equals_per_request_greedy(pair: Pair) -> None:
+    tok, target, _, reference = pair
+    seqs = _seqs(tok, list(range(len(PROMPTS))))
+    result = serve(baseline="auto_batch", sequences=seqs, slots=3, target=target, draft=None,
+                   shape=None, choose=Chooser())
+    assert [tuple(s.generated) for s in seqs] == [reference(i) for i in range(len(PROMPTS))]
+    assert result.steps >= MAX_NEW  # one token per request per step
+
+
+def test_eos_and_length_end_where_plain_decoding_does(pair: Pair) -> None:
+    tok, target, draft, reference = pair
+    ref = reference(0)
+    eos = ref[5]  # pretend the 6th greedy token is EOS: decoding must stop right after it
+    seq = _seqs(tok, [0], eos=eos)[0]
+    serve(baseline="server_only", sequences=[seq], slots=1, target=target, draft=draft,
+          shape=TreeShape(4, 6, 3, 16), choose=Chooser())
+    assert tuple(seq.generated) == ref[: ref.index(eos) + 1]
+    short = _seqs(tok, [1], max_new=7)[0]
+    serve(baseline="server_only", sequences=[short], slots=1, target=target, draft=draft,
+          shape=TreeShape(4, 6, 3, 16), choose=Chooser())
+    assert tuple(short.generated) == reference(1)[:7]
+
+
+def test_tree_forward_equals_each_path_alone(pair: Pair) -> None:
+    tok, target, draft, _ = pair
+    prompt = tok(PROMPTS[3])["input_ids"]
+    cache = RequestCache()
+    tree = draft_tree(draft, RequestCache(), prompt[:-1], prompt[-1],
+                      TreeShape(4, 4, 3, 12)).tree
+    rows = tree_rows(prompt[:-1], tree, len(cache))
+    logits, _, _ = forward_rows(target, [cache], [rows])
+    n_pend = len(prompt) - 1
+    assert len(tree) > 4
+    for node in range(len(tree)):
+        path = [tree.tokens[n] for n in tree.path_to(node)]
+        with torch.no_grad():
+            alone = target(torch.tensor([prompt[:-1] + path])).logits[0, -1]
+        torch.testing.assert_close(logits[0, n_pend + node], alone, atol=1e-4, rtol=1e-4)
+
+
+def test_speculation_accepts_more_than_one_token_per_forward(pair: Pair) -> None:
+    tok, target, _, reference = pair
+    # The target drafting for itself must have its greedy chain accepted whole.
+    seq = _seqs(tok, [3])[0]
+    result = serve(baseline="server_only", sequences=[seq], slots=1, target=target,
+                   draft=target, shape=TreeShape(1, 5, 1, 5), choose=Chooser())
+    assert tuple(seq.generated) == reference(3)
+    assert result.steps == -(-MAX_NEW // 6)

@@ -1,0 +1,63 @@
+"""The single loading path, exercised on the micro pair saved in Hugging Face format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from specedge.models import ModelLoadError, load_model, load_tokenizer
+
+
+@pytest.mark.parametrize(("dtype", "torch_dtype"),
+                         [("fp32", torch.float32), ("bf16", torch.bfloat16),
+                          ("fp16", torch.float16)])
+def test_loads_in_each_dtype(micro_pair: Path, dtype: str, torch_dtype: torch.dtype) -> None:
+    model = load_model(str(micro_pair / "target"), dtype, "cpu")
+    assert next(model.parameters()).dtype == torch_dtype
+    assert not model.training
+    assert type(model).__name__ == "Qwen3ForCausalLM"
+
+
+def test_pair_shares_a_tokenizer_with_chat_template(micro_pair: Path) -> None:
+    t_tok = load_tokenizer(str(micro_pair / "target"))
+    d_tok = load_tokenizer(str(micro_pair / "draft"))
+    assert t_tok.get_vocab() == d_tok.get_vocab()
+    text = t_tok.apply_chat_template([{"role": "user", "content": "Who is there?"}],
+                                     tokenize=False, add_generation_prompt=True)
+    assert text == "<|user|>\nWho is there?\n<|assistant|>\n"
+    ids = t_tok(text)["input_ids"]
+    assert t_tok.decode(ids) == text
+    assert t_tok.convert_tokens_to_ids("<|assistant|>") in ids
+
+
+def test_loaded_model_matches_saved_weights(micro_pair: Path) -> None:
+    model = load_model(str(micro_pair / "draft"), "fp32", "cpu")
+    again = load_model(str(micro_pair / "draft"), "fp32", "cpu")
+    ids = torch.tensor([[1, 5, 9, 30]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, again(ids).logits)
+
+
+def test_card_records_the_build(micro_pair: Path) -> None:
+    card = json.loads((micro_pair / "card.json").read_text())
+    assert card["params"]["target"] > card["params"]["draft"] > 0
+    assert 0.0 <= card["agreement"]["top1"] <= card["agreement"]["top4"] <= 1.0
+    assert card["forward"]["target_ms"] > 0 and card["forward"]["draft_ms"] > 0
+    assert card["corpus"]["sdist_sha256"] and card["corpus"]["tokens"] > 0
+
+
+def test_missing_local_folder_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "target"
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(str(missing))
+    with pytest.raises(ModelLoadError, match="snakemake --cores 1 build_models"):
+        load_tokenizer("models/tiny/absent-target")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_cuda_without_gpu_is_refused(micro_pair: Path) -> None:
+    with pytest.raises(ModelLoadError, match="no CUDA GPU"):
+        load_model(str(micro_pair / "target"), "fp16", "cuda:0")

@@ -1,0 +1,60 @@
+"""`python -m specedge.run` end to end on the micro pair: real processes, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from specedge import PROJECT_ROOT
+from specedge.models import load_model
+from specedge.records import OUTPUTS_FILE, STEPS_FILE, StepRecord
+
+
+def _run(run_dir: Path, pair: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "specedge.run", f"model.target={pair / 'target'}",
+         f"model.draft={pair / 'draft'}", f"hydra.run.dir={run_dir}", "dataset.max_requests=5",
+         "generation.max_new_tokens=12", *overrides],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.parametrize("baseline", ["server_only", "auto_batch"])
+def test_run_writes_exact_outputs_and_step_records(tmp_path: Path, micro_pair: Path,
+                                                   baseline: str) -> None:
+    run_dir = tmp_path / baseline
+    result = _run(run_dir, micro_pair, f"baseline={baseline}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = [json.loads(x) for x in (run_dir / OUTPUTS_FILE).read_text().splitlines()]
+    assert sorted(o["request_id"] for o in outputs) == [0, 1, 2, 3, 4]
+    target = load_model(str(micro_pair / "target"))
+    for out in outputs:
+        ids = torch.tensor([out["prompt_ids"]])
+        ref = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                              max_new_tokens=12, pad_token_id=0)[0, ids.shape[1]:].tolist()
+        assert out["output_ids"] == ref
+        assert out["prompt"].startswith("<|user|>\n") and out["category"] == "mt_bench"
+    steps = [json.loads(x) for x in (run_dir / STEPS_FILE).read_text().splitlines()]
+    assert set(steps[0]) == set(StepRecord.__dataclass_fields__)
+    assert {s["baseline"] for s in steps} == {baseline}
+    assert sum(s["new_tokens"] for s in steps) == sum(len(o["output_ids"]) for o in outputs)
+    assert sum(s["prefill"] for s in steps) == 5
+    assert (run_dir / ".hydra" / "config.yaml").exists()
+    if baseline == "auto_batch":
+        assert all(s["tree_size"] == 1 and s["accepted"] == 0 for s in steps)
+
+
+def test_specedge_baseline_says_it_is_not_available_yet(tmp_path: Path, micro_pair: Path) -> None:
+    result = _run(tmp_path / "se", micro_pair, "baseline=specedge")
+    assert result.returncode == 2
+    assert "baseline=specedge cannot run yet" in result.stderr
+
+
+def test_prompt_longer_than_kv_capacity_is_refused(tmp_path: Path, micro_pair: Path) -> None:
+    result = _run(tmp_path / "long", micro_pair, "baseline=auto_batch", "model.max_len=30")
+    assert result.returncode == 2
+    assert "model.max_len = 30 is too small for request" in result.stderr
