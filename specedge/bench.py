@@ -96,11 +96,12 @@ def bench_spec(cfg: RunConfig, repeats: int) -> list[MethodResult]:
         return [s.generated for s in seqs]
 
     methods = {"target greedy": hf(None), "HF assisted": hf(draft), "SpecExec (ours)": ours}
-    for fn in methods.values():  # warm-up: first calls pay for lazy initialisation
-        fn()
     results: dict[str, list[tuple[int, int, float, list[list[int]]]]] = {m: [] for m in methods}
-    for _ in range(repeats):  # interleave methods so drift hits all of them alike
+    for _ in range(repeats):  # alternate methods so drift hits all of them alike
         for name, fn in methods.items():
+            # Warm up right before timing: lazy initialisation, and the allocator state the
+            # previous method left behind, would otherwise be charged to this one.
+            fn()
             counter = ForwardCounter(target)
             t0 = time.perf_counter()
             outs = fn()

@@ -60,7 +60,7 @@ def _candidates(tree: TokenTree, shape: TreeShape) -> list[int]:
     return open_nodes[: shape.max_n_beams]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def draft_tree(model: PreTrainedModel, cache: RequestCache, pending: list[int], root: int,
                shape: TreeShape) -> Draft:
     """Draft one request's tree. ``pending`` are committed tokens not yet in ``cache``."""
@@ -102,6 +102,7 @@ def _prune(draft: Draft, budget: int) -> None:
     draft.slots = {remap[o]: col for o, col in draft.slots.items() if o in remap}
 
 
+@torch.inference_mode()
 def commit_draft(cache: RequestCache, draft: Draft, accepted_path: list[int]) -> None:
     """Keep the draft KV of the catch-up tokens and of the accepted nodes it forwarded."""
     cols = list(draft.pending_cols)

@@ -73,7 +73,7 @@ def batch_cache(model: PreTrainedModel, caches: list[RequestCache]) -> tuple[Dyn
     return cache, longest
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def forward_rows(
     model: PreTrainedModel,
     caches: list[RequestCache],

@@ -88,7 +88,7 @@ def tree_rows(pending: list[int], tree: TokenTree, base: int) -> Rows:
                 visible=visible)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def verify_trees(model: PreTrainedModel, caches: list[RequestCache], pendings: list[list[int]],
                  trees: list[TokenTree], choose: Chooser) -> list[Verdict]:
     """Verify many requests' trees in one target forward and keep only accepted KV."""
