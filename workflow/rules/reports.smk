@@ -8,5 +8,6 @@ rule reports_all:
     input:
         card=rules.build_models.output.card,
         runs=expand(rules.run_baseline.output.outputs, baseline=config["runs"]["baselines"]),
+        bench=rules.bench_spec.output.table,
     output:
         touch("reports/all"),

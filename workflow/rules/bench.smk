@@ -1,0 +1,14 @@
+rule bench_spec:
+    """Tokens per target forward and wall time: target greedy vs HF assisted vs our SpecExec."""
+    input:
+        card=rules.build_models.output.card,
+    output:
+        table="results/bench/spec.json",
+    params:
+        overrides=hydra_overrides(config["runs"]["overrides"]),
+    log:
+        "logs/bench/spec.log",
+    benchmark:
+        "benchmarks/bench/spec.tsv"
+    shell:
+        "{PY} -m specedge.bench spec {params.overrides} --out {output.table} > {log} 2>&1"
