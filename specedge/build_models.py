@@ -16,6 +16,7 @@ import gc
 import json
 import logging
 import math
+import os
 import platform
 import shutil
 import statistics
@@ -83,7 +84,10 @@ class BuildConfig:
     eval_prompt_len: int = 32
     eval_new_tokens: int = 64
     timing_repeats: int = 100
-    threads: int = 0  # torch threads; 0 keeps torch's default
+    # torch threads; 0: every core this process may use. Snakemake sets OMP_NUM_THREADS=1 for
+    # `--cores 1`, which means one job at a time, not one core for the job: training on one
+    # of two cores would double the build time.
+    threads: int = 0
 
     def __post_init__(self) -> None:
         for key in ("vocab_size", "seq_len", "batch_size", "target_steps", "eval_prompts",
@@ -288,8 +292,7 @@ def _params(model: torch.nn.Module) -> int:
 def build_pair(cfg: BuildConfig) -> dict:
     """Build tokenizer, target and draft into ``cfg.out_dir``; returns the card it writes."""
     t_start = time.perf_counter()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(cfg.threads or len(os.sched_getaffinity(0)))
     out = Path(cfg.out_dir)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
