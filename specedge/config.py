@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -49,6 +50,11 @@ class BaselineName(StrEnum):
 class BatchType(StrEnum):
     static = "static"  # wait until max_batch_size Validate calls are queued
     dynamic = "dynamic"  # take whatever is queued
+
+
+class SchedulerName(StrEnum):
+    batch = "batch"  # plain batching of queued calls, as batch_type says
+    pipeline = "pipeline"  # pipeline-aware: groups of edges take turns (specedge.scheduler)
 
 
 class ProactiveType(StrEnum):
@@ -150,6 +156,8 @@ class ServerConfig:
     max_batch_size: int = 2
     num_clients: int = 4  # must equal the number of edges listed under hardware.nodes
     batch_type: BatchType = BatchType.dynamic
+    scheduler: SchedulerName = SchedulerName.pipeline
+    max_wait_ms: float = 2000.0  # a batch never waits longer than this for stragglers
     cache_prefill: bool = False
 
     def __post_init__(self) -> None:
@@ -157,6 +165,14 @@ class ServerConfig:
         _require(self.max_batch_size >= 1, "server.max_batch_size", self.max_batch_size,
                  "an integer >= 1")
         _require(self.num_clients >= 1, "server.num_clients", self.num_clients, "an integer >= 1")
+        _require(self.max_wait_ms > 0, "server.max_wait_ms", self.max_wait_ms, "a time > 0 ms")
+
+    @property
+    def scheduler_policy(self) -> str:
+        """The scheduling policy's name: 'pipeline', or the batch type."""
+        if self.scheduler == SchedulerName.pipeline:
+            return "pipeline"
+        return self.batch_type.value
 
 
 @dataclass
@@ -321,6 +337,38 @@ def register_configs() -> None:
     cs.store(group="baseline", name="base_specedge", node=SpecEdgeBaseline)
     cs.store(group="baseline", name="base_server_only", node=ServerOnlyBaseline)
     cs.store(group="baseline", name="base_auto_batch", node=AutoBatchBaseline)
+
+
+BASELINE_SCHEMAS: dict[str, type[BaselineConfig]] = {
+    BaselineName.specedge: SpecEdgeBaseline,
+    BaselineName.server_only: ServerOnlyBaseline,
+    BaselineName.auto_batch: AutoBatchBaseline,
+}
+RUN_CONFIG_FILE = "run_config.yaml"
+
+
+def save_run_config(cfg: DictConfig, run_dir: Path) -> Path:
+    """The composed job config, for the server and edge processes of this run to load."""
+    path = run_dir / RUN_CONFIG_FILE
+    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    return path
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    """Load and re-validate a run's saved config against the schemas."""
+    raw = OmegaConf.load(Path(run_dir) / RUN_CONFIG_FILE)
+    base = OmegaConf.structured(RunConfig)
+    name = raw.get("baseline", {}).get("name")
+    if name not in BASELINE_SCHEMAS:
+        raise ConfigError(f"baseline.name = {name!r} is not accepted: one of "
+                          f"{', '.join(BASELINE_SCHEMAS)}")
+    base.baseline = OmegaConf.structured(BASELINE_SCHEMAS[name])
+    try:
+        merged = OmegaConf.merge(base, raw)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(str(exc)) from None
+    assert isinstance(merged, DictConfig)
+    return to_run_config(merged)
 
 
 def to_run_config(cfg: DictConfig) -> RunConfig:

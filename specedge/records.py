@@ -4,6 +4,8 @@ Files in a run directory:
 
 - ``steps.jsonl``: one :class:`StepRecord` per request per step of the server-side loop
   (server-only and auto-batch baselines).
+- ``server.jsonl``: one :class:`ServerStepRecord` per target forward of the SpecEdge server.
+- ``edge-<client>.jsonl``: one :class:`EdgeRoundRecord` per round of each SpecEdge edge.
 - ``outputs.jsonl``: one :class:`OutputRecord` per request, whatever the baseline, so anyone
   can check a run's text against the target's own decode.
 
@@ -40,6 +42,44 @@ class StepRecord:
     t_start: float  # when the step began
     t_end: float  # when the step ended
     finished: bool  # the request ended with this step
+
+
+@dataclass
+class ServerStepRecord:
+    """One target forward of the SpecEdge server (``server.jsonl``)."""
+
+    step: int
+    clients: list[int]  # edges whose trees were verified together
+    batch_size: int
+    prefill_count: int  # how many of them were a request's first round
+    tree_nodes: int  # nodes verified, roots included
+    queue_wait_s: float  # the longest any of these calls waited for the forward
+    forward_s: float  # the batched target forward
+    t_start: float
+    t_end: float
+
+
+@dataclass
+class EdgeRoundRecord:
+    """One draft-verify round of an edge (``edge-<client>.jsonl``)."""
+
+    client_id: int
+    request_id: int
+    category: str
+    round: int  # index of the round within the request
+    prefill: bool
+    draft_s: float  # drafting this round's tree
+    wait_s: float  # from sending the tree to having the reply (network + queue + verify)
+    request_bytes: int  # serialized Validate request
+    reply_bytes: int
+    tree_size: int  # nodes sent, root included
+    accepted: int  # drafted tokens accepted (bonus excluded)
+    new_tokens: int  # tokens appended after EOS / length cut
+    draft_forwards: int
+    t_start: float  # drafting began
+    t_sent: float  # the request left
+    t_end: float  # the reply was applied
+    finished: bool
 
 
 @dataclass

@@ -22,10 +22,12 @@ from specedge.config import (
     ConfigError,
     RunConfig,
     ServerOnlyBaseline,
+    save_run_config,
     to_run_config,
 )
 from specedge.datasets import DatasetError, Request, load_requests
 from specedge.drafting import TreeShape
+from specedge.launcher import LaunchError, launch
 from specedge.models import ModelLoadError, load_model, load_tokenizer
 from specedge.records import OUTPUTS_FILE, STEPS_FILE, JsonlWriter
 
@@ -96,7 +98,7 @@ def run_server_side(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
          "steps": result.steps, "wall_s": result.wall_s}, indent=2) + "\n")
 
 
-def execute(cfg: RunConfig, run_dir: Path) -> None:
+def execute(cfg: RunConfig, run_dir: Path, composed: DictConfig) -> None:
     log.info("baseline=%s model=%s dataset=%s hardware=%s -> %s", cfg.baseline.name.value,
              cfg.model.name, cfg.dataset.name.value, cfg.hardware.name, run_dir)
     tokenizer, requests = prepare(cfg)
@@ -104,16 +106,17 @@ def execute(cfg: RunConfig, run_dir: Path) -> None:
         log.info("dry run: configuration, tokenizer and prompts are valid; no model loaded")
         return
     if cfg.baseline.name == BaselineName.specedge:
-        raise ConfigError("baseline=specedge cannot run yet in this version (the gRPC server "
-                          "and edges are not built); use baseline=server_only or auto_batch")
-    run_server_side(cfg, tokenizer, requests, run_dir)
+        save_run_config(composed, run_dir)
+        launch(cfg, run_dir, len(requests))
+    else:
+        run_server_side(cfg, tokenizer, requests, run_dir)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     try:
-        execute(to_run_config(cfg), Path(HydraConfig.get().runtime.output_dir))
-    except (ConfigError, DatasetError, ModelLoadError) as exc:
+        execute(to_run_config(cfg), Path(HydraConfig.get().runtime.output_dir), cfg)
+    except (ConfigError, DatasetError, ModelLoadError, LaunchError) as exc:
         print(f"specedge: error: {exc}", file=sys.stderr)
         sys.exit(2)
 

@@ -48,12 +48,6 @@ def test_run_writes_exact_outputs_and_step_records(tmp_path: Path, micro_pair: P
         assert all(s["tree_size"] == 1 and s["accepted"] == 0 for s in steps)
 
 
-def test_specedge_baseline_says_it_is_not_available_yet(tmp_path: Path, micro_pair: Path) -> None:
-    result = _run(tmp_path / "se", micro_pair, "baseline=specedge")
-    assert result.returncode == 2
-    assert "baseline=specedge cannot run yet" in result.stderr
-
-
 def test_prompt_longer_than_kv_capacity_is_refused(tmp_path: Path, micro_pair: Path) -> None:
     result = _run(tmp_path / "long", micro_pair, "baseline=auto_batch", "model.max_len=30")
     assert result.returncode == 2

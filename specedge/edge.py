@@ -1,0 +1,97 @@
+"""An edge client: the draft model, SpecExec drafting, and Validate calls to the server.
+
+``python -m specedge.edge RUN_DIR --client-id K --server HOST:PORT [--device cpu]`` serves the
+requests ``K, K + n, K + 2n, ...`` of the run's dataset (``n = server.num_clients``), writing
+``edge-K.jsonl`` (one :class:`~specedge.records.EdgeRoundRecord` per round) and
+``outputs-edge-K.jsonl`` into RUN_DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import torch
+
+from specedge.baselines import encode_prompt, output_record
+from specedge.config import RunConfig, load_run_config
+from specedge.datasets import load_requests
+from specedge.drafting import TreeShape, commit_draft, draft_tree
+from specedge.models import load_model, load_tokenizer
+from specedge.protocol import pb, request_from_tree, rpc, verdict_from_reply
+from specedge.records import EdgeRoundRecord, JsonlWriter
+from specedge.sequence import Sequence
+
+log = logging.getLogger("specedge.edge")
+
+
+def edge_files(run_dir: Path, client_id: int) -> tuple[Path, Path]:
+    return run_dir / f"edge-{client_id}.jsonl", run_dir / f"outputs-edge-{client_id}.jsonl"
+
+
+async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
+                   device: str) -> None:
+    tok = load_tokenizer(cfg.model.draft)
+    requests = load_requests(cfg.dataset, tok)[client_id :: cfg.server.num_clients]
+    draft = load_model(cfg.model.draft, cfg.model.dtype, device, cfg.model.attn_implementation)
+    shape = TreeShape(cfg.edge.max_n_beams, cfg.edge.max_beam_len, cfg.edge.max_branch_width,
+                      cfg.edge.max_budget)
+    rounds_path, outputs_path = edge_files(run_dir, client_id)
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = rpc.VerifierStub(channel)
+        await stub.Sync(pb.SyncRequest(client_id=client_id), timeout=600)
+        with JsonlWriter(rounds_path) as rounds_out, JsonlWriter(outputs_path) as outputs_out:
+            for req in requests:
+                seq = Sequence(request=req, prompt_ids=encode_prompt(tok, req,
+                                                                     cfg.dataset.chat_template),
+                               max_new_tokens=cfg.generation.max_new_tokens,
+                               eos_token_id=tok.eos_token_id)
+                while not seq.finished:
+                    t_start, t0 = time.time(), time.perf_counter()
+                    draft_ = draft_tree(draft, seq.draft_cache, seq.pending_for(seq.draft_cache),
+                                        seq.root, shape)
+                    draft_s = time.perf_counter() - t0
+                    msg = request_from_tree(client_id, req.index, draft_.tree,
+                                            seq.prompt_ids if seq.steps == 0 else None)
+                    t_sent, t1 = time.time(), time.perf_counter()
+                    reply = await stub.Validate(msg, timeout=600)
+                    wait_s = time.perf_counter() - t1
+                    verdict = verdict_from_reply(reply)
+                    commit_draft(seq.draft_cache, draft_, verdict.path)
+                    kept = seq.commit(verdict.new_tokens(draft_.tree))
+                    rounds_out.write(EdgeRoundRecord(
+                        client_id=client_id, request_id=req.index, category=req.category,
+                        round=seq.steps, prefill=seq.steps == 0, draft_s=draft_s, wait_s=wait_s,
+                        request_bytes=msg.ByteSize(), reply_bytes=reply.ByteSize(),
+                        tree_size=len(draft_.tree), accepted=len(verdict.path) - 1,
+                        new_tokens=len(kept), draft_forwards=draft_.forwards, t_start=t_start,
+                        t_sent=t_sent, t_end=time.time(), finished=seq.finished))
+                    seq.steps += 1
+                outputs_out.write(output_record(seq, tok))
+        await stub.Finish(pb.FinishRequest(client_id=client_id), timeout=60)
+    log.info("edge %d done: %d requests", client_id, len(requests))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m specedge.edge", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--client-id", type=int, required=True)
+    parser.add_argument("--server", required=True, help="HOST:PORT of the verifier")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    cfg = load_run_config(args.run_dir)
+    asyncio.run(run_edge(cfg, args.run_dir, args.client_id, args.server, args.device))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Wire format between edges and the server (``specedge.proto``), and its conversions.
+
+A tree travels as its tokens (root first) and the parent index of every non-root node; the
+reply is the accepted path below the root and the bonus token. Both are packed varints, so a
+node costs its token (1-3 bytes) plus its parent (1 byte while the tree has < 128 nodes).
+"""
+
+from __future__ import annotations
+
+from specedge.protocol import specedge_pb2 as pb
+from specedge.protocol import specedge_pb2_grpc as rpc
+from specedge.tree import TokenTree
+from specedge.verification import Verdict
+
+__all__ = ["pb", "reply_from_verdict", "request_from_tree", "rpc", "tree_from_request",
+           "verdict_from_reply"]
+
+
+def request_from_tree(client_id: int, request_id: int, tree: TokenTree,
+                      prompt: list[int] | None = None) -> pb.ValidateRequest:
+    """A Validate request; ``prompt`` marks a prefill round (None: continue the request)."""
+    return pb.ValidateRequest(
+        client_id=client_id, request_id=request_id, prefill=prompt is not None,
+        prompt=prompt or [], tokens=tree.tokens, parents=tree.parents[1:])
+
+
+def tree_from_request(msg: pb.ValidateRequest) -> TokenTree:
+    """Rebuild the tree; raises ValueError when the parents do not describe one."""
+    return TokenTree.from_wire(list(msg.tokens), [-1, *msg.parents])
+
+
+def reply_from_verdict(verdict: Verdict) -> pb.ValidateReply:
+    return pb.ValidateReply(accepted=verdict.path[1:], bonus=verdict.bonus)
+
+
+def verdict_from_reply(reply: pb.ValidateReply) -> Verdict:
+    return Verdict(path=[0, *reply.accepted], bonus=reply.bonus)
