@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,7 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
     if "server.scheduler=pipeline" in scheduling:
         # two groups of one edge: while both edges are busy, batches alternate between them
         both = [s["clients"][0] for s in steps[:10]]
-        assert all(a != b for a, b in zip(both, both[1:], strict=False)), both
+        assert all(a != b for a, b in pairwise(both)), both
 
 
 def test_edge_counts_must_match_num_clients(tmp_path: Path, micro_pair: Path) -> None:
