@@ -183,6 +183,22 @@ class EdgeSlot:
 
 
 @dataclass
+class LinkConfig:
+    """Emulated edge-server link (see specedge.network); zeros emulate nothing."""
+
+    delay_ms: float = 0.0  # one-way delay
+    jitter_ms: float = 0.0  # uniform +- around the delay
+    bandwidth_mbps: float = 0.0  # 0: unlimited
+
+    def __post_init__(self) -> None:
+        for key in ("delay_ms", "jitter_ms", "bandwidth_mbps"):
+            value = getattr(self, key)
+            _require(value >= 0, f"hardware.link.{key}", value, "a number >= 0")
+        _require(self.jitter_ms <= self.delay_ms, "hardware.link.jitter_ms", self.jitter_ms,
+                 f"at most hardware.link.delay_ms = {self.delay_ms} (delays cannot go negative)")
+
+
+@dataclass
 class HardwareConfig:
     """Where processes run and what their accelerators cost (dollars per GPU-hour)."""
 
@@ -201,6 +217,7 @@ class HardwareConfig:
     nodes: dict[str, list[EdgeSlot]] = field(
         default_factory=lambda: {"localhost": [EdgeSlot("cpu")]}
     )
+    link: LinkConfig = field(default_factory=LinkConfig)
 
     def __post_init__(self) -> None:
         for key in ("server_price_per_hour", "edge_price_per_hour"):

@@ -24,6 +24,7 @@ from specedge.config import RunConfig, load_run_config
 from specedge.datasets import load_requests
 from specedge.drafting import TreeShape, commit_draft, draft_tree
 from specedge.models import load_model, load_tokenizer
+from specedge.network import EmulatedLink
 from specedge.protocol import pb, request_from_tree, rpc, verdict_from_reply
 from specedge.records import EdgeRoundRecord, JsonlWriter
 from specedge.sequence import Sequence
@@ -43,6 +44,7 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
     shape = TreeShape(cfg.edge.max_n_beams, cfg.edge.max_beam_len, cfg.edge.max_branch_width,
                       cfg.edge.max_budget)
     rounds_path, outputs_path = edge_files(run_dir, client_id)
+    link = EmulatedLink.for_client(cfg.hardware.link, cfg.seed, client_id)
     async with grpc.aio.insecure_channel(address) as channel:
         stub = rpc.VerifierStub(channel)
         await stub.Sync(pb.SyncRequest(client_id=client_id), timeout=600)
@@ -60,7 +62,9 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
                     msg = request_from_tree(client_id, req.index, draft_.tree,
                                             seq.prompt_ids if seq.steps == 0 else None)
                     t_sent, t1 = time.time(), time.perf_counter()
+                    await link.cross(msg.ByteSize())
                     reply = await stub.Validate(msg, timeout=600)
+                    await link.cross(reply.ByteSize())
                     wait_s = time.perf_counter() - t1
                     verdict = verdict_from_reply(reply)
                     commit_draft(seq.draft_cache, draft_, verdict.path)

@@ -44,7 +44,7 @@ def test_a_failed_build_keeps_the_previous_pair(tmp_path: Path, micro_pair: Path
     def boom(*_: object, **__: object) -> None:
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr("specedge.build_models.measure_agreement", boom)
+    monkeypatch.setattr("specedge.build_models.val_ce", boom)
     with pytest.raises(RuntimeError, match="interrupted"):
         build_pair(micro_build_config(out, seed=3))
     assert _digest(out / "target") == before

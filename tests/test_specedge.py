@@ -35,7 +35,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize("scheduling", [
     ["server.scheduler=pipeline"],
-    ["server.scheduler=batch", "server.batch_type=dynamic"],
+    ["server.scheduler=batch", "server.batch_type=dynamic", "hardware.link.delay_ms=15"],
     ["server.scheduler=batch", "server.batch_type=static", "server.max_batch_size=2"],
 ])
 def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
@@ -59,6 +59,9 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
     nodes = sum(r["tree_size"] for r in rounds if not r["prefill"])
     wire = sum(r["request_bytes"] + r["reply_bytes"] for r in rounds if not r["prefill"])
     assert wire / nodes < 8, f"{wire / nodes:.2f} bytes per tree node on the wire"
+
+    if "hardware.link.delay_ms=15" in scheduling:  # the emulated link is paid both ways
+        assert min(r["wait_s"] for r in rounds) >= 0.030
 
     steps = _jsonl(run_dir / "server.jsonl")
     assert set(steps[0]) == set(ServerStepRecord.__dataclass_fields__)
