@@ -20,11 +20,12 @@ import grpc
 import torch
 
 from specedge.baselines import encode_prompt, output_record
-from specedge.config import RunConfig, load_run_config
+from specedge.config import ProactiveType, RunConfig, load_run_config
 from specedge.datasets import load_requests
-from specedge.drafting import TreeShape, commit_draft, draft_tree
+from specedge.drafting import Draft, TreeShape, commit_draft, draft_tree, resume_draft
 from specedge.models import load_model, load_tokenizer
 from specedge.network import EmulatedLink
+from specedge.proactive import adopt, draft_proactively, is_hit, remaining_steps
 from specedge.protocol import pb, request_from_tree, rpc, verdict_from_reply
 from specedge.records import EdgeRoundRecord, JsonlWriter
 from specedge.sequence import Sequence
@@ -45,8 +46,17 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
                       cfg.edge.max_budget)
     rounds_path, outputs_path = edge_files(run_dir, client_id)
     link = EmulatedLink.for_client(cfg.hardware.link, cfg.seed, client_id)
+    proactive = cfg.edge.proactive.type != ProactiveType.disabled
+    loop = asyncio.get_running_loop()
     async with grpc.aio.insecure_channel(address) as channel:
         stub = rpc.VerifierStub(channel)
+
+        async def roundtrip(msg: pb.ValidateRequest) -> pb.ValidateReply:
+            await link.cross(msg.ByteSize())
+            reply = await stub.Validate(msg, timeout=600)
+            await link.cross(reply.ByteSize())
+            return reply
+
         await stub.Sync(pb.SyncRequest(client_id=client_id), timeout=600)
         with JsonlWriter(rounds_path) as rounds_out, JsonlWriter(outputs_path) as outputs_out:
             for req in requests:
@@ -54,28 +64,50 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
                                                                      cfg.dataset.chat_template),
                                max_new_tokens=cfg.generation.max_new_tokens,
                                eos_token_id=tok.eos_token_id)
+                adopted: Draft | None = None
+                steps_left = shape.max_beam_len
                 while not seq.finished:
                     t_start, t0 = time.time(), time.perf_counter()
-                    draft_ = draft_tree(draft, seq.draft_cache, seq.pending_for(seq.draft_cache),
-                                        seq.root, shape)
+                    from_proactive = adopted is not None
+                    if adopted is not None:
+                        draft_ = resume_draft(draft, seq.draft_cache, adopted, shape, steps_left)
+                    else:
+                        draft_ = draft_tree(draft, seq.draft_cache,
+                                            seq.pending_for(seq.draft_cache), seq.root, shape)
                     draft_s = time.perf_counter() - t0
                     msg = request_from_tree(client_id, req.index, draft_.tree,
                                             seq.prompt_ids if seq.steps == 0 else None)
                     t_sent, t1 = time.time(), time.perf_counter()
-                    await link.cross(msg.ByteSize())
-                    reply = await stub.Validate(msg, timeout=600)
-                    await link.cross(reply.ByteSize())
+                    call = asyncio.ensure_future(roundtrip(msg))
+                    guess, proactive_s = None, 0.0
+                    if proactive:  # while the server verifies, draft where it will likely stop
+                        t2 = time.perf_counter()
+                        guess = await loop.run_in_executor(
+                            None, draft_proactively, draft, seq.draft_cache, draft_,
+                            cfg.edge.proactive)
+                        proactive_s = time.perf_counter() - t2
+                    reply = await call
                     wait_s = time.perf_counter() - t1
                     verdict = verdict_from_reply(reply)
-                    commit_draft(seq.draft_cache, draft_, verdict.path)
+                    adopted = None
+                    hit = is_hit(guess, verdict)
+                    if hit and guess is not None:
+                        adopted = adopt(draft, seq.draft_cache, draft_, verdict, guess)
+                        steps_left = remaining_steps(cfg.edge.proactive, shape.max_beam_len,
+                                                     guess)
+                    else:
+                        commit_draft(seq.draft_cache, draft_, verdict.path)
                     kept = seq.commit(verdict.new_tokens(draft_.tree))
                     rounds_out.write(EdgeRoundRecord(
                         client_id=client_id, request_id=req.index, category=req.category,
                         round=seq.steps, prefill=seq.steps == 0, draft_s=draft_s, wait_s=wait_s,
                         request_bytes=msg.ByteSize(), reply_bytes=reply.ByteSize(),
                         tree_size=len(draft_.tree), accepted=len(verdict.path) - 1,
-                        new_tokens=len(kept), draft_forwards=draft_.forwards, t_start=t_start,
-                        t_sent=t_sent, t_end=time.time(), finished=seq.finished))
+                        new_tokens=len(kept), draft_forwards=draft_.forwards,
+                        proactive_drafted=guess is not None, proactive_hit=hit,
+                        from_proactive=from_proactive, proactive_s=proactive_s,
+                        t_start=t_start, t_sent=t_sent, t_end=time.time(),
+                        finished=seq.finished))
                     seq.steps += 1
                 outputs_out.write(output_record(seq, tok))
         await stub.Finish(pb.FinishRequest(client_id=client_id), timeout=60)

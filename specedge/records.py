@@ -75,7 +75,11 @@ class EdgeRoundRecord:
     tree_size: int  # nodes sent, root included
     accepted: int  # drafted tokens accepted (bonus excluded)
     new_tokens: int  # tokens appended after EOS / length cut
-    draft_forwards: int
+    draft_forwards: int  # draft model calls spent on this tree, proactive ones included
+    proactive_drafted: bool  # a proactive tree was grown while this round was verified
+    proactive_hit: bool  # ... and the server stopped where it guessed: it is the next tree
+    from_proactive: bool  # this round's tree was adopted from the previous round's guess
+    proactive_s: float  # time spent drafting proactively (overlaps wait_s)
     t_start: float  # drafting began
     t_sent: float  # the request left
     t_end: float  # the reply was applied

@@ -34,9 +34,11 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("scheduling", [
-    ["server.scheduler=pipeline"],
-    ["server.scheduler=batch", "server.batch_type=dynamic", "hardware.link.delay_ms=15"],
-    ["server.scheduler=batch", "server.batch_type=static", "server.max_batch_size=2"],
+    ["server.scheduler=pipeline", "edge.proactive.type=excluded"],
+    ["server.scheduler=batch", "server.batch_type=dynamic", "hardware.link.delay_ms=15",
+     "edge.proactive.type=included"],
+    ["server.scheduler=batch", "server.batch_type=static", "server.max_batch_size=2",
+     "edge.proactive.type=disabled"],
 ])
 def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
                                         scheduling: list[str]) -> None:
@@ -56,6 +58,10 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
     assert set(rounds[0]) == set(EdgeRoundRecord.__dataclass_fields__)
     assert {r["request_id"] for r in rounds} == set(range(6))
     assert sum(r["new_tokens"] for r in rounds) == sum(len(o["output_ids"]) for o in outputs)
+    proactive = "edge.proactive.type=disabled" not in scheduling
+    assert all(r["proactive_drafted"] == proactive for r in rounds)
+    assert sum(r["from_proactive"] for r in rounds) == sum(
+        r["proactive_hit"] and not r["finished"] for r in rounds)
     nodes = sum(r["tree_size"] for r in rounds if not r["prefill"])
     wire = sum(r["request_bytes"] + r["reply_bytes"] for r in rounds if not r["prefill"])
     assert wire / nodes < 8, f"{wire / nodes:.2f} bytes per tree node on the wire"

@@ -1,0 +1,68 @@
+"""Proactive edge drafting: hits are adopted with their KV, and output stays exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import PreTrainedModel
+
+from specedge.config import ProactiveConfig, ProactiveType
+from specedge.drafting import Draft, TreeShape, commit_draft, draft_tree, resume_draft
+from specedge.kv_cache import RequestCache
+from specedge.models import load_model, load_tokenizer
+from specedge.proactive import adopt, draft_proactively, is_hit, remaining_steps
+from specedge.verification import Chooser, verify_trees
+
+
+def _edge_rounds(target: PreTrainedModel, draft: PreTrainedModel, prompt: list[int],
+                 shape: TreeShape, pcfg: ProactiveConfig, max_new: int) -> tuple[list[int], int]:
+    """The edge's round logic with the server's verification done in-process."""
+    tokens = list(prompt)
+    t_cache, d_cache = RequestCache(), RequestCache()
+    adopted: Draft | None = None
+    steps_left, hits = shape.max_beam_len, 0
+    while len(tokens) - len(prompt) < max_new:
+        if adopted is not None:
+            d = resume_draft(draft, d_cache, adopted, shape, steps_left)
+        else:
+            d = draft_tree(draft, d_cache, tokens[len(d_cache):-1], tokens[-1], shape)
+        guess = draft_proactively(draft, d_cache, d, pcfg)
+        (verdict,) = verify_trees(target, [t_cache], [tokens[len(t_cache):-1]], [d.tree],
+                                  Chooser())
+        adopted = None
+        if is_hit(guess, verdict) and guess is not None:
+            hits += 1
+            adopted = adopt(draft, d_cache, d, verdict, guess)
+            steps_left = remaining_steps(pcfg, shape.max_beam_len, guess)
+        else:
+            commit_draft(d_cache, d, verdict.path)
+        tokens += verdict.new_tokens(d.tree)
+        assert len(t_cache) == len(tokens) - 1
+        assert len(d_cache) <= len(tokens) - 1
+    return tokens[len(prompt):len(prompt) + max_new], hits
+
+
+@pytest.mark.parametrize("mode", [ProactiveType.excluded, ProactiveType.included])
+@pytest.mark.parametrize("self_draft", [True, False])
+def test_proactive_rounds_stay_exact(micro_pair: Path, mode: ProactiveType,
+                                     self_draft: bool) -> None:
+    tok = load_tokenizer(str(micro_pair / "target"))
+    target = load_model(str(micro_pair / "target"))
+    draft = target if self_draft else load_model(str(micro_pair / "draft"))
+    pcfg = ProactiveConfig(type=mode, max_n_beams=2, max_beam_len=3, max_branch_width=2,
+                           max_budget=6)
+    for text in ("KING. What say you, lords?", "O", "Of Man's first disobedience"):
+        prompt = tok(text)["input_ids"]
+        ids = torch.tensor([prompt])
+        ref = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                              max_new_tokens=40, pad_token_id=0)[0, len(prompt):].tolist()
+        out, _ = _edge_rounds(target, draft, prompt, TreeShape(4, 4, 2, 10), pcfg, 40)
+        assert out == ref
+        # A chain drafted by the target itself is accepted whole, and its only leaf's best
+        # next token is the bonus: every round's guess must hit and be adopted.
+        out, hits = _edge_rounds(target, draft, prompt, TreeShape(1, 3, 1, 3), pcfg, 40)
+        assert out == ref
+        if self_draft:
+            assert hits >= 40 // (3 + 1 + 3) - 1, hits
