@@ -182,6 +182,14 @@ class EdgeSlot:
     device: str = "cpu"
 
 
+def _edge_slot(key: str, value: Any) -> EdgeSlot:
+    if isinstance(value, EdgeSlot):
+        return value
+    _require(isinstance(value, dict) and set(value) <= {"device"}, key, value,
+             "an edge entry like {device: cpu} (only the key 'device')")
+    return EdgeSlot(**value)
+
+
 @dataclass
 class LinkConfig:
     """Emulated edge-server link (see specedge.network); zeros emulate nothing."""
@@ -213,6 +221,7 @@ class HardwareConfig:
     server_cores: list[int] | None = None
     edge_cores: list[int] | None = None
     ssh_key: str | None = None  # key file for non-local nodes; passwords are never used
+    ssh_config: str | None = None  # ssh_config file naming the nodes (None: ~/.ssh/config)
     project_path: str | None = None  # absolute path of this project on remote nodes
     nodes: dict[str, list[EdgeSlot]] = field(
         default_factory=lambda: {"localhost": [EdgeSlot("cpu")]}
@@ -225,6 +234,11 @@ class HardwareConfig:
             _require(value >= 0, f"hardware.{key}", value, "a price >= 0 dollars per hour")
         _check_device("hardware.server_device", self.server_device)
         _require(bool(self.nodes), "hardware.nodes", self.nodes, "at least one node with an edge")
+        # OmegaConf types the list items of keys that the schema's default already has, but
+        # leaves those of new node names as plain dicts: check and convert them here.
+        self.nodes = {node: [_edge_slot(f"hardware.nodes.{node}[{i}]", slot)
+                             for i, slot in enumerate(slots)]
+                      for node, slots in self.nodes.items()}
         for node, slots in self.nodes.items():
             _require(bool(slots), f"hardware.nodes.{node}", slots, "a non-empty list of edges")
             for i, slot in enumerate(slots):

@@ -1,26 +1,35 @@
 """Launch one SpecEdge run: the server process, then the edge processes, then clean up.
 
 The server and every edge are separate processes talking gRPC over the network stack, exactly
-as in a deployment; on one machine they can be pinned to separate CPU cores
-(``hardware.server_cores`` / ``hardware.edge_cores``). The server is always stopped in a
-``finally``, so a failed edge never leaves it running.
+as in a deployment. Edges on ``localhost`` are local processes, which on one machine can be
+pinned apart from the server (``hardware.server_cores`` / ``hardware.edge_cores``); edges on any
+other node of ``hardware.nodes`` are started over SSH with Fabric, key-based only
+(``hardware.ssh_key``), in the same absolute project path (``hardware.project_path``), and their
+JSONL is fetched back. The server is always stopped in a ``finally``, so a failed edge never
+leaves it running.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from fabric import Config as FabricConfig
+from fabric import Connection
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from specedge.config import ConfigError, RunConfig
+from specedge import PROJECT_ROOT
+from specedge.config import RUN_CONFIG_FILE, ConfigError, RunConfig
 from specedge.edge import edge_files
 from specedge.records import OUTPUTS_FILE
 
@@ -74,56 +83,132 @@ def _wait_for_port(server: subprocess.Popen[bytes], port_file: Path, log_path: P
     raise LaunchError(f"the server was not ready after {timeout_s:.0f} s; see {log_path}")
 
 
+class LocalEdge:
+    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.proc, self.log_path = proc, log_path
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+class RemoteEdge:
+    """An edge on another node, run over SSH in a worker thread."""
+
+    def __init__(self, future: Future[int], node: str, log_path: Path) -> None:
+        self.future, self.node, self.log_path = future, node, log_path
+
+    def poll(self) -> int | None:
+        if not self.future.done():
+            return None
+        exc = self.future.exception()
+        if exc is not None:
+            raise LaunchError(f"could not run the edge on node {self.node!r} over SSH: "
+                              f"{type(exc).__name__}: {exc}")
+        return self.future.result()
+
+    def stop(self) -> None:
+        pass  # it exits by itself once the server stops answering
+
+
+def _fetch(conn: Connection, path: Path) -> None:
+    # Via a temporary name: when the "remote" is this very machine and path, a direct get
+    # would truncate the file it is reading.
+    tmp = path.with_name(path.name + ".fetch")
+    conn.get(str(path), local=str(tmp))
+    os.replace(tmp, path)
+
+
+def _run_remote_edge(conn: Connection, project: str, run_dir: Path, cid: int, address: str,
+                     device: str) -> int:
+    config = run_dir / RUN_CONFIG_FILE
+    conn.run(f"mkdir -p {shlex.quote(str(run_dir))}", hide=True)
+    conn.put(str(config), remote=str(config) + ".incoming")
+    conn.run(f"mv {shlex.quote(str(config))}.incoming {shlex.quote(str(config))}", hide=True)
+    log_path = run_dir / f"edge-{cid}.log"
+    cmd = (f"cd {shlex.quote(project)} && .venv/bin/python -m specedge.edge "
+           f"{shlex.quote(str(run_dir))} --client-id {cid} --server {shlex.quote(address)} "
+           f"--device {shlex.quote(device)} > {shlex.quote(str(log_path))} 2>&1")
+    result = conn.run(cmd, warn=True, hide=True)
+    for path in (*edge_files(run_dir, cid), log_path):
+        with contextlib.suppress(FileNotFoundError, OSError):
+            _fetch(conn, path)
+    return int(result.exited)
+
+
+def _connect(cfg: RunConfig, node: str) -> Connection:
+    if not cfg.hardware.ssh_key:
+        raise ConfigError(f"hardware.ssh_key = None is not accepted: node {node!r} is reached "
+                          "over SSH, which needs a key file (passwords are never used)")
+    key = str(Path(cfg.hardware.ssh_key).expanduser())
+    if not Path(key).is_file():
+        raise ConfigError(f"hardware.ssh_key = {key!r} is not accepted: no such key file")
+    config = None
+    if cfg.hardware.ssh_config:  # else Fabric reads ~/.ssh/config, as ssh itself would
+        config = FabricConfig(runtime_ssh_path=str(Path(cfg.hardware.ssh_config).expanduser()))
+    return Connection(node, config=config, connect_kwargs={
+        "key_filename": [key], "look_for_keys": False, "allow_agent": False})
+
+
 def _count_lines(path: Path) -> int:
     return sum(1 for _ in path.open()) if path.exists() else 0
 
 
 def launch(cfg: RunConfig, run_dir: Path, n_requests: int) -> None:
-    remote = [n for n in cfg.hardware.nodes if n not in LOCAL_NODES]
-    if remote:
-        raise ConfigError(f"hardware.nodes lists {remote}: only local edges ('localhost') can "
-                          "be launched in this version")
-    slots = [slot for node in cfg.hardware.nodes.values() for slot in node]
+    placements = [(node, slot) for node, slots in cfg.hardware.nodes.items() for slot in slots]
+    connections = {node: _connect(cfg, node) for node in cfg.hardware.nodes
+                   if node not in LOCAL_NODES}
+    project = cfg.hardware.project_path or str(PROJECT_ROOT)
     port_file = run_dir / PORT_FILE
     port_file.unlink(missing_ok=True)
     server_log = run_dir / "server.log"
     server = _start([sys.executable, "-m", "specedge.server", str(run_dir), str(port_file)],
                     server_log, cfg.hardware.server_cores)
-    edges: list[subprocess.Popen[bytes]] = []
+    edges: list[LocalEdge | RemoteEdge] = []
+    pool = ThreadPoolExecutor(max_workers=max(1, len(placements)))
     try:
         port = _wait_for_port(server, port_file, server_log)
         address = f"{cfg.server.host}:{port}"
-        log.info("server ready at %s; starting %d edges", address, len(slots))
-        for cid, slot in enumerate(slots):
-            edges.append(_start(
-                [sys.executable, "-m", "specedge.edge", str(run_dir), "--client-id", str(cid),
-                 "--server", address, "--device", slot.device],
-                run_dir / f"edge-{cid}.log", cfg.hardware.edge_cores))
+        log.info("server ready at %s; starting %d edges", address, len(placements))
+        for cid, (node, slot) in enumerate(placements):
+            log_path = run_dir / f"edge-{cid}.log"
+            if node in connections:
+                future = pool.submit(_run_remote_edge, connections[node], project, run_dir, cid,
+                                     address, slot.device)
+                edges.append(RemoteEdge(future, node, log_path))
+            else:
+                edges.append(LocalEdge(_start(
+                    [sys.executable, "-m", "specedge.edge", str(run_dir), "--client-id",
+                     str(cid), "--server", address, "--device", slot.device],
+                    log_path, cfg.hardware.edge_cores), log_path))
         columns = (TextColumn("specedge"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns) as progress:
             task = progress.add_task("requests", total=n_requests)
-            while any(e.poll() is None for e in edges):
-                done = sum(_count_lines(edge_files(run_dir, c)[1]) for c in range(len(slots)))
-                progress.update(task, completed=done)
-                failed = [c for c, e in enumerate(edges) if e.poll() not in (None, 0)]
+            while True:
+                codes = [e.poll() for e in edges]
+                failed = [c for c, code in enumerate(codes) if code not in (None, 0)]
                 if failed:
-                    raise LaunchError(f"edge {failed[0]} exited with code "
-                                      f"{edges[failed[0]].returncode}; see "
-                                      f"{run_dir / f'edge-{failed[0]}.log'}")
+                    raise LaunchError(f"edge {failed[0]} exited with code {codes[failed[0]]}; "
+                                      f"see {edges[failed[0]].log_path}")
+                if all(code == 0 for code in codes):
+                    break
                 if server.poll() is not None:
                     raise LaunchError(f"the server exited with code {server.returncode} while "
                                       f"edges were running; see {server_log}")
+                done = sum(_count_lines(edge_files(run_dir, c)[1]) for c in range(len(edges)))
+                progress.update(task, completed=done)
                 time.sleep(0.2)
             progress.update(task, completed=n_requests)
-        failed = [c for c, e in enumerate(edges) if e.returncode != 0]
-        if failed:
-            raise LaunchError(f"edge {failed[0]} exited with code {edges[failed[0]].returncode}; "
-                              f"see {run_dir / f'edge-{failed[0]}.log'}")
     finally:
         for e in edges:
-            _stop(e)
+            e.stop()
         _stop(server)
-    _merge_outputs(run_dir, len(slots))
+        pool.shutdown(wait=False, cancel_futures=True)
+        for conn in connections.values():
+            conn.close()
+    _merge_outputs(run_dir, len(placements))
 
 
 def _merge_outputs(run_dir: Path, n_edges: int) -> None:

@@ -1,0 +1,118 @@
+"""Edges on another node are launched over SSH with Fabric: a real sshd on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from specedge import PROJECT_ROOT
+from specedge.models import load_model
+from specedge.records import OUTPUTS_FILE
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A private sshd on 127.0.0.1 accepting one generated key; yields (node, its folder)."""
+    if not Path(SSHD).exists():
+        if os.environ.get("CI"):
+            pytest.fail("openssh-server is missing: .ci/setup installs it")
+        pytest.skip("no sshd on this machine (apt-get install openssh-server)")
+    d = tmp_path_factory.mktemp("sshd")
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
+                       check=True)
+    shutil.copy(d / "client_key.pub", d / "authorized_keys")
+    port = _free_port()
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
+        "StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "PubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
+        "Subsystem sftp internal-sftp\n")
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out = proc.stdout.read().decode() if proc.stdout else ""
+                pytest.fail(f"sshd did not start: {out}")
+            time.sleep(0.1)
+    user = os.environ.get("USER") or "root"
+    # Nodes are SSH host names, as in upstream: an ssh_config entry says where each one is.
+    (d / "ssh_config").write_text(
+        f"Host edge-over-ssh\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n"
+        "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n")
+    yield "edge-over-ssh", d
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _hardware(conf: Path, node: str, sshd_dir: Path | None) -> None:
+    key = sshd_dir / "client_key" if sshd_dir else None
+    ssh_config = sshd_dir / "ssh_config" if sshd_dir else None
+    (conf / "hardware").mkdir(parents=True, exist_ok=True)
+    (conf / "hardware" / "ssh_test.yaml").write_text(
+        "defaults:\n  - base_hardware\n  - _self_\n\nname: ssh_test\nserver_gpu: CPU\n"
+        "server_price_per_hour: 0.05\nedge_gpu: CPU\nedge_price_per_hour: 0.05\n"
+        f"ssh_key: {json.dumps(str(key)) if key else 'null'}\n"
+        f"ssh_config: {json.dumps(str(ssh_config)) if ssh_config else 'null'}\n"
+        f"nodes:\n  localhost:\n    - device: cpu\n  {json.dumps(node)}:\n    - device: cpu\n")
+
+
+def _run(tmp_path: Path, pair: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "specedge.run", f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+         "hardware=ssh_test", "server.num_clients=2", "server.max_batch_size=1",
+         f"model.target={pair / 'target'}", f"model.draft={pair / 'draft'}",
+         f"hydra.run.dir={tmp_path / 'run'}", "dataset.max_requests=4",
+         "generation.max_new_tokens=10"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_edge_over_ssh_is_exact_and_its_jsonl_comes_back(
+        tmp_path: Path, micro_pair: Path, sshd: tuple[str, Path]) -> None:
+    node, sshd_dir = sshd
+    _hardware(tmp_path / "conf", node, sshd_dir)
+    result = _run(tmp_path, micro_pair)
+    run_dir = tmp_path / "run"
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (run_dir / "edge-1.jsonl").stat().st_size > 0  # the SSH edge's rounds
+    assert "edge 1 done" in (run_dir / "edge-1.log").read_text()
+    outputs = [json.loads(x) for x in (run_dir / OUTPUTS_FILE).read_text().splitlines()]
+    assert [o["request_id"] for o in outputs] == [0, 1, 2, 3]
+    target = load_model(str(micro_pair / "target"))
+    for out in outputs:
+        ids = torch.tensor([out["prompt_ids"]])
+        ref = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                              max_new_tokens=10, pad_token_id=0)
+        assert out["output_ids"] == ref[0, ids.shape[1]:].tolist()
+
+
+def test_ssh_node_without_key_is_refused(tmp_path: Path, micro_pair: Path) -> None:
+    _hardware(tmp_path / "conf", "edge-without-key", None)
+    result = _run(tmp_path, micro_pair)
+    assert result.returncode == 2
+    assert "hardware.ssh_key = None is not accepted" in result.stderr
