@@ -158,7 +158,8 @@ class ServerConfig:
     batch_type: BatchType = BatchType.dynamic
     scheduler: SchedulerName = SchedulerName.pipeline
     max_wait_ms: float = 2000.0  # a batch never waits longer than this for stragglers
-    cache_prefill: bool = False
+    cache_prefill: bool = False  # true: prompts' KV precomputed once, kept on disk
+    prefill_cache_dir: str = "models/prefill_cache"
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "server.port", self.port, "0 (any free port) to 65535")

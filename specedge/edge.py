@@ -75,8 +75,10 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
                         draft_ = draft_tree(draft, seq.draft_cache,
                                             seq.pending_for(seq.draft_cache), seq.root, shape)
                     draft_s = time.perf_counter() - t0
-                    msg = request_from_tree(client_id, req.index, draft_.tree,
-                                            seq.prompt_ids if seq.steps == 0 else None)
+                    prefill = seq.steps == 0
+                    send_prompt = prefill and not cfg.server.cache_prefill
+                    msg = request_from_tree(client_id, req.index, draft_.tree, prefill,
+                                            seq.prompt_ids if send_prompt else None)
                     t_sent, t1 = time.time(), time.perf_counter()
                     call = asyncio.ensure_future(roundtrip(msg))
                     guess, proactive_s = None, 0.0

@@ -20,9 +20,12 @@ import grpc
 import torch
 from transformers import PreTrainedModel
 
+from specedge.baselines import encode_prompt
 from specedge.config import RunConfig, load_run_config
+from specedge.datasets import load_requests
 from specedge.kv_cache import RequestCache
-from specedge.models import load_model
+from specedge.models import load_model, load_tokenizer
+from specedge.prefill_cache import CachedPrompt, load_or_build
 from specedge.protocol import pb, reply_from_verdict, rpc, tree_from_request
 from specedge.records import JsonlWriter
 from specedge.scheduler import Job, Scheduler, make_policy
@@ -40,10 +43,12 @@ class Slot:
 
 
 class VerifierService(rpc.VerifierServicer):
-    def __init__(self, target: PreTrainedModel, cfg: RunConfig, scheduler: Scheduler) -> None:
+    def __init__(self, target: PreTrainedModel, cfg: RunConfig, scheduler: Scheduler,
+                 prefilled: dict[int, CachedPrompt] | None = None) -> None:
         self.target = target
         self.cfg = cfg
         self.scheduler = scheduler
+        self.prefilled = prefilled or {}
         self.slots: dict[int, Slot] = {}
         self._synced: set[int] = set()
         self._all_synced = asyncio.Event()
@@ -59,10 +64,16 @@ class VerifierService(rpc.VerifierServicer):
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed tree: {exc}")
         if request.prefill:
-            if not request.prompt:
+            if request.prompt:
+                self.slots[cid] = Slot(request.request_id, list(request.prompt))
+            elif request.request_id in self.prefilled:
+                cached = self.prefilled[request.request_id]
+                self.slots[cid] = Slot(request.request_id, list(cached.tokens), RequestCache(
+                    keys=list(cached.cache.keys), values=list(cached.cache.values)))
+            else:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                    "a prefill round must carry the prompt")
-            self.slots[cid] = Slot(request.request_id, list(request.prompt))
+                                    f"prefill round for request {request.request_id} carries no "
+                                    "prompt and the server has no cached prefill for it")
         slot = self.slots.get(cid)
         if slot is None or slot.request_id != request.request_id:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
@@ -111,8 +122,16 @@ async def serve(cfg: RunConfig, run_dir: Path, port_file: Path | None = None) ->
                          cfg.server.num_clients)
     scheduler = Scheduler(policy, make_verify(target, choose), cfg.server.num_clients,
                           cfg.server.max_wait_ms / 1000, on_batch=steps_out.write)
+    prefilled = None
+    if cfg.server.cache_prefill:
+        tok = load_tokenizer(cfg.model.target)
+        prompts = {r.index: encode_prompt(tok, r, cfg.dataset.chat_template)
+                   for r in load_requests(cfg.dataset, tok)}
+        prefilled = load_or_build(target, cfg.model.target, cfg.model.dtype.value,
+                                  cfg.hardware.server_device, prompts,
+                                  Path(cfg.server.prefill_cache_dir))
     server = grpc.aio.server()
-    service = VerifierService(target, cfg, scheduler)
+    service = VerifierService(target, cfg, scheduler, prefilled)
     rpc.add_VerifierServicer_to_server(service, server)
     port = server.add_insecure_port(f"{cfg.server.host}:{cfg.server.port}")
     await server.start()

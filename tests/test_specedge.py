@@ -38,12 +38,15 @@ def _jsonl(path: Path) -> list[dict]:
     ["server.scheduler=batch", "server.batch_type=dynamic", "hardware.link.delay_ms=15",
      "edge.proactive.type=included"],
     ["server.scheduler=batch", "server.batch_type=static", "server.max_batch_size=2",
-     "edge.proactive.type=disabled"],
+     "edge.proactive.type=disabled", "server.cache_prefill=true"],
+    ["server.scheduler=pipeline", "server.num_clients=4", "server.max_batch_size=2",
+     "hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}"],
 ])
 def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
                                         scheduling: list[str]) -> None:
     run_dir = tmp_path / "run"
-    result = _specedge(run_dir, micro_pair, *scheduling)
+    result = _specedge(run_dir, micro_pair, *scheduling,
+                       f"server.prefill_cache_dir={tmp_path / 'prefill'}")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     outputs = _jsonl(run_dir / OUTPUTS_FILE)
     assert [o["request_id"] for o in outputs] == list(range(6))
@@ -54,7 +57,8 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
                               max_new_tokens=MAX_NEW, pad_token_id=0)
         assert out["output_ids"] == ref[0, ids.shape[1]:].tolist()
 
-    rounds = _jsonl(run_dir / "edge-0.jsonl") + _jsonl(run_dir / "edge-1.jsonl")
+    n_edges = 4 if "server.num_clients=4" in scheduling else 2
+    rounds = [r for c in range(n_edges) for r in _jsonl(run_dir / f"edge-{c}.jsonl")]
     assert set(rounds[0]) == set(EdgeRoundRecord.__dataclass_fields__)
     assert {r["request_id"] for r in rounds} == set(range(6))
     assert sum(r["new_tokens"] for r in rounds) == sum(len(o["output_ids"]) for o in outputs)
@@ -74,9 +78,18 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
     assert sum(s["batch_size"] for s in steps) == len(rounds)
     assert sum(s["prefill_count"] for s in steps) == 6
     if "server.scheduler=pipeline" in scheduling:
-        # two groups of one edge: while both edges are busy, batches alternate between them
-        both = [s["clients"][0] for s in steps[:10]]
-        assert all(a != b for a, b in pairwise(both)), both
+        # two groups of edges take turns while both still have requests to serve
+        group = [s["clients"][0] // (n_edges // 2) for s in steps]
+        both_busy = min(max(i for i, g in enumerate(group) if g == k) for k in (0, 1))
+        assert all(a != b for a, b in pairwise(group[: both_busy + 1])), group
+    if "server.cache_prefill=true" in scheduling:  # prompts never travelled: ids only
+        assert all(r["request_bytes"] < 200 for r in rounds if r["prefill"])
+        assert len(list((tmp_path / "prefill").glob("*/*.pt"))) == 6
+        again = _specedge(tmp_path / "again", micro_pair, *scheduling,
+                          f"server.prefill_cache_dir={tmp_path / 'prefill'}")
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert "(0 computed, 6 from disk)" in (tmp_path / "again" / "server.log").read_text()
+        assert _jsonl(tmp_path / "again" / OUTPUTS_FILE) == outputs
 
 
 def test_edge_counts_must_match_num_clients(tmp_path: Path, micro_pair: Path) -> None:

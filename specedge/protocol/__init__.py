@@ -16,12 +16,12 @@ __all__ = ["pb", "reply_from_verdict", "request_from_tree", "rpc", "tree_from_re
            "verdict_from_reply"]
 
 
-def request_from_tree(client_id: int, request_id: int, tree: TokenTree,
+def request_from_tree(client_id: int, request_id: int, tree: TokenTree, prefill: bool = False,
                       prompt: list[int] | None = None) -> pb.ValidateRequest:
-    """A Validate request; ``prompt`` marks a prefill round (None: continue the request)."""
+    """A Validate request. A prefill round carries the prompt, unless the server has it cached."""
     return pb.ValidateRequest(
-        client_id=client_id, request_id=request_id, prefill=prompt is not None,
-        prompt=prompt or [], tokens=tree.tokens, parents=tree.parents[1:])
+        client_id=client_id, request_id=request_id, prefill=prefill, prompt=prompt or [],
+        tokens=tree.tokens, parents=tree.parents[1:])
 
 
 def tree_from_request(msg: pb.ValidateRequest) -> TokenTree:
