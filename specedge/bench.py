@@ -1,10 +1,15 @@
-"""Benchmarks that print ratios against a baseline measured in the same process.
+"""Benchmarks that print ratios against a baseline measured in the same run.
 
 ``python -m specedge.bench spec [HYDRA_OVERRIDES...]`` runs, one request at a time, greedy, on
 the configured pair and prompts: (a) plain target greedy (``generate``), (b) Hugging Face
 assisted generation with the draft, (c) our server-only SpecExec. It reports tokens per target
 forward and wall time, checks that (b) and (c) reproduce (a) token for token, and writes the
 table as JSON with ``--out FILE``.
+
+``python -m specedge.bench edge [HYDRA_OVERRIDES...]`` runs SpecEdge (server and edge processes,
+pinned to ``hardware.server_cores`` / ``hardware.edge_cores``) and server-only (pinned to the
+server's cores) on the same prompts and prints server throughput under busy and wall
+accounting, inter-token latency, bytes per round and the proactive hit rate.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +34,7 @@ from specedge.baselines import make_sequences, serve
 from specedge.config import RunConfig, to_run_config
 from specedge.datasets import load_requests
 from specedge.drafting import TreeShape
+from specedge.metrics import RunMetrics, run_metrics
 from specedge.models import load_model, load_tokenizer
 from specedge.verification import Chooser
 
@@ -133,14 +140,57 @@ def print_spec(table: list[MethodResult], cfg: RunConfig, console: Console) -> N
     console.print(t)
 
 
+def bench_edge(overrides: list[str], out_dir: Path) -> list[RunMetrics]:
+    """SpecEdge and server-only, each as a real run (its own processes), same prompts."""
+    results = []
+    for baseline in ("specedge", "server_only"):
+        run_dir = out_dir / baseline
+        cmd = [sys.executable, "-m", "specedge.run", f"baseline={baseline}",
+               f"hydra.run.dir={run_dir}", *overrides]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+        results.append(run_metrics(run_dir))
+    return results
+
+
+def print_edge(results: list[RunMetrics], console: Console) -> None:
+    se, so = results
+    t = Table(title="SpecEdge vs server-only (server time: busy = sum of server steps, "
+                    "wall = first to last server record)")
+    for col in ("baseline", "tokens", "busy s", "wall s", "tok/s busy", "tok/s wall",
+                "ITL ms", "bytes/round", "proactive hits"):
+        t.add_column(col, justify="left" if col == "baseline" else "right")
+    for r in results:
+        t.add_row(r.baseline, str(r.tokens), f"{r.server_busy_s:.2f}", f"{r.server_wall_s:.2f}",
+                  f"{r.throughput_busy:.1f}", f"{r.throughput_wall:.1f}", f"{r.itl_ms:.1f}",
+                  f"{r.bytes_per_round:.0f}", f"{r.proactive_hit_rate:.1%}"
+                  if r.proactive_hit_rate == r.proactive_hit_rate else "-")
+    t.add_row("SpecEdge / server-only", "", "", "",
+              f"{se.throughput_busy / so.throughput_busy:.2f}x",
+              f"{se.throughput_wall / so.throughput_wall:.2f}x", f"{se.itl_ms / so.itl_ms:.2f}x",
+              "", "")
+    console.print(t)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m specedge.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["spec"], help="which benchmark")
+    parser.add_argument("which", choices=["spec", "edge"], help="spec: speculative decoding "
+                        "methods side by side; edge: SpecEdge vs server-only runs")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. edge.max_budget=64")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, help="write the table as JSON here")
     args = parser.parse_args(argv)
+    if args.which == "edge":
+        out_dir = args.out.parent / "edge-runs" if args.out else Path("results/bench/edge-runs")
+        results = bench_edge(["dataset.max_requests=16", *args.overrides], out_dir)
+        print_edge(results, Console())
+        if args.out:
+            args.out.write_text(json.dumps([asdict(r) | {
+                "throughput_busy": r.throughput_busy, "throughput_wall": r.throughput_wall}
+                for r in results], indent=2) + "\n")
+        return 0
     defaults = ["dataset.max_requests=12", "generation.max_new_tokens=64"]
     cfg = _compose(defaults + args.overrides)
     table = bench_spec(cfg, args.repeats)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -47,6 +48,9 @@ def prepare(cfg: RunConfig) -> tuple[PreTrainedTokenizerBase, list[Request]]:
 def run_server_side(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
                     requests: list[Request], run_dir: Path) -> None:
     """server_only and auto_batch: everything in this process, on the server's device."""
+    if cfg.hardware.server_cores:  # the server's cores, as SpecEdge's server process gets
+        os.sched_setaffinity(0, set(cfg.hardware.server_cores) & os.sched_getaffinity(0))
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
     device = cfg.hardware.server_device
     target = load_model(cfg.model.target, cfg.model.dtype, device, cfg.model.attn_implementation)
     baseline = cfg.baseline

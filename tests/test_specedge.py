@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from specedge import PROJECT_ROOT
+from specedge.metrics import run_metrics
 from specedge.models import load_model
 from specedge.records import OUTPUTS_FILE, EdgeRoundRecord, ServerStepRecord
 
@@ -72,6 +73,10 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
 
     if "hardware.link.delay_ms=15" in scheduling:  # the emulated link is paid both ways
         assert min(r["wait_s"] for r in rounds) >= 0.030
+
+    metrics = run_metrics(run_dir)
+    assert metrics.tokens == sum(len(o["output_ids"]) for o in outputs)
+    assert 0 < metrics.server_busy_s <= metrics.server_wall_s and metrics.itl_ms > 0
 
     steps = _jsonl(run_dir / "server.jsonl")
     assert set(steps[0]) == set(ServerStepRecord.__dataclass_fields__)

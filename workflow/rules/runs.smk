@@ -7,8 +7,8 @@ rule run_baseline:
     input:
         card=rules.build_models.output.card,
     output:
+        # every baseline writes outputs.jsonl; its other JSONL differs (specedge.records)
         outputs="results/runs/{baseline}/outputs.jsonl",
-        steps="results/runs/{baseline}/steps.jsonl",
     params:
         overrides=hydra_overrides(config["runs"]["overrides"]),
     log:
