@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,7 +42,7 @@ class LaunchError(RuntimeError):
     """A process of the run failed; the message names it and where its log is."""
 
 
-def _pinned(cores: Sequence[int] | None):  # type: ignore[no-untyped-def]
+def _pinned(cores: Sequence[int] | None) -> Callable[[], None] | None:
     if not cores:
         return None
     allowed = set(os.sched_getaffinity(0))

@@ -31,6 +31,7 @@ from specedge.drafting import TreeShape
 from specedge.launcher import LaunchError, launch
 from specedge.models import ModelLoadError, load_model, load_tokenizer
 from specedge.records import OUTPUTS_FILE, STEPS_FILE, JsonlWriter
+from specedge.sequence import Sequence
 
 log = logging.getLogger("specedge.run")
 
@@ -81,7 +82,7 @@ def run_server_side(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
         task = progress.add_task(baseline.name.value, total=len(seqs), tokens=0)
         produced = 0
 
-        def finished(seq) -> None:  # type: ignore[no-untyped-def]
+        def finished(seq: Sequence) -> None:
             outputs_out.write(output_record(seq, tokenizer))
             progress.advance(task)
 

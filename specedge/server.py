@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,7 +106,7 @@ class VerifierService(rpc.VerifierServicer):
         return pb.FinishReply()
 
 
-def make_verify(target: PreTrainedModel, choose: Chooser):  # type: ignore[no-untyped-def]
+def make_verify(target: PreTrainedModel, choose: Chooser) -> Callable[[list[Job]], list[Verdict]]:
     def verify(batch: list[Job]) -> list[Verdict]:
         return verify_trees(target, [j.cache for j in batch], [j.pending for j in batch],
                             [j.tree for j in batch], choose)
