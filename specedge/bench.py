@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -34,7 +35,7 @@ from specedge.baselines import make_sequences, serve
 from specedge.config import RunConfig, to_run_config
 from specedge.datasets import load_requests
 from specedge.drafting import TreeShape
-from specedge.metrics import RunMetrics, run_metrics
+from specedge.metrics import run_summary
 from specedge.models import load_model, load_tokenizer
 from specedge.verification import Chooser
 
@@ -140,7 +141,7 @@ def print_spec(table: list[MethodResult], cfg: RunConfig, console: Console) -> N
     console.print(t)
 
 
-def bench_edge(overrides: list[str], out_dir: Path) -> list[RunMetrics]:
+def bench_edge(overrides: list[str], out_dir: Path) -> list[dict[str, Any]]:
     """SpecEdge and server-only, each as a real run (its own processes), same prompts."""
     results = []
     for baseline in ("specedge", "server_only"):
@@ -150,26 +151,31 @@ def bench_edge(overrides: list[str], out_dir: Path) -> list[RunMetrics]:
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-        results.append(run_metrics(run_dir))
+        results.append(run_summary(run_dir))
     return results
 
 
-def print_edge(results: list[RunMetrics], console: Console) -> None:
+def print_edge(results: list[dict[str, Any]], console: Console) -> None:
     se, so = results
     t = Table(title="SpecEdge vs server-only (server time: busy = sum of server steps, "
                     "wall = first to last server record)")
     for col in ("baseline", "tokens", "busy s", "wall s", "tok/s busy", "tok/s wall",
                 "ITL ms", "bytes/round", "proactive hits"):
         t.add_column(col, justify="left" if col == "baseline" else "right")
+
+    def tput(r: dict[str, Any], key: str) -> float:
+        return float(r["tokens"] / r[key])
+
     for r in results:
-        t.add_row(r.baseline, str(r.tokens), f"{r.server_busy_s:.2f}", f"{r.server_wall_s:.2f}",
-                  f"{r.throughput_busy:.1f}", f"{r.throughput_wall:.1f}", f"{r.itl_ms:.1f}",
-                  f"{r.bytes_per_round:.0f}", f"{r.proactive_hit_rate:.1%}"
-                  if r.proactive_hit_rate == r.proactive_hit_rate else "-")
+        hits = r["proactive_hit_rate"]
+        t.add_row(r["baseline"], str(r["tokens"]), f"{r['server_busy_s']:.2f}",
+                  f"{r['server_wall_s']:.2f}", f"{tput(r, 'server_busy_s'):.1f}",
+                  f"{tput(r, 'server_wall_s'):.1f}", f"{r['itl_ms']['mean']:.1f}",
+                  f"{r['bytes_per_round']:.0f}", f"{hits:.1%}" if hits == hits else "-")
     t.add_row("SpecEdge / server-only", "", "", "",
-              f"{se.throughput_busy / so.throughput_busy:.2f}x",
-              f"{se.throughput_wall / so.throughput_wall:.2f}x", f"{se.itl_ms / so.itl_ms:.2f}x",
-              "", "")
+              f"{tput(se, 'server_busy_s') / tput(so, 'server_busy_s'):.2f}x",
+              f"{tput(se, 'server_wall_s') / tput(so, 'server_wall_s'):.2f}x",
+              f"{se['itl_ms']['mean'] / so['itl_ms']['mean']:.2f}x", "", "")
     console.print(t)
 
 
@@ -187,9 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         results = bench_edge(["dataset.max_requests=16", *args.overrides], out_dir)
         print_edge(results, Console())
         if args.out:
-            args.out.write_text(json.dumps([asdict(r) | {
-                "throughput_busy": r.throughput_busy, "throughput_wall": r.throughput_wall}
-                for r in results], indent=2) + "\n")
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
         return 0
     defaults = ["dataset.max_requests=12", "generation.max_new_tokens=64"]
     cfg = _compose(defaults + args.overrides)

@@ -103,6 +103,8 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
                     rounds_out.write(EdgeRoundRecord(
                         client_id=client_id, request_id=req.index, category=req.category,
                         round=seq.steps, prefill=seq.steps == 0, draft_s=draft_s, wait_s=wait_s,
+                        server_queue_s=reply.queue_us / 1e6,
+                        server_verify_s=reply.verify_us / 1e6,
                         request_bytes=msg.ByteSize(), reply_bytes=reply.ByteSize(),
                         tree_size=len(draft_.tree), accepted=len(verdict.path) - 1,
                         new_tokens=len(kept), draft_forwards=draft_.forwards,

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import IO, Any
 
 STEPS_FILE = "steps.jsonl"
+SERVER_FILE = "server.jsonl"
 OUTPUTS_FILE = "outputs.jsonl"
 
 
@@ -70,6 +71,8 @@ class EdgeRoundRecord:
     prefill: bool
     draft_s: float  # drafting this round's tree
     wait_s: float  # from sending the tree to having the reply (network + queue + verify)
+    server_queue_s: float  # of wait_s: queued at the server (the server's own clock)
+    server_verify_s: float  # of wait_s: the batched target forward that verified this tree
     request_bytes: int  # serialized Validate request
     reply_bytes: int
     tree_size: int  # nodes sent, root included

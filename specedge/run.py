@@ -29,6 +29,7 @@ from specedge.config import (
 from specedge.datasets import DatasetError, Request, load_requests
 from specedge.drafting import TreeShape
 from specedge.launcher import LaunchError, launch
+from specedge.metrics import SUMMARY_FILE, MetricsError, write_summary
 from specedge.models import ModelLoadError, load_model, load_tokenizer
 from specedge.records import OUTPUTS_FILE, STEPS_FILE, JsonlWriter
 from specedge.sequence import Sequence
@@ -110,18 +111,25 @@ def execute(cfg: RunConfig, run_dir: Path, composed: DictConfig) -> None:
     if cfg.dry_run:
         log.info("dry run: configuration, tokenizer and prompts are valid; no model loaded")
         return
+    save_run_config(composed, run_dir)
     if cfg.baseline.name == BaselineName.specedge:
-        save_run_config(composed, run_dir)
         launch(cfg, run_dir, len(requests))
     else:
         run_server_side(cfg, tokenizer, requests, run_dir)
+    summary = write_summary(run_dir)
+    for problem in summary["problems"]:
+        log.warning("%s", problem)
+    log.info("%s: %.1f tokens/s of server time (%s), ITL %.1f ms/token, $%.3f per million "
+             "tokens -> %s", cfg.baseline.name.value, summary["throughput_tok_s"],
+             summary["accounting"], summary["itl_ms"]["mean"], summary["usd_per_mtok"],
+             run_dir / SUMMARY_FILE)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     try:
         execute(to_run_config(cfg), Path(HydraConfig.get().runtime.output_dir), cfg)
-    except (ConfigError, DatasetError, ModelLoadError, LaunchError) as exc:
+    except (ConfigError, DatasetError, ModelLoadError, LaunchError, MetricsError) as exc:
         print(f"specedge: error: {exc}", file=sys.stderr)
         sys.exit(2)
 

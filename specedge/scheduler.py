@@ -37,6 +37,8 @@ class Job:
     prefill: bool
     future: asyncio.Future[Verdict]
     enqueued: float = field(default_factory=time.perf_counter)
+    queue_s: float = 0.0  # set when its batch is done: waiting, then the batched forward
+    verify_s: float = 0.0
 
 
 class BatchPolicy(Protocol):
@@ -157,6 +159,7 @@ class Scheduler:
                 continue
             forward_s = time.perf_counter() - t0
             for job, verdict in zip(batch, verdicts, strict=True):
+                job.queue_s, job.verify_s = t0 - job.enqueued, forward_s
                 if not job.future.done():
                     job.future.set_result(verdict)
             if self.on_batch is not None:

@@ -28,12 +28,11 @@ from specedge.kv_cache import RequestCache
 from specedge.models import load_model, load_tokenizer
 from specedge.prefill_cache import CachedPrompt, load_or_build
 from specedge.protocol import pb, reply_from_verdict, rpc, tree_from_request
-from specedge.records import JsonlWriter
+from specedge.records import SERVER_FILE, JsonlWriter
 from specedge.scheduler import Job, Scheduler, make_policy
 from specedge.verification import Chooser, Verdict, verify_trees
 
 log = logging.getLogger("specedge.server")
-SERVER_STEPS_FILE = "server.jsonl"
 
 
 @dataclass
@@ -89,7 +88,7 @@ class VerifierService(rpc.VerifierServicer):
                   tree=tree, prefill=request.prefill, future=future)
         verdict = await self.scheduler.submit(job)
         slot.tokens.extend(verdict.new_tokens(tree))
-        return reply_from_verdict(verdict)
+        return reply_from_verdict(verdict, queue_s=job.queue_s, verify_s=job.verify_s)
 
     async def Sync(self, request: pb.SyncRequest,
                    context: grpc.aio.ServicerContext) -> pb.SyncReply:
@@ -117,7 +116,7 @@ async def serve(cfg: RunConfig, run_dir: Path, port_file: Path | None = None) ->
     target = load_model(cfg.model.target, cfg.model.dtype, cfg.hardware.server_device,
                         cfg.model.attn_implementation)
     choose = Chooser(cfg.generation.temperature, cfg.generation.top_p)
-    steps_out = JsonlWriter(run_dir / SERVER_STEPS_FILE)
+    steps_out = JsonlWriter(run_dir / SERVER_FILE)
 
     policy = make_policy(cfg.server.scheduler_policy, cfg.server.max_batch_size,
                          cfg.server.num_clients)

@@ -44,6 +44,11 @@ def test_run_writes_exact_outputs_and_step_records(tmp_path: Path, micro_pair: P
     assert sum(s["new_tokens"] for s in steps) == sum(len(o["output_ids"]) for o in outputs)
     assert sum(s["prefill"] for s in steps) == 5
     assert (run_dir / ".hydra" / "config.yaml").exists()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["baseline"] == baseline and summary["accounting"] == "busy"
+    assert summary["tokens"] == sum(len(o["output_ids"]) for o in outputs)
+    assert summary["requests"] == 5 and not summary["partial"]
+    assert summary["prices"]["hardware"] == "cpu" and summary["usd_per_mtok"] > 0
     if baseline == "auto_batch":
         assert all(s["tree_size"] == 1 and s["accepted"] == 0 for s in steps)
 

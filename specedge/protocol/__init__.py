@@ -29,8 +29,12 @@ def tree_from_request(msg: pb.ValidateRequest) -> TokenTree:
     return TokenTree.from_wire(list(msg.tokens), [-1, *msg.parents])
 
 
-def reply_from_verdict(verdict: Verdict) -> pb.ValidateReply:
-    return pb.ValidateReply(accepted=verdict.path[1:], bonus=verdict.bonus)
+def reply_from_verdict(verdict: Verdict, queue_s: float = 0.0,
+                       verify_s: float = 0.0) -> pb.ValidateReply:
+    """The server's timings ride along so an edge can split its wait into network, queue and
+    verification without comparing clocks across machines."""
+    return pb.ValidateReply(accepted=verdict.path[1:], bonus=verdict.bonus,
+                            queue_us=round(queue_s * 1e6), verify_us=round(verify_s * 1e6))
 
 
 def verdict_from_reply(reply: pb.ValidateReply) -> Verdict:

@@ -23,12 +23,16 @@ class ValidateRequest(_message.Message):
     def __init__(self, client_id: _Optional[int] = ..., request_id: _Optional[int] = ..., prefill: _Optional[bool] = ..., prompt: _Optional[_Iterable[int]] = ..., tokens: _Optional[_Iterable[int]] = ..., parents: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ValidateReply(_message.Message):
-    __slots__ = ("accepted", "bonus")
+    __slots__ = ("accepted", "bonus", "queue_us", "verify_us")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     BONUS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_US_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_US_FIELD_NUMBER: _ClassVar[int]
     accepted: _containers.RepeatedScalarFieldContainer[int]
     bonus: int
-    def __init__(self, accepted: _Optional[_Iterable[int]] = ..., bonus: _Optional[int] = ...) -> None: ...
+    queue_us: int
+    verify_us: int
+    def __init__(self, accepted: _Optional[_Iterable[int]] = ..., bonus: _Optional[int] = ..., queue_us: _Optional[int] = ..., verify_us: _Optional[int] = ...) -> None: ...
 
 class SyncRequest(_message.Message):
     __slots__ = ("client_id",)
