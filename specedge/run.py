@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
@@ -50,9 +53,33 @@ def prepare(cfg: RunConfig) -> tuple[PreTrainedTokenizerBase, list[Request]]:
 def run_server_side(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
                     requests: list[Request], run_dir: Path) -> None:
     """server_only and auto_batch: everything in this process, on the server's device."""
-    if cfg.hardware.server_cores:  # the server's cores, as SpecEdge's server process gets
-        os.sched_setaffinity(0, set(cfg.hardware.server_cores) & os.sched_getaffinity(0))
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
+    with pinned(cfg.hardware.server_cores):  # the cores SpecEdge's server process gets
+        _serve_in_process(cfg, tokenizer, requests, run_dir)
+
+
+@contextlib.contextmanager
+def pinned(cores: list[int] | None) -> Iterator[None]:
+    """Pin this process to ``cores`` for the block, then give back what it had: a multirun
+    runs its jobs one after another in this same process."""
+    if not cores:
+        yield
+        return
+    allowed, threads = os.sched_getaffinity(0), torch.get_num_threads()
+    wanted = set(cores) & allowed
+    if not wanted:
+        raise ConfigError(f"hardware.server_cores = {cores} are not available here (allowed: "
+                          f"{sorted(allowed)})")
+    os.sched_setaffinity(0, wanted)
+    torch.set_num_threads(len(wanted))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
+        torch.set_num_threads(threads)
+
+
+def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
+                      requests: list[Request], run_dir: Path) -> None:
     device = cfg.hardware.server_device
     target = load_model(cfg.model.target, cfg.model.dtype, device, cfg.model.attn_implementation)
     baseline = cfg.baseline
@@ -125,12 +152,19 @@ def execute(cfg: RunConfig, run_dir: Path, composed: DictConfig) -> None:
              run_dir / SUMMARY_FILE)
 
 
+class RunFailed(RuntimeError):
+    """A sweep job that failed; Hydra records it and the sweep goes on with the next job."""
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
     try:
-        execute(to_run_config(cfg), Path(HydraConfig.get().runtime.output_dir), cfg)
+        execute(to_run_config(cfg), Path(hydra_cfg.runtime.output_dir), cfg)
     except (ConfigError, DatasetError, ModelLoadError, LaunchError, MetricsError) as exc:
         print(f"specedge: error: {exc}", file=sys.stderr)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            raise RunFailed(str(exc)) from None
         sys.exit(2)
 
 

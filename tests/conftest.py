@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,20 @@ def micro_build_config(out_dir: Path, seed: int = 0) -> BuildConfig:
         eval_new_tokens=16,
         timing_repeats=5,
     )
+
+
+def micro_build_overrides(corpus_dir: Path) -> list[str]:
+    """The micro recipe as Hydra overrides of `python -m specedge.build_models`."""
+    cfg = micro_build_config(Path("models/tiny"))
+    cfg.corpus_dir = str(corpus_dir)
+    out = []
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            out += [f"{f.name}.{g.name}={getattr(value, g.name)}" for g in fields(value)]
+        else:
+            out.append(f"{f.name}={str(value).lower() if isinstance(value, bool) else value}")
+    return out
 
 
 @pytest.fixture(scope="session")

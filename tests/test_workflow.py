@@ -22,13 +22,22 @@ def test_dry_run_plans_models_runs_and_bench(tmp_path: Path) -> None:
                         "--snakefile", str(PROJECT_ROOT / "Snakefile"),
                         "--configfile", str(PROJECT_ROOT / "workflow" / "config.yaml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    for rule in ("build_models", "run_baseline", "bench_spec", "reports_all"):
+    for rule in ("build_models", "run_baseline", "run_sweep", "bench_spec", "report_comparison",
+                 "report_sweep", "report_index", "reports_all"):
         assert rule in result.stdout
 
 
 def test_config_schema_rejects_unknown_baseline(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("models: {build_overrides: []}\nruns: {baselines: [nope], overrides: []}\n")
+    bad.write_text("models: {build_overrides: []}\nruns: {baselines: {nope: []}}\n")
     result = _snakemake("-n", "reports/all", "--configfile", str(bad))
     assert result.returncode != 0
     assert "nope" in result.stdout + result.stderr
+
+
+def test_config_schema_rejects_an_override_without_a_value(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: {build_overrides: []}\nruns: {baselines: {specedge: [max_budget]}}\n")
+    result = _snakemake("-n", "reports/all", "--configfile", str(bad))
+    assert result.returncode != 0
+    assert "max_budget" in result.stdout + result.stderr

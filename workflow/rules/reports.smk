@@ -3,11 +3,60 @@ rule all:
         "reports/all",
 
 
-rule reports_all:
-    """Everything the default experiment needs; report rules join here as they land."""
+RUN_DIRS = [f"results/runs/{b}" for b in config["runs"]["baselines"]]
+SWEEP_REPORTS = expand("reports/sweep-{sweep}.html", sweep=list(config.get("sweeps", {})))
+
+
+rule report_comparison:
+    """SpecEdge vs server-only vs auto-batch: one self-contained HTML file."""
     input:
-        card=rules.build_models.output.card,
-        runs=expand(rules.run_baseline.output.outputs, baseline=config["runs"]["baselines"]),
+        summaries=[f"{d}/summary.json" for d in RUN_DIRS],
         bench=rules.bench_spec.output.table,
+    output:
+        "reports/comparison.html",
+    params:
+        runs=" ".join(RUN_DIRS),
+    log:
+        "logs/reports/comparison.log",
+    benchmark:
+        "benchmarks/reports/comparison.tsv"
+    shell:
+        "{PY} -m specedge.report comparison {params.runs} --bench {input.bench} "
+        "--out {output} > {log} 2>&1"
+
+
+rule report_sweep:
+    input:
+        "results/sweeps/{sweep}",
+    output:
+        "reports/sweep-{sweep}.html",
+    log:
+        "logs/reports/sweep-{sweep}.log",
+    benchmark:
+        "benchmarks/reports/sweep-{sweep}.tsv"
+    shell:
+        "{PY} -m specedge.report sweep {input} --title 'Sweep: {wildcards.sweep}' "
+        "--out {output} > {log} 2>&1"
+
+
+rule report_index:
+    input:
+        comparison=rules.report_comparison.output,
+        sweeps=SWEEP_REPORTS,
+    output:
+        "reports/index.html",
+    log:
+        "logs/reports/index.log",
+    benchmark:
+        "benchmarks/reports/index.tsv"
+    shell:
+        "{PY} -m specedge.report index {input.comparison} {input.sweeps} --out {output} "
+        "> {log} 2>&1"
+
+
+rule reports_all:
+    """The default experiment end to end: models, runs, sweeps, reports."""
+    input:
+        rules.report_index.output,
     output:
         touch("reports/all"),

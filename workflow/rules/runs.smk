@@ -1,20 +1,53 @@
 wildcard_constraints:
     baseline="specedge|server_only|auto_batch",
+    sweep="[A-Za-z0-9_-]+",
+
+
+def run_overrides(wildcards):
+    return hydra_overrides(
+        config["runs"].get("overrides", []) + config["runs"]["baselines"][wildcards.baseline]
+    )
 
 
 rule run_baseline:
-    """One experiment run (`python -m specedge.run`) on the embedded default pair."""
+    """One experiment run (`python -m specedge.run`): for specedge it deploys the gRPC server and
+    the Fabric-launched edges of the hardware config, then collects their JSONL."""
     input:
         card=rules.build_models.output.card,
     output:
         # every baseline writes outputs.jsonl; its other JSONL differs (specedge.records)
         outputs="results/runs/{baseline}/outputs.jsonl",
+        summary="results/runs/{baseline}/summary.json",
     params:
-        overrides=hydra_overrides(config["runs"]["overrides"]),
+        overrides=run_overrides,
     log:
         "logs/runs/{baseline}.log",
     benchmark:
         "benchmarks/runs/{baseline}.tsv"
     shell:
+        "rm -rf results/runs/{wildcards.baseline} && "
         "{PY} -m specedge.run baseline={wildcards.baseline} "
         "hydra.run.dir=results/runs/{wildcards.baseline} {params.overrides} > {log} 2>&1"
+
+
+def sweep_args(wildcards):
+    sweep = config["sweeps"][wildcards.sweep]
+    return hydra_overrides(
+        config["runs"].get("overrides", []) + sweep.get("overrides", []) + sweep["params"]
+    )
+
+
+rule run_sweep:
+    """A Hydra multirun; results/sweeps/<name>/index.json lists its jobs (specedge.sweep)."""
+    input:
+        card=rules.build_models.output.card,
+    output:
+        directory("results/sweeps/{sweep}"),
+    params:
+        args=sweep_args,
+    log:
+        "logs/sweeps/{sweep}.log",
+    benchmark:
+        "benchmarks/sweeps/{sweep}.tsv"
+    shell:
+        "{PY} -m specedge.run -m hydra.sweep.dir={output} {params.args} > {log} 2>&1"

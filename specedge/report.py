@@ -1,0 +1,482 @@
+"""Cost-normalized HTML reports: one self-contained file per comparison or sweep, and an index.
+
+Figures are seaborn/matplotlib PNGs embedded as data URIs and the CSS is inline, so a report
+opens anywhere without a network. Numbers come from :mod:`specedge.metrics` (the runs'
+``summary.json``) and, for distributions and the timeline, from the runs' JSONL records.
+
+    python -m specedge.report comparison RUN_DIR... --out reports/comparison.html
+    python -m specedge.report sweep SWEEP_DIR --out reports/sweep-budget.html
+    python -m specedge.report index reports/comparison.html ... --out reports/index.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a display
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from jinja2 import Environment, PackageLoader, select_autoescape
+from matplotlib.figure import Figure
+
+from specedge.config import RUN_CONFIG_FILE
+from specedge.metrics import (
+    SUMMARY_FILE,
+    MetricsError,
+    RunRecords,
+    itl_ms,
+    load_records,
+    run_summary,
+)
+from specedge.sweep import INDEX_FILE
+
+LABELS = {"auto_batch": "Autoregressive", "server_only": "Server-only", "specedge": "SpecEdge"}
+ORDER = ["auto_batch", "server_only", "specedge"]
+PALETTE = dict(zip([LABELS[b] for b in ORDER], sns.color_palette("colorblind", 3), strict=True))
+TIMELINE_STEPS = 40  # server steps shown in the timeline's zoom
+
+
+class ReportError(ValueError):
+    """Nothing to report on, or an input that is not what the report reads."""
+
+
+@dataclass
+class Plot:
+    uri: str
+    caption: str
+
+
+@dataclass
+class Section:
+    title: str
+    text: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+    figures: list[Plot] = field(default_factory=list)
+    details: list[tuple[str, str]] = field(default_factory=list)
+    links: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def _png(fig: Figure, caption: str) -> Plot:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return Plot("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(), caption)
+
+
+def _table(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, border=0, na_rep="-", escape=True,
+                      float_format=lambda v: f"{v:,.3g}" if abs(v) < 100 else f"{v:,.0f}")
+
+
+def render(path: Path, title: str, subtitle: str, sections: list[Section],
+           notes: list[str] | None = None) -> Path:
+    env = Environment(loader=PackageLoader("specedge", "templates"),
+                      autoescape=select_autoescape(default=True))
+    html = env.get_template("page.html.j2").render(title=title, subtitle=subtitle,
+                                                   sections=sections, notes=notes or [])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def _generated() -> str:
+    return datetime.now(UTC).strftime("generated %Y-%m-%d %H:%M UTC")
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    summary: dict[str, Any]
+    records: RunRecords
+
+    @property
+    def label(self) -> str:
+        return LABELS.get(self.summary["baseline"], self.summary["baseline"])
+
+    @property
+    def pair(self) -> str:
+        s = self.summary
+        return f"{s.get('model', '?')} ({Path(str(s.get('target', '?'))).name} / " \
+               f"{Path(str(s.get('draft', '?'))).name})"
+
+
+def load_run(run_dir: Path) -> Run:
+    """A run's summary (recomputed from its records when summary.json is missing)."""
+    run_dir = Path(run_dir)
+    path = run_dir / SUMMARY_FILE
+    summary = json.loads(path.read_text()) if path.exists() else run_summary(run_dir)
+    return Run(summary, load_records(run_dir))
+
+
+# -- comparison ------------------------------------------------------------------------------
+
+
+def comparison_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per run; ratios against the server-only run of the same pair, as in the paper."""
+    rows = []
+    for run in runs:
+        s = run.summary
+        rows.append({
+            "pair": run.pair, "baseline": run.label, "accounting": s["accounting"],
+            "tokens": s["tokens"], "server s": s["server_time_s"],
+            "throughput tok/s": s["throughput_tok_s"], "ITL ms/token": s["itl_ms"]["mean"],
+            "k tokens / $": s["cost_efficiency_ktok_per_usd"], "$ / M tokens": s["usd_per_mtok"],
+            "accepted / round": s["accepted_per_round"], "batch": s["mean_batch_size"],
+            "server busy %": 100 * s["server_utilization"],
+            "proactive ratio": s["proactive_ratio"], "bytes / node": s["bytes_per_node"]})
+    df = pd.DataFrame(rows)
+    for col, name in (("throughput tok/s", "throughput ×"), ("ITL ms/token", "ITL ×"),
+                      ("k tokens / $", "cost eff. ×")):
+        ref = df[df["baseline"] == LABELS["server_only"]].set_index("pair")[col]
+        df[name] = [v / ref[p] if p in ref.index else math.nan
+                    for p, v in zip(df["pair"], df[col], strict=True)]
+    order = {LABELS[b]: i for i, b in enumerate(ORDER)}
+    return df.sort_values(["pair", "baseline"], key=lambda c: c.map(order) if
+                          c.name == "baseline" else c, ignore_index=True)
+
+
+def _bars(df: pd.DataFrame, y: str, ax: Any, title: str) -> None:
+    sns.barplot(df, x="pair", y=y, hue="baseline", palette=PALETTE, ax=ax,
+                hue_order=[b for b in PALETTE if b in set(df["baseline"])])
+    ax.set_title(title)
+    ax.set_xlabel("")
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.3g", fontsize=8)
+
+
+def fig_headline(df: pd.DataFrame) -> Plot:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    _bars(df, "$ / M tokens", ax, "Dollars per million tokens (lower is better)")
+    ax.set_ylabel("$ per million tokens")
+    return _png(fig, "Cost per million generated tokens for each target/draft pair: server "
+                     "time at the server's price plus edge busy time at the edge's price.")
+
+
+def fig_throughput_cost(df: pd.DataFrame) -> Plot:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    _bars(df, "throughput tok/s", axes[0], "Server throughput (tokens / server s)")
+    _bars(df, "k tokens / $", axes[1], "Cost efficiency (thousand tokens / $)")
+    for ax in axes[1:]:
+        ax.get_legend().remove()
+    return _png(fig, "Throughput per second of charged server time, and tokens per dollar.")
+
+
+def _rounds(runs: list[Run]) -> pd.DataFrame:
+    frames = []
+    for run in runs:
+        r = run.records.rounds.copy()
+        r["baseline"], r["pair"] = run.label, run.pair
+        r["itl_ms"] = itl_ms(r)
+        frames.append(r)
+    return pd.concat(frames, ignore_index=True)
+
+
+def fig_itl(rounds: pd.DataFrame) -> Plot:
+    later = rounds.dropna(subset=["itl_ms"])
+    fig, ax = plt.subplots(figsize=(8, 4))
+    sns.boxplot(later, x="baseline", y="itl_ms", hue="baseline", palette=PALETTE, ax=ax,
+                order=[b for b in PALETTE if b in set(later["baseline"])], showfliers=False)
+    sns.stripplot(later.sample(min(len(later), 3000), random_state=0), x="baseline", y="itl_ms",
+                  color="black", alpha=0.15, size=2, ax=ax,
+                  order=[b for b in PALETTE if b in set(later["baseline"])])
+    ax.set_ylabel("ms per token")
+    ax.set_xlabel("")
+    ax.set_title("Inter-token latency of non-prefill rounds")
+    return _png(fig, "Each point is one round of one request: its latency divided by the "
+                     "tokens it produced (box: quartiles; whiskers: 1.5 IQR).")
+
+
+def fig_accepted(rounds: pd.DataFrame) -> Plot:
+    later = rounds[~rounds["prefill"]]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    sns.histplot(later, x="accepted", hue="baseline", palette=PALETTE, discrete=True,
+                 stat="probability", common_norm=False, multiple="dodge", shrink=0.8, ax=ax)
+    ax.set_xlabel("drafted tokens accepted per round (bonus token not counted)")
+    ax.set_title("Accepted tokens per round")
+    return _png(fig, "Share of rounds by number of accepted draft tokens; auto-batch drafts "
+                     "nothing, so all its rounds accept 0.")
+
+
+def fig_breakdown(rounds: pd.DataFrame) -> Plot:
+    parts = ["draft", "network", "queue", "verify", "other"]
+    mean = rounds.groupby("baseline")[[f"{p}_s" for p in parts]].mean() * 1e3
+    mean.columns = parts
+    mean = mean.reindex([b for b in PALETTE if b in mean.index])
+    fig, ax = plt.subplots(figsize=(8, 4))
+    mean.plot.barh(stacked=True, ax=ax, color=sns.color_palette("Set2", len(parts)))
+    ax.set_xlabel("mean ms per round")
+    ax.set_ylabel("")
+    ax.set_title("Where a round's time goes")
+    ax.invert_yaxis()
+    return _png(fig, "Per-round time: drafting, network (SpecEdge: wait minus the server's "
+                     "queue and verify times, sent back in each reply), queueing at the server, "
+                     "the batched target forward, and the rest (server-side baselines: other "
+                     "requests' drafting in the same step).")
+
+
+def fig_categories(rounds: pd.DataFrame) -> Plot:
+    per = (rounds.dropna(subset=["itl_ms"]).groupby(["category", "baseline"])
+           .agg(itl_ms=("itl_ms", "mean"), accepted=("accepted", "mean")).reset_index())
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    hue_order = [b for b in PALETTE if b in set(per["baseline"])]
+    sns.barplot(per, x="category", y="itl_ms", hue="baseline", palette=PALETTE, ax=axes[0],
+                hue_order=hue_order)
+    sns.barplot(per, x="category", y="accepted", hue="baseline", palette=PALETTE, ax=axes[1],
+                hue_order=hue_order)
+    axes[0].set_ylabel("ITL (ms per token)")
+    axes[1].set_ylabel("accepted tokens per round")
+    axes[1].get_legend().remove()
+    for ax in axes:
+        ax.set_xlabel("")
+        ax.tick_params(axis="x", rotation=30)
+    return _png(fig, "By dataset category: inter-token latency and accepted tokens per round.")
+
+
+def fig_timeline(run: Run) -> Plot:
+    """Gantt chart of one SpecEdge run: server forwards and each edge's phases, one time axis."""
+    server, rounds = run.records.server, run.records.rounds
+    t0 = float(server["t_start"].min())
+    end = float(server["t_end"].iloc[min(TIMELINE_STEPS, len(server)) - 1])
+    rounds = rounds[(rounds["t_start"] < end)]
+    clients = sorted(rounds["client_id"].unique())
+    lanes = ["server", *[f"edge {c}" for c in clients]]
+    fig, ax = plt.subplots(figsize=(12, 1.0 + 0.45 * len(lanes)))
+    colors = {"verify": "#4c72b0", "draft": "#55a868", "proactive": "#c44e52", "wait": "#dddddd"}
+
+    def bars(lane: int, spans: pd.DataFrame, color: str, height: float = 0.7) -> None:
+        ax.broken_barh(list(zip(spans["a"] - t0, spans["b"] - spans["a"], strict=True)),
+                       (lane - height / 2, height), color=color)
+
+    shown = server[server["t_start"] < end]
+    bars(0, pd.DataFrame({"a": shown["t_end"] - shown["busy_s"], "b": shown["t_end"]}),
+         colors["verify"])
+    for lane, c in enumerate(clients, start=1):
+        r = rounds[rounds["client_id"] == c]
+        bars(lane, pd.DataFrame({"a": r["t_sent"], "b": r["t_end"]}), colors["wait"])
+        bars(lane, pd.DataFrame({"a": r["t_start"], "b": r["t_sent"]}), colors["draft"])
+        pro = r[r["proactive_s"] > 0]
+        bars(lane, pd.DataFrame({"a": pro["t_sent"], "b": pro["t_sent"] + pro["proactive_s"]}),
+             colors["proactive"], 0.35)
+    ax.set_yticks(range(len(lanes)), lanes)
+    ax.invert_yaxis()
+    ax.set_xlim(0, end - t0)
+    ax.set_xlabel("seconds since the first server step")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
+    ax.legend(handles, ["server verify", "edge draft", "proactive draft", "edge waits"],
+              ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.25 - 0.02 * len(lanes)))
+    ax.set_title(f"SpecEdge timeline, first {len(shown)} server steps")
+    return _png(fig, "Server forwards (blue) and each edge's drafting (green), proactive "
+                     "drafting while it waits (red, thin) and waiting for the reply (grey). "
+                     "With pipeline-aware scheduling the server alternates between two groups "
+                     "of edges, so while one group waits the other drafts.")
+
+
+def _prices(runs: list[Run]) -> pd.DataFrame:
+    rows = {json.dumps(r.summary["prices"], sort_keys=True): r.summary["prices"] for r in runs}
+    return pd.DataFrame([{"hardware": p["hardware"], "server GPU": p["server_gpu"],
+                          "server $/h": p["server_per_hour"], "edge GPU": p["edge_gpu"],
+                          "edge $/h": p["edge_per_hour"]} for p in rows.values()])
+
+
+def _notes(runs: list[Run]) -> list[str]:
+    notes = []
+    for run in runs:
+        s = run.summary
+        if s["partial"]:
+            notes.append(f"{run.label} ({s['run_dir']}) is PARTIAL: requests "
+                         f"{s['unfinished_requests']} did not finish; its numbers cover "
+                         "what was recorded.")
+        notes.extend(f"{run.label}: {p}" for p in s["problems"])
+    return notes
+
+
+def _config_details(runs: list[Run]) -> list[tuple[str, str]]:
+    out = []
+    for run in runs:
+        path = Path(run.summary["run_dir"]) / RUN_CONFIG_FILE
+        body = path.read_text() if path.exists() else "(no run_config.yaml in the run directory)"
+        out.append((f"{run.label}: {run.summary['run_dir']}", body))
+    return out
+
+
+def comparison_report(run_dirs: list[Path], out: Path, title: str,
+                      bench: Path | None = None) -> Path:
+    if not run_dirs:
+        raise ReportError("no run directories given")
+    runs = [load_run(d) for d in run_dirs]
+    df = comparison_table(runs)
+    rounds = _rounds(runs)
+    accounting = ", ".join(f"{r.label}: {r.summary['accounting']}" for r in runs)
+    sections = [
+        Section("Cost per million tokens", figures=[fig_headline(df)], text=[
+            "Server time is charged by the accounting named per run (wall: first to last "
+            f"server step, idle included; busy: sum of step times). Used here: {accounting}."]),
+        Section("SpecEdge vs server-only vs auto-batch", tables=[_table(df)], text=[
+            "Ratios (×) are normalized to the server-only run of the same target/draft pair. "
+            "Throughput is tokens per second of charged server time; ITL is the mean over "
+            "non-prefill rounds of round latency / tokens produced."]),
+        Section("Throughput and cost efficiency", figures=[fig_throughput_cost(df)]),
+        Section("Inter-token latency", figures=[fig_itl(rounds)]),
+        Section("Accepted tokens", figures=[fig_accepted(rounds)]),
+        Section("Time breakdown", figures=[fig_breakdown(rounds)]),
+        Section("By dataset category", figures=[fig_categories(rounds)]),
+    ]
+    specedge = [r for r in runs if r.summary["baseline"] == "specedge"]
+    if specedge:
+        sections.append(Section("Timeline of a SpecEdge run", figures=[fig_timeline(specedge[0])],
+                                text=[f"Run: {specedge[0].summary['run_dir']}"]))
+    if bench is not None:
+        sections.append(bench_section(bench))
+    sections.append(Section("Hardware prices", tables=[_table(_prices(runs))]))
+    sections.append(Section("Run configurations", details=_config_details(runs)))
+    s0 = runs[0].summary
+    subtitle = (f"{len(runs)} runs · dataset {s0.get('dataset', '?')} · hardware "
+                f"{s0.get('hardware', '?')} · {_generated()}")
+    return render(out, title, subtitle, sections, _notes(runs))
+
+
+def bench_section(path: Path) -> Section:
+    data = json.loads(Path(path).read_text())
+    df = pd.DataFrame(data["results"])
+    base = df.loc[df["method"] == "target greedy", "wall_s"].iloc[0]
+    df["speed-up vs greedy"] = base / df["wall_s"]
+    return Section("Speculative decoding benchmark (batch 1)", tables=[_table(df)], text=[
+        f"python -m specedge.bench spec on {data['model']} ({data['device']}, {data['dtype']}), "
+        f"tree {data['shape']}: target forwards and wall time per method, same prompts."])
+
+
+# -- sweeps ----------------------------------------------------------------------------------
+
+
+def sweep_table(index: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    for job in index["jobs"]:
+        row: dict[str, Any] = {k: job["params"].get(k) for k in index["swept"]}
+        row["status"] = job["status"]
+        s = job.get("summary")
+        if s is not None:
+            row |= {"baseline": LABELS.get(s["baseline"], s["baseline"]),
+                    "throughput tok/s": s["throughput_tok_s"], "ITL ms/token": s["itl_ms"]["mean"],
+                    "k tokens / $": s["cost_efficiency_ktok_per_usd"],
+                    "$ / M tokens": s["usd_per_mtok"],
+                    "accepted / round": s["accepted_per_round"], "accounting": s["accounting"]}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fig_sweep(df: pd.DataFrame, param: str) -> Plot:
+    metrics = ["throughput tok/s", "ITL ms/token", "k tokens / $", "accepted / round"]
+    ok = df.dropna(subset=["throughput tok/s"])
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.6))
+    for ax, metric in zip(axes, metrics, strict=True):
+        sns.lineplot(ok, x=param, y=metric, hue="baseline", palette=PALETTE, marker="o", ax=ax,
+                     hue_order=[b for b in PALETTE if b in set(ok["baseline"])])
+        ax.set_title(metric)
+        ax.set_ylabel("")
+        if ax is not axes[0] and ax.get_legend() is not None:
+            ax.get_legend().remove()
+    fig.tight_layout()
+    return _png(fig, f"Metrics over {param}; one point per completed sweep job.")
+
+
+def sweep_report(sweep_dir: Path, out: Path, title: str) -> Path:
+    path = Path(sweep_dir) / INDEX_FILE
+    if not path.exists():
+        raise ReportError(f"{path}: missing; run the sweep with python -m specedge.run -m ...")
+    index = json.loads(path.read_text())
+    if not any("summary" in j for j in index["jobs"]):
+        raise ReportError(f"{path}: no job of the sweep completed")
+    df = sweep_table(index)
+    params = [k for k in index["swept"] if k != "baseline"]
+    sections = [Section("Jobs", tables=[_table(df)], text=[
+        f"Sweep directory {index['sweep_dir']}; swept: {', '.join(index['swept'])}."])]
+    numeric = [p for p in params if pd.api.types.is_numeric_dtype(df[p])]
+    for param in numeric or params[:1]:
+        sections.append(Section(f"Over {param}", figures=[fig_sweep(df, param)]))
+    notes = [f"job {j['dir']} ({', '.join(j['overrides'])}): {j['status']}"
+             + (f": {j['error']}" if j.get("error") else "")
+             for j in index["jobs"] if "summary" not in j]
+    subtitle = f"{len(index['jobs'])} jobs · {_generated()}"
+    return render(out, title, subtitle, sections, notes)
+
+
+# -- index -----------------------------------------------------------------------------------
+
+
+class _TitleParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.title, self._in = "", False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in = tag == "title"
+
+    def handle_data(self, data: str) -> None:
+        if self._in:
+            self.title += data
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in = False
+
+
+def index_page(reports: list[Path], out: Path) -> Path:
+    links = []
+    for report in reports:
+        parser = _TitleParser()
+        parser.feed(Path(report).read_text(encoding="utf-8"))
+        href = os.path.relpath(Path(report).resolve(), out.parent.resolve())
+        links.append((href, parser.title or report.name, report.name))
+    section = Section("Reports", links=links, text=[
+        "Each report is one self-contained HTML file (figures embedded)."])
+    return render(out, "SpecEdge experiment reports", _generated(), [section])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m specedge.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    comp = sub.add_parser("comparison", help="compare runs (SpecEdge, server-only, auto-batch)")
+    comp.add_argument("run_dirs", nargs="+", type=Path)
+    comp.add_argument("--bench", type=Path, help="results of python -m specedge.bench spec")
+    sweep = sub.add_parser("sweep", help="one Hydra multirun sweep")
+    sweep.add_argument("sweep_dir", type=Path)
+    idx = sub.add_parser("index", help="the page linking the reports")
+    idx.add_argument("reports", nargs="+", type=Path)
+    for p in (comp, sweep, idx):
+        p.add_argument("--out", type=Path, required=True)
+        p.add_argument("--title", default=None)
+    args = parser.parse_args(argv)
+    try:
+        if args.what == "comparison":
+            comparison_report(args.run_dirs, args.out,
+                              args.title or "SpecEdge vs server-only vs auto-batch", args.bench)
+        elif args.what == "sweep":
+            sweep_report(args.sweep_dir, args.out, args.title or f"Sweep {args.sweep_dir.name}")
+        else:
+            index_page(args.reports, args.out)
+    except (ReportError, MetricsError, OSError) as exc:
+        print(f"specedge.report: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
