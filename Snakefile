@@ -1,6 +1,7 @@
 # SpecEdge experiment pipeline. Targets:
 #   snakemake --cores 1 reports/all      everything missing: models, runs, reports
 #   snakemake --cores 1 build_models     only the embedded tiny target/draft pair
+#   snakemake --cores 1 bench            the benchmarks (results/bench/)
 # Parameters live in workflow/config.yaml (validated by workflow/schemas/config.schema.yaml).
 
 configfile: "workflow/config.yaml"

@@ -51,11 +51,13 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
     async with grpc.aio.insecure_channel(address) as channel:
         stub = rpc.VerifierStub(channel)
 
-        async def roundtrip(msg: pb.ValidateRequest) -> pb.ValidateReply:
+        async def roundtrip(msg: pb.ValidateRequest) -> tuple[pb.ValidateReply, float]:
+            """The reply and when it arrived, which can be before the edge gets to it (it may
+            still be drafting proactively)."""
             await link.cross(msg.ByteSize())
             reply = await stub.Validate(msg, timeout=600)
             await link.cross(reply.ByteSize())
-            return reply
+            return reply, time.perf_counter()
 
         await stub.Sync(pb.SyncRequest(client_id=client_id), timeout=600)
         with JsonlWriter(rounds_path) as rounds_out, JsonlWriter(outputs_path) as outputs_out:
@@ -88,8 +90,9 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
                             None, draft_proactively, draft, seq.draft_cache, draft_,
                             cfg.edge.proactive)
                         proactive_s = time.perf_counter() - t2
-                    reply = await call
-                    wait_s = time.perf_counter() - t1
+                    reply, arrived = await call
+                    wait_s = arrived - t1
+                    late_s = time.perf_counter() - arrived
                     verdict = verdict_from_reply(reply)
                     adopted = None
                     hit = is_hit(guess, verdict)
@@ -103,6 +106,7 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
                     rounds_out.write(EdgeRoundRecord(
                         client_id=client_id, request_id=req.index, category=req.category,
                         round=seq.steps, prefill=seq.steps == 0, draft_s=draft_s, wait_s=wait_s,
+                        late_s=late_s,
                         server_queue_s=reply.queue_us / 1e6,
                         server_verify_s=reply.verify_us / 1e6,
                         request_bytes=msg.ByteSize(), reply_bytes=reply.ByteSize(),

@@ -110,7 +110,7 @@ def _rounds_server_side(steps: pd.DataFrame) -> pd.DataFrame:
         "client_id": -1, "request_id": steps["request_id"], "category": steps["category"],
         "prefill": steps["prefill"].astype(bool), "draft_s": steps["draft_s"],
         "target_s": steps["target_s"], "latency_s": latency, "network_s": 0.0,
-        "queue_s": 0.0, "verify_s": steps["target_s"],
+        "queue_s": 0.0, "verify_s": steps["target_s"], "late_s": 0.0,
         # the rest of the step: the other requests' drafting and bookkeeping
         "other_s": (latency - steps["draft_s"] - steps["target_s"]).clip(lower=0),
         "accepted": steps["accepted"], "new_tokens": steps["new_tokens"],
@@ -125,10 +125,12 @@ def _rounds_specedge(edge: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "client_id": edge["client_id"], "request_id": edge["request_id"],
         "category": edge["category"], "prefill": edge["prefill"].astype(bool),
-        "draft_s": edge["draft_s"], "target_s": edge["wait_s"], "latency_s": latency,
+        "draft_s": edge["draft_s"], "target_s": edge["wait_s"] + edge["late_s"],
+        "latency_s": latency,
         "network_s": network, "queue_s": edge["server_queue_s"],
         "verify_s": edge["server_verify_s"],
-        "other_s": (latency - edge["draft_s"] - edge["wait_s"]).clip(lower=0),
+        "late_s": edge["late_s"],
+        "other_s": (latency - edge["draft_s"] - edge["wait_s"] - edge["late_s"]).clip(lower=0),
         "accepted": edge["accepted"], "new_tokens": edge["new_tokens"],
         "tree_size": edge["tree_size"], "proactive_drafted": edge["proactive_drafted"],
         "proactive_hit": edge["proactive_hit"], "from_proactive": edge["from_proactive"],
@@ -299,7 +301,7 @@ def summarize(rec: RunRecords, prices: Prices, accounting: Accounting | None = N
         "bytes_per_round": float(rounds["bytes"].mean()),
         "bytes_per_node": float(rounds["bytes"].sum() / rounds["tree_size"].sum()),
         "breakdown_s": {part: float(rounds[f"{part}_s"].sum())
-                        for part in ("draft", "network", "queue", "verify", "other")},
+                        for part in ("draft", "network", "queue", "verify", "late", "other")},
         "by_category": _per_category(rounds),
         "problems": rec.problems,
     }

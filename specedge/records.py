@@ -70,7 +70,8 @@ class EdgeRoundRecord:
     round: int  # index of the round within the request
     prefill: bool
     draft_s: float  # drafting this round's tree
-    wait_s: float  # from sending the tree to having the reply (network + queue + verify)
+    wait_s: float  # from sending the tree to the reply's arrival (network + queue + verify)
+    late_s: float  # from the reply's arrival until the edge took it (still drafting proactively)
     server_queue_s: float  # of wait_s: queued at the server (the server's own clock)
     server_verify_s: float  # of wait_s: the batched target forward that verified this tree
     request_bytes: int  # serialized Validate request

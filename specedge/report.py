@@ -215,7 +215,7 @@ def fig_accepted(rounds: pd.DataFrame) -> Plot:
 
 
 def fig_breakdown(rounds: pd.DataFrame) -> Plot:
-    parts = ["draft", "network", "queue", "verify", "other"]
+    parts = ["draft", "network", "queue", "verify", "late", "other"]
     mean = rounds.groupby("baseline")[[f"{p}_s" for p in parts]].mean() * 1e3
     mean.columns = parts
     mean = mean.reindex([b for b in PALETTE if b in mean.index])
@@ -225,10 +225,11 @@ def fig_breakdown(rounds: pd.DataFrame) -> Plot:
     ax.set_ylabel("")
     ax.set_title("Where a round's time goes")
     ax.invert_yaxis()
-    return _png(fig, "Per-round time: drafting, network (SpecEdge: wait minus the server's "
-                     "queue and verify times, sent back in each reply), queueing at the server, "
-                     "the batched target forward, and the rest (server-side baselines: other "
-                     "requests' drafting in the same step).")
+    return _png(fig, "Per-round time: drafting, network (SpecEdge: the round trip minus the "
+                     "server's queue and verify times, which it sends back in each reply), "
+                     "queueing at the server, the batched target forward, late (the reply had "
+                     "arrived but the edge was still drafting proactively), and the rest "
+                     "(server-side baselines: the other requests' drafting in the same step).")
 
 
 def fig_categories(rounds: pd.DataFrame) -> Plot:
@@ -269,7 +270,7 @@ def fig_timeline(run: Run) -> Plot:
          colors["verify"])
     for lane, c in enumerate(clients, start=1):
         r = rounds[rounds["client_id"] == c]
-        bars(lane, pd.DataFrame({"a": r["t_sent"], "b": r["t_end"]}), colors["wait"])
+        bars(lane, pd.DataFrame({"a": r["t_sent"], "b": r["t_end"]}), colors["wait"])  # + late
         bars(lane, pd.DataFrame({"a": r["t_start"], "b": r["t_sent"]}), colors["draft"])
         pro = r[r["proactive_s"] > 0]
         bars(lane, pd.DataFrame({"a": pro["t_sent"], "b": pro["t_sent"] + pro["proactive_s"]}),

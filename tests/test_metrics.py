@@ -68,11 +68,11 @@ def test_server_side_run_counts_each_batched_step_once(tmp_path: Path) -> None:
 
 def _round(rid: int, rnd: int, t0: float, new: int, **kw: object) -> EdgeRoundRecord:
     fields = dict(client_id=0, request_id=rid, category="x", round=rnd, prefill=rnd == 0,
-                  draft_s=0.1, wait_s=0.3, server_queue_s=0.05, server_verify_s=0.2,
+                  draft_s=0.1, wait_s=0.3, late_s=0.05, server_queue_s=0.05, server_verify_s=0.2,
                   request_bytes=40, reply_bytes=8, tree_size=8, accepted=new - 1,
                   new_tokens=new, draft_forwards=4, proactive_drafted=True, proactive_hit=False,
                   from_proactive=False, proactive_s=0.2, t_start=t0, t_sent=t0 + 0.1,
-                  t_end=t0 + 0.4, finished=False)
+                  t_end=t0 + 0.45, finished=False)
     fields.update(kw)
     return EdgeRoundRecord(**fields)  # type: ignore[arg-type]
 
@@ -95,8 +95,10 @@ def test_specedge_run_is_charged_wall_time_and_edge_busy_time(tmp_path: Path) ->
     assert s["proactive_ratio"] == 1.0 and s["proactive_hit_rate"] == 0.5
     assert s["breakdown_s"]["network"] == pytest.approx(2 * 0.05)  # wait - queue - verify
     assert s["bytes_per_node"] == pytest.approx(48 / 8)
-    assert s["latency"]["proactive"]["target_ms"]["mean"] == pytest.approx(300)
-    assert s["itl_ms"]["mean"] == pytest.approx(400 / 4)
+    assert s["breakdown_s"]["late"] == pytest.approx(2 * 0.05)  # reply waited for the edge
+    assert s["breakdown_s"]["other"] == pytest.approx(0)
+    assert s["latency"]["proactive"]["target_ms"]["mean"] == pytest.approx(350)
+    assert s["itl_ms"]["mean"] == pytest.approx(450 / 4)
 
 
 def test_malformed_and_truncated_lines_are_named_and_skipped(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def test_reports_all_builds_runs_reports_and_is_incremental(tmp_path: Path,
     assert {p.name for p in reports.glob("*.html")} == {"index.html", "comparison.html",
                                                          "sweep-budget.html"}
     jobs = ["build_models", "runs/specedge", "runs/server_only", "runs/auto_batch",
-            "sweeps/budget", "bench/spec", "reports/comparison", "reports/sweep-budget",
+            "sweeps/budget", "reports/comparison", "reports/sweep-budget",
             "reports/index"]
     for job in jobs:  # every rule has a log and a benchmark record
         assert (work / "logs" / f"{job}.log").exists(), job
@@ -70,7 +70,7 @@ def test_reports_all_builds_runs_reports_and_is_incremental(tmp_path: Path,
     jobs = plan.stdout + plan.stderr
     assert "results/runs/server_only/summary.json" in jobs
     for untouched in ("build_models", "results/runs/specedge", "results/runs/auto_batch",
-                      "run_sweep", "bench_spec"):
+                      "run_sweep"):
         assert f"rule {untouched}" not in jobs and f"output: {untouched}" not in jobs, untouched
 
     chromium = find_chromium()

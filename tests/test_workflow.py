@@ -16,15 +16,19 @@ def _snakemake(*args: str, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProc
                           timeout=120, check=False)
 
 
-def test_dry_run_plans_models_runs_and_bench(tmp_path: Path) -> None:
+def test_dry_run_plans_models_runs_sweeps_and_reports(tmp_path: Path) -> None:
     # A fresh directory: nothing built yet, so every rule must appear in the plan.
     result = _snakemake("-n", "--forceall", "reports/all", "--directory", str(tmp_path),
                         "--snakefile", str(PROJECT_ROOT / "Snakefile"),
                         "--configfile", str(PROJECT_ROOT / "workflow" / "config.yaml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    for rule in ("build_models", "run_baseline", "run_sweep", "bench_spec", "report_comparison",
+    for rule in ("build_models", "run_baseline", "run_sweep", "report_comparison",
                  "report_sweep", "report_index", "reports_all"):
         assert rule in result.stdout
+    bench = _snakemake("-n", "--forceall", "bench", "--directory", str(tmp_path),
+                       "--snakefile", str(PROJECT_ROOT / "Snakefile"),
+                       "--configfile", str(PROJECT_ROOT / "workflow" / "config.yaml"))
+    assert bench.returncode == 0 and "bench_spec" in bench.stdout, bench.stderr
 
 
 def test_config_schema_rejects_unknown_baseline(tmp_path: Path) -> None:

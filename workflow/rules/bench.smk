@@ -1,3 +1,9 @@
+rule bench:
+    """`snakemake --cores 1 bench`: the benchmarks (not part of reports/all, to keep it short)."""
+    input:
+        "results/bench/spec.json",
+
+
 rule bench_spec:
     """Tokens per target forward and wall time: target greedy vs HF assisted vs our SpecExec."""
     input:

@@ -11,7 +11,6 @@ rule report_comparison:
     """SpecEdge vs server-only vs auto-batch: one self-contained HTML file."""
     input:
         summaries=[f"{d}/summary.json" for d in RUN_DIRS],
-        bench=rules.bench_spec.output.table,
     output:
         "reports/comparison.html",
     params:
@@ -21,8 +20,7 @@ rule report_comparison:
     benchmark:
         "benchmarks/reports/comparison.tsv"
     shell:
-        "{PY} -m specedge.report comparison {params.runs} --bench {input.bench} "
-        "--out {output} > {log} 2>&1"
+        "{PY} -m specedge.report comparison {params.runs} --out {output} > {log} 2>&1"
 
 
 rule report_sweep:
