@@ -160,6 +160,19 @@ class ServerConfig:
     max_wait_ms: float = 2000.0  # a batch never waits longer than this for stragglers
     cache_prefill: bool = False  # true: prompts' KV precomputed once, kept on disk
     prefill_cache_dir: str = "models/prefill_cache"
+    client_timeout_s: float = 60.0  # free the KV slot of an edge silent this long (it died?)
+    rpc_timeout_s: float = 600.0  # deadline of every edge RPC
+    reconnect_s: float = 120.0  # how long an edge keeps retrying a server it cannot reach
+    max_restarts: int = 1  # the launcher restarts a server that died this many times
+    max_message_bytes: int = 4 * 1024 * 1024  # larger requests get RESOURCE_EXHAUSTED
+    # Security. Secrets are only ever named by file, so configs, logs and run directories
+    # never hold them.
+    auth_token_file: str | None = None  # shared token (the file's first line); None: no auth
+    tls_cert: str | None = None  # server certificate (PEM); with tls_key, the server uses TLS
+    tls_key: str | None = None
+    tls_client_ca: str | None = None  # CA (PEM) edges' certificates must chain to: mutual TLS
+    tls_client_cert: str | None = None  # an edge's certificate and key, for mutual TLS
+    tls_client_key: str | None = None
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "server.port", self.port, "0 (any free port) to 65535")
@@ -167,6 +180,28 @@ class ServerConfig:
                  "an integer >= 1")
         _require(self.num_clients >= 1, "server.num_clients", self.num_clients, "an integer >= 1")
         _require(self.max_wait_ms > 0, "server.max_wait_ms", self.max_wait_ms, "a time > 0 ms")
+        for key in ("client_timeout_s", "rpc_timeout_s", "reconnect_s"):
+            _require(getattr(self, key) > 0, f"server.{key}", getattr(self, key),
+                     "a time > 0 seconds")
+        _require(self.max_restarts >= 0, "server.max_restarts", self.max_restarts,
+                 "an integer >= 0")
+        _require(self.max_message_bytes >= 1024, "server.max_message_bytes",
+                 self.max_message_bytes, "an integer >= 1024 bytes")
+        _require((self.tls_cert is None) == (self.tls_key is None), "server.tls_cert",
+                 self.tls_cert, "set together with server.tls_key (both or neither)")
+        _require((self.tls_client_cert is None) == (self.tls_client_key is None),
+                 "server.tls_client_cert", self.tls_client_cert,
+                 "set together with server.tls_client_key (both or neither)")
+        _require(self.tls_client_ca is None or self.tls_cert is not None, "server.tls_client_ca",
+                 self.tls_client_ca, "null unless server.tls_cert/tls_key turn TLS on")
+        _require(self.tls_client_ca is None or self.tls_client_cert is not None,
+                 "server.tls_client_ca", self.tls_client_ca,
+                 "set with server.tls_client_cert/tls_client_key (the edges' certificate)")
+        for key in ("auth_token_file", "tls_cert", "tls_key", "tls_client_ca", "tls_client_cert",
+                    "tls_client_key"):
+            path = getattr(self, key)
+            _require(path is None or Path(path).expanduser().is_file(), f"server.{key}", path,
+                     "null or an existing file")
 
     @property
     def scheduler_policy(self) -> str:

@@ -28,6 +28,7 @@ from specedge.network import EmulatedLink
 from specedge.proactive import adopt, draft_proactively, is_hit, remaining_steps
 from specedge.protocol import pb, request_from_tree, rpc, verdict_from_reply
 from specedge.records import EdgeRoundRecord, JsonlWriter
+from specedge.security import call_metadata, open_channel
 from specedge.sequence import Sequence
 
 log = logging.getLogger("specedge.edge")
@@ -48,18 +49,46 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
     link = EmulatedLink.for_client(cfg.hardware.link, cfg.seed, client_id)
     proactive = cfg.edge.proactive.type != ProactiveType.disabled
     loop = asyncio.get_running_loop()
-    async with grpc.aio.insecure_channel(address) as channel:
+    meta = call_metadata(cfg.server)
+    timeout = cfg.server.rpc_timeout_s
+    async with open_channel(cfg.server, address) as channel:
         stub = rpc.VerifierStub(channel)
 
-        async def roundtrip(msg: pb.ValidateRequest) -> tuple[pb.ValidateReply, float]:
-            """The reply and when it arrived, which can be before the edge gets to it (it may
-            still be drafting proactively)."""
-            await link.cross(msg.ByteSize())
-            reply = await stub.Validate(msg, timeout=600)
-            await link.cross(reply.ByteSize())
-            return reply, time.perf_counter()
+        async def roundtrip(msg: pb.ValidateRequest,
+                            seq: Sequence) -> tuple[pb.ValidateReply, float, int, int]:
+            """The reply; when it arrived (the edge may still be drafting proactively); the
+            bytes sent; and how many times the call was retried.
 
-        await stub.Sync(pb.SyncRequest(client_id=client_id), timeout=600)
+            An unreachable server is retried with backoff for ``server.reconnect_s``; a server
+            that no longer holds this request (it restarted, or freed the slot of an edge it
+            thought dead) gets the committed tokens again as a prefill round."""
+            retries, backoff = 0, 0.25
+            deadline = time.monotonic() + cfg.server.reconnect_s
+            while True:
+                await link.cross(msg.ByteSize())
+                try:
+                    reply = await stub.Validate(msg, timeout=timeout, metadata=meta)
+                except grpc.aio.AioRpcError as exc:
+                    code = exc.code()
+                    if code == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline:
+                        log.warning("edge %d: server unavailable (%s); retrying in %.1f s",
+                                    client_id, exc.details(), backoff)
+                        await asyncio.sleep(backoff)
+                        backoff = min(2 * backoff, 5.0)
+                    elif code == grpc.StatusCode.FAILED_PRECONDITION and not msg.prefill:
+                        log.warning("edge %d: server lost request %d (%s); prefilling again",
+                                    client_id, msg.request_id, exc.details())
+                        msg = pb.ValidateRequest(
+                            client_id=msg.client_id, request_id=msg.request_id, prefill=True,
+                            prompt=seq.tokens, tokens=msg.tokens, parents=msg.parents)
+                    else:
+                        raise
+                    retries += 1
+                    continue
+                await link.cross(reply.ByteSize())
+                return reply, time.perf_counter(), msg.ByteSize(), retries
+
+        await stub.Sync(pb.SyncRequest(client_id=client_id), timeout=timeout, metadata=meta)
         with JsonlWriter(rounds_path) as rounds_out, JsonlWriter(outputs_path) as outputs_out:
             for req in requests:
                 seq = Sequence(request=req, prompt_ids=encode_prompt(tok, req,
@@ -82,7 +111,7 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
                     msg = request_from_tree(client_id, req.index, draft_.tree, prefill,
                                             seq.prompt_ids if send_prompt else None)
                     t_sent, t1 = time.time(), time.perf_counter()
-                    call = asyncio.ensure_future(roundtrip(msg))
+                    call = asyncio.ensure_future(roundtrip(msg, seq))
                     guess, proactive_s = None, 0.0
                     if proactive:  # while the server verifies, draft where it will likely stop
                         t2 = time.perf_counter()
@@ -90,7 +119,7 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
                             None, draft_proactively, draft, seq.draft_cache, draft_,
                             cfg.edge.proactive)
                         proactive_s = time.perf_counter() - t2
-                    reply, arrived = await call
+                    reply, arrived, sent_bytes, retries = await call
                     wait_s = arrived - t1
                     late_s = time.perf_counter() - arrived
                     verdict = verdict_from_reply(reply)
@@ -109,7 +138,8 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
                         late_s=late_s,
                         server_queue_s=reply.queue_us / 1e6,
                         server_verify_s=reply.verify_us / 1e6,
-                        request_bytes=msg.ByteSize(), reply_bytes=reply.ByteSize(),
+                        request_bytes=sent_bytes, reply_bytes=reply.ByteSize(),
+                        retries=retries,
                         tree_size=len(draft_.tree), accepted=len(verdict.path) - 1,
                         new_tokens=len(kept), draft_forwards=draft_.forwards,
                         proactive_drafted=guess is not None, proactive_hit=hit,
@@ -118,7 +148,8 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
                         finished=seq.finished))
                     seq.steps += 1
                 outputs_out.write(output_record(seq, tok))
-        await stub.Finish(pb.FinishRequest(client_id=client_id), timeout=60)
+        await stub.Finish(pb.FinishRequest(client_id=client_id), timeout=timeout,
+                          metadata=meta)
     log.info("edge %d done: %d requests", client_id, len(requests))
 
 

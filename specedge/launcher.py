@@ -35,6 +35,7 @@ from specedge.records import OUTPUTS_FILE
 
 log = logging.getLogger("specedge.launcher")
 PORT_FILE = "server.port"
+LOST_FILE = "lost_edges.json"  # written when edges failed: which, and what they left undone
 LOCAL_NODES = ("localhost", "127.0.0.1")
 
 
@@ -152,11 +153,18 @@ def _connect(cfg: RunConfig, node: str) -> Connection:
         "key_filename": [key], "look_for_keys": False, "allow_agent": False})
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
 def _count_lines(path: Path) -> int:
     return sum(1 for _ in path.open()) if path.exists() else 0
 
 
-def launch(cfg: RunConfig, run_dir: Path, n_requests: int) -> None:
+def launch(cfg: RunConfig, run_dir: Path, request_ids: list[int]) -> None:
+    """Run the server and the edges; ``request_ids`` are the dataset indices of the run's
+    requests, in order (edge k takes every num_clients-th from position k)."""
+    n_requests = len(request_ids)
     placements = [(node, slot) for node, slots in cfg.hardware.nodes.items() for slot in slots]
     connections = {node: _connect(cfg, node) for node in cfg.hardware.nodes
                    if node not in LOCAL_NODES}
@@ -164,9 +172,13 @@ def launch(cfg: RunConfig, run_dir: Path, n_requests: int) -> None:
     port_file = run_dir / PORT_FILE
     port_file.unlink(missing_ok=True)
     server_log = run_dir / "server.log"
-    server = _start([sys.executable, "-m", "specedge.server", str(run_dir), str(port_file)],
-                    server_log, cfg.hardware.server_cores)
+    server_cmd = [sys.executable, "-m", "specedge.server", str(run_dir), str(port_file)]
+    server = _start(server_cmd, server_log, cfg.hardware.server_cores)
     edges: list[LocalEdge | RemoteEdge] = []
+    lost: dict[int, int | None] = {}  # edge -> exit code, for edges that failed
+    # SIGTERM (a scheduler, `kill`) must stop the server and edges like Ctrl-C does: the
+    # finally below runs for a KeyboardInterrupt, never for Python's default SIGTERM exit.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     pool = ThreadPoolExecutor(max_workers=max(1, len(placements)))
     try:
         port = _wait_for_port(server, port_file, server_log)
@@ -184,40 +196,84 @@ def launch(cfg: RunConfig, run_dir: Path, n_requests: int) -> None:
                      str(cid), "--server", address, "--device", slot.device],
                     log_path, cfg.hardware.edge_cores), log_path))
         columns = (TextColumn("specedge"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        restarts = 0
         with Progress(*columns) as progress:
             task = progress.add_task("requests", total=n_requests)
             while True:
                 codes = [e.poll() for e in edges]
-                failed = [c for c, code in enumerate(codes) if code not in (None, 0)]
-                if failed:
-                    raise LaunchError(f"edge {failed[0]} exited with code {codes[failed[0]]}; "
-                                      f"see {edges[failed[0]].log_path}")
-                if all(code == 0 for code in codes):
+                for c, code in enumerate(codes):
+                    if code not in (None, 0) and c not in lost:
+                        lost[c] = code
+                        log.warning("edge %d exited with code %s (see %s); the others go on",
+                                    c, code, edges[c].log_path)
+                if all(code is not None for code in codes):
                     break
                 if server.poll() is not None:
-                    raise LaunchError(f"the server exited with code {server.returncode} while "
-                                      f"edges were running; see {server_log}")
+                    if restarts >= cfg.server.max_restarts:
+                        raise LaunchError(f"the server exited with code {server.returncode} "
+                                          f"while edges were running (restarts used: "
+                                          f"{restarts}); see {server_log}")
+                    restarts += 1
+                    log.warning("the server exited with code %s; restarting it on port %d "
+                                "(%d/%d); edges reconnect and prefill again", server.returncode,
+                                port, restarts, cfg.server.max_restarts)
+                    port_file.unlink(missing_ok=True)
+                    server = _start([*server_cmd, "--port", str(port)], server_log,
+                                    cfg.hardware.server_cores)
+                    _wait_for_port(server, port_file, server_log)
                 done = sum(_count_lines(edge_files(run_dir, c)[1]) for c in range(len(edges)))
                 progress.update(task, completed=done)
                 time.sleep(0.2)
-            progress.update(task, completed=n_requests)
+            progress.update(task, completed=n_requests - len(_unfinished(cfg, run_dir, lost,
+                                                                         request_ids)))
     finally:
+        signal.signal(signal.SIGTERM, previous)
         for e in edges:
             e.stop()
         _stop(server)
         pool.shutdown(wait=False, cancel_futures=True)
         for conn in connections.values():
             conn.close()
-    _merge_outputs(run_dir, len(placements))
+        _merge_outputs(run_dir, len(placements))  # also after a failure: keep what finished
+    if lost:
+        unfinished = _unfinished(cfg, run_dir, lost, request_ids)
+        (run_dir / LOST_FILE).write_text(json.dumps(
+            {"lost_edges": {str(c): code for c, code in lost.items()},
+             "unfinished_requests": unfinished}, indent=2) + "\n")
+        raise LaunchError(f"edges {sorted(lost)} failed (see their logs in {run_dir}); the "
+                          f"other edges finished; requests not finished: {unfinished}")
+
+
+def _unfinished(cfg: RunConfig, run_dir: Path, lost: dict[int, int | None],
+                request_ids: list[int]) -> list[int]:
+    """Requests a lost edge was given but did not finish (edge k takes every num_clients-th
+    request from position k, see specedge.edge)."""
+    out = []
+    for c in lost:
+        done = {r["request_id"] for r in _read_outputs(edge_files(run_dir, c)[1])}
+        out += [i for i in request_ids[c :: cfg.server.num_clients] if i not in done]
+    return sorted(out)
+
+
+def _read_outputs(path: Path) -> list[dict[str, object]]:
+    """An edge's output records; a line cut short by a dying edge is skipped and logged."""
+    records = []
+    if not path.exists():
+        return records
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("%s:%d: skipped, not valid JSON (cut short?)", path, lineno)
+    return records
 
 
 def _merge_outputs(run_dir: Path, n_edges: int) -> None:
     """Every edge's outputs in one ``outputs.jsonl``, ordered by request id."""
     records = []
     for cid in range(n_edges):
-        path = edge_files(run_dir, cid)[1]
-        records += [json.loads(line) for line in path.read_text().splitlines()]
-    records.sort(key=lambda r: r["request_id"])
+        records += _read_outputs(edge_files(run_dir, cid)[1])
+    records.sort(key=lambda r: int(str(r["request_id"])))
     with (run_dir / OUTPUTS_FILE).open("w") as fh:
         for r in records:
             fh.write(json.dumps(r, separators=(",", ":")) + "\n")

@@ -40,6 +40,7 @@ from rich.table import Table
 
 from specedge import CONF_DIR
 from specedge.config import RUN_CONFIG_FILE, ConfigError, HardwareConfig, load_run_config
+from specedge.launcher import LOST_FILE
 from specedge.records import (
     OUTPUTS_FILE,
     SERVER_FILE,
@@ -264,6 +265,9 @@ def summarize(rec: RunRecords, prices: Prices, accounting: Accounting | None = N
     later = rounds[~rounds["prefill"]]
     started = set(rounds["request_id"])
     finished = set(rec.outputs["request_id"]) if rec.outputs is not None else set()
+    lost_path = rec.run_dir / LOST_FILE
+    lost = json.loads(lost_path.read_text()) if lost_path.exists() else {}
+    started |= set(lost.get("unfinished_requests", []))
     return {
         **(meta or {}),
         "baseline": rec.baseline,
@@ -271,6 +275,8 @@ def summarize(rec: RunRecords, prices: Prices, accounting: Accounting | None = N
         "partial": bool(started - finished),
         "unfinished_requests": sorted(int(i) for i in started - finished),
         "requests": len(started),
+        "lost_edges": lost.get("lost_edges", {}),
+        "server_peak_rss_mib": _server_peak_rss(rec.run_dir),
         "tokens": tokens,
         "rounds": len(rounds),
         "server_steps": len(server),
@@ -305,6 +311,12 @@ def summarize(rec: RunRecords, prices: Prices, accounting: Accounting | None = N
         "by_category": _per_category(rounds),
         "problems": rec.problems,
     }
+
+
+def _server_peak_rss(run_dir: Path) -> float | None:
+    """The SpecEdge server's own peak RSS (it writes server_stats.json when it stops)."""
+    path = run_dir / "server_stats.json"
+    return float(json.loads(path.read_text())["peak_rss_mib"]) if path.exists() else None
 
 
 def run_meta(run_dir: Path) -> dict[str, Any]:

@@ -74,8 +74,9 @@ class EdgeRoundRecord:
     late_s: float  # from the reply's arrival until the edge took it (still drafting proactively)
     server_queue_s: float  # of wait_s: queued at the server (the server's own clock)
     server_verify_s: float  # of wait_s: the batched target forward that verified this tree
-    request_bytes: int  # serialized Validate request
+    request_bytes: int  # serialized Validate request (the last one sent, when retried)
     reply_bytes: int
+    retries: int  # calls repeated: server unreachable, or it lost the request (re-prefilled)
     tree_size: int  # nodes sent, root included
     accepted: int  # drafted tokens accepted (bonus excluded)
     new_tokens: int  # tokens appended after EOS / length cut

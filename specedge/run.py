@@ -139,10 +139,17 @@ def execute(cfg: RunConfig, run_dir: Path, composed: DictConfig) -> None:
         log.info("dry run: configuration, tokenizer and prompts are valid; no model loaded")
         return
     save_run_config(composed, run_dir)
-    if cfg.baseline.name == BaselineName.specedge:
-        launch(cfg, run_dir, len(requests))
-    else:
-        run_server_side(cfg, tokenizer, requests, run_dir)
+    try:
+        if cfg.baseline.name == BaselineName.specedge:
+            launch(cfg, run_dir, [r.index for r in requests])
+        else:
+            run_server_side(cfg, tokenizer, requests, run_dir)
+    except (LaunchError, KeyboardInterrupt):
+        with contextlib.suppress(MetricsError):  # aggregate what there is, marked partial
+            write_summary(run_dir)
+            log.warning("the run ended early; %s covers what was recorded and is marked "
+                        "partial", run_dir / SUMMARY_FILE)
+        raise
     summary = write_summary(run_dir)
     for problem in summary["problems"]:
         log.warning("%s", problem)
@@ -166,6 +173,10 @@ def main(cfg: DictConfig) -> None:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             raise RunFailed(str(exc)) from None
         sys.exit(2)
+    except KeyboardInterrupt as exc:
+        print(f"specedge: interrupted ({exc or 'SIGINT'}); server and edges stopped",
+              file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,15 @@ as its own process (the launcher does this).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import logging
 import os
+import resource
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,18 +25,22 @@ import grpc
 import torch
 from transformers import PreTrainedModel
 
+from specedge.admission import Limits, Rejected, check_client, check_fits, check_prompt, check_tree
 from specedge.baselines import encode_prompt
-from specedge.config import RunConfig, load_run_config
+from specedge.config import ProactiveType, RunConfig, load_run_config
 from specedge.datasets import load_requests
 from specedge.kv_cache import RequestCache
 from specedge.models import load_model, load_tokenizer
 from specedge.prefill_cache import CachedPrompt, load_or_build
-from specedge.protocol import pb, reply_from_verdict, rpc, tree_from_request
+from specedge.protocol import pb, reply_from_verdict, rpc
 from specedge.records import SERVER_FILE, JsonlWriter
 from specedge.scheduler import Job, Scheduler, make_policy
+from specedge.security import bind, make_server
+from specedge.tree import TokenTree
 from specedge.verification import Chooser, Verdict, verify_trees
 
 log = logging.getLogger("specedge.server")
+STATS_FILE = "server_stats.json"  # written at shutdown: peak RSS, clients lost
 
 
 @dataclass
@@ -50,49 +58,97 @@ class VerifierService(rpc.VerifierServicer):
         self.scheduler = scheduler
         self.prefilled = prefilled or {}
         self.slots: dict[int, Slot] = {}
+        self.limits = Limits(num_clients=cfg.server.num_clients,
+                             vocab_size=int(target.config.vocab_size),
+                             max_tree_nodes=max_tree_nodes(cfg), max_len=cfg.model.max_len)
+        self.last_seen: dict[int, float] = {}
+        self.lost: set[int] = set()  # clients whose slot the watchdog freed
+        self._in_flight: set[int] = set()
+        self._quiet: set[int] = set()  # retired: finished, or silent past the timeout
         self._synced: set[int] = set()
         self._all_synced = asyncio.Event()
 
     async def Validate(self, request: pb.ValidateRequest,
                        context: grpc.aio.ServicerContext) -> pb.ValidateReply:
         cid = request.client_id
-        if not 0 <= cid < self.cfg.server.num_clients:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"client_id {cid} is not in 0..{self.cfg.server.num_clients - 1}")
         try:
-            tree = tree_from_request(request)
-        except ValueError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed tree: {exc}")
+            tree, slot = self._admit(request)
+        except Rejected as exc:
+            log.warning("client %d, request %d refused: %s", cid, request.request_id, exc)
+            await context.abort(exc.code, exc.message)
+        self._in_flight.add(cid)
+        self._quiet.discard(cid)
+        try:
+            self.slots[cid] = slot  # only now: a refused request changes no state
+            future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+            job = Job(client_id=cid, cache=slot.cache, pending=slot.tokens[len(slot.cache):-1],
+                      tree=tree, prefill=request.prefill, future=future)
+            verdict = await self.scheduler.submit(job)
+            slot.tokens.extend(verdict.new_tokens(tree))
+        finally:
+            self._in_flight.discard(cid)
+            self.last_seen[cid] = time.monotonic()
+        return reply_from_verdict(verdict, queue_s=job.queue_s, verify_s=job.verify_s)
+
+    def _admit(self, request: pb.ValidateRequest) -> tuple[TokenTree, Slot]:
+        """Every check (specedge.admission) before anything changes; the slot to use."""
+        cid = request.client_id
+        check_client(cid, self.limits)
+        if cid in self._in_flight:
+            raise Rejected(grpc.StatusCode.ALREADY_EXISTS,
+                           f"client {cid} already has a Validate call in flight (two edges "
+                           "with one client_id?)")
+        tree = check_tree(request, self.limits)
         if request.prefill:
             if request.prompt:
-                self.slots[cid] = Slot(request.request_id, list(request.prompt))
+                slot = Slot(request.request_id, check_prompt(request, self.limits))
             elif request.request_id in self.prefilled:
                 cached = self.prefilled[request.request_id]
-                self.slots[cid] = Slot(request.request_id, list(cached.tokens), RequestCache(
+                slot = Slot(request.request_id, list(cached.tokens), RequestCache(
                     keys=list(cached.cache.keys), values=list(cached.cache.values)))
             else:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                    f"prefill round for request {request.request_id} carries no "
-                                    "prompt and the server has no cached prefill for it")
-        slot = self.slots.get(cid)
-        if slot is None or slot.request_id != request.request_id:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                f"client {cid} has no prefilled request {request.request_id}")
-        assert slot is not None
+                raise Rejected(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"prefill round for request {request.request_id} carries no "
+                               "prompt and the server has no cached prefill for it")
+        else:
+            current = self.slots.get(cid)
+            if current is None or current.request_id != request.request_id:
+                raise Rejected(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"client {cid} has no prefilled request {request.request_id} "
+                               "here: send a prefill round first")
+            slot = current
         if tree.tokens[0] != slot.tokens[-1]:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"tree root {tree.tokens[0]} is not the last committed token "
-                                f"{slot.tokens[-1]}")
-        future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
-        job = Job(client_id=cid, cache=slot.cache, pending=slot.tokens[len(slot.cache):-1],
-                  tree=tree, prefill=request.prefill, future=future)
-        verdict = await self.scheduler.submit(job)
-        slot.tokens.extend(verdict.new_tokens(tree))
-        return reply_from_verdict(verdict, queue_s=job.queue_s, verify_s=job.verify_s)
+            raise Rejected(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"tree root {tree.tokens[0]} is not the last committed token "
+                           f"{slot.tokens[-1]}")
+        check_fits(len(slot.tokens), tree, self.limits)
+        return tree, slot
+
+    async def watch_clients(self, timeout_s: float) -> None:
+        """Stop waiting for an edge silent for ``timeout_s``: free its slot (it may have died)
+        and take it out of the scheduler's batches. A restarted server also learns this way
+        which edges had already finished. Such an edge can always come back: its next call
+        re-activates it, and a prefill round rebuilds its slot."""
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(min(1.0, timeout_s / 4))
+            now = time.monotonic()
+            for cid in range(self.cfg.server.num_clients):
+                if cid in self._in_flight or cid in self._quiet:
+                    continue
+                silent = now - self.last_seen.get(cid, started)
+                if silent > timeout_s:
+                    self._quiet.add(cid)
+                    self.scheduler.retire(cid)
+                    if self.slots.pop(cid, None) is not None:
+                        self.lost.add(cid)
+                        log.warning("client %d silent for %.0f s: freed its slot", cid, silent)
 
     async def Sync(self, request: pb.SyncRequest,
                    context: grpc.aio.ServicerContext) -> pb.SyncReply:
+        await self._known_client(request.client_id, context)
         self._synced.add(request.client_id)
+        self.last_seen[request.client_id] = time.monotonic()
         if len(self._synced) >= self.cfg.server.num_clients:
             self._all_synced.set()
         await self._all_synced.wait()
@@ -100,9 +156,25 @@ class VerifierService(rpc.VerifierServicer):
 
     async def Finish(self, request: pb.FinishRequest,
                      context: grpc.aio.ServicerContext) -> pb.FinishReply:
+        await self._known_client(request.client_id, context)
         self.slots.pop(request.client_id, None)
+        self._quiet.add(request.client_id)
         self.scheduler.retire(request.client_id)
         return pb.FinishReply()
+
+    async def _known_client(self, client_id: int, context: grpc.aio.ServicerContext) -> None:
+        try:
+            check_client(client_id, self.limits)
+        except Rejected as exc:
+            await context.abort(exc.code, exc.message)
+
+
+def max_tree_nodes(cfg: RunConfig) -> int:
+    """The largest tree an honest edge sends: its budget, or an adopted proactive tree's."""
+    budget = cfg.edge.max_budget
+    if cfg.edge.proactive.type != ProactiveType.disabled:
+        budget = max(budget, cfg.edge.proactive.max_budget)
+    return budget + 1
 
 
 def make_verify(target: PreTrainedModel, choose: Chooser) -> Callable[[list[Job]], list[Verdict]]:
@@ -130,14 +202,16 @@ async def serve(cfg: RunConfig, run_dir: Path, port_file: Path | None = None) ->
         prefilled = load_or_build(target, cfg.model.target, cfg.model.dtype.value,
                                   cfg.hardware.server_device, prompts,
                                   Path(cfg.server.prefill_cache_dir))
-    server = grpc.aio.server()
+    server = make_server(cfg.server)
     service = VerifierService(target, cfg, scheduler, prefilled)
     rpc.add_VerifierServicer_to_server(service, server)
-    port = server.add_insecure_port(f"{cfg.server.host}:{cfg.server.port}")
+    port = bind(server, cfg.server)
     await server.start()
     loop_task = asyncio.create_task(scheduler.run())
-    log.info("verifier listening on %s:%d (%s scheduling)", cfg.server.host, port,
-             cfg.server.scheduler_policy)
+    watch_task = asyncio.create_task(service.watch_clients(cfg.server.client_timeout_s))
+    log.info("verifier listening on %s:%d (%s scheduling, %s, %s)", cfg.server.host, port,
+             cfg.server.scheduler_policy, "TLS" if cfg.server.tls_cert else "no TLS",
+             "token auth" if cfg.server.auth_token_file else "no auth")
     if port_file is not None:  # tells the launcher we are ready, and where
         tmp = port_file.with_suffix(".tmp")
         tmp.write_text(str(port))
@@ -151,20 +225,31 @@ async def serve(cfg: RunConfig, run_dir: Path, port_file: Path | None = None) ->
     finally:
         await server.stop(grace=2.0)
         loop_task.cancel()
+        watch_task.cancel()
+        if service.lost:
+            log.warning("clients whose slot was freed after %.0f s of silence: %s",
+                        cfg.server.client_timeout_s, sorted(service.lost))
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+        (run_dir / STATS_FILE).write_text(json.dumps(
+            {"peak_rss_mib": peak_mib, "lost_clients": sorted(service.lost)}) + "\n")
+        log.info("peak RSS %.0f MiB", peak_mib)
         steps_out.close()
         log.info("verifier stopped")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) not in (1, 2):
-        print("usage: python -m specedge.server RUN_DIR [PORT_FILE]", file=sys.stderr)
-        return 2
-    run_dir = Path(args[0])
+    parser = argparse.ArgumentParser(prog="python -m specedge.server", description=__doc__)
+    parser.add_argument("run_dir", type=Path, help="holds run_config.yaml; gets server.jsonl")
+    parser.add_argument("port_file", type=Path, nargs="?", help="written once listening")
+    parser.add_argument("--port", type=int, help="override server.port (a restarted server "
+                        "takes its predecessor's port, so edges can reconnect)")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    cfg = load_run_config(run_dir)
-    asyncio.run(serve(cfg, run_dir, Path(args[1]) if len(args) == 2 else None))
+    cfg = load_run_config(args.run_dir)
+    if args.port is not None:
+        cfg.server.port = args.port
+    asyncio.run(serve(cfg, args.run_dir, args.port_file))
     return 0
 
 

@@ -8,8 +8,11 @@ a full-page screenshot is taken.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -76,10 +79,11 @@ def _errors(events: list[dict[str, Any]]) -> list[str]:
 
 
 def check_page(chromium: str, html: Path) -> PageCheck:
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes may still write to the profile while they exit
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
                                  "about:blank"], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+                                stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             port_file = Path(profile) / "DevToolsActivePort"
             deadline = time.monotonic() + 60
@@ -103,10 +107,11 @@ def check_page(chromium: str, html: Path) -> PageCheck:
                                     captureBeyondViewport=True)
             return PageCheck(_errors(session.events), list(widths["result"]["value"]),
                              base64.b64decode(shot["data"]))
-        finally:
-            proc.terminate()
+        finally:  # the whole process group: browser, renderers, helpers
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()

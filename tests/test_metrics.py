@@ -68,7 +68,8 @@ def test_server_side_run_counts_each_batched_step_once(tmp_path: Path) -> None:
 
 def _round(rid: int, rnd: int, t0: float, new: int, **kw: object) -> EdgeRoundRecord:
     fields = dict(client_id=0, request_id=rid, category="x", round=rnd, prefill=rnd == 0,
-                  draft_s=0.1, wait_s=0.3, late_s=0.05, server_queue_s=0.05, server_verify_s=0.2,
+                  draft_s=0.1, wait_s=0.3, late_s=0.05, retries=0, server_queue_s=0.05,
+                  server_verify_s=0.2,
                   request_bytes=40, reply_bytes=8, tree_size=8, accepted=new - 1,
                   new_tokens=new, draft_forwards=4, proactive_drafted=True, proactive_hit=False,
                   from_proactive=False, proactive_s=0.2, t_start=t0, t_sent=t0 + 0.1,

@@ -1,0 +1,118 @@
+"""Helpers for tests that talk to a real verification server process over loopback gRPC."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ipaddress
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import torch
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from hydra import compose, initialize_config_dir
+
+from specedge import CONF_DIR, PROJECT_ROOT
+from specedge.config import RunConfig, load_run_config, save_run_config
+from specedge.models import load_model
+from specedge.protocol import pb, rpc
+
+
+def write_run_config(run_dir: Path, pair: Path, *overrides: str) -> RunConfig:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"model.target={pair / 'target'}",
+                                           f"model.draft={pair / 'draft'}", *overrides])
+    save_run_config(cfg, run_dir)
+    return load_run_config(run_dir)
+
+
+@contextlib.contextmanager
+def live_server(run_dir: Path, port: int | None = None) -> Iterator[tuple[subprocess.Popen[bytes],
+                                                                           int]]:
+    """``python -m specedge.server`` on the run dir's config; yields the process and its port."""
+    port_file = run_dir / "server.port"
+    port_file.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "specedge.server", str(run_dir), str(port_file)]
+    if port is not None:
+        cmd += ["--port", str(port)]
+    with (run_dir / "server.log").open("ab") as log:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not port_file.exists():
+            assert proc.poll() is None, (run_dir / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        yield proc, int(port_file.read_text())
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@torch.inference_mode()
+def greedy_reference(pair: Path, prompt: list[int], n: int) -> list[int]:
+    """The target's own greedy continuation (EOS not special: the server never stops)."""
+    target = load_model(str(pair / "target"))
+    ids = list(prompt)
+    for _ in range(n):
+        ids.append(int(target(torch.tensor([ids])).logits[0, -1].argmax()))
+    return ids[len(prompt):]
+
+
+def decode_through(stub: rpc.VerifierStub, client_id: int, request_id: int, prompt: list[int],
+                   n: int, children: list[list[int]] | None = None,
+                   metadata: tuple[tuple[str, str], ...] = ()) -> list[int]:
+    """Generate ``n`` tokens as an honest edge would: each round a root (the last committed
+    token) with the given children tokens as a one-level tree; returns the committed tokens."""
+    committed = list(prompt)
+    generated: list[int] = []
+    rnd = 0
+    while len(generated) < n:
+        kids = (children or [[]])[rnd % len(children or [[]])]
+        reply = stub.Validate(pb.ValidateRequest(
+            client_id=client_id, request_id=request_id, prefill=rnd == 0,
+            prompt=committed if rnd == 0 else [], tokens=[committed[-1], *kids],
+            parents=[0] * len(kids)), timeout=60, metadata=metadata)
+        new = [kids[i - 1] for i in reply.accepted] + [reply.bonus]
+        committed += new
+        generated += new
+        rnd += 1
+    return generated[:n]
+
+
+def self_signed(dir_: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1/localhost and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = dir_ / f"{name}.crt", dir_ / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def channel(port: int) -> grpc.Channel:
+    return grpc.insecure_channel(f"127.0.0.1:{port}")
