@@ -98,8 +98,10 @@ class LocalEdge:
 class RemoteEdge:
     """An edge on another node, run over SSH in a worker thread."""
 
-    def __init__(self, future: Future[int], node: str, log_path: Path) -> None:
+    def __init__(self, future: Future[int], node: str, log_path: Path, conn: Connection,
+                 pattern: str) -> None:
         self.future, self.node, self.log_path = future, node, log_path
+        self.conn, self.pattern = conn, pattern
 
     def poll(self) -> int | None:
         if not self.future.done():
@@ -111,7 +113,13 @@ class RemoteEdge:
         return self.future.result()
 
     def stop(self) -> None:
-        pass  # it exits by itself once the server stops answering
+        """An edge still running when the run stops (interrupted, or another process failed)
+        is terminated on its node, so it does not keep retrying a stopped server."""
+        if self.future.done():
+            return
+        with contextlib.suppress(Exception):  # the node may be unreachable by now
+            self.conn.run(f"pkill -TERM -f {shlex.quote(self.pattern)}", warn=True, hide=True,
+                          timeout=30)
 
 
 def _fetch(conn: Connection, path: Path) -> None:
@@ -189,7 +197,8 @@ def launch(cfg: RunConfig, run_dir: Path, request_ids: list[int]) -> None:
             if node in connections:
                 future = pool.submit(_run_remote_edge, connections[node], project, run_dir, cid,
                                      address, slot.device)
-                edges.append(RemoteEdge(future, node, log_path))
+                edges.append(RemoteEdge(future, node, log_path, connections[node],
+                                        f"specedge.edge {run_dir} --client-id {cid} "))
             else:
                 edges.append(LocalEdge(_start(
                     [sys.executable, "-m", "specedge.edge", str(run_dir), "--client-id",

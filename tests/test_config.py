@@ -65,6 +65,13 @@ def test_hardware_prices_match_upstream() -> None:
         (["baseline=auto_batch", "baseline.batch_size=0"], "baseline.batch_size", ">= 1"),
         (["dataset.stride=0"], "dataset.stride", ">= 1"),
         (["model.max_len=40"], "model.max_len", "max_new_tokens"),
+        (["server.client_timeout_s=0"], "server.client_timeout_s", "> 0 seconds"),
+        (["server.max_message_bytes=10"], "server.max_message_bytes", ">= 1024"),
+        (["server.max_restarts=-1"], "server.max_restarts", ">= 0"),
+        (["server.auth_token_file=/nonexistent/token"], "server.auth_token_file",
+         "an existing file"),
+        (["server.tls_cert=/etc/hostname"], "server.tls_cert", "with server.tls_key"),
+        (["server.tls_client_ca=/etc/hostname"], "server.tls_client_ca", "TLS on"),
     ],
 )
 def test_bad_values_name_the_key(overrides: list[str], key: str, accepted: str) -> None:

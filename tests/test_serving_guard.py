@@ -4,6 +4,7 @@ real gRPC over loopback, token authentication on."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -245,3 +246,23 @@ def test_tls_and_mutual_tls(tmp_path: Path, micro_pair: Path) -> None:
             with ch, pytest.raises(grpc.RpcError) as info:
                 decode_through(rpc.VerifierStub(ch), 1, 1, prompt, 1)
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_second_call_from_the_same_client_is_refused_while_one_is_in_flight(
+        tmp_path: Path, micro_pair: Path) -> None:
+    # static batches of 2 with one edge silent: the first call waits in the queue (up to
+    # max_wait_ms), and the second, as from a second edge with the same id, finds it there
+    write_run_config(tmp_path, micro_pair, "server.scheduler=batch", "server.batch_type=static",
+                     "server.max_batch_size=2", "server.num_clients=2", "server.max_wait_ms=3000",
+                     "hardware.nodes={localhost:[{device:cpu},{device:cpu}]}")
+    msg = pb.ValidateRequest(client_id=0, request_id=1, prefill=True, prompt=PROMPT,
+                             tokens=[PROMPT[-1]])
+    with live_server(tmp_path) as (_, port), grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        stub = rpc.VerifierStub(ch)
+        first = stub.Validate.future(msg, timeout=30)
+        time.sleep(0.5)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Validate(msg, timeout=30)
+        assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert "already has a Validate call in flight" in (info.value.details() or "")
+        assert first.result().bonus == greedy_reference(micro_pair, PROMPT, 1)[0]

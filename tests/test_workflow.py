@@ -45,3 +45,13 @@ def test_config_schema_rejects_an_override_without_a_value(tmp_path: Path) -> No
     result = _snakemake("-n", "reports/all", "--configfile", str(bad))
     assert result.returncode != 0
     assert "max_budget" in result.stdout + result.stderr
+
+
+def test_slurm_profile_plans_the_same_workflow(tmp_path: Path) -> None:
+    # the documented way to leave this machine: the SLURM executor plugin and our profile
+    result = _snakemake("-n", "--forceall", "reports/all", "--directory", str(tmp_path),
+                        "--snakefile", str(PROJECT_ROOT / "Snakefile"),
+                        "--profile", str(PROJECT_ROOT / "workflow" / "profiles" / "slurm"),
+                        "--configfile", str(PROJECT_ROOT / "workflow" / "config.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "run_sweep" in result.stdout and "build_models" in result.stdout
