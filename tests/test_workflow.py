@@ -29,6 +29,13 @@ def test_dry_run_plans_models_runs_sweeps_and_reports(tmp_path: Path) -> None:
                        "--snakefile", str(PROJECT_ROOT / "Snakefile"),
                        "--configfile", str(PROJECT_ROOT / "workflow" / "config.yaml"))
     assert bench.returncode == 0 and "bench_spec" in bench.stdout, bench.stderr
+    assert "bench_spec" not in result.stdout  # apart from reports/all unless asked for
+    extra = tmp_path / "with_bench.yaml"
+    extra.write_text("reports: {include_bench: true}\n")
+    with_bench = _snakemake("-n", "--forceall", "reports/all", "--directory", str(tmp_path),
+                            "--snakefile", str(PROJECT_ROOT / "Snakefile"), "--configfile",
+                            str(PROJECT_ROOT / "workflow" / "config.yaml"), str(extra))
+    assert with_bench.returncode == 0 and "bench_spec" in with_bench.stdout, with_bench.stderr
 
 
 def test_config_schema_rejects_unknown_baseline(tmp_path: Path) -> None:

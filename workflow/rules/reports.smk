@@ -4,6 +4,7 @@ rule all:
 
 
 RUN_DIRS = [f"results/runs/{b}" for b in config["runs"]["baselines"]]
+BENCH = [rules.bench_spec.output.table] if config.get("reports", {}).get("include_bench") else []
 SWEEP_REPORTS = expand("reports/sweep-{sweep}.html", sweep=list(config.get("sweeps", {})))
 
 
@@ -11,16 +12,19 @@ rule report_comparison:
     """SpecEdge vs server-only vs auto-batch: one self-contained HTML file."""
     input:
         summaries=[f"{d}/summary.json" for d in RUN_DIRS],
+        bench=BENCH,
     output:
         "reports/comparison.html",
     params:
         runs=" ".join(RUN_DIRS),
+        bench=" ".join(f"--bench {b}" for b in BENCH),
     log:
         "logs/reports/comparison.log",
     benchmark:
         "benchmarks/reports/comparison.tsv"
     shell:
-        "{PY} -m specedge.report comparison {params.runs} --out {output} > {log} 2>&1"
+        "{PY} -m specedge.report comparison {params.runs} {params.bench} --out {output} "
+        "> {log} 2>&1"
 
 
 rule report_sweep:
