@@ -67,12 +67,21 @@ DEFAULT_ACCOUNTING = {"specedge": Accounting.wall, "server_only": Accounting.bus
                       "auto_batch": Accounting.busy}
 
 
+# Fields added to a record schema after runs were made with it, and what older runs mean by
+# their absence, so that upgrading never makes a finished run unreadable.
+LATER_FIELDS: dict[type, dict[str, Any]] = {
+    EdgeRoundRecord: {"server_queue_s": math.nan, "server_verify_s": math.nan, "late_s": 0.0,
+                      "retries": 0},
+}
+
+
 def read_jsonl(path: Path, schema: type, problems: list[str]) -> pd.DataFrame:
     """The records of one file. Lines that are not JSON objects with the schema's fields are
     skipped and named (``FILE:LINE: why``) in ``problems``; a file with no records is an error."""
     if not path.exists():
         raise MetricsError(f"{path}: missing")
-    wanted = {f.name for f in fields(schema)}
+    later = LATER_FIELDS.get(schema, {})
+    wanted = {f.name for f in fields(schema)} - later.keys()
     rows = []
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -87,7 +96,7 @@ def read_jsonl(path: Path, schema: type, problems: list[str]) -> pd.DataFrame:
             problems.append(f"{path}:{lineno}: skipped, not a {schema.__name__} "
                             f"(missing fields: {missing})")
             continue
-        rows.append(row)
+        rows.append(later | row)
     if not rows:
         raise MetricsError(f"{path}: holds no records")
     return pd.DataFrame(rows)
@@ -154,7 +163,9 @@ def load_records(run_dir: Path) -> RunRecords:
             except MetricsError as exc:  # an edge that never finished a round
                 problems.append(str(exc))
         if not edges:
-            raise MetricsError(f"{run_dir}: no edge finished a round")
+            first = f"; first problem: {problems[0]}" if problems else ""
+            raise MetricsError(f"{run_dir}: no usable edge round records "
+                               f"({len(problems)} problems){first}")
         baseline = "specedge"
         rounds = _rounds_specedge(pd.concat(edges, ignore_index=True))
         steps = pd.DataFrame({"t_start": server["t_start"], "t_end": server["t_end"],

@@ -145,3 +145,16 @@ def test_metrics_command_reprices_a_run(tmp_path: Path) -> None:
     cmd[-3:] = []  # no prices and no run config: a clear error
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT_ROOT, check=False)
     assert done.returncode == 2 and "name them with --hardware" in done.stderr
+
+
+def test_records_from_before_a_schema_addition_still_read(tmp_path: Path) -> None:
+    _write(tmp_path / "server.jsonl", [
+        ServerStepRecord(step=0, clients=[0], batch_size=1, prefill_count=1, tree_nodes=8,
+                         queue_wait_s=0.0, forward_s=0.2, t_start=100.1, t_end=100.3)])
+    old = asdict(_round(7, 0, 100.0, 3))
+    for later in ("late_s", "retries", "server_queue_s", "server_verify_s"):
+        del old[later]
+    (tmp_path / "edge-0.jsonl").write_text(json.dumps(old) + "\n")
+    rec = load_records(tmp_path)
+    assert rec.problems == [] and len(rec.rounds) == 1
+    assert rec.rounds["late_s"].iloc[0] == 0.0
