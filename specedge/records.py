@@ -10,6 +10,8 @@ Files in a run directory:
   can check a run's text against the target's own decode.
 
 Each line is flushed as soon as it is written: a run that dies keeps every finished step.
+A field added to a schema later gets, in ``specedge.metrics.LATER_FIELDS``, the value that
+older runs mean by its absence, so runs made before an upgrade stay readable.
 Timestamps are Unix seconds (``time.time()``); durations are seconds (``perf_counter``).
 """
 
