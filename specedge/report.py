@@ -270,7 +270,7 @@ def fig_timeline(run: Run) -> Plot:
          colors["verify"])
     for lane, c in enumerate(clients, start=1):
         r = rounds[rounds["client_id"] == c]
-        bars(lane, pd.DataFrame({"a": r["t_sent"], "b": r["t_end"]}), colors["wait"])  # + late
+        bars(lane, pd.DataFrame({"a": r["t_sent"], "b": r["t_end"]}), colors["wait"])
         bars(lane, pd.DataFrame({"a": r["t_start"], "b": r["t_sent"]}), colors["draft"])
         pro = r[r["proactive_s"] > 0]
         bars(lane, pd.DataFrame({"a": pro["t_sent"], "b": pro["t_sent"] + pro["proactive_s"]}),

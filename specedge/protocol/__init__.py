@@ -12,8 +12,7 @@ from specedge.protocol import specedge_pb2_grpc as rpc
 from specedge.tree import TokenTree
 from specedge.verification import Verdict
 
-__all__ = ["pb", "reply_from_verdict", "request_from_tree", "rpc", "tree_from_request",
-           "verdict_from_reply"]
+__all__ = ["pb", "reply_from_verdict", "request_from_tree", "rpc", "verdict_from_reply"]
 
 
 def request_from_tree(client_id: int, request_id: int, tree: TokenTree, prefill: bool = False,
@@ -22,11 +21,6 @@ def request_from_tree(client_id: int, request_id: int, tree: TokenTree, prefill:
     return pb.ValidateRequest(
         client_id=client_id, request_id=request_id, prefill=prefill, prompt=prompt or [],
         tokens=tree.tokens, parents=tree.parents[1:])
-
-
-def tree_from_request(msg: pb.ValidateRequest) -> TokenTree:
-    """Rebuild the tree; raises ValueError when the parents do not describe one."""
-    return TokenTree.from_wire(list(msg.tokens), [-1, *msg.parents])
 
 
 def reply_from_verdict(verdict: Verdict, queue_s: float = 0.0,
