@@ -316,7 +316,9 @@ def summarize(rec: RunRecords, prices: Prices, accounting: Accounting | None = N
                                                "proactive_hit"].mean())
         if rounds["proactive_drafted"].any() else math.nan,
         "bytes_per_round": float(rounds["bytes"].mean()),
-        "bytes_per_node": float(rounds["bytes"].sum() / rounds["tree_size"].sum()),
+        # tree rounds only: a prefill round also carries the prompt, which is no tree node
+        "bytes_per_node": float(later["bytes"].sum() / later["tree_size"].sum())
+        if len(later) else math.nan,
         "breakdown_s": {part: float(rounds[f"{part}_s"].sum())
                         for part in ("draft", "network", "queue", "verify", "late", "other")},
         "by_category": _per_category(rounds),
