@@ -10,6 +10,7 @@ are kept. Drafting stops early once no child of any candidate could enter a full
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -62,14 +63,18 @@ def _candidates(tree: TokenTree, shape: TreeShape, decay: float) -> list[int]:
 
 
 def grow(model: PreTrainedModel, cache: RequestCache, draft: Draft, shape: TreeShape,
-         steps: int, root_pos: int, seen: list[int], decay: float = DECAY) -> int:
+         steps: int, root_pos: int, seen: list[int], decay: float = DECAY,
+         stop: Callable[[], bool] | None = None) -> int:
     """Run up to ``steps`` SpecExec expansion steps on ``draft``; returns the steps taken.
 
     ``seen`` lists work-cache columns every node attends to beyond ``cache`` (catch-up tokens,
-    or the path a proactive tree hangs from); ``root_pos`` is the root's position.
+    or the path a proactive tree hangs from); ``root_pos`` is the root's position. ``stop`` is
+    asked before each step (proactive drafting ends when the server's reply is in).
     """
     hidden = [-(c + 1) for c in seen]
     for step in range(steps):
+        if stop is not None and stop():
+            return step
         cands = _candidates(draft.tree, shape, decay)
         if not cands:
             return step

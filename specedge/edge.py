@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -112,12 +113,14 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
                                             seq.prompt_ids if send_prompt else None)
                     t_sent, t1 = time.time(), time.perf_counter()
                     call = asyncio.ensure_future(roundtrip(msg, seq))
+                    reply_in = threading.Event()
+                    call.add_done_callback(lambda _, ev=reply_in: ev.set())
                     guess, proactive_s = None, 0.0
                     if proactive:  # while the server verifies, draft where it will likely stop
                         t2 = time.perf_counter()
                         guess = await loop.run_in_executor(
                             None, draft_proactively, draft, seq.draft_cache, draft_,
-                            cfg.edge.proactive)
+                            cfg.edge.proactive, reply_in.is_set)
                         proactive_s = time.perf_counter() - t2
                     reply, arrived, sent_bytes, retries = await call
                     wait_s = arrived - t1

@@ -12,6 +12,7 @@ verifies whatever tree arrives.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -40,11 +41,16 @@ def shape_of(cfg: ProactiveConfig) -> TreeShape:
 
 @torch.inference_mode()
 def draft_proactively(model: PreTrainedModel, cache: RequestCache, main: Draft,
-                      cfg: ProactiveConfig) -> Guess | None:
-    """Guess the bonus token of ``main`` and grow a tree from it (run while the server works)."""
+                      cfg: ProactiveConfig, stop: Callable[[], bool] | None = None
+                      ) -> Guess | None:
+    """Guess the bonus token of ``main`` and grow a tree from it (run while the server works).
+
+    ``stop`` (asked before each forward) says the server's reply is in: drafting further would
+    only delay the next round, so the guess keeps the steps done so far.
+    """
     tree = main.tree
     leaves = [i for i, s in enumerate(tree.status) if s == NodeStatus.pending]
-    if not leaves or main.work_cache is None:
+    if not leaves or main.work_cache is None or (stop is not None and stop()):
         return None
     root_pos = len(cache) + len(main.pending_cols)
     hidden = [-(c + 1) for c in main.pending_cols]
@@ -68,7 +74,7 @@ def draft_proactively(model: PreTrainedModel, cache: RequestCache, main: Draft,
                 pending_cols=[], slots={}, forwards=0)
     seen = [*main.pending_cols, *(main.slots[a] for a in tree.path_to(leaf))]
     steps = grow(model, cache, sub, shape_of(cfg), cfg.max_beam_len,
-                 root_pos + tree.depths[leaf] + 1, seen, decay=PROACTIVE_DECAY)
+                 root_pos + tree.depths[leaf] + 1, seen, decay=PROACTIVE_DECAY, stop=stop)
     main.work_cache = sub.work_cache
     main.forwards += sub.forwards
     return Guess(leaf=leaf, token=token, draft=sub, steps=steps)
@@ -86,7 +92,8 @@ def adopt(model: PreTrainedModel, cache: RequestCache, main: Draft, verdict: Ver
     sub = guess.draft
     order = sorted(sub.slots, key=lambda n: sub.slots[n])
     assert main.work_cache is not None
-    cols = torch.tensor([sub.slots[n] for n in order], device=main.work_cache.layers[0].keys.device)
+    cols = torch.tensor([sub.slots[n] for n in order], dtype=torch.long,
+                        device=main.work_cache.layers[0].keys.device)  # empty: stopped at once
     work = DynamicCache(config=model.config)
     for i, layer in enumerate(main.work_cache.layers):
         work.update(torch.cat([cache.keys[i], layer.keys.index_select(2, cols)], dim=2),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,8 +19,12 @@ from specedge.verification import Chooser, verify_trees
 
 
 def _edge_rounds(target: PreTrainedModel, draft: PreTrainedModel, prompt: list[int],
-                 shape: TreeShape, pcfg: ProactiveConfig, max_new: int) -> tuple[list[int], int]:
-    """The edge's round logic with the server's verification done in-process."""
+                 shape: TreeShape, pcfg: ProactiveConfig, max_new: int,
+                 stop: Callable[[], Callable[[], bool]] | None = None) -> tuple[list[int], int]:
+    """The edge's round logic with the server's verification done in-process.
+
+    ``stop`` makes each round's "reply is in" signal (as the edge's Event.is_set).
+    """
     tokens = list(prompt)
     t_cache, d_cache = RequestCache(), RequestCache()
     adopted: Draft | None = None
@@ -28,7 +34,7 @@ def _edge_rounds(target: PreTrainedModel, draft: PreTrainedModel, prompt: list[i
             d = resume_draft(draft, d_cache, adopted, shape, steps_left)
         else:
             d = draft_tree(draft, d_cache, tokens[len(d_cache):-1], tokens[-1], shape)
-        guess = draft_proactively(draft, d_cache, d, pcfg)
+        guess = draft_proactively(draft, d_cache, d, pcfg, stop() if stop else None)
         (verdict,) = verify_trees(target, [t_cache], [tokens[len(t_cache):-1]], [d.tree],
                                   Chooser())
         adopted = None
@@ -66,3 +72,29 @@ def test_proactive_rounds_stay_exact(micro_pair: Path, mode: ProactiveType,
         assert out == ref
         if self_draft:
             assert hits >= 40 // (3 + 1 + 3) - 1, hits
+
+
+@pytest.mark.parametrize("checks_before_reply", [0, 1, 2])
+def test_interrupted_proactive_drafting_stays_exact(micro_pair: Path,
+                                                    checks_before_reply: int) -> None:
+    """The reply lands before the proactive tree is done: the guess keeps the steps it has
+    (none at all when the reply beat the first forward), hits are still adopted, output exact."""
+    tok = load_tokenizer(str(micro_pair / "target"))
+    target = load_model(str(micro_pair / "target"))
+    pcfg = ProactiveConfig(type=ProactiveType.excluded, max_n_beams=2, max_beam_len=3,
+                           max_branch_width=2, max_budget=6)
+    prompt = tok("KING. What say you, lords?")["input_ids"]
+    ids = torch.tensor([prompt])
+    ref = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                          max_new_tokens=30, pad_token_id=0)[0, len(prompt):].tolist()
+
+    def stop() -> Callable[[], bool]:
+        calls = itertools.count()
+        return lambda: next(calls) >= checks_before_reply
+
+    out, hits = _edge_rounds(target, target, prompt, TreeShape(1, 3, 1, 3), pcfg, 30, stop)
+    assert out == ref
+    if checks_before_reply == 0:
+        assert hits == 0  # no forward ran, so there was no guess
+    else:
+        assert hits >= 30 // (3 + 1 + 3) - 1, hits
