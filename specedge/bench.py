@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -47,24 +46,41 @@ class MethodResult:
     target_forwards: int
     wall_s: float
     exact: bool
+    draft_forwards: int = 0
+    target_s: float = 0.0  # inside the target's forward calls
+    draft_s: float = 0.0  # inside the draft's forward calls
 
     @property
     def tokens_per_forward(self) -> float:
         return self.tokens / self.target_forwards
 
+    def ms_per_token(self) -> dict[str, float]:
+        """Where a generated token's wall time goes: target, draft, everything else."""
+        per = 1e3 / self.tokens
+        return {"target": self.target_s * per, "draft": self.draft_s * per,
+                "other": (self.wall_s - self.target_s - self.draft_s) * per}
+
 
 class ForwardCounter:
-    """Counts calls of a module's forward (the target's, whoever calls it)."""
+    """Counts, and times, calls of a module's forward (whoever calls it)."""
 
     def __init__(self, module: torch.nn.Module) -> None:
         self.calls = 0
-        self._handle = module.register_forward_hook(self._hook)
+        self.seconds = 0.0
+        self._t0 = 0.0
+        self._handles = [module.register_forward_pre_hook(self._start),
+                         module.register_forward_hook(self._stop)]
 
-    def _hook(self, *_: object) -> None:
+    def _start(self, *_: object) -> None:
+        self._t0 = time.perf_counter()
+
+    def _stop(self, *_: object) -> None:
         self.calls += 1
+        self.seconds += time.perf_counter() - self._t0
 
     def close(self) -> None:
-        self._handle.remove()
+        for h in self._handles:
+            h.remove()
 
 
 def _compose(overrides: list[str]) -> RunConfig:
@@ -104,25 +120,30 @@ def bench_spec(cfg: RunConfig, repeats: int) -> list[MethodResult]:
         return [s.generated for s in seqs]
 
     methods = {"target greedy": hf(None), "HF assisted": hf(draft), "SpecExec (ours)": ours}
-    results: dict[str, list[tuple[int, int, float, list[list[int]]]]] = {m: [] for m in methods}
+    results: dict[str, list[tuple[MethodResult, list[list[int]]]]] = {m: [] for m in methods}
     for _ in range(repeats):  # alternate methods so drift hits all of them alike
         for name, fn in methods.items():
             # Warm up right before timing: lazy initialisation, and the allocator state the
             # previous method left behind, would otherwise be charged to this one.
             fn()
-            counter = ForwardCounter(target)
+            on_target, on_draft = ForwardCounter(target), ForwardCounter(draft)
             t0 = time.perf_counter()
             outs = fn()
             wall = time.perf_counter() - t0
-            counter.close()
-            results[name].append((sum(len(o) for o in outs), counter.calls, wall, outs))
-    reference = results["target greedy"][0][3]
+            on_target.close()
+            on_draft.close()
+            results[name].append((MethodResult(
+                method=name, tokens=sum(len(o) for o in outs), target_forwards=on_target.calls,
+                wall_s=wall, exact=True, draft_forwards=on_draft.calls,
+                target_s=on_target.seconds, draft_s=on_draft.seconds), outs))
+    reference = results["target greedy"][0][1]
     table = []
-    for name, runs in results.items():
-        table.append(MethodResult(
-            method=name, tokens=runs[0][0], target_forwards=runs[0][1],
-            wall_s=statistics.median(r[2] for r in runs),
-            exact=all(r[3] == reference for r in runs)))
+    for runs in results.values():
+        # The repeat with the median wall time stands for the method (its split included).
+        ranked = sorted(runs, key=lambda r: r[0].wall_s)
+        median = ranked[len(ranked) // 2][0]
+        median.exact = all(outs == reference for _, outs in runs)
+        table.append(median)
     return table
 
 
@@ -134,11 +155,30 @@ def print_spec(table: list[MethodResult], cfg: RunConfig, console: Console) -> N
     for col in ("method", "tokens", "target fwd", "tokens/fwd", "vs HF assisted", "wall s",
                 "speed-up vs greedy", "exact"):
         t.add_column(col, justify="right" if col != "method" else "left")
+    split = Table(title="Where a generated token's time goes (ms per token)")
+    for col in ("method", "target forwards", "draft forwards", "other", "draft fwd / target fwd"):
+        split.add_column(col, justify="right" if col != "method" else "left")
     for r in table:
         t.add_row(r.method, str(r.tokens), str(r.target_forwards), f"{r.tokens_per_forward:.2f}",
                   f"{r.tokens_per_forward / hf_assist.tokens_per_forward:.2f}x",
                   f"{r.wall_s:.2f}", f"{base.wall_s / r.wall_s:.2f}x", "yes" if r.exact else "NO")
+        ms = r.ms_per_token()
+        split.add_row(r.method, f"{ms['target']:.2f}", f"{ms['draft']:.2f}", f"{ms['other']:.2f}",
+                      f"{r.draft_forwards / r.target_forwards:.1f}")
     console.print(t)
+    console.print(split)
+    ours = next(r for r in table if r.method == "SpecExec (ours)")
+    step_ms = 1e3 * base.target_s / base.target_forwards
+    verify_ms = 1e3 * ours.target_s / ours.target_forwards
+    draft_ms = 1e3 * ours.draft_s / ours.target_forwards
+    per_round = ours.draft_forwards / ours.target_forwards
+    console.print(
+        f"Per round, SpecExec spends {draft_ms:.1f} ms in {per_round:.1f} draft forwards and "
+        f"{verify_ms:.1f} ms in one tree verification "
+        f"({verify_ms / step_ms:.2f}x a greedy step's {step_ms:.1f} ms) for "
+        f"{ours.tokens_per_forward:.2f} tokens; it beats greedy on wall time only when that sum "
+        f"is under {ours.tokens_per_forward:.2f} x {step_ms:.1f} = "
+        f"{ours.tokens_per_forward * step_ms:.1f} ms (plus per-round overhead).")
 
 
 def bench_edge(overrides: list[str], out_dir: Path) -> list[dict[str, Any]]:
@@ -201,14 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     print_spec(table, cfg, Console())
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"model": cfg.model.name, "device":
-                                        cfg.hardware.server_device, "dtype": cfg.model.dtype.value,
-                                        "shape": asdict(TreeShape(
-                                            cfg.edge.max_n_beams, cfg.edge.max_beam_len,
-                                            cfg.edge.max_branch_width, cfg.edge.max_budget)),
-                                        "results": [asdict(r) | {"tokens_per_forward":
-                                                                 r.tokens_per_forward}
-                                                    for r in table]}, indent=2) + "\n")
+        shape = TreeShape(cfg.edge.max_n_beams, cfg.edge.max_beam_len,
+                          cfg.edge.max_branch_width, cfg.edge.max_budget)
+        rows = [asdict(r) | {"tokens_per_forward": r.tokens_per_forward,
+                             "ms_per_token": r.ms_per_token()} for r in table]
+        args.out.write_text(json.dumps({"model": cfg.model.name,
+                                        "device": cfg.hardware.server_device,
+                                        "dtype": cfg.model.dtype.value, "shape": asdict(shape),
+                                        "results": rows}, indent=2) + "\n")
     return 0 if all(r.exact for r in table) else 1
 
 

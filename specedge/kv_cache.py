@@ -61,6 +61,10 @@ def batch_cache(model: PreTrainedModel, caches: list[RequestCache]) -> tuple[Dyn
     if longest == 0:
         return cache, 0
     ref = next(c for c in caches if len(c))  # an empty cache borrows its shape: all padding
+    if len(caches) == 1:  # nothing to pad: the forward appends to new tensors, never to ours
+        for layer, (k, v) in enumerate(zip(ref.keys, ref.values, strict=True)):
+            cache.update(k, v, layer)
+        return cache, longest
     for layer in range(len(ref.keys)):
         ks, vs = [], []
         for c in caches:

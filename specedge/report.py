@@ -356,6 +356,9 @@ def comparison_report(run_dirs: list[Path], out: Path, title: str,
 def bench_section(path: Path) -> Section:
     data = json.loads(Path(path).read_text())
     df = pd.DataFrame(data["results"])
+    if "ms_per_token" in df:  # tables written before the time split lack it
+        split = pd.DataFrame(df.pop("ms_per_token").tolist()).add_prefix("ms/token ")
+        df = pd.concat([df, split], axis=1)
     base = df.loc[df["method"] == "target greedy", "wall_s"].iloc[0]
     df["speed-up vs greedy"] = base / df["wall_s"]
     return Section("Speculative decoding benchmark (batch 1)", tables=[_table(df)], text=[
