@@ -9,7 +9,9 @@ table as JSON with ``--out FILE``.
 ``python -m specedge.bench edge [HYDRA_OVERRIDES...]`` runs SpecEdge (server and edge processes,
 pinned to ``hardware.server_cores`` / ``hardware.edge_cores``) and server-only (pinned to the
 server's cores) on the same prompts and prints server throughput under busy and wall
-accounting, inter-token latency, bytes per round and the proactive hit rate.
+accounting, inter-token latency, bytes per round and the proactive hit rate; when proactive
+drafting is on, SpecEdge also runs without it, so its effect is measured, not assumed. Every
+run's output must equal server-only's token for token.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from rich.table import Table
 
 from specedge import CONF_DIR
 from specedge.baselines import make_sequences, serve
-from specedge.config import RunConfig, to_run_config
+from specedge.config import ProactiveType, RunConfig, to_run_config
 from specedge.datasets import load_requests
 from specedge.drafting import TreeShape
 from specedge.metrics import run_summary
@@ -181,41 +183,64 @@ def print_spec(table: list[MethodResult], cfg: RunConfig, console: Console) -> N
         f"{ours.tokens_per_forward * step_ms:.1f} ms (plus per-round overhead).")
 
 
+def edge_variants(overrides: list[str]) -> list[tuple[str, list[str]]]:
+    """The runs to compare: SpecEdge as configured, without proactive drafting when that is on
+    (so its effect shows), and server-only."""
+    cfg = _compose(["baseline=specedge", *overrides])
+    variants = [("SpecEdge", ["baseline=specedge"])]
+    if cfg.edge.proactive.type != ProactiveType.disabled:
+        variants.append(("SpecEdge, no proactive",
+                         ["baseline=specedge", "edge.proactive.type=disabled"]))
+    return [*variants, ("server-only", ["baseline=server_only"])]
+
+
 def bench_edge(overrides: list[str], out_dir: Path) -> list[dict[str, Any]]:
-    """SpecEdge and server-only, each as a real run (its own processes), same prompts."""
+    """Each variant as a real run (its own processes), same prompts."""
     results = []
-    for baseline in ("specedge", "server_only"):
-        run_dir = out_dir / baseline
-        cmd = [sys.executable, "-m", "specedge.run", f"baseline={baseline}",
-               f"hydra.run.dir={run_dir}", *overrides]
+    for name, extra in edge_variants(overrides):
+        run_dir = out_dir / name.lower().replace(", ", "-").replace(" ", "-")
+        cmd = [sys.executable, "-m", "specedge.run", *overrides, *extra,  # the variant wins
+               f"hydra.run.dir={run_dir}"]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-        results.append(run_summary(run_dir))
+        results.append({"variant": name, **run_summary(run_dir),
+                        "outputs": _output_ids(run_dir)})
+    reference = results[-1]["outputs"]
+    for r in results:
+        r["identical_to_server_only"] = r.pop("outputs") == reference
     return results
 
 
+def _output_ids(run_dir: Path) -> dict[int, list[int]]:
+    lines = (run_dir / "outputs.jsonl").read_text().splitlines()
+    return {rec["request_id"]: rec["output_ids"] for rec in map(json.loads, lines)}
+
+
 def print_edge(results: list[dict[str, Any]], console: Console) -> None:
-    se, so = results
+    """Wide: piped output would otherwise fold every cell into 80 columns."""
+    so = results[-1]
     t = Table(title="SpecEdge vs server-only (server time: busy = sum of server steps, "
                     "wall = first to last server record)")
-    for col in ("baseline", "tokens", "busy s", "wall s", "tok/s busy", "tok/s wall",
-                "ITL ms", "bytes/round", "proactive hits"):
-        t.add_column(col, justify="left" if col == "baseline" else "right")
+    for col in ("run", "tokens", "busy s", "wall s", "tok/s busy", "tok/s wall",
+                "ITL ms", "bytes/round", "proactive hits", "same output"):
+        t.add_column(col, justify="left" if col == "run" else "right")
 
     def tput(r: dict[str, Any], key: str) -> float:
         return float(r["tokens"] / r[key])
 
     for r in results:
         hits = r["proactive_hit_rate"]
-        t.add_row(r["baseline"], str(r["tokens"]), f"{r['server_busy_s']:.2f}",
+        t.add_row(r["variant"], str(r["tokens"]), f"{r['server_busy_s']:.2f}",
                   f"{r['server_wall_s']:.2f}", f"{tput(r, 'server_busy_s'):.1f}",
                   f"{tput(r, 'server_wall_s'):.1f}", f"{r['itl_ms']['mean']:.1f}",
-                  f"{r['bytes_per_round']:.0f}", f"{hits:.1%}" if hits == hits else "-")
-    t.add_row("SpecEdge / server-only", "", "", "",
-              f"{tput(se, 'server_busy_s') / tput(so, 'server_busy_s'):.2f}x",
-              f"{tput(se, 'server_wall_s') / tput(so, 'server_wall_s'):.2f}x",
-              f"{se['itl_ms']['mean'] / so['itl_ms']['mean']:.2f}x", "", "")
+                  f"{r['bytes_per_round']:.0f}", f"{hits:.1%}" if hits == hits else "-",
+                  "yes" if r["identical_to_server_only"] else "NO")
+    for se in results[:-1]:
+        t.add_row(f"{se['variant']} / server-only", "", "", "",
+                  f"{tput(se, 'server_busy_s') / tput(so, 'server_busy_s'):.2f}x",
+                  f"{tput(se, 'server_wall_s') / tput(so, 'server_wall_s'):.2f}x",
+                  f"{se['itl_ms']['mean'] / so['itl_ms']['mean']:.2f}x", "", "", "")
     console.print(t)
 
 
@@ -230,15 +255,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.which == "edge":
         out_dir = args.out.parent / "edge-runs" if args.out else Path("results/bench/edge-runs")
-        results = bench_edge(["dataset.max_requests=16", *args.overrides], out_dir)
-        print_edge(results, Console())
+        results = bench_edge(["dataset.max_requests=32", *args.overrides], out_dir)
+        print_edge(results, Console(width=132))
         if args.out:
             args.out.write_text(json.dumps(results, indent=2) + "\n")
-        return 0
+        return 0 if all(r["identical_to_server_only"] for r in results) else 1
     defaults = ["dataset.max_requests=12", "generation.max_new_tokens=64"]
     cfg = _compose(defaults + args.overrides)
     table = bench_spec(cfg, args.repeats)
-    print_spec(table, cfg, Console())
+    print_spec(table, cfg, Console(width=132))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         shape = TreeShape(cfg.edge.max_n_beams, cfg.edge.max_beam_len,

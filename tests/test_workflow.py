@@ -29,6 +29,7 @@ def test_dry_run_plans_models_runs_sweeps_and_reports(tmp_path: Path) -> None:
                        "--snakefile", str(PROJECT_ROOT / "Snakefile"),
                        "--configfile", str(PROJECT_ROOT / "workflow" / "config.yaml"))
     assert bench.returncode == 0 and "bench_spec" in bench.stdout, bench.stderr
+    assert "bench_edge" in bench.stdout
     assert "bench_spec" not in result.stdout  # apart from reports/all unless asked for
     extra = tmp_path / "with_bench.yaml"
     extra.write_text("reports: {include_bench: true}\n")
