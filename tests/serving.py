@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
+import json
 import subprocess
 import sys
 import time
@@ -23,6 +24,27 @@ from specedge import CONF_DIR, PROJECT_ROOT
 from specedge.config import RunConfig, load_run_config, save_run_config
 from specedge.models import load_model
 from specedge.protocol import pb, rpc
+
+
+def run_command(run_dir: Path, pair: Path, *overrides: str) -> list[str]:
+    """``python -m specedge.run`` on ``pair`` into ``run_dir`` (later overrides win)."""
+    return [sys.executable, "-m", "specedge.run", f"model.target={pair / 'target'}",
+            f"model.draft={pair / 'draft'}", f"hydra.run.dir={run_dir}", *overrides]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@torch.inference_mode()
+def assert_outputs_exact(outputs: list[dict], pair: Path, max_new: int) -> None:
+    """Every record of an ``outputs.jsonl`` is the target's own ``generate`` greedy decode."""
+    target = load_model(str(pair / "target"))
+    for out in outputs:
+        ids = torch.tensor([out["prompt_ids"]])
+        ref = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                              max_new_tokens=max_new, pad_token_id=0)
+        assert out["output_ids"] == ref[0, ids.shape[1]:].tolist(), out["request_id"]
 
 
 def write_run_config(run_dir: Path, pair: Path, *overrides: str) -> RunConfig:

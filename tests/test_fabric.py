@@ -7,17 +7,15 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from specedge import PROJECT_ROOT
-from specedge.models import load_model
 from specedge.records import OUTPUTS_FILE
+from tests.serving import assert_outputs_exact, read_jsonl, run_command
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
@@ -84,11 +82,9 @@ def _hardware(conf: Path, node: str, sshd_dir: Path | None) -> None:
 
 def _run(tmp_path: Path, pair: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "specedge.run", f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
-         "hardware=ssh_test", "server.num_clients=2", "server.max_batch_size=1",
-         f"model.target={pair / 'target'}", f"model.draft={pair / 'draft'}",
-         f"hydra.run.dir={tmp_path / 'run'}", "dataset.max_requests=4",
-         "generation.max_new_tokens=10"],
+        run_command(tmp_path / "run", pair, f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+                    "hardware=ssh_test", "server.num_clients=2", "server.max_batch_size=1",
+                    "dataset.max_requests=4", "generation.max_new_tokens=10"),
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False)
 
 
@@ -101,14 +97,9 @@ def test_edge_over_ssh_is_exact_and_its_jsonl_comes_back(
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (run_dir / "edge-1.jsonl").stat().st_size > 0  # the SSH edge's rounds
     assert "edge 1 done" in (run_dir / "edge-1.log").read_text()
-    outputs = [json.loads(x) for x in (run_dir / OUTPUTS_FILE).read_text().splitlines()]
+    outputs = read_jsonl(run_dir / OUTPUTS_FILE)
     assert [o["request_id"] for o in outputs] == [0, 1, 2, 3]
-    target = load_model(str(micro_pair / "target"))
-    for out in outputs:
-        ids = torch.tensor([out["prompt_ids"]])
-        ref = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                              max_new_tokens=10, pad_token_id=0)
-        assert out["output_ids"] == ref[0, ids.shape[1]:].tolist()
+    assert_outputs_exact(outputs, micro_pair, 10)
 
 
 def test_ssh_node_without_key_is_refused(tmp_path: Path, micro_pair: Path) -> None:

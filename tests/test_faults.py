@@ -11,25 +11,21 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import torch
-
 from specedge import PROJECT_ROOT
-from specedge.models import load_model
 from specedge.records import OUTPUTS_FILE
+from tests.serving import assert_outputs_exact, read_jsonl, run_command
 
 MAX_NEW = 48
 
 
 def _start(run_dir: Path, pair: Path, *overrides: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "specedge.run", "baseline=specedge",
-         f"model.target={pair / 'target'}", f"model.draft={pair / 'draft'}",
-         f"hydra.run.dir={run_dir}", "dataset.max_requests=8",
-         f"generation.max_new_tokens={MAX_NEW}", "server.client_timeout_s=3", *overrides],
+        run_command(run_dir, pair, "baseline=specedge", "dataset.max_requests=8",
+                    f"generation.max_new_tokens={MAX_NEW}", "server.client_timeout_s=3",
+                    *overrides),
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -50,36 +46,32 @@ def _pids(pattern: str) -> list[int]:
     return [int(p) for p in found.stdout.split()]
 
 
-def _assert_exact(outputs: list[dict], pair: Path) -> None:
-    target = load_model(str(pair / "target"))
-    for out in outputs:
-        ids = torch.tensor([out["prompt_ids"]])
-        ref = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                              max_new_tokens=MAX_NEW, pad_token_id=0)
-        assert out["output_ids"] == ref[0, ids.shape[1]:].tolist(), out["request_id"]
-
-
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def _run_and_kill(run_dir: Path, pair: Path, jsonl: str, pattern: str
+                  ) -> subprocess.Popen[str]:
+    """Start a run and SIGKILL the one process matching ``pattern`` after 3 rounds in
+    ``jsonl``."""
+    run = _start(run_dir, pair)
+    _wait_for_rounds(run, run_dir / jsonl, 3)
+    (victim,) = _pids(pattern)
+    os.kill(victim, signal.SIGKILL)
+    return run
 
 
 def test_a_killed_edge_is_reported_and_the_others_finish_exactly(tmp_path: Path,
                                                                   micro_pair: Path) -> None:
     run_dir = tmp_path / "run"
-    run = _start(run_dir, micro_pair)
-    _wait_for_rounds(run, run_dir / "edge-1.jsonl", 3)
-    (victim,) = _pids(f"specedge.edge {run_dir} --client-id 1 ")
-    os.kill(victim, signal.SIGKILL)
+    run = _run_and_kill(run_dir, micro_pair, "edge-1.jsonl",
+                        f"specedge.edge {run_dir} --client-id 1 ")
     _, stderr = run.communicate(timeout=300)  # it must not hang
     assert run.returncode == 2, stderr[-3000:]
     assert "edges [1] failed" in stderr
     lost = json.loads((run_dir / "lost_edges.json").read_text())
     assert list(lost["lost_edges"]) == ["1"] and lost["lost_edges"]["1"] == -signal.SIGKILL
-    outputs = _jsonl(run_dir / OUTPUTS_FILE)
+    outputs = read_jsonl(run_dir / OUTPUTS_FILE)
     done = {o["request_id"] for o in outputs}
     assert set(lost["unfinished_requests"]) == {1, 5} - done  # edge 1 had requests 1 and 5
     assert {0, 2, 3, 4, 6, 7} <= done
-    _assert_exact(outputs, micro_pair)
+    assert_outputs_exact(outputs, micro_pair, MAX_NEW)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["partial"] and summary["unfinished_requests"] == lost["unfinished_requests"]
     assert summary["lost_edges"] == {"1": -signal.SIGKILL}
@@ -90,17 +82,14 @@ def test_a_killed_edge_is_reported_and_the_others_finish_exactly(tmp_path: Path,
 def test_a_restarted_server_is_rejoined_and_outputs_stay_exact(tmp_path: Path,
                                                                micro_pair: Path) -> None:
     run_dir = tmp_path / "run"
-    run = _start(run_dir, micro_pair)
-    _wait_for_rounds(run, run_dir / "edge-0.jsonl", 3)
-    (server,) = _pids(f"specedge.server {run_dir} ")
-    os.kill(server, signal.SIGKILL)
+    run = _run_and_kill(run_dir, micro_pair, "edge-0.jsonl", f"specedge.server {run_dir} ")
     _, stderr = run.communicate(timeout=300)
     assert run.returncode == 0, stderr[-3000:]
     assert "restarting it on port" in (run_dir / "run.log").read_text()
-    outputs = _jsonl(run_dir / OUTPUTS_FILE)
+    outputs = read_jsonl(run_dir / OUTPUTS_FILE)
     assert [o["request_id"] for o in outputs] == list(range(8))
-    _assert_exact(outputs, micro_pair)
-    rounds = [r for c in range(4) for r in _jsonl(run_dir / f"edge-{c}.jsonl")]
+    assert_outputs_exact(outputs, micro_pair, MAX_NEW)
+    rounds = [r for c in range(4) for r in read_jsonl(run_dir / f"edge-{c}.jsonl")]
     assert sum(r["retries"] for r in rounds) > 0  # edges reconnected and prefilled again
     assert "prefilling again" in "".join((run_dir / f"edge-{c}.log").read_text()
                                          for c in range(4))

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from specedge import PROJECT_ROOT
-from specedge.models import load_model
 from specedge.records import OUTPUTS_FILE, STEPS_FILE, StepRecord
+from tests.serving import assert_outputs_exact, read_jsonl, run_command
 
 
 def _run(run_dir: Path, pair: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "specedge.run", f"model.target={pair / 'target'}",
-         f"model.draft={pair / 'draft'}", f"hydra.run.dir={run_dir}", "dataset.max_requests=5",
-         "generation.max_new_tokens=12", *overrides],
+        run_command(run_dir, pair, "dataset.max_requests=5", "generation.max_new_tokens=12",
+                    *overrides),
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -29,14 +26,10 @@ def test_run_writes_exact_outputs_and_step_records(tmp_path: Path, micro_pair: P
     run_dir = tmp_path / baseline
     result = _run(run_dir, micro_pair, f"baseline={baseline}")
     assert result.returncode == 0, result.stderr[-3000:]
-    outputs = [json.loads(x) for x in (run_dir / OUTPUTS_FILE).read_text().splitlines()]
+    outputs = read_jsonl(run_dir / OUTPUTS_FILE)
     assert sorted(o["request_id"] for o in outputs) == [0, 1, 2, 3, 4]
-    target = load_model(str(micro_pair / "target"))
+    assert_outputs_exact(outputs, micro_pair, 12)
     for out in outputs:
-        ids = torch.tensor([out["prompt_ids"]])
-        ref = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                              max_new_tokens=12, pad_token_id=0)[0, ids.shape[1]:].tolist()
-        assert out["output_ids"] == ref
         assert out["prompt"].startswith("<|user|>\n") and out["category"] == "mt_bench"
     steps = [json.loads(x) for x in (run_dir / STEPS_FILE).read_text().splitlines()]
     assert set(steps[0]) == set(StepRecord.__dataclass_fields__)

@@ -4,33 +4,25 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
-import torch
 
 from specedge import PROJECT_ROOT
-from specedge.models import load_model
 from specedge.records import OUTPUTS_FILE, EdgeRoundRecord, ServerStepRecord
+from tests.serving import assert_outputs_exact, read_jsonl, run_command
 
 MAX_NEW = 12
 
 
 def _specedge(run_dir: Path, pair: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "specedge.run", "baseline=specedge",
-         f"model.target={pair / 'target'}", f"model.draft={pair / 'draft'}",
-         f"hydra.run.dir={run_dir}", "dataset.max_requests=6",
-         f"generation.max_new_tokens={MAX_NEW}",
-         "hardware.nodes={localhost:[{device:cpu},{device:cpu}]}", "server.num_clients=2",
-         "server.max_batch_size=1", *overrides],
+        run_command(run_dir, pair, "baseline=specedge", "dataset.max_requests=6",
+                    f"generation.max_new_tokens={MAX_NEW}",
+                    "hardware.nodes={localhost:[{device:cpu},{device:cpu}]}",
+                    "server.num_clients=2", "server.max_batch_size=1", *overrides),
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False)
-
-
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.mark.parametrize("scheduling", [
@@ -48,17 +40,12 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
     result = _specedge(run_dir, micro_pair, *scheduling,
                        f"server.prefill_cache_dir={tmp_path / 'prefill'}")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    outputs = _jsonl(run_dir / OUTPUTS_FILE)
+    outputs = read_jsonl(run_dir / OUTPUTS_FILE)
     assert [o["request_id"] for o in outputs] == list(range(6))
-    target = load_model(str(micro_pair / "target"))
-    for out in outputs:
-        ids = torch.tensor([out["prompt_ids"]])
-        ref = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                              max_new_tokens=MAX_NEW, pad_token_id=0)
-        assert out["output_ids"] == ref[0, ids.shape[1]:].tolist()
+    assert_outputs_exact(outputs, micro_pair, MAX_NEW)
 
     n_edges = 4 if "server.num_clients=4" in scheduling else 2
-    rounds = [r for c in range(n_edges) for r in _jsonl(run_dir / f"edge-{c}.jsonl")]
+    rounds = [r for c in range(n_edges) for r in read_jsonl(run_dir / f"edge-{c}.jsonl")]
     assert set(rounds[0]) == set(EdgeRoundRecord.__dataclass_fields__)
     assert {r["request_id"] for r in rounds} == set(range(6))
     assert sum(r["new_tokens"] for r in rounds) == sum(len(o["output_ids"]) for o in outputs)
@@ -82,7 +69,7 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
         assert r["server_verify_s"] > 0 and r["server_queue_s"] + r["server_verify_s"] \
             <= r["wait_s"] + 1e-3
 
-    steps = _jsonl(run_dir / "server.jsonl")
+    steps = read_jsonl(run_dir / "server.jsonl")
     assert set(steps[0]) == set(ServerStepRecord.__dataclass_fields__)
     assert sum(s["batch_size"] for s in steps) == len(rounds)
     assert sum(s["prefill_count"] for s in steps) == 6
@@ -98,7 +85,7 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
                           f"server.prefill_cache_dir={tmp_path / 'prefill'}")
         assert again.returncode == 0, again.stderr[-2000:]
         assert "(0 computed, 6 from disk)" in (tmp_path / "again" / "server.log").read_text()
-        assert _jsonl(tmp_path / "again" / OUTPUTS_FILE) == outputs
+        assert read_jsonl(tmp_path / "again" / OUTPUTS_FILE) == outputs
 
 
 def test_edge_counts_must_match_num_clients(tmp_path: Path, micro_pair: Path) -> None:
