@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from specedge.datasets import Request
 from specedge.drafting import Draft, TreeShape, commit_draft, draft_tree
+from specedge.kv_cache import KVPool
 from specedge.records import JsonlWriter, OutputRecord, StepRecord
 from specedge.sequence import Sequence
 from specedge.tree import TokenTree
@@ -53,29 +53,35 @@ def serve(
     baseline: str,
     sequences: list[Sequence],
     slots: int,
-    target: PreTrainedModel,
-    draft: PreTrainedModel | None,
+    target: KVPool,
+    draft: KVPool | None,
     shape: TreeShape | None,
     choose: Chooser,
     steps_out: JsonlWriter | None = None,
     on_finish: Callable[[Sequence], None] | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> ServeResult:
-    """Serve ``sequences`` ``slots`` at a time; ``draft=None`` is plain batched decoding."""
+    """Serve ``sequences`` ``slots`` at a time; ``draft=None`` is plain batched decoding.
+
+    ``target`` (and ``draft``) hold at least ``slots`` KV rows; a request holds one of each
+    while it is served."""
     queue = deque(sequences)
     active: list[Sequence] = []
     step = 0
     t_run = time.perf_counter()
     while queue or active:
         while queue and len(active) < slots:
-            active.append(queue.popleft())
+            seq = queue.popleft()
+            seq.target_row = target.acquire()
+            seq.draft_row = draft.acquire() if draft is not None else None
+            active.append(seq)
         t_start = time.time()
         drafts: list[Draft | None] = []
         draft_times: list[float] = []
         for seq in active:
             t0 = time.perf_counter()
-            if draft is not None and shape is not None:
-                drafts.append(draft_tree(draft, seq.draft_cache, seq.pending_for(seq.draft_cache),
+            if draft is not None and shape is not None and seq.draft_row is not None:
+                drafts.append(draft_tree(draft, seq.draft_row, seq.pending_for(seq.draft_row),
                                          seq.root, shape))
             else:
                 drafts.append(None)
@@ -83,15 +89,17 @@ def serve(
         trees = [d.tree if d is not None else TokenTree.rooted(s.root)
                  for d, s in zip(drafts, active, strict=True)]
         t0 = time.perf_counter()
-        verdicts = verify_trees(target, [s.target_cache for s in active],
-                                [s.pending_for(s.target_cache) for s in active], trees, choose)
+        rows = [s.target_row for s in active]
+        assert all(r is not None for r in rows)
+        verdicts = verify_trees(target, rows,  # type: ignore[arg-type]
+                                [s.pending_for(s.target_row) for s in active], trees, choose)
         target_s = time.perf_counter() - t0
         t_end = time.time()
         produced = 0
         for seq, d, tree, verdict, d_s in zip(active, drafts, trees, verdicts, draft_times,
                                               strict=True):
-            if d is not None:
-                commit_draft(seq.draft_cache, d, verdict.path)
+            if d is not None and draft is not None:
+                commit_draft(draft, d, verdict.path)
             kept = seq.commit(verdict.new_tokens(tree))
             produced += len(kept)
             if steps_out is not None:
@@ -103,13 +111,23 @@ def serve(
                     draft_forwards=d.forwards if d is not None else 0, t_start=t_start,
                     t_end=t_end, finished=seq.finished))
             seq.steps += 1
-            if seq.finished and on_finish is not None:
-                on_finish(seq)
+            if seq.finished:
+                _release(seq, target, draft)
+                if on_finish is not None:
+                    on_finish(seq)
         active = [s for s in active if not s.finished]
         step += 1
         if on_step is not None:
             on_step(produced)
     return ServeResult(sequences=sequences, steps=step, wall_s=time.perf_counter() - t_run)
+
+
+def _release(seq: Sequence, target: KVPool, draft: KVPool | None) -> None:
+    if seq.target_row is not None:
+        target.release(seq.target_row)
+    if seq.draft_row is not None and draft is not None:
+        draft.release(seq.draft_row)
+    seq.target_row = seq.draft_row = None
 
 
 def make_sequences(requests: list[Request], tokenizer: PreTrainedTokenizerBase,

@@ -1,10 +1,11 @@
 """Benchmarks that print ratios against a baseline measured in the same run.
 
 ``python -m specedge.bench spec [HYDRA_OVERRIDES...]`` runs, one request at a time, greedy, on
-the configured pair and prompts: (a) plain target greedy (``generate``), (b) Hugging Face
-assisted generation with the draft, (c) our server-only SpecExec. It reports tokens per target
-forward and wall time, checks that (b) and (c) reproduce (a) token for token, and writes the
-table as JSON with ``--out FILE``.
+the configured pair and prompts: (a) Hugging Face ``generate`` (eager), (b) plain target
+greedy on our forward path (``model.compile``), (c) Hugging Face assisted generation with the
+draft, (d) our server-only SpecExec on our forward path. It reports tokens per target forward
+and wall time against (b), checks that every method reproduces (a) token for token, and writes
+the table as JSON with ``--out FILE`` (with the device's name).
 
 ``python -m specedge.bench edge [HYDRA_OVERRIDES...]`` runs SpecEdge (server and edge processes,
 pinned to ``hardware.server_cores`` / ``hardware.edge_cores``) and server-only (pinned to the
@@ -33,11 +34,12 @@ from rich.table import Table
 
 from specedge import CONF_DIR
 from specedge.baselines import make_sequences, serve
-from specedge.config import ProactiveType, RunConfig, to_run_config
+from specedge.config import ProactiveType, RunConfig, resolve_compile, to_run_config
 from specedge.datasets import load_requests
 from specedge.drafting import TreeShape
+from specedge.kv_cache import KVPool, pool_for
 from specedge.metrics import run_summary
-from specedge.models import load_model, load_tokenizer
+from specedge.models import device_name, load_member, load_run_tokenizer
 from specedge.verification import Chooser
 
 
@@ -76,7 +78,9 @@ class ForwardCounter:
     def _start(self, *_: object) -> None:
         self._t0 = time.perf_counter()
 
-    def _stop(self, *_: object) -> None:
+    def _stop(self, module: torch.nn.Module, *_: object) -> None:
+        if next(module.parameters()).is_cuda:
+            torch.cuda.synchronize()
         self.calls += 1
         self.seconds += time.perf_counter() - self._t0
 
@@ -90,15 +94,35 @@ def _compose(overrides: list[str]) -> RunConfig:
         return to_run_config(compose(config_name="config", overrides=overrides))
 
 
+class PoolCounter:
+    """Counts and times a KV pool's forwards (CUDA graphs replay without calling modules)."""
+
+    def __init__(self, pool: KVPool) -> None:
+        self.pool = pool
+        pool.timed, pool.calls, pool.seconds = True, 0, 0.0
+
+    @property
+    def calls(self) -> int:
+        return self.pool.calls
+
+    @property
+    def seconds(self) -> float:
+        return self.pool.seconds
+
+    def close(self) -> None:
+        self.pool.timed = False
+
+
 def bench_spec(cfg: RunConfig, repeats: int) -> list[MethodResult]:
-    tok = load_tokenizer(cfg.model.target)
+    tok = load_run_tokenizer(cfg.model)
     device = cfg.hardware.server_device
-    target = load_model(cfg.model.target, cfg.model.dtype, device, cfg.model.attn_implementation)
-    draft = load_model(cfg.model.draft, cfg.model.dtype, device, cfg.model.attn_implementation)
+    target = load_member(cfg.model, "target", device)
+    draft = load_member(cfg.model, "draft", device)
+    target_pool = pool_for(target, 1, cfg.model, cfg.edge, device)
+    draft_pool = pool_for(draft, 1, cfg.model, cfg.edge, device)
     requests = load_requests(cfg.dataset, tok)
     max_new = cfg.generation.max_new_tokens
-    shape = TreeShape(cfg.edge.max_n_beams, cfg.edge.max_beam_len, cfg.edge.max_branch_width,
-                      cfg.edge.max_budget)
+    shape = TreeShape.of(cfg.edge)
     prompts = [s.prompt_ids for s in make_sequences(requests, tok, cfg.dataset.chat_template,
                                                     max_new)]
 
@@ -114,21 +138,34 @@ def bench_spec(cfg: RunConfig, repeats: int) -> list[MethodResult]:
             return outs
         return run
 
-    def ours() -> list[list[int]]:
-        seqs = make_sequences(requests, tok, cfg.dataset.chat_template, max_new)
-        for seq in seqs:
-            serve(baseline="server_only", sequences=[seq], slots=1, target=target, draft=draft,
-                  shape=shape, choose=Chooser())
-        return [s.generated for s in seqs]
+    def ours(speculate: bool) -> Callable[[], list[list[int]]]:
+        def run() -> list[list[int]]:
+            seqs = make_sequences(requests, tok, cfg.dataset.chat_template, max_new)
+            for seq in seqs:
+                serve(baseline="server_only" if speculate else "auto_batch", sequences=[seq],
+                      slots=1, target=target_pool, draft=draft_pool if speculate else None,
+                      shape=shape if speculate else None, choose=Chooser())
+            return [s.generated for s in seqs]
+        return run
 
-    methods = {"target greedy": hf(None), "HF assisted": hf(draft), "SpecExec (ours)": ours}
+    # "target greedy" is plain decoding on our forward path (model.compile), the baseline of
+    # every ratio; HF generate (eager) is the reference every output must equal.
+    methods = {"HF generate": hf(None), "target greedy": ours(False),
+               "HF assisted": hf(draft), "SpecExec (ours)": ours(True)}
+    ours_names = {"target greedy", "SpecExec (ours)"}
     results: dict[str, list[tuple[MethodResult, list[list[int]]]]] = {m: [] for m in methods}
     for _ in range(repeats):  # alternate methods so drift hits all of them alike
         for name, fn in methods.items():
-            # Warm up right before timing: lazy initialisation, and the allocator state the
-            # previous method left behind, would otherwise be charged to this one.
+            # Warm up right before timing: lazy initialisation (CUDA graph captures), and the
+            # allocator state the previous method left behind, would otherwise be charged to
+            # this one.
             fn()
-            on_target, on_draft = ForwardCounter(target), ForwardCounter(draft)
+            on_target: ForwardCounter | PoolCounter
+            on_draft: ForwardCounter | PoolCounter
+            if name in ours_names:
+                on_target, on_draft = PoolCounter(target_pool), PoolCounter(draft_pool)
+            else:
+                on_target, on_draft = ForwardCounter(target), ForwardCounter(draft)
             t0 = time.perf_counter()
             outs = fn()
             wall = time.perf_counter() - t0
@@ -138,7 +175,7 @@ def bench_spec(cfg: RunConfig, repeats: int) -> list[MethodResult]:
                 method=name, tokens=sum(len(o) for o in outs), target_forwards=on_target.calls,
                 wall_s=wall, exact=True, draft_forwards=on_draft.calls,
                 target_s=on_target.seconds, draft_s=on_draft.seconds), outs))
-    reference = results["target greedy"][0][1]
+    reference = results["HF generate"][0][1]
     table = []
     for runs in results.values():
         # The repeat with the median wall time stands for the method (its split included).
@@ -266,12 +303,16 @@ def main(argv: list[str] | None = None) -> int:
     print_spec(table, cfg, Console(width=132))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        shape = TreeShape(cfg.edge.max_n_beams, cfg.edge.max_beam_len,
-                          cfg.edge.max_branch_width, cfg.edge.max_budget)
+        shape = TreeShape.of(cfg.edge)
         rows = [asdict(r) | {"tokens_per_forward": r.tokens_per_forward,
                              "ms_per_token": r.ms_per_token()} for r in table]
         args.out.write_text(json.dumps({"model": cfg.model.name,
                                         "device": cfg.hardware.server_device,
+                                        "device_name": device_name(cfg.hardware.server_device),
+                                        "forward_path": resolve_compile(
+                                            cfg.model.compile,
+                                            cfg.hardware.server_device).value,
+                                        "weights": cfg.model.weights.value,
                                         "dtype": cfg.model.dtype.value, "shape": asdict(shape),
                                         "results": rows}, indent=2) + "\n")
     return 0 if all(r.exact for r in table) else 1

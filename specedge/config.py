@@ -41,6 +41,26 @@ class DType(StrEnum):
     fp32 = "fp32"
 
 
+class CompileMode(StrEnum):
+    """How every forward runs (specedge.kv_cache): the one setting of the forward path."""
+
+    auto = "auto"  # graphs on a CUDA device, eager on a CPU
+    eager = "eager"  # exact shapes, attention over the columns in use
+    static = "static"  # bucketed shapes over the preallocated cache (what graphs replay)
+    graphs = "graphs"  # static, each bucket captured once as a CUDA graph and replayed
+
+
+def resolve_compile(mode: CompileMode, device: str) -> CompileMode:
+    if mode != CompileMode.auto:
+        return mode
+    return CompileMode.graphs if device.startswith("cuda") else CompileMode.eager
+
+
+class Weights(StrEnum):
+    pretrained = "pretrained"  # from_pretrained(target / draft)
+    random = "random"  # the architecture only (timing runs: acceptance means nothing)
+
+
 class BaselineName(StrEnum):
     specedge = "specedge"
     server_only = "server_only"
@@ -104,9 +124,20 @@ class ModelConfig:
     dtype: DType = DType.fp32
     max_len: int = 2048  # KV cache capacity in tokens (upstream: max_len)
     attn_implementation: str = "sdpa"
+    compile: CompileMode = CompileMode.auto  # the forward path (specedge.kv_cache)
+    # static/graphs: new tokens per row and work-area widths are rounded up to one of these
+    token_buckets: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128])
+    # random: build target/draft from their architecture (a shipped name such as qwen3-14b,
+    # a config.json or a model folder) with random weights, for timing without a model hub
+    weights: Weights = Weights.pretrained
+    tokenizer: str | None = None  # null: the target's (random weights: the tiny pair's)
 
     def __post_init__(self) -> None:
         _require(self.max_len >= 16, "model.max_len", self.max_len, "an integer >= 16")
+        _require(bool(self.token_buckets) and all(b >= 1 for b in self.token_buckets)
+                 and list(self.token_buckets) == sorted(set(self.token_buckets)),
+                 "model.token_buckets", self.token_buckets,
+                 "a non-empty increasing list of integers >= 1")
         _require(
             self.attn_implementation in ("sdpa", "eager"),
             "model.attn_implementation",
@@ -363,6 +394,32 @@ class GenerationConfig:
 
 
 @dataclass
+class ProfileConfig:
+    """What `python -m specedge.profile` times (on hardware.server_device)."""
+
+    models: list[str] = field(default_factory=lambda: ["target", "draft"])
+    batches: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    nodes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128])
+    prefixes: list[int] = field(default_factory=lambda: [512])
+    repeats: int = 6
+    warmup: int = 2  # untimed forwards first (CUDA graphs are captured here)
+    bandwidth_gbs: float | None = None  # null: looked up by the GPU's name, if known
+    out: str = "results/profile/profile.json"
+
+    def __post_init__(self) -> None:
+        _require(bool(self.models) and set(self.models) <= {"target", "draft"},
+                 "profile.models", self.models, "a non-empty list of 'target' and/or 'draft'")
+        for key in ("batches", "nodes", "prefixes"):
+            values = getattr(self, key)
+            _require(bool(values) and all(v >= 1 for v in values), f"profile.{key}", values,
+                     "a non-empty list of integers >= 1")
+        _require(self.repeats >= 1, "profile.repeats", self.repeats, "an integer >= 1")
+        _require(self.warmup >= 0, "profile.warmup", self.warmup, "an integer >= 0")
+        _require(self.bandwidth_gbs is None or self.bandwidth_gbs > 0, "profile.bandwidth_gbs",
+                 self.bandwidth_gbs, "null or a bandwidth > 0 GB/s")
+
+
+@dataclass
 class RunConfig:
     exp_name: str = "default"
     seed: int = 0
@@ -374,6 +431,7 @@ class RunConfig:
     hardware: HardwareConfig = MISSING
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
 
     def __post_init__(self) -> None:
         if self.baseline.name == BaselineName.specedge:
@@ -386,10 +444,43 @@ class RunConfig:
             _require(self.server.max_batch_size <= self.server.num_clients,
                      "server.max_batch_size", self.server.max_batch_size,
                      f"at most server.num_clients = {self.server.num_clients}")
+        self._check_forward_path()
         longest = self.edge.max_beam_len + self.edge.proactive.max_beam_len
         needed = self.generation.max_new_tokens + longest + 1
         _require(self.model.max_len > needed, "model.max_len", self.model.max_len,
                  f"more than max_new_tokens + tree depth + 1 = {needed}, plus the prompt")
+
+
+    def devices(self) -> list[str]:
+        """Every device a model of this run is placed on."""
+        if self.baseline.name != BaselineName.specedge:
+            return [self.hardware.server_device]
+        return [self.hardware.server_device,
+                *(s.device for slots in self.hardware.nodes.values() for s in slots)]
+
+    def _check_forward_path(self) -> None:
+        mode = self.model.compile
+        if mode == CompileMode.graphs:
+            cpu = [d for d in self.devices() if not d.startswith("cuda")]
+            _require(not cpu, "model.compile", mode.value,
+                     f"eager, static or auto on a CPU device (this run places models on "
+                     f"{', '.join(sorted(set(cpu)))}); CUDA graphs need cuda devices")
+        if mode == CompileMode.eager or (mode == CompileMode.auto and not any(
+                d.startswith("cuda") for d in self.devices())):
+            return  # eager shapes have no buckets to outgrow
+        largest = self.model.token_buckets[-1]
+        tree = max_tree_nodes(self.edge)
+        _require(tree <= largest, "model.token_buckets", self.model.token_buckets,
+                 f"a largest bucket >= the largest tree a round forwards ({tree} nodes: "
+                 f"edge.max_budget + 1, or the proactive budget's), for static shapes")
+
+
+def max_tree_nodes(edge: EdgeConfig) -> int:
+    """The largest tree an honest edge sends: its budget, or an adopted proactive tree's."""
+    budget = edge.max_budget
+    if edge.proactive.type != ProactiveType.disabled:
+        budget = max(budget, edge.proactive.max_budget)
+    return budget + 1
 
 
 def register_configs() -> None:

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from transformers import DynamicCache, PreTrainedModel
 
-from specedge.kv_cache import RequestCache, Rows, forward_rows
+from specedge.config import EdgeConfig
+from specedge.kv_cache import KVPool, KVRow, Query, causal_query, prefill
 from specedge.tree import NodeStatus, TokenTree
 
 DECAY = math.log(0.9)  # per-level score decay of SpecExec's budget
@@ -29,26 +29,36 @@ class TreeShape:
     max_branch_width: int
     max_budget: int
 
+    @classmethod
+    def of(cls, edge: EdgeConfig) -> TreeShape:
+        return cls(edge.max_n_beams, edge.max_beam_len, edge.max_branch_width, edge.max_budget)
+
 
 @dataclass
 class Draft:
-    """A drafted tree plus what the draft model computed for it (needed to commit its KV)."""
+    """A drafted tree, and where the draft model's KV of its forwarded nodes lies."""
 
     tree: TokenTree
-    work_cache: DynamicCache | None  # prefix + every node forwarded while drafting
+    row: KVRow  # the request's draft KV row; forwarded nodes sit in its work area
     pending_cols: list[int]  # columns of the catch-up tokens forwarded in the first step
-    slots: dict[int, int] = field(default_factory=dict)  # node -> column in work_cache
+    columns: dict[int, int] = field(default_factory=dict)  # node -> its KV column
     forwards: int = 0  # draft model calls spent
+
+
+def _top_children(logits: torch.Tensor, width: int) -> tuple[list[list[float]], list[list[int]]]:
+    """Each row's ``width`` best tokens and their log-probabilities: one device-to-host copy."""
+    top = torch.log_softmax(logits.float(), dim=-1).topk(width, dim=-1)
+    both = torch.stack([top.values.double(), top.indices.double()]).cpu()
+    return both[0].tolist(), both[1].long().tolist()
 
 
 def _children_of(tree: TokenTree, parents: list[int], logits: torch.Tensor, width: int,
                  decay: float) -> None:
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    top = logp.topk(width, dim=-1)
-    for row, parent in enumerate(parents):
+    values, indices = _top_children(logits, width)
+    for parent, lps, toks in zip(parents, values, indices, strict=True):
         tree.status[parent] = NodeStatus.forwarded
         base = tree.scores[parent] + decay
-        for lp, tok in zip(top.values[row].tolist(), top.indices[row].tolist(), strict=True):
+        for lp, tok in zip(lps, toks, strict=True):
             tree.add_child(parent, tok, base + lp)
 
 
@@ -62,16 +72,14 @@ def _candidates(tree: TokenTree, shape: TreeShape, decay: float) -> list[int]:
     return open_nodes[: shape.max_n_beams]
 
 
-def grow(model: PreTrainedModel, cache: RequestCache, draft: Draft, shape: TreeShape,
-         steps: int, root_pos: int, seen: list[int], decay: float = DECAY,
-         stop: Callable[[], bool] | None = None) -> int:
+def grow(pool: KVPool, draft: Draft, shape: TreeShape, steps: int, root_pos: int,
+         seen: list[int], decay: float = DECAY, stop: Callable[[], bool] | None = None) -> int:
     """Run up to ``steps`` SpecExec expansion steps on ``draft``; returns the steps taken.
 
-    ``seen`` lists work-cache columns every node attends to beyond ``cache`` (catch-up tokens,
-    or the path a proactive tree hangs from); ``root_pos`` is the root's position. ``stop`` is
-    asked before each step (proactive drafting ends when the server's reply is in).
+    ``seen`` lists work columns every node attends to beyond the committed prefix (catch-up
+    tokens, or the path a proactive tree hangs from); ``root_pos`` is the root's position.
+    ``stop`` is asked before each step (proactive drafting ends when the server's reply is in).
     """
-    hidden = [-(c + 1) for c in seen]
     for step in range(steps):
         if stop is not None and stop():
             return step
@@ -79,61 +87,65 @@ def grow(model: PreTrainedModel, cache: RequestCache, draft: Draft, shape: TreeS
         if not cands:
             return step
         tree = draft.tree
-        visible = [[*hidden, *(-(draft.slots[a] + 1) for a in tree.path_to(node)[:-1]), i]
+        start = draft.row.used
+        visible = [[*seen, *(draft.columns[a] for a in tree.path_to(node)[:-1]), start + i]
                    for i, node in enumerate(cands)]
-        rows = Rows(tokens=[tree.tokens[c] for c in cands],
-                    positions=[root_pos + tree.depths[c] for c in cands], visible=visible)
-        logits, draft.work_cache, start = forward_rows(
-            model, [cache], [rows], cache=draft.work_cache, prefix_lens=[len(cache)])
+        logits = pool.forward([Query(draft.row, [tree.tokens[c] for c in cands],
+                                     [root_pos + tree.depths[c] for c in cands], visible)])
         draft.forwards += 1
         for i, node in enumerate(cands):
-            draft.slots[node] = start + i
+            draft.columns[node] = start + i
         _children_of(tree, cands, logits[0, : len(cands)], shape.max_branch_width, decay)
         _prune(draft, shape.max_budget)
     return steps
 
 
 @torch.inference_mode()
-def draft_tree(model: PreTrainedModel, cache: RequestCache, pending: list[int], root: int,
+def draft_tree(pool: KVPool, row: KVRow, pending: list[int], root: int,
                shape: TreeShape) -> Draft:
-    """Draft one request's tree. ``pending`` are committed tokens not yet in ``cache``."""
-    base = len(cache)
-    root_pos = base + len(pending)
+    """Draft one request's tree. ``pending`` are committed tokens not yet in ``row``."""
+    pool.drop_work(row)
+    excess = len(pending) + 1 - pool.max_tokens
+    if excess > 0:  # more catch-up than the largest bucket: commit the excess first
+        prefill(pool, row, pending[:excess])
+        pending = pending[excess:]
+    root_pos = row.length + len(pending)
     n0 = len(pending) + 1
     # Step one forwards the catch-up tokens (causal) together with the root.
-    first = Rows(tokens=[*pending, root], positions=list(range(base, root_pos + 1)),
-                 visible=[list(range(i + 1)) for i in range(n0)])
-    logits, work, start = forward_rows(model, [cache], [first])
-    draft = Draft(tree=TokenTree.rooted(root), work_cache=work,
+    start = row.used
+    logits = pool.forward([causal_query(row, [*pending, root], row.length)])
+    draft = Draft(tree=TokenTree.rooted(root), row=row,
                   pending_cols=[start + i for i in range(len(pending))],
-                  slots={0: start + len(pending)}, forwards=1)
+                  columns={0: start + len(pending)}, forwards=1)
     _children_of(draft.tree, [0], logits[0, n0 - 1 : n0], shape.max_branch_width, DECAY)
     _prune(draft, shape.max_budget)
-    grow(model, cache, draft, shape, shape.max_beam_len - 1, root_pos, draft.pending_cols)
+    grow(pool, draft, shape, shape.max_beam_len - 1, root_pos, draft.pending_cols)
     return draft
 
 
 @torch.inference_mode()
-def resume_draft(model: PreTrainedModel, cache: RequestCache, draft: Draft, shape: TreeShape,
-                 steps: int) -> Draft:
-    """Keep growing a tree whose root and some nodes are already in ``draft.work_cache``."""
-    grow(model, cache, draft, shape, steps, len(cache), draft.pending_cols)
+def resume_draft(pool: KVPool, draft: Draft, shape: TreeShape, steps: int) -> Draft:
+    """Keep growing a tree whose root and some nodes already have KV in the work area."""
+    grow(pool, draft, shape, steps, draft.row.length, draft.pending_cols)
     return draft
 
 
 def _prune(draft: Draft, budget: int) -> None:
     kept = draft.tree.keep_top(budget)
     remap = {old: new for new, old in enumerate(kept)}
-    draft.slots = {remap[o]: col for o, col in draft.slots.items() if o in remap}
+    draft.columns = {remap[o]: col for o, col in draft.columns.items() if o in remap}
 
 
-@torch.inference_mode()
-def commit_draft(cache: RequestCache, draft: Draft, accepted_path: list[int]) -> None:
-    """Keep the draft KV of the catch-up tokens and of the accepted nodes it forwarded."""
+def accepted_columns(draft: Draft, accepted_path: list[int]) -> list[int]:
+    """Work columns to keep: the catch-up tokens, then the accepted nodes it forwarded."""
     cols = list(draft.pending_cols)
     for node in accepted_path:
-        if node not in draft.slots:
+        if node not in draft.columns:
             break  # later nodes were never forwarded either; the next round catches them up
-        cols.append(draft.slots[node])
-    if draft.work_cache is not None:
-        cache.keep(draft.work_cache, 0, 0, cols)
+        cols.append(draft.columns[node])
+    return cols
+
+
+def commit_draft(pool: KVPool, draft: Draft, accepted_path: list[int]) -> None:
+    """Keep the draft KV of the catch-up tokens and of the accepted nodes it forwarded."""
+    pool.keep([(draft.row, accepted_columns(draft, accepted_path))])

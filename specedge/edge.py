@@ -24,7 +24,8 @@ from specedge.baselines import encode_prompt, output_record
 from specedge.config import ProactiveType, RunConfig, load_run_config
 from specedge.datasets import load_requests
 from specedge.drafting import Draft, TreeShape, commit_draft, draft_tree, resume_draft
-from specedge.models import load_model, load_tokenizer
+from specedge.kv_cache import pool_for
+from specedge.models import load_member, load_run_tokenizer
 from specedge.network import EmulatedLink
 from specedge.proactive import adopt, draft_proactively, is_hit, remaining_steps
 from specedge.protocol import pb, request_from_tree, rpc, verdict_from_reply
@@ -41,11 +42,11 @@ def edge_files(run_dir: Path, client_id: int) -> tuple[Path, Path]:
 
 async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
                    device: str) -> None:
-    tok = load_tokenizer(cfg.model.draft)
+    tok = load_run_tokenizer(cfg.model, "draft")
     requests = load_requests(cfg.dataset, tok)[client_id :: cfg.server.num_clients]
-    draft = load_model(cfg.model.draft, cfg.model.dtype, device, cfg.model.attn_implementation)
-    shape = TreeShape(cfg.edge.max_n_beams, cfg.edge.max_beam_len, cfg.edge.max_branch_width,
-                      cfg.edge.max_budget)
+    pool = pool_for(load_member(cfg.model, "draft", device), 1, cfg.model, cfg.edge, device)
+    row = pool.acquire()  # one request at a time: its draft KV
+    shape = TreeShape.of(cfg.edge)
     rounds_path, outputs_path = edge_files(run_dir, client_id)
     link = EmulatedLink.for_client(cfg.hardware.link, cfg.seed, client_id)
     proactive = cfg.edge.proactive.type != ProactiveType.disabled
@@ -96,16 +97,16 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
                                                                      cfg.dataset.chat_template),
                                max_new_tokens=cfg.generation.max_new_tokens,
                                eos_token_id=tok.eos_token_id)
+                pool.reset(row)
                 adopted: Draft | None = None
                 steps_left = shape.max_beam_len
                 while not seq.finished:
                     t_start, t0 = time.time(), time.perf_counter()
                     from_proactive = adopted is not None
                     if adopted is not None:
-                        draft_ = resume_draft(draft, seq.draft_cache, adopted, shape, steps_left)
+                        draft_ = resume_draft(pool, adopted, shape, steps_left)
                     else:
-                        draft_ = draft_tree(draft, seq.draft_cache,
-                                            seq.pending_for(seq.draft_cache), seq.root, shape)
+                        draft_ = draft_tree(pool, row, seq.pending_for(row), seq.root, shape)
                     draft_s = time.perf_counter() - t0
                     prefill = seq.steps == 0
                     send_prompt = prefill and not cfg.server.cache_prefill
@@ -119,8 +120,8 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
                     if proactive:  # while the server verifies, draft where it will likely stop
                         t2 = time.perf_counter()
                         guess = await loop.run_in_executor(
-                            None, draft_proactively, draft, seq.draft_cache, draft_,
-                            cfg.edge.proactive, reply_in.is_set)
+                            None, draft_proactively, pool, draft_, cfg.edge.proactive,
+                            reply_in.is_set)
                         proactive_s = time.perf_counter() - t2
                     reply, arrived, sent_bytes, retries = await call
                     wait_s = arrived - t1
@@ -129,11 +130,11 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
                     adopted = None
                     hit = is_hit(guess, verdict)
                     if hit and guess is not None:
-                        adopted = adopt(draft, seq.draft_cache, draft_, verdict, guess)
+                        adopted = adopt(pool, draft_, verdict, guess)
                         steps_left = remaining_steps(cfg.edge.proactive, shape.max_beam_len,
                                                      guess)
                     else:
-                        commit_draft(seq.draft_cache, draft_, verdict.path)
+                        commit_draft(pool, draft_, verdict.path)
                     kept = seq.commit(verdict.new_tokens(draft_.tree))
                     rounds_out.write(EdgeRoundRecord(
                         client_id=client_id, request_id=req.index, category=req.category,

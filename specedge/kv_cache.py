@@ -1,130 +1,466 @@
-"""Per-request KV caches and the masked forward that runs trees of many requests at once.
+"""The KV cache: one preallocated pool per model, and the one forward every method makes.
 
-Each request owns a compact cache of its committed tokens (all but the last one, which is the
-next tree's root). A forward batches requests by right-padding their caches to a common length;
-padded slots are masked out, so every row attends to exactly its own prefix. After the forward,
-:meth:`RequestCache.keep` copies only the entries of the tokens that were accepted; the KV of
-rejected tree nodes is never written back.
+A :class:`KVPool` holds the keys and values of every request a process serves, as one tensor
+each of shape ``[layers, rows + 1, kv_heads, capacity, head_dim]`` allocated once. A request
+owns a row (:class:`KVRow`): columns ``[0, length)`` are its committed tokens; the columns after
+them are a *work area* where forwards append speculative tokens (tree nodes). Keeping the
+accepted ones is a gather on the device that moves their columns down to ``length``; nothing
+else is ever copied, and rejected nodes are simply overwritten later. The last row is scratch:
+padding tokens write there.
+
+Every forward (tree verification, drafting steps, proactive drafting, plain decoding, prefill)
+is :meth:`KVPool.forward`: each query token is written at the end of its row's work area and
+attends to its row's committed prefix plus the work columns it names. How it runs is the
+``model.compile`` setting (:class:`~specedge.config.CompileMode`):
+
+- ``eager``: exact shapes, attention over the columns in use only (fastest on a CPU);
+- ``static``: shapes rounded up to buckets (batch: powers of two; new tokens and work area:
+  ``model.token_buckets``), attention over the whole row: exactly what a graph replays;
+- ``graphs``: ``static``, with each bucket's forward captured once as a CUDA graph and replayed.
+
+The attention mask is built on the device from each row's prefix length and a small boolean
+block over its work area, so the host never builds (or copies) a ``[batch, tokens, columns]``
+mask.
 """
 
 from __future__ import annotations
 
+import inspect
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from transformers import DynamicCache, PreTrainedModel
+from transformers import PreTrainedModel
+
+from specedge.config import CompileMode, EdgeConfig, ModelConfig, ProactiveType, resolve_compile
 
 
-@dataclass
-class RequestCache:
-    """KV entries of one request for one model: per layer ``[1, kv_heads, T, head_dim]``."""
+class KVCapacityError(RuntimeError):
+    """A forward would not fit a row of the pool; the message says which limit to raise."""
 
-    keys: list[torch.Tensor] = field(default_factory=list)
-    values: list[torch.Tensor] = field(default_factory=list)
+
+@dataclass(eq=False)
+class KVRow:
+    """One request's row of a :class:`KVPool`."""
+
+    index: int
+    length: int = 0  # committed entries: columns [0, length)
+    used: int = 0  # end of the work area: forwards append at this column
 
     def __len__(self) -> int:
-        return 0 if not self.keys else self.keys[0].shape[2]
-
-    def keep(self, batch_cache: DynamicCache, row: int, start: int, indices: list[int]) -> None:
-        """Append entries ``start + indices`` of ``row`` of a forward's cache to this cache."""
-        if not indices:
-            return
-        idx = torch.tensor(indices, device=batch_cache.layers[0].keys.device) + start
-        new_k = [layer.keys[row : row + 1].index_select(2, idx) for layer in batch_cache.layers]
-        new_v = [layer.values[row : row + 1].index_select(2, idx) for layer in batch_cache.layers]
-        if not self.keys:
-            self.keys, self.values = new_k, new_v
-        else:
-            self.keys = [torch.cat([a, b], dim=2) for a, b in zip(self.keys, new_k, strict=True)]
-            self.values = [torch.cat([a, b], dim=2)
-                           for a, b in zip(self.values, new_v, strict=True)]
+        return self.length
 
 
 @dataclass
-class Rows:
-    """New tokens of one request in a forward, and which earlier new tokens each one sees.
+class Query:
+    """New tokens of one row in a forward, and what each of them attends to.
 
-    ``visible[i]`` lists indices (into this request's new tokens) that token ``i`` attends to
-    besides the request's whole cached prefix; it always contains ``i`` itself.
+    Token ``i`` is written at column ``row.used + i`` (read ``row.used`` before the call to know
+    it). ``visible[i]`` lists the work columns (``>= row.length``) it sees besides the committed
+    prefix; it must contain the token's own column.
     """
 
+    row: KVRow
     tokens: list[int]
     positions: list[int]
     visible: list[list[int]]
 
 
-def batch_cache(model: PreTrainedModel, caches: list[RequestCache]) -> tuple[DynamicCache, int]:
-    """One DynamicCache holding every request's prefix, right-padded to the longest."""
-    longest = max(len(c) for c in caches)
-    cache = DynamicCache(config=model.config)
-    if longest == 0:
-        return cache, 0
-    ref = next(c for c in caches if len(c))  # an empty cache borrows its shape: all padding
-    if len(caches) == 1:  # nothing to pad: the forward appends to new tensors, never to ours
-        for layer, (k, v) in enumerate(zip(ref.keys, ref.values, strict=True)):
-            cache.update(k, v, layer)
-        return cache, longest
-    for layer in range(len(ref.keys)):
-        ks, vs = [], []
-        for c in caches:
-            k = c.keys[layer] if len(c) else ref.keys[layer][:, :, :0]
-            v = c.values[layer] if len(c) else ref.values[layer][:, :, :0]
-            pad = longest - k.shape[2]
-            ks.append(torch.nn.functional.pad(k, (0, 0, 0, pad)))
-            vs.append(torch.nn.functional.pad(v, (0, 0, 0, pad)))
-        cache.update(torch.cat(ks), torch.cat(vs), layer)
-    return cache, longest
+def causal_query(row: KVRow, tokens: list[int], first_position: int,
+                 see: Sequence[int] = ()) -> Query:
+    """Tokens that each see ``see`` (work columns), the earlier ones and themselves."""
+    start = row.used
+    return Query(row=row, tokens=list(tokens),
+                 positions=list(range(first_position, first_position + len(tokens))),
+                 visible=[[*see, *range(start, start + i + 1)] for i in range(len(tokens))])
 
 
-@torch.inference_mode()
-def forward_rows(
-    model: PreTrainedModel,
-    caches: list[RequestCache],
-    rows: list[Rows],
-    cache: DynamicCache | None = None,
-    prefix_lens: list[int] | None = None,
-) -> tuple[torch.Tensor, DynamicCache, int]:
-    """Run every request's new tokens in one forward with an explicit 4D mask.
+def prefill(pool: KVPool, row: KVRow, tokens: list[int]) -> None:
+    """Forward committed tokens in causal chunks of at most the largest bucket, and commit
+    them (a prompt longer than any bucket still runs on static shapes)."""
+    pool.drop_work(row)
+    step = pool.max_tokens
+    for i in range(0, len(tokens), step):
+        chunk = tokens[i : i + step]
+        start = row.used
+        pool.forward([causal_query(row, chunk, row.length)])
+        pool.keep([(row, list(range(start, start + len(chunk))))])
 
-    Returns ``(logits [B, N, V], cache, start)``: request ``b``'s ``i``-th new token sits at
-    index ``start + i`` of row ``b`` of ``cache``. Pass ``cache``/``prefix_lens`` to continue a
-    forward's cache (multi-step drafting): then the first ``prefix_lens[b]`` entries of row
-    ``b`` are its prefix and any other old entry is hidden unless ``visible`` names it: an index
-    ``j < 0`` in ``visible`` means the old cache column ``-(j + 1)``.
-    """
-    device = model.device
-    dtype = model.dtype
-    if cache is None:
-        cache, padded = batch_cache(model, caches)
-        prefix_lens = [len(c) for c in caches]
-    else:
-        padded = cache.get_seq_length()
-        assert prefix_lens is not None
-    n_new = max(len(r.tokens) for r in rows)
-    total = padded + n_new
-    batch = len(rows)
-    # Built in numpy: per-element writes into a torch tensor cost microseconds each.
-    allowed = np.zeros((batch, n_new, total), dtype=bool)
-    input_ids = np.zeros((batch, n_new), dtype=np.int64)
-    position_ids = np.zeros((batch, n_new), dtype=np.int64)
-    for b, (r, plen) in enumerate(zip(rows, prefix_lens, strict=True)):
-        n = len(r.tokens)
-        input_ids[b, :n] = r.tokens
-        position_ids[b, :n] = r.positions
-        allowed[b, :n, :plen] = True
-        for i, vis in enumerate(r.visible):
-            cols = np.asarray(vis, dtype=np.int64)
-            allowed[b, i, np.where(cols >= 0, padded + cols, -(cols + 1))] = True
-        for i in range(n, n_new):  # padding rows see themselves only, so softmax stays finite
-            allowed[b, i, padded + i] = True
-    mask = torch.zeros(batch, 1, n_new, total, dtype=dtype)
-    mask.masked_fill_(~torch.from_numpy(allowed).unsqueeze(1), torch.finfo(dtype).min)
-    out = model(
-        input_ids=torch.from_numpy(input_ids).to(device),
-        position_ids=torch.from_numpy(position_ids).to(device),
-        attention_mask=mask.to(device),
-        cache=cache,
-        use_cache=True,
-    )
-    return out.logits, out.cache, padded
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+def bucket(n: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket holding ``n``; beyond the largest, the next power of two."""
+    for b in buckets:
+        if n <= b:
+            return b
+    return _pow2_at_least(n)
+
+
+@dataclass
+class _Plan:
+    """Host-side arrays of one forward, at its (possibly bucketed) shape."""
+
+    input_ids: np.ndarray  # [B, N]
+    position_ids: np.ndarray  # [B, N]
+    write_rows: np.ndarray  # [B, N]: row each token is written to (scratch for padding)
+    write_cols: np.ndarray  # [B, N]
+    read_rows: np.ndarray  # [B]
+    lengths: np.ndarray  # [B]: committed prefix each row sees
+    block: np.ndarray  # [B, N, W]: work columns length + w each token sees
+    kv_len: int  # columns attention reads
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (*self.input_ids.shape, self.block.shape[2])
+
+
+class _PoolView:
+    """What the model's attention layers see as their cache during one forward: ``update``
+    writes the new keys/values into the pool and returns every column the rows may read."""
+
+    is_compileable = False
+    is_sliding = False
+
+    def __init__(self, pool: KVPool, write_rows: torch.Tensor, write_cols: torch.Tensor,
+                 read_rows: torch.Tensor | int, kv_len: int) -> None:
+        self.pool = pool
+        self.write_rows = write_rows
+        self.write_cols = write_cols
+        self.read_rows = read_rows
+        self.kv_len = kv_len
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
+               *args: object, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = self.pool.keys[layer_idx], self.pool.values[layer_idx]
+        # [B, H, N, D] -> [B, N, H, D]: the layout of k[rows, :, cols] with [B, N] indices.
+        k[self.write_rows, :, self.write_cols] = key_states.transpose(1, 2)
+        v[self.write_rows, :, self.write_cols] = value_states.transpose(1, 2)
+        if isinstance(self.read_rows, int):  # one row: a view, nothing copied
+            r = self.read_rows
+            return k[r : r + 1, :, : self.kv_len], v[r : r + 1, :, : self.kv_len]
+        return k[self.read_rows, :, : self.kv_len], v[self.read_rows, :, : self.kv_len]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.kv_len
+
+    def __len__(self) -> int:
+        return len(self.pool.keys)
+
+
+def cache_argument(model: PreTrainedModel) -> str:
+    """The forward's cache keyword: ``cache`` in newer transformers 5.x, ``past_key_values``
+    before (both declared versions must work)."""
+    params = inspect.signature(type(model).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def text_config(model: PreTrainedModel) -> object:
+    cfg = model.config
+    return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+
+
+@dataclass
+class _Graph:
+    replay: Callable[[], None]
+    inputs: dict[str, torch.Tensor]  # the buffers the graph reads
+    logits: torch.Tensor  # the buffer it writes
+
+
+@dataclass
+class KVPool:
+    """Preallocated KV of ``rows`` requests for ``model``; every forward goes through here."""
+
+    model: PreTrainedModel
+    rows: int
+    max_len: int  # longest committed sequence (model.max_len)
+    work: int  # work-area columns beyond it (largest tree round, see drafting.work_columns)
+    mode: CompileMode = CompileMode.eager
+    token_buckets: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
+    on_forward: Callable[[tuple[int, int, int]], None] | None = None  # sees each forward's shape
+    capture: Capture | None = None  # graphs mode: how a bucket is captured (None: CUDA graph)
+    keys: torch.Tensor = field(init=False)
+    values: torch.Tensor = field(init=False)
+    timed: bool = False  # synchronise after each forward and add up calls and seconds
+    calls: int = field(init=False, default=0)
+    seconds: float = field(init=False, default=0.0)
+    captures: int = field(init=False, default=0)  # CUDA graphs captured (graphs mode)
+    shapes: set[tuple[int, int, int]] = field(init=False, default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.mode == CompileMode.auto:
+            raise ValueError("resolve CompileMode.auto first (specedge.config.resolve_compile)")
+        cfg = text_config(self.model)
+        heads = int(cfg.num_attention_heads)
+        kv_heads = int(getattr(cfg, "num_key_value_heads", None) or heads)
+        head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+        self.capacity = self.max_len + self.work
+        shape = (int(cfg.num_hidden_layers), self.rows + 1, kv_heads, self.capacity, head_dim)
+        opts = {"dtype": self.model.dtype, "device": self.model.device}
+        self.keys = torch.zeros(shape, **opts)
+        self.values = torch.zeros(shape, **opts)
+        self.scratch = self.rows
+        self._free = list(range(self.rows))
+        self._cache_arg = cache_argument(self.model)
+        self._graphs: dict[tuple[int, int, int], _Graph] = {}
+        self.token_buckets = tuple(sorted(self.token_buckets))
+        self._columns = torch.arange(self.capacity, device=self.model.device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def max_tokens(self) -> int:
+        """Most new tokens of one row in one forward (eager: no limit)."""
+        return self.token_buckets[-1] if self.mode != CompileMode.eager else 1 << 30
+
+    # --- rows -------------------------------------------------------------------------------
+
+    def acquire(self) -> KVRow:
+        if not self._free:
+            raise KVCapacityError(f"all {self.rows} rows of the KV pool are in use")
+        return KVRow(self._free.pop(0))
+
+    def release(self, row: KVRow) -> None:
+        self._free.append(row.index)
+        self._free.sort()
+
+    def reset(self, row: KVRow) -> None:
+        row.length = row.used = 0
+
+    def drop_work(self, row: KVRow) -> None:
+        row.used = row.length
+
+    # --- device-side keep -------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def keep(self, kept: list[tuple[KVRow, list[int]]]) -> None:
+        """Commit work columns: each row's ``cols`` move down to its ``length`` (one gather
+        and one scatter for all rows and layers), and its work area is emptied."""
+        self._move(kept)
+        for row, cols in kept:
+            row.length += len(cols)
+            row.used = row.length
+
+    @torch.inference_mode()
+    def keep_then_hold(self, row: KVRow, commit: list[int], hold: list[int]) -> list[int]:
+        """Commit ``commit`` and move ``hold`` right after it, uncommitted (an adopted
+        proactive tree); the held entries' new columns."""
+        self._move([(row, commit + hold)])
+        row.length += len(commit)
+        row.used = row.length + len(hold)
+        return list(range(row.length, row.used))
+
+    def _move(self, moves: list[tuple[KVRow, list[int]]]) -> None:
+        rows, src, dst = [], [], []
+        for row, cols in moves:
+            if any(not row.length <= c < row.used for c in cols):
+                raise ValueError(f"row {row.index}: columns {cols} are not all in its work area "
+                                 f"[{row.length}, {row.used})")
+            rows += [row.index] * len(cols)
+            src += cols
+            dst += range(row.length, row.length + len(cols))
+        if not rows or src == dst:
+            return
+        r, s, d = (torch.tensor(x, device=self.device) for x in (rows, src, dst))
+        self.keys[:, r, :, d] = self.keys[:, r, :, s]  # the right side is gathered first
+        self.values[:, r, :, d] = self.values[:, r, :, s]
+
+    def export(self, row: KVRow) -> tuple[torch.Tensor, torch.Tensor]:
+        """The committed KV of ``row`` ([layers, kv_heads, length, head_dim] each), on the CPU."""
+        return (self.keys[:, row.index, :, : row.length].cpu(),
+                self.values[:, row.index, :, : row.length].cpu())
+
+    def load(self, row: KVRow, keys: torch.Tensor, values: torch.Tensor) -> None:
+        n = keys.shape[2]
+        if n > self.max_len:
+            raise KVCapacityError(f"{n} cached tokens exceed model.max_len = {self.max_len}")
+        self.keys[:, row.index, :, :n] = keys.to(self.device)
+        self.values[:, row.index, :, :n] = values.to(self.device)
+        row.length = row.used = n
+
+    # --- the forward ------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def forward(self, queries: list[Query]) -> torch.Tensor:
+        """Logits ``[B, N, vocab]`` on the device: query ``b``'s token ``i`` at ``[b, i]``
+        (entries past a query's tokens, and rows past the last query, are padding). In graphs
+        mode the tensor is the graph's output buffer: read it before the next forward."""
+        if not self.timed:
+            return self._forward(queries)
+        t0 = time.perf_counter()
+        logits = self._forward(queries)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.calls += 1
+        self.seconds += time.perf_counter() - t0
+        return logits
+
+    def _forward(self, queries: list[Query]) -> torch.Tensor:
+        plan = self._plan(queries)
+        for q in queries:
+            q.row.used += len(q.tokens)
+        self.shapes.add(plan.key)
+        if self.on_forward is not None:
+            self.on_forward(plan.key)
+        if self.mode == CompileMode.graphs:
+            return self._replay(plan)
+        single = int(plan.read_rows[0]) if len(plan.read_rows) == 1 else None
+        return self._run(self._to_device(plan), plan.kv_len, single)
+
+    def _plan(self, queries: list[Query]) -> _Plan:
+        if not queries or any(not q.tokens for q in queries):
+            raise ValueError("a forward needs at least one query, each with at least one token")
+        static = self.mode != CompileMode.eager
+        n_real = max(len(q.tokens) for q in queries)
+        w_real = max(q.row.used + len(q.tokens) - q.row.length for q in queries)
+        for q in queries:
+            end = q.row.used + len(q.tokens)
+            if end > self.capacity:
+                raise KVCapacityError(
+                    f"row {q.row.index} would need {end} KV columns ({q.row.length} committed + "
+                    f"{end - q.row.length} in the work area); the pool holds {self.capacity} "
+                    f"(model.max_len = {self.max_len} + {self.work} for trees)")
+        if static and n_real > self.max_tokens:
+            raise KVCapacityError(f"{n_real} new tokens in one forward exceed the largest "
+                                  f"bucket of model.token_buckets ({self.max_tokens})")
+        if static and len(queries) > self.rows:
+            raise KVCapacityError(f"a batch of {len(queries)} exceeds the pool's {self.rows} rows")
+        batch = _pow2_at_least(len(queries)) if static else len(queries)
+        n_new = bucket(n_real, self.token_buckets) if static else n_real
+        width = bucket(max(w_real, n_new), self.token_buckets) if static else w_real
+        plan = _Plan(
+            input_ids=np.zeros((batch, n_new), np.int64),
+            position_ids=np.zeros((batch, n_new), np.int64),
+            write_rows=np.full((batch, n_new), self.scratch, np.int64),
+            write_cols=np.tile(np.arange(n_new, dtype=np.int64), (batch, 1)),
+            read_rows=np.full(batch, self.scratch, np.int64),
+            lengths=np.zeros(batch, np.int64),
+            block=np.zeros((batch, n_new, width), bool),
+            kv_len=self.capacity if static else max(q.row.used + len(q.tokens) for q in queries),
+        )
+        plan.block[:, :, 0] = True  # padding sees one finite column: no NaN rows
+        for b, q in enumerate(queries):
+            n, row = len(q.tokens), q.row
+            if len(q.positions) != n or len(q.visible) != n:
+                raise ValueError("a query needs one position and one visible list per token")
+            plan.input_ids[b, :n] = q.tokens
+            plan.position_ids[b, :n] = q.positions
+            plan.write_rows[b, :n] = row.index
+            plan.write_cols[b, :n] = np.arange(row.used, row.used + n)
+            plan.read_rows[b] = row.index
+            plan.lengths[b] = row.length
+            plan.block[b, :n, 0] = False
+            flat_i = np.repeat(np.arange(n), [len(v) for v in q.visible])
+            flat_c = np.fromiter((c for v in q.visible for c in v), np.int64, len(flat_i))
+            end = row.used + n
+            if ((flat_c < row.length) | (flat_c >= end)).any():
+                raise ValueError(f"row {row.index}: visible columns must lie in its work area "
+                                 f"[{row.length}, {end})")
+            plan.block[b, flat_i, flat_c - row.length] = True
+            own = np.arange(row.used, end) - row.length
+            if not plan.block[b, np.arange(n), own].all():
+                raise ValueError("every query token must see its own column")
+        return plan
+
+    def _to_device(self, plan: _Plan) -> dict[str, torch.Tensor]:
+        names = ("input_ids", "position_ids", "write_rows", "write_cols", "read_rows", "lengths",
+                 "block")
+        return {n: torch.from_numpy(getattr(plan, n)).to(self.device, non_blocking=True)
+                for n in names}
+
+    def _mask(self, lengths: torch.Tensor, block: torch.Tensor, kv_len: int) -> torch.Tensor:
+        """``[B, 1, N, kv_len]`` additive mask: the committed prefix, plus the block's columns."""
+        batch, n_new, width = block.shape
+        offset = self._columns[:kv_len].unsqueeze(0) - lengths.unsqueeze(1)  # [B, C]
+        in_work = (offset >= 0) & (offset < width)
+        index = offset.clamp(0, width - 1).unsqueeze(1).expand(batch, n_new, kv_len)
+        allowed = (offset < 0).unsqueeze(1) | (in_work.unsqueeze(1) & block.gather(2, index))
+        dtype = self.model.dtype
+        mask = torch.zeros((batch, 1, n_new, kv_len), dtype=dtype, device=self.device)
+        return mask.masked_fill(~allowed.unsqueeze(1), torch.finfo(dtype).min)
+
+    def _run(self, t: dict[str, torch.Tensor], kv_len: int, single: int | None) -> torch.Tensor:
+        """``single``: the one row read (a view of the pool, no gather), known on the host."""
+        read: torch.Tensor | int = t["read_rows"] if single is None else single
+        view = _PoolView(self, t["write_rows"], t["write_cols"], read, kv_len)
+        out = self.model(input_ids=t["input_ids"], position_ids=t["position_ids"],
+                         attention_mask=self._mask(t["lengths"], t["block"], kv_len),
+                         use_cache=True, **{self._cache_arg: view})
+        return out.logits
+
+    # --- CUDA graphs ---------------------------------------------------------------------
+
+    def _replay(self, plan: _Plan) -> torch.Tensor:
+        graph = self._graphs.get(plan.key)
+        if graph is None:
+            graph = self._capture(plan)
+        else:
+            for name, buf in graph.inputs.items():
+                buf.copy_(torch.from_numpy(getattr(plan, name)), non_blocking=True)
+        graph.replay()
+        return graph.logits
+
+    def _capture(self, plan: _Plan) -> _Graph:
+        """Capture this bucket's forward once, over input buffers it keeps: later forwards of
+        the bucket copy their inputs in and replay. The buffers hold this call's real inputs,
+        so a warm-up run writes the same KV values to the same columns."""
+        inputs = self._to_device(plan)
+        capture = self.capture or cuda_graph
+
+        def step() -> torch.Tensor:
+            return self._run(inputs, self.capacity, None)
+
+        replay, logits = capture(step)
+        self.captures += 1
+        captured = _Graph(replay=replay, inputs=inputs, logits=logits)
+        self._graphs[plan.key] = captured
+        return captured
+
+
+Capture = Callable[[Callable[[], torch.Tensor]], tuple[Callable[[], None], torch.Tensor]]
+_GRAPH_MEMORY: dict[int, object] = {}  # one memory pool per device, shared by every graph
+
+
+def cuda_graph(step: Callable[[], torch.Tensor]) -> tuple[Callable[[], None], torch.Tensor]:
+    """Record ``step`` as a CUDA graph (after two warm-up runs on a side stream, as capture
+    requires); returns its replay and its output buffer."""
+    device = torch.cuda.current_device()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(2):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    memory = _GRAPH_MEMORY.setdefault(device, torch.cuda.graph_pool_handle())
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=memory):
+        out = step()
+    return graph.replay, out
+
+
+def work_columns(edge: EdgeConfig) -> int:
+    """KV columns a round may need beyond the committed prefix (an upper bound), on the edge
+    or the server: the nodes a tree forwards (the root, then up to max_n_beams a step), or
+    the tree verified; with proactive drafting also the leaves forwarded once, the sub-tree,
+    an adopted sub-tree kept while it grows, and the next guess's sub-tree."""
+    forwarded = 1 + edge.max_n_beams * max(0, edge.max_beam_len - 1)
+    need = forwarded + max(edge.max_budget, edge.proactive.max_budget) + 1
+    if edge.proactive.type != ProactiveType.disabled:
+        sub = edge.proactive.max_n_beams * edge.proactive.max_beam_len
+        need += 2 * sub + edge.max_budget + edge.max_n_beams
+    return need
+
+
+def pool_for(model: PreTrainedModel, rows: int, mcfg: ModelConfig, edge: EdgeConfig,
+             device: str) -> KVPool:
+    """The run's KV pool for ``model``: ``rows`` requests of ``model.max_len`` tokens, each
+    with room for the configured trees, run as ``model.compile`` says for ``device``."""
+    return KVPool(model=model, rows=rows, max_len=mcfg.max_len, work=work_columns(edge),
+                  mode=resolve_compile(mcfg.compile, device),
+                  token_buckets=tuple(mcfg.token_buckets))

@@ -15,38 +15,39 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedModel
 
-from specedge.kv_cache import RequestCache, Rows, forward_rows
+from specedge.kv_cache import KVPool, prefill
 
 log = logging.getLogger("specedge.prefill_cache")
+
+
+FORMAT = 2  # 2: one [layers, kv_heads, tokens, head_dim] tensor each for keys and values
 
 
 @dataclass
 class CachedPrompt:
     tokens: list[int]  # the whole prompt
-    cache: RequestCache  # target KV of tokens[:-1]
+    keys: torch.Tensor  # target KV of tokens[:-1]: [layers, kv_heads, tokens, head_dim]
+    values: torch.Tensor
 
 
 def cache_key(model_name: str, dtype: str, device: str, prompts: dict[int, list[int]]) -> str:
-    blob = json.dumps({"model": model_name, "dtype": dtype, "device": torch.device(device).type,
-                       "prompts": sorted(prompts.items())}, separators=(",", ":"))
+    blob = json.dumps({"format": FORMAT, "model": model_name, "dtype": dtype,
+                       "device": torch.device(device).type, "prompts": sorted(prompts.items())},
+                      separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-@torch.inference_mode()
-def _prefill(model: PreTrainedModel, tokens: list[int]) -> RequestCache:
-    cache = RequestCache()
-    body = tokens[:-1]
-    if body:
-        rows = Rows(tokens=body, positions=list(range(len(body))),
-                    visible=[list(range(i + 1)) for i in range(len(body))])
-        _, batch, start = forward_rows(model, [cache], [rows])
-        cache.keep(batch, 0, start, list(range(len(body))))
-    return cache
+def _prefill(pool: KVPool, tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    row = pool.acquire()
+    try:
+        prefill(pool, row, tokens[:-1])
+        return pool.export(row)
+    finally:
+        pool.release(row)
 
 
-def load_or_build(model: PreTrainedModel, model_name: str, dtype: str, device: str,
+def load_or_build(pool: KVPool, model_name: str, dtype: str, device: str,
                   prompts: dict[int, list[int]], root: Path) -> dict[int, CachedPrompt]:
     """Prefill every prompt, from disk when an earlier run already did."""
     folder = root / cache_key(model_name, dtype, device, prompts)
@@ -56,16 +57,15 @@ def load_or_build(model: PreTrainedModel, model_name: str, dtype: str, device: s
     for request_id, tokens in prompts.items():
         path = folder / f"{request_id}.pt"
         if path.exists():
-            saved = torch.load(path, map_location=model.device, weights_only=True)
-            cache = RequestCache(keys=list(saved["keys"]), values=list(saved["values"]))
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            keys, values = saved["keys"], saved["values"]
         else:
-            cache = _prefill(model, tokens)
+            keys, values = _prefill(pool, tokens)
             tmp = path.with_suffix(".tmp")
-            torch.save({"keys": [k.cpu() for k in cache.keys],
-                        "values": [v.cpu() for v in cache.values]}, tmp)
+            torch.save({"keys": keys, "values": values}, tmp)
             tmp.rename(path)
             built += 1
-        out[request_id] = CachedPrompt(tokens=tokens, cache=cache)
+        out[request_id] = CachedPrompt(tokens=tokens, keys=keys, values=values)
     log.info("prefill cache %s: %d prompts (%d computed, %d from disk)", folder, len(out), built,
              len(out) - built)
     return out

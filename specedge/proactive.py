@@ -16,11 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache, PreTrainedModel
 
 from specedge.config import ProactiveConfig, ProactiveType
-from specedge.drafting import Draft, TreeShape, commit_draft, grow
-from specedge.kv_cache import RequestCache, Rows, forward_rows
+from specedge.drafting import Draft, TreeShape, accepted_columns, grow
+from specedge.kv_cache import KVPool, Query
 from specedge.tree import NodeStatus, TokenTree
 from specedge.verification import Verdict
 
@@ -31,7 +30,7 @@ PROACTIVE_DECAY = math.log(0.95)
 class Guess:
     leaf: int  # node of the current tree the guess hangs from
     token: int  # the bonus token the server is expected to emit after it
-    draft: Draft  # the sub-tree rooted at ``token``; its slots index the current work cache
+    draft: Draft  # the sub-tree rooted at ``token``, in the same work area as the main tree
     steps: int  # growth steps spent on it
 
 
@@ -40,9 +39,8 @@ def shape_of(cfg: ProactiveConfig) -> TreeShape:
 
 
 @torch.inference_mode()
-def draft_proactively(model: PreTrainedModel, cache: RequestCache, main: Draft,
-                      cfg: ProactiveConfig, stop: Callable[[], bool] | None = None
-                      ) -> Guess | None:
+def draft_proactively(pool: KVPool, main: Draft, cfg: ProactiveConfig,
+                      stop: Callable[[], bool] | None = None) -> Guess | None:
     """Guess the bonus token of ``main`` and grow a tree from it (run while the server works).
 
     ``stop`` (asked before each forward) says the server's reply is in: drafting further would
@@ -50,32 +48,30 @@ def draft_proactively(model: PreTrainedModel, cache: RequestCache, main: Draft,
     """
     tree = main.tree
     leaves = [i for i, s in enumerate(tree.status) if s == NodeStatus.pending]
-    if not leaves or main.work_cache is None or (stop is not None and stop()):
+    if not leaves or (stop is not None and stop()):
         return None
-    root_pos = len(cache) + len(main.pending_cols)
-    hidden = [-(c + 1) for c in main.pending_cols]
-    rows = Rows(tokens=[tree.tokens[n] for n in leaves],
-                positions=[root_pos + tree.depths[n] for n in leaves],
-                visible=[[*hidden, *(-(main.slots[a] + 1) for a in tree.path_to(n)[:-1]), i]
-                         for i, n in enumerate(leaves)])
-    logits, main.work_cache, start = forward_rows(model, [cache], [rows], cache=main.work_cache,
-                                                  prefix_lens=[len(cache)])
+    row = main.row
+    root_pos = row.length + len(main.pending_cols)
+    start = row.used
+    logits = pool.forward([Query(
+        row, [tree.tokens[n] for n in leaves], [root_pos + tree.depths[n] for n in leaves],
+        [[*main.pending_cols, *(main.columns[a] for a in tree.path_to(n)[:-1]), start + i]
+         for i, n in enumerate(leaves)])])
     main.forwards += 1
     for i, node in enumerate(leaves):  # leaves now have KV: accepted ones need no catch-up
-        main.slots[node] = start + i
+        main.columns[node] = start + i
         tree.status[node] = NodeStatus.forwarded
     best = torch.log_softmax(logits[0, : len(leaves)].float(), dim=-1).max(dim=-1)
-    scores = [tree.scores[n] + PROACTIVE_DECAY + lp
-              for n, lp in zip(leaves, best.values.tolist(), strict=True)]
+    both = torch.stack([best.values.double(), best.indices.double()]).cpu()  # one copy
+    values, tokens = both[0].tolist(), both[1].long().tolist()
+    scores = [tree.scores[n] + PROACTIVE_DECAY + lp for n, lp in zip(leaves, values, strict=True)]
     pick = max(range(len(leaves)), key=lambda i: (scores[i], -i))
-    leaf, token = leaves[pick], int(best.indices[pick])
+    leaf, token = leaves[pick], tokens[pick]
 
-    sub = Draft(tree=TokenTree.rooted(token), work_cache=main.work_cache,
-                pending_cols=[], slots={}, forwards=0)
-    seen = [*main.pending_cols, *(main.slots[a] for a in tree.path_to(leaf))]
-    steps = grow(model, cache, sub, shape_of(cfg), cfg.max_beam_len,
-                 root_pos + tree.depths[leaf] + 1, seen, decay=PROACTIVE_DECAY, stop=stop)
-    main.work_cache = sub.work_cache
+    sub = Draft(tree=TokenTree.rooted(token), row=row, pending_cols=[], columns={}, forwards=0)
+    seen = [*main.pending_cols, *(main.columns[a] for a in tree.path_to(leaf))]
+    steps = grow(pool, sub, shape_of(cfg), cfg.max_beam_len, root_pos + tree.depths[leaf] + 1,
+                 seen, decay=PROACTIVE_DECAY, stop=stop)
     main.forwards += sub.forwards
     return Guess(leaf=leaf, token=token, draft=sub, steps=steps)
 
@@ -85,24 +81,15 @@ def is_hit(guess: Guess | None, verdict: Verdict) -> bool:
 
 
 @torch.inference_mode()
-def adopt(model: PreTrainedModel, cache: RequestCache, main: Draft, verdict: Verdict,
-          guess: Guess) -> Draft:
-    """After a hit: commit the accepted path, and re-base the sub-tree on the new cache."""
-    commit_draft(cache, main, verdict.path)
+def adopt(pool: KVPool, main: Draft, verdict: Verdict, guess: Guess) -> Draft:
+    """After a hit: commit the accepted path, and keep the sub-tree's KV right after it (one
+    device-side move), as the next round's tree."""
     sub = guess.draft
-    order = sorted(sub.slots, key=lambda n: sub.slots[n])
-    assert main.work_cache is not None
-    cols = torch.tensor([sub.slots[n] for n in order], dtype=torch.long,
-                        device=main.work_cache.layers[0].keys.device)  # empty: stopped at once
-    work = DynamicCache(config=model.config)
-    for i, layer in enumerate(main.work_cache.layers):
-        work.update(torch.cat([cache.keys[i], layer.keys.index_select(2, cols)], dim=2),
-                    torch.cat([cache.values[i], layer.values.index_select(2, cols)], dim=2), i)
-    base = len(cache)
-    return Draft(tree=sub.tree, work_cache=work, pending_cols=[],
-                 slots={n: base + i for i, n in enumerate(order)}, forwards=0)
-
-
+    order = sorted(sub.columns, key=lambda n: sub.columns[n])  # empty: stopped at once
+    new_cols = pool.keep_then_hold(main.row, accepted_columns(main, verdict.path),
+                                   [sub.columns[n] for n in order])
+    return Draft(tree=sub.tree, row=main.row, pending_cols=[],
+                 columns=dict(zip(order, new_cols, strict=True)), forwards=0)
 def remaining_steps(cfg: ProactiveConfig, max_beam_len: int, guess: Guess) -> int:
     """Growth steps left for an adopted tree: ``included`` counts the proactive depth."""
     if cfg.type == ProactiveType.included:

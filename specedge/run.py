@@ -31,9 +31,10 @@ from specedge.config import (
 )
 from specedge.datasets import DatasetError, Request, load_requests
 from specedge.drafting import TreeShape
+from specedge.kv_cache import KVPool, pool_for
 from specedge.launcher import LaunchError, launch
 from specedge.metrics import SUMMARY_FILE, MetricsError, write_summary
-from specedge.models import ModelLoadError, load_model, load_tokenizer
+from specedge.models import ModelLoadError, load_member, load_run_tokenizer
 from specedge.records import OUTPUTS_FILE, STEPS_FILE, JsonlWriter
 from specedge.sequence import Sequence
 
@@ -42,7 +43,7 @@ log = logging.getLogger("specedge.run")
 
 def prepare(cfg: RunConfig) -> tuple[PreTrainedTokenizerBase, list[Request]]:
     """Everything a run checks before it loads a model: tokenizer and prompts."""
-    tokenizer = load_tokenizer(cfg.model.target)
+    tokenizer = load_run_tokenizer(cfg.model)
     requests = load_requests(cfg.dataset, tokenizer)
     categories = Counter(r.category for r in requests)
     log.info("%d requests from dataset %s (%s)", len(requests), cfg.dataset.name.value,
@@ -81,17 +82,18 @@ def pinned(cores: list[int] | None) -> Iterator[None]:
 def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
                       requests: list[Request], run_dir: Path) -> None:
     device = cfg.hardware.server_device
-    target = load_model(cfg.model.target, cfg.model.dtype, device, cfg.model.attn_implementation)
     baseline = cfg.baseline
     if isinstance(baseline, ServerOnlyBaseline):
-        draft = load_model(cfg.model.draft, cfg.model.dtype, device,
-                           cfg.model.attn_implementation)
-        shape: TreeShape | None = TreeShape(cfg.edge.max_n_beams, cfg.edge.max_beam_len,
-                                            cfg.edge.max_branch_width, cfg.edge.max_budget)
         slots = baseline.max_batch_size
+        draft: KVPool | None = pool_for(load_member(cfg.model, "draft", device), slots,
+                                        cfg.model, cfg.edge, device)
+        shape: TreeShape | None = TreeShape.of(cfg.edge)
     else:
         assert isinstance(baseline, AutoBatchBaseline)
         draft, shape, slots = None, None, baseline.batch_size
+    target = pool_for(load_member(cfg.model, "target", device), slots, cfg.model, cfg.edge,
+                      device)
+    log.info("forward path: %s (model.compile = %s)", target.mode.value, cfg.model.compile.value)
     seqs = make_sequences(requests, tokenizer, cfg.dataset.chat_template,
                           cfg.generation.max_new_tokens)
     too_long = [s for s in seqs if len(s.prompt_ids) + cfg.generation.max_new_tokens

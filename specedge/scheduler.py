@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from specedge.kv_cache import RequestCache
+from specedge.kv_cache import KVRow
 from specedge.records import ServerStepRecord
 from specedge.tree import TokenTree
 from specedge.verification import Verdict
@@ -31,7 +31,7 @@ class Job:
     """One Validate call waiting for the target."""
 
     client_id: int
-    cache: RequestCache
+    row: KVRow  # the client's target KV row
     pending: list[int]  # committed tokens missing from the cache (the prompt on prefill)
     tree: TokenTree
     prefill: bool

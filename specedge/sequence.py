@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from specedge.datasets import Request
-from specedge.kv_cache import RequestCache
+from specedge.kv_cache import KVRow
 
 
 @dataclass
@@ -15,8 +15,8 @@ class Sequence:
     max_new_tokens: int
     eos_token_id: int | None
     generated: list[int] = field(default_factory=list)
-    target_cache: RequestCache = field(default_factory=RequestCache)
-    draft_cache: RequestCache = field(default_factory=RequestCache)
+    target_row: KVRow | None = None  # KV rows, held while the request is being served
+    draft_row: KVRow | None = None
     finished: bool = False
     steps: int = 0
 
@@ -29,9 +29,9 @@ class Sequence:
         """The last committed token: the next tree's root (never in a cache yet)."""
         return self.tokens[-1]
 
-    def pending_for(self, cache: RequestCache) -> list[int]:
-        """Committed tokens that ``cache`` lacks, except the root."""
-        return self.tokens[len(cache) : -1]
+    def pending_for(self, row: KVRow | None) -> list[int]:
+        """Committed tokens that ``row`` lacks, except the root."""
+        return self.tokens[(row.length if row is not None else 0) : -1]
 
     def commit(self, new_tokens: list[int]) -> list[int]:
         """Append tokens as plain decoding would: stop after EOS or at max_new_tokens.

@@ -18,19 +18,18 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import torch
-from transformers import PreTrainedModel
 
 from specedge.admission import Limits, Rejected, check_client, check_fits, check_prompt, check_tree
 from specedge.baselines import encode_prompt
-from specedge.config import ProactiveType, RunConfig, load_run_config
+from specedge.config import RunConfig, load_run_config, max_tree_nodes
 from specedge.datasets import load_requests
-from specedge.kv_cache import RequestCache
-from specedge.models import load_model, load_tokenizer
+from specedge.kv_cache import KVPool, KVRow, pool_for
+from specedge.models import load_member, load_run_tokenizer
 from specedge.prefill_cache import CachedPrompt, load_or_build
 from specedge.protocol import pb, reply_from_verdict, rpc
 from specedge.records import SERVER_FILE, JsonlWriter
@@ -47,20 +46,22 @@ STATS_FILE = "server_stats.json"  # written at shutdown: peak RSS, clients lost
 class Slot:
     request_id: int
     tokens: list[int]  # committed tokens: prompt + accepted output
-    cache: RequestCache = field(default_factory=RequestCache)
+    cached: CachedPrompt | None = None  # prefill KV from disk, loaded when admitted
 
 
 class VerifierService(rpc.VerifierServicer):
-    def __init__(self, target: PreTrainedModel, cfg: RunConfig, scheduler: Scheduler,
+    def __init__(self, pool: KVPool, cfg: RunConfig, scheduler: Scheduler,
                  prefilled: dict[int, CachedPrompt] | None = None) -> None:
-        self.target = target
+        self.pool = pool
         self.cfg = cfg
         self.scheduler = scheduler
         self.prefilled = prefilled or {}
         self.slots: dict[int, Slot] = {}
+        # Client k always uses KV row k: a new prefill round starts it over.
+        self.rows: dict[int, KVRow] = {c: pool.acquire() for c in range(cfg.server.num_clients)}
         self.limits = Limits(num_clients=cfg.server.num_clients,
-                             vocab_size=int(target.config.vocab_size),
-                             max_tree_nodes=max_tree_nodes(cfg), max_len=cfg.model.max_len)
+                             vocab_size=int(pool.model.config.vocab_size),
+                             max_tree_nodes=max_tree_nodes(cfg.edge), max_len=cfg.model.max_len)
         self.last_seen: dict[int, float] = {}
         self.lost: set[int] = set()  # clients whose slot the watchdog freed
         self._in_flight: set[int] = set()
@@ -79,9 +80,14 @@ class VerifierService(rpc.VerifierServicer):
         self._in_flight.add(cid)
         self._quiet.discard(cid)
         try:
-            self.slots[cid] = slot  # only now: a refused request changes no state
+            row = self.rows[cid]
+            if self.slots.get(cid) is not slot:  # only now: a refused request changes no state
+                self.slots[cid] = slot
+                self.pool.reset(row)
+                if slot.cached is not None:
+                    self.pool.load(row, slot.cached.keys, slot.cached.values)
             future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
-            job = Job(client_id=cid, cache=slot.cache, pending=slot.tokens[len(slot.cache):-1],
+            job = Job(client_id=cid, row=row, pending=slot.tokens[row.length:-1],
                       tree=tree, prefill=request.prefill, future=future)
             verdict = await self.scheduler.submit(job)
             slot.tokens.extend(verdict.new_tokens(tree))
@@ -104,8 +110,7 @@ class VerifierService(rpc.VerifierServicer):
                 slot = Slot(request.request_id, check_prompt(request, self.limits))
             elif request.request_id in self.prefilled:
                 cached = self.prefilled[request.request_id]
-                slot = Slot(request.request_id, list(cached.tokens), RequestCache(
-                    keys=list(cached.cache.keys), values=list(cached.cache.values)))
+                slot = Slot(request.request_id, list(cached.tokens), cached)
             else:
                 raise Rejected(grpc.StatusCode.INVALID_ARGUMENT,
                                f"prefill round for request {request.request_id} carries no "
@@ -169,41 +174,35 @@ class VerifierService(rpc.VerifierServicer):
             await context.abort(exc.code, exc.message)
 
 
-def max_tree_nodes(cfg: RunConfig) -> int:
-    """The largest tree an honest edge sends: its budget, or an adopted proactive tree's."""
-    budget = cfg.edge.max_budget
-    if cfg.edge.proactive.type != ProactiveType.disabled:
-        budget = max(budget, cfg.edge.proactive.max_budget)
-    return budget + 1
-
-
-def make_verify(target: PreTrainedModel, choose: Chooser) -> Callable[[list[Job]], list[Verdict]]:
+def make_verify(pool: KVPool, choose: Chooser) -> Callable[[list[Job]], list[Verdict]]:
     def verify(batch: list[Job]) -> list[Verdict]:
-        return verify_trees(target, [j.cache for j in batch], [j.pending for j in batch],
+        return verify_trees(pool, [j.row for j in batch], [j.pending for j in batch],
                             [j.tree for j in batch], choose)
     return verify
 
 
 async def serve(cfg: RunConfig, run_dir: Path, port_file: Path | None = None) -> None:
-    target = load_model(cfg.model.target, cfg.model.dtype, cfg.hardware.server_device,
-                        cfg.model.attn_implementation)
+    device = cfg.hardware.server_device
+    pool = pool_for(load_member(cfg.model, "target", device), cfg.server.num_clients,
+                    cfg.model, cfg.edge, device)
+    log.info("forward path: %s", pool.mode.value)
     choose = Chooser(cfg.generation.temperature, cfg.generation.top_p)
     steps_out = JsonlWriter(run_dir / SERVER_FILE)
 
     policy = make_policy(cfg.server.scheduler_policy, cfg.server.max_batch_size,
                          cfg.server.num_clients)
-    scheduler = Scheduler(policy, make_verify(target, choose), cfg.server.num_clients,
+    scheduler = Scheduler(policy, make_verify(pool, choose), cfg.server.num_clients,
                           cfg.server.max_wait_ms / 1000, on_batch=steps_out.write)
     prefilled = None
     if cfg.server.cache_prefill:
-        tok = load_tokenizer(cfg.model.target)
+        tok = load_run_tokenizer(cfg.model)
         prompts = {r.index: encode_prompt(tok, r, cfg.dataset.chat_template)
                    for r in load_requests(cfg.dataset, tok)}
-        prefilled = load_or_build(target, cfg.model.target, cfg.model.dtype.value,
+        prefilled = load_or_build(pool, cfg.model.target, cfg.model.dtype.value,
                                   cfg.hardware.server_device, prompts,
                                   Path(cfg.server.prefill_cache_dir))
     server = make_server(cfg.server)
-    service = VerifierService(target, cfg, scheduler, prefilled)
+    service = VerifierService(pool, cfg, scheduler, prefilled)
     rpc.add_VerifierServicer_to_server(service, server)
     port = bind(server, cfg.server)
     await server.start()

@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedModel
 
-from specedge.kv_cache import RequestCache, Rows, forward_rows
+from specedge.kv_cache import KVPool, KVRow, Query, prefill
 from specedge.tree import TokenTree
 
 
@@ -52,6 +51,14 @@ class Chooser:
             probs = probs.cpu()
         return torch.multinomial(probs, 1, generator=gen).squeeze(-1).tolist()
 
+    def spans(self, logits: torch.Tensor, spans: list[tuple[int, int]]) -> list[list[int]]:
+        """Choices at ``logits[b, lo:hi]`` for each ``(lo, hi)``; greedy takes one
+        device-to-host copy for the whole batch."""
+        if self.temperature == 0:
+            best = logits.argmax(dim=-1).cpu().tolist()
+            return [best[b][lo:hi] for b, (lo, hi) in enumerate(spans)]
+        return [self(logits[b, lo:hi]) for b, (lo, hi) in enumerate(spans)]
+
 
 def accept(tree: TokenTree, choices: list[int]) -> tuple[list[int], int]:
     """Walk from the root along children that match the target's choices.
@@ -76,29 +83,43 @@ class Verdict:
         return [tree.tokens[n] for n in self.path[1:]] + [self.bonus]
 
 
-def tree_rows(pending: list[int], tree: TokenTree, base: int) -> Rows:
+def tree_query(row: KVRow, pending: list[int], tree: TokenTree) -> Query:
     """Catch-up tokens (causal) followed by the tree (each node sees its ancestors)."""
     n_pend = len(pending)
-    visible = [list(range(i + 1)) for i in range(n_pend)]
+    start = row.used
+    visible = [list(range(start, start + i + 1)) for i in range(n_pend)]
     for i in range(len(tree)):
-        visible.append([*range(n_pend), *(n_pend + a for a in tree.path_to(i))])
-    root_pos = base + n_pend
-    return Rows(tokens=[*pending, *tree.tokens],
-                positions=[*range(base, root_pos), *(root_pos + d for d in tree.depths)],
-                visible=visible)
+        visible.append([*range(start, start + n_pend),
+                        *(start + n_pend + a for a in tree.path_to(i))])
+    root_pos = row.length + n_pend
+    return Query(row=row, tokens=[*pending, *tree.tokens],
+                 positions=[*range(row.length, root_pos), *(root_pos + d for d in tree.depths)],
+                 visible=visible)
 
 
 @torch.inference_mode()
-def verify_trees(model: PreTrainedModel, caches: list[RequestCache], pendings: list[list[int]],
+def verify_trees(pool: KVPool, rows: list[KVRow], pendings: list[list[int]],
                  trees: list[TokenTree], choose: Chooser) -> list[Verdict]:
     """Verify many requests' trees in one target forward and keep only accepted KV."""
-    rows = [tree_rows(p, t, len(c)) for p, t, c in zip(pendings, trees, caches, strict=True)]
-    logits, batch, start = forward_rows(model, caches, rows)
-    verdicts = []
-    for b, (pending, tree, cache) in enumerate(zip(pendings, trees, caches, strict=True)):
+    for row in rows:
+        pool.drop_work(row)
+    pendings = list(pendings)
+    for b, (row, tree) in enumerate(zip(rows, trees, strict=True)):
+        excess = len(pendings[b]) + len(tree) - pool.max_tokens
+        if excess > 0:  # a long prompt: commit it in chunks first, the tree's round after
+            prefill(pool, row, pendings[b][:excess])
+            pendings[b] = pendings[b][excess:]
+    queries = [tree_query(r, p, t) for r, p, t in zip(rows, pendings, trees, strict=True)]
+    starts = [r.used for r in rows]
+    logits = pool.forward(queries)
+    choices = choose.spans(logits, [(len(p), len(p) + len(t))
+                                    for p, t in zip(pendings, trees, strict=True)])
+    verdicts, kept = [], []
+    for row, pending, tree, start, chosen in zip(rows, pendings, trees, starts, choices,
+                                                 strict=True):
         n_pend = len(pending)
-        choices = choose(logits[b, n_pend : n_pend + len(tree)])
-        path, bonus = accept(tree, choices)
-        cache.keep(batch, b, start, [*range(n_pend), *(n_pend + n for n in path)])
+        path, bonus = accept(tree, chosen)
+        kept.append((row, [*range(start, start + n_pend), *(start + n_pend + n for n in path)]))
         verdicts.append(Verdict(path=path, bonus=bonus))
+    pool.keep(kept)
     return verdicts

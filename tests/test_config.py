@@ -72,6 +72,11 @@ def test_hardware_prices_match_upstream() -> None:
          "an existing file"),
         (["server.tls_cert=/etc/hostname"], "server.tls_cert", "with server.tls_key"),
         (["server.tls_client_ca=/etc/hostname"], "server.tls_client_ca", "TLS on"),
+        (["model.compile=graphs"], "model.compile", "CUDA graphs need cuda devices"),
+        (["model.compile=static", "model.token_buckets=[1,2,4,8]"], "model.token_buckets",
+         "the largest tree a round forwards (17 nodes"),
+        (["model.token_buckets=[4,2]"], "model.token_buckets", "increasing"),
+        (["profile.models=[critic]"], "profile.models", "'target' and/or 'draft'"),
     ],
 )
 def test_bad_values_name_the_key(overrides: list[str], key: str, accepted: str) -> None:
@@ -94,6 +99,17 @@ def test_typos_and_types_fail_at_composition(override: str, message: str) -> Non
     with pytest.raises(ConfigCompositionException) as err:
         _compose(override)
     assert message in f"{err.value} {err.value.__cause__}"
+
+
+def test_forward_path_defaults_to_graphs_on_cuda_and_eager_on_cpu() -> None:
+    from specedge.config import CompileMode, resolve_compile
+    cfg = _compose()
+    assert cfg.model.compile == CompileMode.auto
+    assert resolve_compile(cfg.model.compile, "cpu") == CompileMode.eager
+    assert resolve_compile(cfg.model.compile, "cuda:0") == CompileMode.graphs
+    assert resolve_compile(CompileMode.static, "cuda:0") == CompileMode.static
+    # Eager shapes have no buckets, so small buckets do not matter there.
+    assert _compose("model.token_buckets=[1,2]").model.token_buckets == [1, 2]
 
 
 def test_num_clients_only_binds_specedge() -> None:

@@ -15,12 +15,13 @@ from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from specedge.baselines import serve
+from specedge.config import CompileMode
 from specedge.datasets import Request
-from specedge.drafting import TreeShape, draft_tree
-from specedge.kv_cache import RequestCache, forward_rows
+from specedge.drafting import TreeShape
+from specedge.kv_cache import KVPool
 from specedge.models import load_model, load_tokenizer
 from specedge.sequence import Sequence
-from specedge.verification import Chooser, tree_rows
+from specedge.verification import Chooser
 
 PROMPTS = [
     "KING. What say you, lords?",
@@ -38,6 +39,17 @@ class Pair(NamedTuple):
     target: PreTrainedModel
     draft: PreTrainedModel
     reference: Callable[[int], tuple[int, ...]]  # the target's own greedy continuation
+
+    def pools(self, mode: CompileMode, rows: int = 1,
+              draft: PreTrainedModel | None = None) -> tuple[KVPool, KVPool]:
+        """Target and draft pools on one forward path; small buckets, so trees and prompts
+        cross bucket edges (padding, chunked prefill)."""
+        return (KVPool(self.target, rows, 128, 64, mode, BUCKETS),
+                KVPool(draft or self.draft, rows, 128, 64, mode, BUCKETS))
+
+
+BUCKETS = (1, 2, 4, 8, 16, 32)
+MODES = [CompileMode.eager, CompileMode.static]
 
 
 @pytest.fixture(scope="module")
@@ -68,29 +80,37 @@ shapes = st.builds(TreeShape, max_n_beams=st.integers(1, 8), max_beam_len=st.int
                    max_branch_width=st.integers(1, 4), max_budget=st.integers(1, 24))
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=FIXTURE_OK)
-@given(shape=shapes, prompt=st.integers(0, len(PROMPTS) - 1))
-def test_server_only_equals_target_greedy(pair: Pair, shape: TreeShape, prompt: int) -> None:
-    tok, target, draft, reference = pair
+@settings(max_examples=16, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(shape=shapes, prompt=st.integers(0, len(PROMPTS) - 1), mode=st.sampled_from(MODES))
+def test_server_only_equals_target_greedy(pair: Pair, shape: TreeShape, prompt: int,
+                                          mode: CompileMode) -> None:
+    tok, _, _, reference = pair
     seq = _seqs(tok, [prompt])[0]
+    target, draft = pair.pools(mode)
     serve(baseline="server_only", sequences=[seq], slots=1, target=target, draft=draft,
           shape=shape, choose=Chooser())
     assert tuple(seq.generated) == reference(prompt)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=FIXTURE_OK)
-@given(shape=shapes, slots=st.integers(2, 4))
-def test_batched_equals_unbatched(pair: Pair, shape: TreeShape, slots: int) -> None:
-    tok, target, draft, reference = pair
+@settings(max_examples=8, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(shape=shapes, slots=st.integers(2, 4), mode=st.sampled_from(MODES))
+def test_batched_equals_unbatched(pair: Pair, shape: TreeShape, slots: int,
+                                  mode: CompileMode) -> None:
+    """Batches of 2-4 requests (static: padded to 2 or 4 rows) whose trees and catch-up
+    tokens differ in size, refilled as requests finish."""
+    tok, _, _, reference = pair
     seqs = _seqs(tok, list(range(len(PROMPTS))))
+    target, draft = pair.pools(mode, rows=slots)
     serve(baseline="server_only", sequences=seqs, slots=slots, target=target, draft=draft,
           shape=shape, choose=Chooser())
     assert [tuple(s.generated) for s in seqs] == [reference(i) for i in range(len(PROMPTS))]
 
 
-def test_auto_batch_equals_per_request_greedy(pair: Pair) -> None:
-    tok, target, _, reference = pair
+@pytest.mark.parametrize("mode", MODES)
+def test_auto_batch_equals_per_request_greedy(pair: Pair, mode: CompileMode) -> None:
+    tok, _, _, reference = pair
     seqs = _seqs(tok, list(range(len(PROMPTS))))
+    target, _ = pair.pools(mode, rows=3)
     result = serve(baseline="auto_batch", sequences=seqs, slots=3, target=target, draft=None,
                    shape=None, choose=Chooser())
     assert [tuple(s.generated) for s in seqs] == [reference(i) for i in range(len(PROMPTS))]
@@ -98,7 +118,8 @@ def test_auto_batch_equals_per_request_greedy(pair: Pair) -> None:
 
 
 def test_eos_and_length_end_where_plain_decoding_does(pair: Pair) -> None:
-    tok, target, draft, reference = pair
+    tok, _, _, reference = pair
+    target, draft = pair.pools(CompileMode.eager)
     ref = reference(0)
     eos = ref[5]  # pretend the 6th greedy token is EOS: decoding must stop right after it
     seq = _seqs(tok, [0], eos=eos)[0]
@@ -111,28 +132,12 @@ def test_eos_and_length_end_where_plain_decoding_does(pair: Pair) -> None:
     assert tuple(short.generated) == reference(1)[:7]
 
 
-def test_tree_forward_equals_each_path_alone(pair: Pair) -> None:
-    tok, target, draft, _ = pair
-    prompt = tok(PROMPTS[3])["input_ids"]
-    cache = RequestCache()
-    tree = draft_tree(draft, RequestCache(), prompt[:-1], prompt[-1],
-                      TreeShape(4, 4, 3, 12)).tree
-    rows = tree_rows(prompt[:-1], tree, len(cache))
-    logits, _, _ = forward_rows(target, [cache], [rows])
-    n_pend = len(prompt) - 1
-    assert len(tree) > 4
-    for node in range(len(tree)):
-        path = [tree.tokens[n] for n in tree.path_to(node)]
-        with torch.no_grad():
-            alone = target(torch.tensor([prompt[:-1] + path])).logits[0, -1]
-        torch.testing.assert_close(logits[0, n_pend + node], alone, atol=1e-4, rtol=1e-4)
-
-
 def test_speculation_accepts_more_than_one_token_per_forward(pair: Pair) -> None:
-    tok, target, _, reference = pair
+    tok, _, _, reference = pair
     # The target drafting for itself must have its greedy chain accepted whole.
     seq = _seqs(tok, [3])[0]
+    target, draft = pair.pools(CompileMode.static, draft=pair.target)
     result = serve(baseline="server_only", sequences=[seq], slots=1, target=target,
-                   draft=target, shape=TreeShape(1, 5, 1, 5), choose=Chooser())
+                   draft=draft, shape=TreeShape(1, 5, 1, 5), choose=Chooser())
     assert tuple(seq.generated) == reference(3)
     assert result.steps == -(-MAX_NEW // 6)

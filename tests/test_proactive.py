@@ -10,9 +10,9 @@ import pytest
 import torch
 from transformers import PreTrainedModel
 
-from specedge.config import ProactiveConfig, ProactiveType
+from specedge.config import CompileMode, ProactiveConfig, ProactiveType
 from specedge.drafting import Draft, TreeShape, commit_draft, draft_tree, resume_draft
-from specedge.kv_cache import RequestCache
+from specedge.kv_cache import KVPool
 from specedge.models import load_model, load_tokenizer
 from specedge.proactive import adopt, draft_proactively, is_hit, remaining_steps
 from specedge.verification import Chooser, verify_trees
@@ -20,39 +20,43 @@ from specedge.verification import Chooser, verify_trees
 
 def _edge_rounds(target: PreTrainedModel, draft: PreTrainedModel, prompt: list[int],
                  shape: TreeShape, pcfg: ProactiveConfig, max_new: int,
-                 stop: Callable[[], Callable[[], bool]] | None = None) -> tuple[list[int], int]:
+                 stop: Callable[[], Callable[[], bool]] | None = None,
+                 mode: CompileMode = CompileMode.eager) -> tuple[list[int], int]:
     """The edge's round logic with the server's verification done in-process.
 
     ``stop`` makes each round's "reply is in" signal (as the edge's Event.is_set).
     """
     tokens = list(prompt)
-    t_cache, d_cache = RequestCache(), RequestCache()
+    t_pool = KVPool(target, 1, 128, 128, mode, (1, 2, 4, 8, 16))
+    d_pool = KVPool(draft, 1, 128, 128, mode, (1, 2, 4, 8, 16))
+    t_row, d_row = t_pool.acquire(), d_pool.acquire()
     adopted: Draft | None = None
     steps_left, hits = shape.max_beam_len, 0
     while len(tokens) - len(prompt) < max_new:
         if adopted is not None:
-            d = resume_draft(draft, d_cache, adopted, shape, steps_left)
+            d = resume_draft(d_pool, adopted, shape, steps_left)
         else:
-            d = draft_tree(draft, d_cache, tokens[len(d_cache):-1], tokens[-1], shape)
-        guess = draft_proactively(draft, d_cache, d, pcfg, stop() if stop else None)
-        (verdict,) = verify_trees(target, [t_cache], [tokens[len(t_cache):-1]], [d.tree],
+            d = draft_tree(d_pool, d_row, tokens[d_row.length:-1], tokens[-1], shape)
+        guess = draft_proactively(d_pool, d, pcfg, stop() if stop else None)
+        (verdict,) = verify_trees(t_pool, [t_row], [tokens[t_row.length:-1]], [d.tree],
                                   Chooser())
         adopted = None
         if is_hit(guess, verdict) and guess is not None:
             hits += 1
-            adopted = adopt(draft, d_cache, d, verdict, guess)
+            adopted = adopt(d_pool, d, verdict, guess)
             steps_left = remaining_steps(pcfg, shape.max_beam_len, guess)
         else:
-            commit_draft(d_cache, d, verdict.path)
+            commit_draft(d_pool, d, verdict.path)
         tokens += verdict.new_tokens(d.tree)
-        assert len(t_cache) == len(tokens) - 1
-        assert len(d_cache) <= len(tokens) - 1
+        assert t_row.length == len(tokens) - 1
+        assert d_row.length <= len(tokens) - 1
     return tokens[len(prompt):len(prompt) + max_new], hits
 
 
-@pytest.mark.parametrize("mode", [ProactiveType.excluded, ProactiveType.included])
+@pytest.mark.parametrize(("mode", "path"), [(ProactiveType.excluded, CompileMode.eager),
+                                            (ProactiveType.included, CompileMode.static)])
 @pytest.mark.parametrize("self_draft", [True, False])
-def test_proactive_rounds_stay_exact(micro_pair: Path, mode: ProactiveType,
+def test_proactive_rounds_stay_exact(micro_pair: Path, mode: ProactiveType, path: CompileMode,
                                      self_draft: bool) -> None:
     tok = load_tokenizer(str(micro_pair / "target"))
     target = load_model(str(micro_pair / "target"))
@@ -64,11 +68,13 @@ def test_proactive_rounds_stay_exact(micro_pair: Path, mode: ProactiveType,
         ids = torch.tensor([prompt])
         ref = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
                               max_new_tokens=40, pad_token_id=0)[0, len(prompt):].tolist()
-        out, _ = _edge_rounds(target, draft, prompt, TreeShape(4, 4, 2, 10), pcfg, 40)
+        out, _ = _edge_rounds(target, draft, prompt, TreeShape(4, 4, 2, 10), pcfg, 40,
+                              mode=path)
         assert out == ref
         # A chain drafted by the target itself is accepted whole, and its only leaf's best
         # next token is the bonus: every round's guess must hit and be adopted.
-        out, hits = _edge_rounds(target, draft, prompt, TreeShape(1, 3, 1, 3), pcfg, 40)
+        out, hits = _edge_rounds(target, draft, prompt, TreeShape(1, 3, 1, 3), pcfg, 40,
+                                 mode=path)
         assert out == ref
         if self_draft:
             assert hits >= 40 // (3 + 1 + 3) - 1, hits

@@ -20,11 +20,14 @@ def _run(run_dir: Path, pair: Path, *overrides: str) -> subprocess.CompletedProc
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False)
 
 
-@pytest.mark.parametrize("baseline", ["server_only", "auto_batch"])
+@pytest.mark.parametrize(("baseline", "path"), [("server_only", "auto"), ("auto_batch", "auto"),
+                                              ("server_only", "static"),
+                                              ("auto_batch", "static")])
 def test_run_writes_exact_outputs_and_step_records(tmp_path: Path, micro_pair: Path,
-                                                   baseline: str) -> None:
+                                                   baseline: str, path: str) -> None:
     run_dir = tmp_path / baseline
-    result = _run(run_dir, micro_pair, f"baseline={baseline}")
+    result = _run(run_dir, micro_pair, f"baseline={baseline}", f"model.compile={path}",
+                  "model.token_buckets=[1,2,4,8,16,32]")
     assert result.returncode == 0, result.stderr[-3000:]
     outputs = read_jsonl(run_dir / OUTPUTS_FILE)
     assert sorted(o["request_id"] for o in outputs) == [0, 1, 2, 3, 4]
@@ -37,6 +40,8 @@ def test_run_writes_exact_outputs_and_step_records(tmp_path: Path, micro_pair: P
     assert sum(s["new_tokens"] for s in steps) == sum(len(o["output_ids"]) for o in outputs)
     assert sum(s["prefill"] for s in steps) == 5
     assert (run_dir / ".hydra" / "config.yaml").exists()
+    expected = "eager" if path == "auto" else path  # auto is eager on a CPU
+    assert f"forward path: {expected}" in (run_dir / "run.log").read_text()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["baseline"] == baseline and summary["accounting"] == "busy"
     assert summary["tokens"] == sum(len(o["output_ids"]) for o in outputs)

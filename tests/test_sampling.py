@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from scipy.stats import chisquare
 
 from specedge.baselines import serve
+from specedge.config import CompileMode
 from specedge.datasets import Request
 from specedge.drafting import TreeShape
+from specedge.kv_cache import KVPool
 from specedge.models import load_model, load_tokenizer
 from specedge.sequence import Sequence
 from specedge.verification import Chooser, top_p_filter
@@ -67,7 +69,10 @@ def test_speculative_sampling_matches_target_distribution(micro_pair: Path) -> N
                      max_new_tokens=2, eos_token_id=None) for i in range(n)]
     chooser = Chooser(temperature=temperature, top_p=top_p,
                       generator=torch.Generator().manual_seed(1234))
-    serve(baseline="server_only", sequences=seqs, slots=64, target=target, draft=draft,
+    # The static forward path (bucketed, padded batches of 64) must sample like the target.
+    serve(baseline="server_only", sequences=seqs, slots=64,
+          target=KVPool(target, 64, 64, 32, CompileMode.static),
+          draft=KVPool(draft, 64, 64, 32, CompileMode.static),
           shape=TreeShape(4, 3, 3, 8), choose=chooser)
     observed: dict[tuple[int, int], int] = {}
     for s in seqs:

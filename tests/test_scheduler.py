@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from specedge.kv_cache import RequestCache
+from specedge.kv_cache import KVRow
 from specedge.scheduler import (
     DynamicPolicy,
     Job,
@@ -20,7 +20,7 @@ from specedge.verification import Verdict
 
 
 def _jobs(loop: asyncio.AbstractEventLoop, clients: list[int]) -> list[Job]:
-    return [Job(client_id=c, cache=RequestCache(), pending=[], tree=TokenTree.rooted(1),
+    return [Job(client_id=c, row=KVRow(c), pending=[], tree=TokenTree.rooted(1),
                 prefill=False, future=loop.create_future()) for c in clients]
 
 

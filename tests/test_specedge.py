@@ -30,10 +30,13 @@ def _specedge(run_dir: Path, pair: Path, *overrides: str) -> subprocess.Complete
     ["server.scheduler=batch", "server.batch_type=dynamic", "hardware.link.delay_ms=15",
      "edge.proactive.type=included"],
     ["server.scheduler=batch", "server.batch_type=static", "server.max_batch_size=2",
-     "edge.proactive.type=disabled", "server.cache_prefill=true"],
+     "edge.proactive.type=disabled", "server.cache_prefill=true", "model.compile=static",
+     "model.token_buckets=[1,2,4,8,16,32]"],
     ["server.scheduler=pipeline", "server.num_clients=4", "server.max_batch_size=2",
-     "hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}"],
-])
+     "hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}",
+     "model.compile=static", "model.token_buckets=[1,2,4,8,16,32]"],
+], ids=["pipeline", "dynamic-link-included", "static-batch-prefill-cache-static-path",
+        "pipeline-4-edges-static-path"])
 def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
                                         scheduling: list[str]) -> None:
     run_dir = tmp_path / "run"

@@ -35,3 +35,22 @@ rule bench_edge:
         "benchmarks/bench/edge.tsv"
     shell:
         "{PY} -m specedge.bench edge {params.overrides} --out {output.table} > {log} 2>&1"
+
+
+rule profile:
+    """Forward latency of the target and draft over batch x new tokens x prefix, on the
+    configured device and forward path (`python -m specedge.profile`); JSON for the
+    performance model. Set `profile: overrides:` in workflow/config.yaml to time other models
+    (model.weights=random needs no weights) or devices."""
+    input:
+        card=rules.build_models.output.card,
+    output:
+        table="results/profile/profile.json",
+    params:
+        overrides=hydra_overrides(config["runs"]["overrides"] + config["profile"]["overrides"]),
+    log:
+        "logs/profile/profile.log",
+    benchmark:
+        "benchmarks/profile/profile.tsv"
+    shell:
+        "{PY} -m specedge.profile {params.overrides} profile.out={output.table} > {log} 2>&1"
