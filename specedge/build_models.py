@@ -35,8 +35,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
-from specedge.config import DType
+from specedge.config import CompileMode, DType
 from specedge.corpus import Corpus, load_corpus
+from specedge.kv_cache import KVPool, causal_query, prefill
 from specedge.models import load_model
 
 log = logging.getLogger("specedge.build_models")
@@ -254,20 +255,24 @@ def measure_forward_ms(target: torch.nn.Module, draft: torch.nn.Module, val: tor
     Each model runs in its own warm block (as on its own device in a deployment); blocks of the
     two models alternate so that machine drift hits both alike.
     """
-    prefix = val[:prefix_len].unsqueeze(0)
-    nxt = val[prefix_len : prefix_len + 1].unsqueeze(0)
-    pos = torch.tensor([[prefix_len]])
+    prefix = val[:prefix_len].tolist()
+    nxt = val[prefix_len : prefix_len + 1].tolist()
     times: dict[str, list[float]] = {"target": [], "draft": []}
+    # The forward every method makes (specedge.kv_cache), as a CPU runs it.
+    pools = {"target": KVPool(target, 1, prefix_len + 1, 1, CompileMode.eager),
+             "draft": KVPool(draft, 1, prefix_len + 1, 1, CompileMode.eager)}
     for _ in range(blocks):
-        for name, m in (("target", target), ("draft", draft)):
-            cache = m(input_ids=prefix, use_cache=True).cache
+        for name, pool in pools.items():
+            row = pool.acquire()
+            prefill(pool, row, prefix)
             for i in range(repeats + 10):
                 t0 = time.perf_counter()
-                m(input_ids=nxt, cache=cache, position_ids=pos, use_cache=True)
+                pool.forward([causal_query(row, nxt, prefix_len)])
                 elapsed = time.perf_counter() - t0
-                cache.crop(-1)
+                pool.drop_work(row)
                 if i >= 10:  # warm-up
                     times[name].append(elapsed)
+            pool.release(row)
     t_ms = statistics.median(times["target"]) * 1e3
     d_ms = statistics.median(times["draft"]) * 1e3
     return {"target_ms": t_ms, "draft_ms": d_ms, "ratio": t_ms / d_ms}

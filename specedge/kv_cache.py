@@ -118,13 +118,30 @@ class _Plan:
     def key(self) -> tuple[int, int, int]:
         return (*self.input_ids.shape, self.block.shape[2])
 
+    def packed(self) -> np.ndarray:
+        """Every integer input in one array: one host-to-device copy (plus the block's)."""
+        return np.concatenate([self.input_ids.ravel(), self.position_ids.ravel(),
+                               self.write_rows.ravel(), self.write_cols.ravel(),
+                               self.read_rows, self.lengths])
+
+
+def _unpacked(ints: torch.Tensor, block: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Views of a packed plan on the device, by name."""
+    batch, n_new, _ = block.shape
+    m = batch * n_new
+    return {"input_ids": ints[:m].view(batch, n_new),
+            "position_ids": ints[m : 2 * m].view(batch, n_new),
+            "write_rows": ints[2 * m : 3 * m].view(batch, n_new),
+            "write_cols": ints[3 * m : 4 * m].view(batch, n_new),
+            "read_rows": ints[4 * m : 4 * m + batch],
+            "lengths": ints[4 * m + batch :], "block": block}
+
 
 class _PoolView:
     """What the model's attention layers see as their cache during one forward: ``update``
     writes the new keys/values into the pool and returns every column the rows may read."""
 
     is_compileable = False
-    is_sliding = False
 
     def __init__(self, pool: KVPool, write_rows: torch.Tensor, write_cols: torch.Tensor,
                  read_rows: torch.Tensor | int, kv_len: int) -> None:
@@ -133,6 +150,7 @@ class _PoolView:
         self.write_cols = write_cols
         self.read_rows = read_rows
         self.kv_len = kv_len
+        self.is_sliding = [False] * len(pool.keys)  # full attention in every layer
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
                *args: object, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,8 +185,11 @@ def text_config(model: PreTrainedModel) -> object:
 @dataclass
 class _Graph:
     replay: Callable[[], None]
-    inputs: dict[str, torch.Tensor]  # the buffers the graph reads
+    ints: torch.Tensor  # the buffers the graph reads (a packed plan)
+    block: torch.Tensor
     logits: torch.Tensor  # the buffer it writes
+    staging: tuple[torch.Tensor, torch.Tensor] | None = None  # pinned host copies (CUDA)
+    copied: object = None  # a CUDA event: the last copy out of the staging buffers is done
 
 
 @dataclass
@@ -200,7 +221,10 @@ class KVPool:
         head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
         self.capacity = self.max_len + self.work
         shape = (int(cfg.num_hidden_layers), self.rows + 1, kv_heads, self.capacity, head_dim)
-        opts = {"dtype": self.model.dtype, "device": self.model.device}
+        # Read once: the model's .device/.dtype walk its modules on every access.
+        self._device, self._dtype = self.model.device, self.model.dtype
+        self._min = torch.finfo(self._dtype).min
+        opts = {"dtype": self._dtype, "device": self._device}
         self.keys = torch.zeros(shape, **opts)
         self.values = torch.zeros(shape, **opts)
         self.scratch = self.rows
@@ -208,11 +232,11 @@ class KVPool:
         self._cache_arg = cache_argument(self.model)
         self._graphs: dict[tuple[int, int, int], _Graph] = {}
         self.token_buckets = tuple(sorted(self.token_buckets))
-        self._columns = torch.arange(self.capacity, device=self.model.device)
+        self._columns = torch.arange(self.capacity, device=self._device)
 
     @property
     def device(self) -> torch.device:
-        return self.model.device
+        return self._device
 
     @property
     def max_tokens(self) -> int:
@@ -369,10 +393,8 @@ class KVPool:
         return plan
 
     def _to_device(self, plan: _Plan) -> dict[str, torch.Tensor]:
-        names = ("input_ids", "position_ids", "write_rows", "write_cols", "read_rows", "lengths",
-                 "block")
-        return {n: torch.from_numpy(getattr(plan, n)).to(self.device, non_blocking=True)
-                for n in names}
+        ints = torch.from_numpy(plan.packed()).to(self.device)
+        return _unpacked(ints, torch.from_numpy(plan.block).to(self.device))
 
     def _mask(self, lengths: torch.Tensor, block: torch.Tensor, kv_len: int) -> torch.Tensor:
         """``[B, 1, N, kv_len]`` additive mask: the committed prefix, plus the block's columns."""
@@ -381,9 +403,8 @@ class KVPool:
         in_work = (offset >= 0) & (offset < width)
         index = offset.clamp(0, width - 1).unsqueeze(1).expand(batch, n_new, kv_len)
         allowed = (offset < 0).unsqueeze(1) | (in_work.unsqueeze(1) & block.gather(2, index))
-        dtype = self.model.dtype
-        mask = torch.zeros((batch, 1, n_new, kv_len), dtype=dtype, device=self.device)
-        return mask.masked_fill(~allowed.unsqueeze(1), torch.finfo(dtype).min)
+        mask = torch.zeros((batch, 1, n_new, kv_len), dtype=self._dtype, device=self._device)
+        return mask.masked_fill_(~allowed.unsqueeze(1), self._min)
 
     def _run(self, t: dict[str, torch.Tensor], kv_len: int, single: int | None) -> torch.Tensor:
         """``single``: the one row read (a view of the pool, no gather), known on the host."""
@@ -400,9 +421,19 @@ class KVPool:
         graph = self._graphs.get(plan.key)
         if graph is None:
             graph = self._capture(plan)
-        else:
-            for name, buf in graph.inputs.items():
-                buf.copy_(torch.from_numpy(getattr(plan, name)), non_blocking=True)
+        elif graph.staging is None:  # a CPU stand-in (tests): plain copies
+            graph.ints.copy_(torch.from_numpy(plan.packed()))
+            graph.block.copy_(torch.from_numpy(plan.block))
+        else:  # pinned staging, asynchronous copies; never overwrite one still in flight
+            if graph.copied is not None:
+                graph.copied.synchronize()  # type: ignore[attr-defined]
+            ints, block = graph.staging
+            ints.numpy()[:] = plan.packed()
+            block.numpy()[:] = plan.block
+            graph.ints.copy_(ints, non_blocking=True)
+            graph.block.copy_(block, non_blocking=True)
+            graph.copied = torch.cuda.Event()
+            graph.copied.record()  # type: ignore[attr-defined]
         graph.replay()
         return graph.logits
 
@@ -410,15 +441,22 @@ class KVPool:
         """Capture this bucket's forward once, over input buffers it keeps: later forwards of
         the bucket copy their inputs in and replay. The buffers hold this call's real inputs,
         so a warm-up run writes the same KV values to the same columns."""
-        inputs = self._to_device(plan)
+        packed = torch.from_numpy(plan.packed()).to(self.device)
+        block = torch.from_numpy(plan.block).to(self.device)
+        views = _unpacked(packed, block)
         capture = self.capture or cuda_graph
 
         def step() -> torch.Tensor:
-            return self._run(inputs, self.capacity, None)
+            return self._run(views, self.capacity, None)
 
         replay, logits = capture(step)
         self.captures += 1
-        captured = _Graph(replay=replay, inputs=inputs, logits=logits)
+        staging = None
+        if self.device.type == "cuda":
+            staging = (torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True),
+                       torch.empty(block.shape, dtype=block.dtype, pin_memory=True))
+        captured = _Graph(replay=replay, ints=packed, block=block, logits=logits,
+                          staging=staging)
         self._graphs[plan.key] = captured
         return captured
 

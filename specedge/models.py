@@ -118,6 +118,7 @@ def load_model(
         with dev:  # made where it runs: a 14B model is never materialised on the host
             model = AutoModelForCausalLM.from_config(
                 config, dtype=TORCH_DTYPES[dtype], attn_implementation=attn_implementation)
+            model.tie_weights()  # what from_pretrained does for tied embeddings
         what = "random weights"
     else:
         _check_local(name_or_path, "model", key)

@@ -1,0 +1,77 @@
+"""The CUDA graphs path on a real GPU (skipped where there is none; run by
+workflow/scripts/gpu_check.sh on a lent GPU): the same tokens as eager, one capture per bucket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from specedge.baselines import serve
+from specedge.config import CompileMode, ProactiveConfig, ProactiveType
+from specedge.datasets import Request
+from specedge.drafting import TreeShape, commit_draft, draft_tree, resume_draft
+from specedge.kv_cache import KVPool
+from specedge.models import load_model, load_tokenizer
+from specedge.proactive import adopt, draft_proactively, is_hit
+from specedge.sequence import Sequence
+from specedge.verification import Chooser, verify_trees
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+PROMPTS = ["KING. What say you, lords?", "Enter HAMLET", "O", "Of Man's first disobedience"]
+
+
+def _serve(micro_pair: Path, mode: CompileMode, speculate: bool) -> tuple[list[list[int]],
+                                                                          KVPool]:
+    tok = load_tokenizer(str(micro_pair / "target"))
+    target = load_model(str(micro_pair / "target"), "fp32", "cuda:0")
+    draft = load_model(str(micro_pair / "draft"), "fp32", "cuda:0")
+    t_pool = KVPool(target, 3, 256, 128, mode)
+    d_pool = KVPool(draft, 3, 256, 128, mode)
+    seqs = [Sequence(request=Request(i, "t", p), prompt_ids=tok(p)["input_ids"],
+                     max_new_tokens=40, eos_token_id=None) for i, p in enumerate(PROMPTS)]
+    serve(baseline="server_only" if speculate else "auto_batch", sequences=seqs, slots=3,
+          target=t_pool, draft=d_pool if speculate else None,
+          shape=TreeShape(4, 4, 3, 16) if speculate else None, choose=Chooser())
+    return [s.generated for s in seqs], t_pool
+
+
+@pytest.mark.parametrize("speculate", [True, False])
+def test_graphs_give_eager_tokens_and_capture_once_per_bucket(micro_pair: Path,
+                                                              speculate: bool) -> None:
+    eager, _ = _serve(micro_pair, CompileMode.eager, speculate)
+    graphs, pool = _serve(micro_pair, CompileMode.graphs, speculate)
+    assert graphs == eager
+    assert 0 < pool.captures == len(pool.shapes)
+
+
+def test_proactive_drafting_on_graphs(micro_pair: Path) -> None:
+    tok = load_tokenizer(str(micro_pair / "target"))
+    target = load_model(str(micro_pair / "target"), "fp32", "cuda:0")
+    pools = {m: (KVPool(target, 1, 256, 128, m), KVPool(target, 1, 256, 128, m))
+             for m in (CompileMode.eager, CompileMode.graphs)}
+    pcfg = ProactiveConfig(type=ProactiveType.excluded, max_n_beams=2, max_beam_len=3,
+                           max_branch_width=2, max_budget=6)
+    outs, hits = {}, {}
+    for mode, (t_pool, d_pool) in pools.items():
+        tokens = tok(PROMPTS[0])["input_ids"]
+        t_row, d_row = t_pool.acquire(), d_pool.acquire()
+        adopted, hits[mode] = None, 0
+        for _ in range(10):
+            shape = TreeShape(1, 3, 1, 3)
+            d = (resume_draft(d_pool, adopted, shape, 3) if adopted is not None else
+                 draft_tree(d_pool, d_row, tokens[d_row.length:-1], tokens[-1], shape))
+            guess = draft_proactively(d_pool, d, pcfg)
+            (verdict,) = verify_trees(t_pool, [t_row], [tokens[t_row.length:-1]], [d.tree],
+                                      Chooser())
+            adopted = None
+            if is_hit(guess, verdict) and guess is not None:
+                hits[mode] += 1
+                adopted = adopt(d_pool, d, verdict, guess)
+            else:
+                commit_draft(d_pool, d, verdict.path)
+            tokens = tokens + verdict.new_tokens(d.tree)
+        outs[mode] = tokens
+    assert outs[CompileMode.graphs] == outs[CompileMode.eager]
+    assert hits[CompileMode.graphs] == hits[CompileMode.eager] > 0
