@@ -124,7 +124,8 @@ def _rounds_server_side(steps: pd.DataFrame) -> pd.DataFrame:
         # the rest of the step: the other requests' drafting and bookkeeping
         "other_s": (latency - steps["draft_s"] - steps["target_s"]).clip(lower=0),
         "accepted": steps["accepted"], "new_tokens": steps["new_tokens"],
-        "tree_size": steps["tree_size"], "proactive_drafted": False, "proactive_hit": False,
+        "tree_size": steps["tree_size"], "draft_forwards": steps["draft_forwards"],
+        "proactive_drafted": False, "proactive_hit": False,
         "from_proactive": False, "proactive_s": 0.0, "bytes": 0,
         "t_start": steps["t_start"], "t_sent": steps["t_start"], "t_end": steps["t_end"]})
 
@@ -142,7 +143,8 @@ def _rounds_specedge(edge: pd.DataFrame) -> pd.DataFrame:
         "late_s": edge["late_s"],
         "other_s": (latency - edge["draft_s"] - edge["wait_s"] - edge["late_s"]).clip(lower=0),
         "accepted": edge["accepted"], "new_tokens": edge["new_tokens"],
-        "tree_size": edge["tree_size"], "proactive_drafted": edge["proactive_drafted"],
+        "tree_size": edge["tree_size"], "draft_forwards": edge["draft_forwards"],
+        "proactive_drafted": edge["proactive_drafted"],
         "proactive_hit": edge["proactive_hit"], "from_proactive": edge["from_proactive"],
         "proactive_s": edge["proactive_s"], "bytes": edge["request_bytes"] + edge["reply_bytes"],
         "t_start": edge["t_start"], "t_sent": edge["t_sent"], "t_end": edge["t_end"]})

@@ -1,0 +1,491 @@
+"""A discrete-event model (SimPy) of the three systems, driven by latency profiles and traces.
+
+``python -m specedge.simulate RUN_DIR [--out DIR]`` re-simulates a run from its own config,
+a latency model fitted on its own step records, and its own rounds as the acceptance trace;
+``--validate RUN_DIR...`` does that for several runs and prints measured vs simulated.
+
+The model is the real system's structure, each piece a SimPy process:
+
+- SpecEdge: every edge drafts (a duration drawn from the trace), sends its tree over the
+  emulated link (``hardware.link``: one-way delay, jitter, bandwidth; the round's bytes from the
+  trace), and waits; the server forms batches with the real scheduler policies
+  (:mod:`specedge.scheduler`: pipeline-aware groups, static, dynamic, ``max_wait_ms``) and
+  verifies a batch in the target's modelled latency; the reply crosses the link back. Rounds
+  adopted from a proactive guess draw from the trace's adopted rounds, at its hit rate.
+- server-only: one loop drafts every active request's tree in turn, then verifies them in one
+  batched forward.
+- auto-batch: one loop decodes one token per active request per batched forward.
+
+Requests keep their traced output lengths. The simulation writes the same JSONL records a real
+run writes, so :mod:`specedge.metrics` computes its ``summary.json`` exactly as for a run; the
+summary is marked simulated and names the latency model and the trace it used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+import sys
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import simpy
+from omegaconf import OmegaConf
+
+from specedge.config import RUN_CONFIG_FILE, BaselineName, RunConfig, load_run_config
+from specedge.metrics import (
+    SUMMARY_FILE,
+    MetricsError,
+    load_records,
+    read_jsonl,
+    write_summary,
+)
+from specedge.records import (
+    OUTPUTS_FILE,
+    SERVER_FILE,
+    STEPS_FILE,
+    EdgeRoundRecord,
+    JsonlWriter,
+    OutputRecord,
+    ServerStepRecord,
+    StepRecord,
+)
+from specedge.scheduler import make_policy
+
+T0 = 1_700_000_000.0  # simulated runs start at this Unix time (records need absolute times)
+
+
+class SimulationError(ValueError):
+    """A run or trace cannot be simulated; the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """Seconds of one batched forward: ``a + b * tokens`` (tokens: every new token of the
+    batch, tree nodes and catch-up tokens). Fitted by least squares, coefficients >= 0."""
+
+    a_s: float
+    b_s: float
+    source: str  # where the numbers come from (a run's records, a profile file, derived)
+
+    def seconds(self, tokens: int) -> float:
+        return self.a_s + self.b_s * tokens
+
+    @classmethod
+    def fit(cls, tokens: np.ndarray, seconds: np.ndarray, source: str) -> LatencyModel:
+        if len(tokens) == 0:
+            raise SimulationError(f"{source}: no forwards to fit a latency model on")
+        if len(set(tokens.tolist())) < 2:  # one size only: a constant
+            return cls(float(np.mean(seconds)), 0.0, source)
+        x = np.stack([np.ones_like(tokens, dtype=float), tokens.astype(float)], axis=1)
+        (a, b), *_ = np.linalg.lstsq(x, seconds.astype(float), rcond=None)
+        if b < 0:
+            return cls(float(np.mean(seconds)), 0.0, source)
+        if a < 0:
+            return cls(0.0, float(np.sum(seconds) / np.sum(tokens)), source)
+        return cls(float(a), float(b), source)
+
+
+@dataclass
+class TraceRound:
+    draft_s: float
+    accepted: int
+    new_tokens: int  # before the length cut; at least 1 (the bonus)
+    tree_size: int
+    bytes: int
+    draft_forwards: int
+    late_s: float = 0.0  # the reply waited for proactive drafting to stop
+    proactive_s: float = 0.0
+    other_s: float = 0.0  # the edge's own bookkeeping around the round
+    transport_s: float = 0.0  # measured network time beyond the emulated link (gRPC, stack)
+
+
+@dataclass
+class Trace:
+    """Rounds of a run (the same pair and dataset) to draw from, and its requests' lengths."""
+
+    source: str
+    prefill: list[TraceRound]
+    plain: list[TraceRound]  # drafted from scratch
+    adopted: list[TraceRound]  # grown from a proactive hit
+    hit_rate: float  # of rounds drafted with a proactive guess
+    output_lengths: list[tuple[int, str, int]]  # (request id, category, tokens generated)
+
+    def draw(self, rng: random.Random, prefill: bool, adopted: bool) -> TraceRound:
+        pool = self.prefill if prefill and self.prefill else (
+            self.adopted if adopted and self.adopted else self.plain or self.prefill)
+        return rng.choice(pool)
+
+
+def trace_of(run_dir: Path) -> Trace:
+    """The acceptance trace of a real run: its rounds and its requests' output lengths."""
+    rec = load_records(run_dir)
+    if rec.outputs is None:
+        raise SimulationError(f"{run_dir}: no {OUTPUTS_FILE}: the output lengths are unknown")
+    r = rec.rounds
+
+    specedge = rec.baseline == "specedge"
+    link = load_run_config(run_dir).hardware.link if specedge else None
+
+    def transport(x: Any) -> float:
+        """What the round's network time was beyond the emulated link's mean."""
+        if link is None:
+            return 0.0
+        wire = x.bytes * 8 / (link.bandwidth_mbps * 1e6) if link.bandwidth_mbps else 0.0
+        return max(0.0, float(x.network_s) - 2 * link.delay_ms / 1e3 - wire)
+
+    def rounds(frame: pd.DataFrame) -> list[TraceRound]:
+        # Server-side rounds' other_s holds the other requests' drafting: not this round's.
+        return [TraceRound(float(x.draft_s), int(x.accepted), int(x.accepted) + 1,
+                           int(x.tree_size), int(x.bytes), int(x.draft_forwards),
+                           float(x.late_s), float(x.proactive_s),
+                           float(x.other_s) if specedge else 0.0, transport(x))
+                for x in frame.itertuples()]
+
+    drafted = r["proactive_drafted"].astype(bool)
+    hits = r.loc[drafted, "proactive_hit"].astype(bool)
+    return Trace(
+        source=str(run_dir),
+        prefill=rounds(r[r["prefill"]]),
+        plain=rounds(r[~r["prefill"] & ~r["from_proactive"].astype(bool)]),
+        adopted=rounds(r[~r["prefill"] & r["from_proactive"].astype(bool)]),
+        hit_rate=float(hits.mean()) if len(hits) else 0.0,
+        output_lengths=[(int(o.request_id), str(o.category), len(o.output_ids))
+                        for o in rec.outputs.itertuples()])
+
+
+@dataclass(frozen=True)
+class ServerFit:
+    """What a run's own server records say about its target forwards and steps."""
+
+    target: LatencyModel
+    prefill_extra_s: float  # a prefill forward's mean excess over the model (the prompt)
+    step_overhead_s: float  # server-side loops: a step's time outside drafting and forward
+    step_gap_s: float  # server-side loops: time between one step's end and the next's start
+
+
+def fit_server(run_dir: Path) -> ServerFit:
+    """The target's latency fitted on a run's own forwards (what the server timed)."""
+    problems: list[str] = []
+    overhead = gap = 0.0
+    if (run_dir / SERVER_FILE).exists():
+        steps = read_jsonl(run_dir / SERVER_FILE, ServerStepRecord, problems)
+        tokens, seconds = steps["tree_nodes"].to_numpy(), steps["forward_s"].to_numpy()
+        prefill = steps["prefill_count"].to_numpy()
+    else:
+        steps = read_jsonl(run_dir / STEPS_FILE, StepRecord, problems)
+        per = steps.groupby("step").agg(tokens=("tree_size", "sum"),
+                                        seconds=("target_s", "first"),
+                                        prefill=("prefill", "sum"), draft=("draft_s", "sum"),
+                                        t_start=("t_start", "first"), t_end=("t_end", "first"))
+        tokens, seconds = per["tokens"].to_numpy(), per["seconds"].to_numpy()
+        prefill = per["prefill"].to_numpy()
+        overhead = float((per["t_end"] - per["t_start"] - per["draft"] - per["seconds"])
+                         .clip(lower=0).mean())
+        order = per.sort_values("t_start")
+        gap = float((order["t_start"].shift(-1) - order["t_end"]).clip(lower=0).mean() or 0.0)
+    # Prefill forwards also run the prompt, which the tree sizes do not count: fit the rest,
+    # and charge a prefill its mean excess.
+    plain = prefill == 0
+    keep = plain if plain.sum() >= 2 else np.ones_like(plain, dtype=bool)
+    model = LatencyModel.fit(tokens[keep], seconds[keep], f"fitted on {run_dir}")
+    excess = [(s - model.seconds(int(t))) / n
+              for t, s, n in zip(tokens, seconds, prefill, strict=True) if n > 0]
+    return ServerFit(model, max(0.0, float(np.mean(excess))) if excess else 0.0, overhead,
+                     gap)
+
+
+@dataclass
+class Plan:
+    """What to simulate: a run's configuration, a target latency model and a trace."""
+
+    cfg: RunConfig
+    target: LatencyModel
+    trace: Trace
+    seed: int = 0
+    prefill_extra_s: float = 0.0  # a prefill forward's extra time over a tree round's
+    step_overhead_s: float = 0.0  # server-side loops: per step, outside drafting and forward
+    step_gap_s: float = 0.0  # server-side loops: between steps (outputs, queue refills)
+
+
+@dataclass
+class _Job:
+    client_id: int
+    tokens: int
+    enqueued: float
+    reply: simpy.Event
+    prefill: bool
+    queue_s: float = 0.0
+    verify_s: float = 0.0
+
+
+@dataclass
+class _Out:
+    """Record writers of a simulated run."""
+
+    run_dir: Path
+    steps: JsonlWriter | None = None
+    server: JsonlWriter | None = None
+    edges: dict[int, JsonlWriter] = field(default_factory=dict)
+    outputs: JsonlWriter | None = None
+
+    def close(self) -> None:
+        for w in (self.steps, self.server, self.outputs, *self.edges.values()):
+            if w is not None:
+                w.close()
+
+
+def _requests(plan: Plan) -> list[tuple[int, str, int]]:
+    return list(plan.trace.output_lengths)
+
+
+def _output(request_id: int, category: str, tokens: int) -> OutputRecord:
+    return OutputRecord(request_id=request_id, category=category, prompt="(simulated)",
+                        prompt_ids=[], output_ids=[0] * tokens, text="")
+
+
+def _link_s(plan: Plan, rng: random.Random, nbytes: int) -> float:
+    link = plan.cfg.hardware.link
+    delay = link.delay_ms + (rng.uniform(-link.jitter_ms, link.jitter_ms) if link.jitter_ms
+                             else 0.0)
+    wire = nbytes * 8 / (link.bandwidth_mbps * 1e6) if link.bandwidth_mbps else 0.0
+    return delay / 1e3 + wire
+
+
+def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[simpy.Event],
+            active: set[int], out: _Out) -> Generator[simpy.Event, Any, None]:
+    cfg = plan.cfg
+    policy = make_policy(cfg.server.scheduler_policy, cfg.server.max_batch_size,
+                         cfg.server.num_clients)
+    max_wait = cfg.server.max_wait_ms / 1e3
+    step = 0
+    while True:
+        batch = policy.pick(waiting, active)  # type: ignore[arg-type]
+        if batch is None and waiting and env.now - min(j.enqueued for j in waiting) > max_wait:
+            batch = list(waiting)
+        if batch is None:
+            wake[0] = env.event()
+            deadline = min((j.enqueued for j in waiting), default=None)
+            if deadline is None:
+                yield wake[0]
+            else:
+                yield wake[0] | env.timeout(max(0.0, deadline + max_wait - env.now) + 1e-9)
+            continue
+        ids = {id(j) for j in batch}
+        waiting[:] = [j for j in waiting if id(j) not in ids]
+        t0 = env.now
+        forward = plan.target.seconds(sum(j.tokens for j in batch))
+        forward += plan.prefill_extra_s * sum(j.prefill for j in batch)
+        yield env.timeout(forward)
+        for j in batch:
+            j.queue_s, j.verify_s = t0 - j.enqueued, forward
+            j.reply.succeed()
+        if out.server is not None:
+            out.server.write(ServerStepRecord(
+                step=step, clients=[j.client_id for j in batch], batch_size=len(batch),
+                prefill_count=sum(j.prefill for j in batch),
+                tree_nodes=sum(j.tokens for j in batch),
+                queue_wait_s=max(t0 - j.enqueued for j in batch), forward_s=forward,
+                t_start=T0 + t0, t_end=T0 + env.now))
+        step += 1
+
+
+def _edge(env: simpy.Environment, plan: Plan, client: int, requests: list[tuple[int, str, int]],
+          waiting: list[_Job], wake: list[simpy.Event], active: set[int], out: _Out,
+          rng: random.Random) -> Generator[simpy.Event, Any, None]:
+    proactive = plan.cfg.edge.proactive.type.value != "disabled"
+    writer = out.edges[client]
+    for request_id, category, total in requests:
+        produced, round_no, adopted = 0, 0, False
+        while produced < total:
+            prefill = round_no == 0
+            r = plan.trace.draw(rng, prefill, adopted)
+            t_start = env.now
+            yield env.timeout(r.draft_s)
+            t_sent = env.now
+            yield env.timeout(_link_s(plan, rng, r.bytes // 2))
+            job = _Job(client, r.tree_size, env.now, env.event(), prefill)
+            waiting.append(job)
+            if not wake[0].triggered:
+                wake[0].succeed()
+            yield job.reply
+            yield env.timeout(_link_s(plan, rng, r.bytes - r.bytes // 2) + r.transport_s)
+            arrived = env.now
+            yield env.timeout(r.late_s + r.other_s)
+            new = min(r.new_tokens, total - produced)
+            produced += new
+            hit = proactive and rng.random() < plan.trace.hit_rate
+            writer.write(EdgeRoundRecord(
+                client_id=client, request_id=request_id, category=category, round=round_no,
+                prefill=prefill, draft_s=r.draft_s, wait_s=arrived - t_sent, late_s=r.late_s,
+                server_queue_s=job.queue_s, server_verify_s=job.verify_s,
+                request_bytes=r.bytes // 2, reply_bytes=r.bytes - r.bytes // 2, retries=0,
+                tree_size=r.tree_size, accepted=min(r.accepted, new), new_tokens=new,
+                draft_forwards=r.draft_forwards, proactive_drafted=proactive,
+                proactive_hit=hit, from_proactive=adopted, proactive_s=r.proactive_s,
+                t_start=T0 + t_start, t_sent=T0 + t_sent, t_end=T0 + env.now,
+                finished=produced >= total))
+            adopted = hit and produced < total
+            round_no += 1
+        assert out.outputs is not None
+        out.outputs.write(_output(request_id, category, total))
+    active.discard(client)
+    if not wake[0].triggered:
+        wake[0].succeed()
+
+
+def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
+                 rng: random.Random) -> Generator[simpy.Event, Any, None]:
+    """server-only (draft each tree, then verify all) and auto-batch (one token each)."""
+    cfg = plan.cfg
+    speculate = cfg.baseline.name == BaselineName.server_only
+    slots = getattr(cfg.baseline, "max_batch_size" if speculate else "batch_size")
+    queue: Iterator[tuple[int, str, int]] = iter(_requests(plan))
+    active: list[list[Any]] = []  # [request_id, category, total, produced, steps]
+    step = 0
+    assert out.steps is not None and out.outputs is not None
+    while True:
+        while len(active) < slots and (nxt := next(queue, None)) is not None:
+            active.append([*nxt, 0, 0])
+        if not active:
+            return
+        t_start = env.now
+        rounds = []
+        for a in active:
+            prefill = a[4] == 0
+            r = plan.trace.draw(rng, prefill, False)
+            if not speculate:
+                r = TraceRound(0.0, 0, 1, 1, 0, 0)
+            rounds.append(r)
+        draft = sum(r.draft_s for r in rounds)
+        yield env.timeout(draft)
+        forward = plan.target.seconds(sum(r.tree_size for r in rounds))
+        forward += plan.prefill_extra_s * sum(a[4] == 0 for a in active)
+        yield env.timeout(forward + plan.step_overhead_s)
+        for a, r in zip(active, rounds, strict=True):
+            new = min(r.new_tokens, a[2] - a[3])
+            a[3] += new
+            out.steps.write(StepRecord(
+                baseline=cfg.baseline.name.value, step=step, request_id=a[0], category=a[1],
+                batch_size=len(active), prefill=a[4] == 0, draft_s=r.draft_s,
+                target_s=forward, tree_size=r.tree_size, accepted=min(r.accepted, new),
+                new_tokens=new, draft_forwards=r.draft_forwards, t_start=T0 + t_start,
+                t_end=T0 + env.now, finished=a[3] >= a[2]))
+            a[4] += 1
+            if a[3] >= a[2]:
+                out.outputs.write(_output(a[0], a[1], a[2]))
+        active = [a for a in active if a[3] < a[2]]
+        step += 1
+        yield env.timeout(plan.step_gap_s)
+
+
+def simulate(plan: Plan, run_dir: Path) -> dict[str, Any]:
+    """Simulate ``plan`` into ``run_dir`` (records, run_config.yaml, summary.json)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.glob("*.jsonl"):
+        stale.unlink()
+    # The simulated run's configuration, as a real run keeps it (metrics take prices from it).
+    (run_dir / RUN_CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(plan.cfg)))
+    rng = random.Random(plan.seed)
+    env = simpy.Environment()
+    out = _Out(run_dir, outputs=JsonlWriter(run_dir / OUTPUTS_FILE))
+    cfg = plan.cfg
+    try:
+        if cfg.baseline.name == BaselineName.specedge:
+            n = cfg.server.num_clients
+            out.server = JsonlWriter(run_dir / SERVER_FILE)
+            waiting: list[_Job] = []
+            wake = [env.event()]
+            active = set(range(n))
+            requests = _requests(plan)
+            env.process(_server(env, plan, waiting, wake, active, out))
+            for c in range(n):
+                out.edges[c] = JsonlWriter(run_dir / f"edge-{c}.jsonl")
+                env.process(_edge(env, plan, c, requests[c::n], waiting, wake, active, out,
+                                  random.Random(rng.random())))
+            env.run()
+        else:
+            out.steps = JsonlWriter(run_dir / STEPS_FILE)
+            env.run(env.process(_server_side(env, plan, out, rng)))
+    finally:
+        out.close()
+    summary = write_summary(run_dir)
+    summary |= {"simulated": True, "latency_model": {"a_ms": plan.target.a_s * 1e3,
+                                                     "b_ms_per_token": plan.target.b_s * 1e3,
+                                                     "source": plan.target.source},
+                "trace": plan.trace.source, "simulated_s": env.now}
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def plan_of_run(run_dir: Path, seed: int = 0) -> Plan:
+    """A real run re-simulated from its own config, forwards and rounds."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_CONFIG_FILE).exists():
+        raise SimulationError(f"{run_dir}: no {RUN_CONFIG_FILE}: not a run directory")
+    fit = fit_server(run_dir)
+    return Plan(cfg=load_run_config(run_dir), target=fit.target, trace=trace_of(run_dir),
+                seed=seed, prefill_extra_s=fit.prefill_extra_s,
+                step_overhead_s=fit.step_overhead_s, step_gap_s=fit.step_gap_s)
+
+
+def compare(measured: dict[str, Any], simulated: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Measured and simulated values of the validated metrics."""
+    def values(s: dict[str, Any]) -> dict[str, float]:
+        return {"throughput wall tok/s": s["tokens"] / s["server_wall_s"],
+                "throughput busy tok/s": s["tokens"] / s["server_busy_s"],
+                "ITL ms": s["itl_ms"]["mean"]}
+    m, s = values(measured), values(simulated)
+    return {k: (m[k], s[k]) for k in m}
+
+
+def validate(run_dirs: list[Path], out_root: Path, seed: int = 0) -> list[dict[str, Any]]:
+    rows = []
+    for run_dir in run_dirs:
+        measured = json.loads((run_dir / SUMMARY_FILE).read_text()) \
+            if (run_dir / SUMMARY_FILE).exists() else write_summary(run_dir)
+        sim_dir = out_root / run_dir.name
+        shutil.rmtree(sim_dir, ignore_errors=True)
+        simulated = simulate(plan_of_run(run_dir, seed), sim_dir)
+        for metric, (m, s) in compare(measured, simulated).items():
+            rows.append({"run": str(run_dir), "baseline": measured["baseline"], "metric": metric,
+                         "measured": m, "simulated": s,
+                         "error": (s - m) / m if m and not math.isnan(m) else math.nan})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m specedge.simulate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories")
+    parser.add_argument("--validate", action="store_true",
+                        help="print measured vs simulated for every run")
+    parser.add_argument("--out", type=Path, default=Path("results/simulated"),
+                        help="where simulated runs are written (one folder per run)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        rows = validate(args.runs, args.out, args.seed)
+    except (SimulationError, MetricsError) as exc:
+        print(f"specedge: error: {exc}", file=sys.stderr)
+        return 2
+    width = max(len(r["run"]) for r in rows)
+    print(f"{'run':<{width}}  {'baseline':<11} {'metric':<22} {'measured':>10} "
+          f"{'simulated':>10} {'error':>8}")
+    for r in rows:
+        print(f"{r['run']:<{width}}  {r['baseline']:<11} {r['metric']:<22} "
+              f"{r['measured']:>10.2f} {r['simulated']:>10.2f} {r['error']:>+8.1%}")
+    if args.validate:
+        (args.out / "validation.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The discrete-event model: closed forms, determinism, monotonicity, saturation, validation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from specedge import CONF_DIR, PROJECT_ROOT
+from specedge.config import RunConfig, to_run_config
+from specedge.simulate import LatencyModel, Plan, Trace, TraceRound, main, simulate
+from tests.serving import run_command
+
+DRAFT_S, VERIFY_S = 0.010, 0.004
+
+
+def _cfg(*overrides: str) -> RunConfig:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return to_run_config(compose(config_name="config", overrides=list(overrides)))
+
+
+def _edges(n: int) -> list[str]:
+    nodes = ",".join("{device:cpu}" for _ in range(n))
+    return [f"hardware.nodes={{localhost:[{nodes}]}}", f"server.num_clients={n}"]
+
+
+def _plan(cfg: RunConfig, accepted: int = 2, requests: int = 4, tokens: int = 30,
+          verify: LatencyModel | None = None, seed: int = 0, tree: int = 5) -> Plan:
+    r = TraceRound(draft_s=DRAFT_S, accepted=accepted, new_tokens=accepted + 1,
+                   tree_size=tree, bytes=40, draft_forwards=3)
+    trace = Trace(source="synthetic", prefill=[r], plain=[r], adopted=[r], hit_rate=0.0,
+                  output_lengths=[(i, "t", tokens) for i in range(requests)])
+    return Plan(cfg=cfg, target=verify or LatencyModel(VERIFY_S, 0.0, "constant"),
+                trace=trace, seed=seed)
+
+
+def test_one_edge_round_costs_draft_plus_verify(tmp_path: Path) -> None:
+    cfg = _cfg(*_edges(1), "server.max_batch_size=1", "edge.proactive.type=disabled")
+    s = simulate(_plan(cfg, requests=2, tokens=30), tmp_path)
+    rounds = 2 * 30 // 3
+    assert s["simulated"] and s["rounds"] == rounds
+    assert s["simulated_s"] == pytest.approx(rounds * (DRAFT_S + VERIFY_S))
+    assert s["itl_ms"]["mean"] == pytest.approx((DRAFT_S + VERIFY_S) * 1e3 / 3)
+
+
+def test_two_pipeline_groups_overlap_drafting_and_verification(tmp_path: Path) -> None:
+    """Draft = verify: while one group drafts the other is verified, so a round of the system
+    takes max(draft, verify) instead of their sum."""
+    cfg = _cfg(*_edges(2), "server.max_batch_size=1", "server.scheduler=pipeline",
+               "edge.proactive.type=disabled")
+    s = simulate(_plan(cfg, requests=2, tokens=60, verify=LatencyModel(DRAFT_S, 0, "c")),
+                 tmp_path)
+    rounds = 2 * 60 // 3
+    assert s["server_steps"] == rounds
+    assert s["simulated_s"] == pytest.approx(rounds * DRAFT_S + DRAFT_S)  # + the first draft
+    assert s["server_utilization"] > 0.97
+
+
+def test_server_only_step_is_the_sum_and_zero_acceptance_gives_one_token(tmp_path: Path
+                                                                          ) -> None:
+    cfg = _cfg("baseline=server_only", "baseline.max_batch_size=1")
+    s = simulate(_plan(cfg, requests=1, tokens=30), tmp_path)
+    assert s["simulated_s"] == pytest.approx(10 * (DRAFT_S + VERIFY_S))
+    s = simulate(_plan(cfg, accepted=0, requests=1, tokens=12), tmp_path)
+    assert s["rounds"] == 12 and s["tokens_per_round"] == 1.0
+
+
+def test_deterministic_under_seed_and_monotone_in_link_delay(tmp_path: Path) -> None:
+    itl = []
+    for delay in (0, 5, 20):
+        cfg = _cfg(*_edges(2), f"hardware.link.delay_ms={delay}",
+                   f"hardware.link.jitter_ms={delay / 2}")
+        runs = [simulate(_plan(cfg, seed=7), tmp_path / str(delay) / f"r{i}")
+                for i in range(2)]
+        for r in runs:
+            r.pop("run_dir")
+        assert runs[0] == runs[1]
+        itl.append(runs[0]["itl_ms"]["mean"])
+    assert itl[0] < itl[1] < itl[2]
+
+
+def test_throughput_saturates_at_the_servers_capacity(tmp_path: Path) -> None:
+    """1 ms per verified node, trees of 5, 3 tokens a round: the server can give at most
+    3 / 5 ms = 600 tokens/s, however many edges."""
+    per_node = LatencyModel(0.0, 0.001, "per node")
+    throughput = []
+    for n in (1, 4, 16, 64):
+        cfg = _cfg(*_edges(n), f"server.max_batch_size={n}",
+                   "server.scheduler=batch", "server.batch_type=dynamic",
+                   "edge.proactive.type=disabled")
+        s = simulate(_plan(cfg, requests=n, tokens=60, verify=per_node), tmp_path / str(n))
+        throughput.append(s["tokens"] / s["server_wall_s"])
+    assert throughput == sorted(throughput)
+    assert throughput[-1] <= 600 * 1.01 and throughput[-1] > 0.9 * 600
+    assert throughput[-1] / throughput[-2] < 1.1
+
+
+def test_validate_resimulates_real_runs(tmp_path: Path, micro_pair: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    runs = []
+    for baseline, extra in (("server_only", []), ("specedge", _edges(2))):
+        run_dir = tmp_path / baseline
+        result = subprocess.run(
+            run_command(run_dir, micro_pair, f"baseline={baseline}", "dataset.max_requests=4",
+                        "generation.max_new_tokens=12", *extra),
+            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False)
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs.append(run_dir)
+    out = tmp_path / "sim"
+    assert main([*map(str, runs), "--validate", "--out", str(out)]) == 0
+    rows = json.loads((out / "validation.json").read_text())
+    assert [(r["baseline"], r["metric"]) for r in rows][:3] == [
+        ("server_only", m) for m in ("throughput wall tok/s", "throughput busy tok/s",
+                                     "ITL ms")]
+    assert len(rows) == 6 and all(r["simulated"] > 0 for r in rows)
+    summary = json.loads((out / "specedge" / "summary.json").read_text())
+    assert summary["simulated"] and summary["trace"] == str(runs[1])
+    assert summary["tokens"] == json.loads((runs[1] / "summary.json").read_text())["tokens"]
+    assert "measured" in capsys.readouterr().out
+    assert main([str(tmp_path / "nothing-here")]) == 2
