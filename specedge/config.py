@@ -420,6 +420,26 @@ class ProfileConfig:
 
 
 @dataclass
+class SimulateConfig:
+    """What `python -m specedge.simulate` models (see specedge/simulate.py)."""
+
+    trace: str | None = None  # a run directory whose rounds are the acceptance trace
+    profile: str | None = None  # a specedge.profile JSON (null: the trace run's own timings)
+    edges: int | None = None  # SpecEdge edges (null: server.num_clients)
+    requests: int | None = None  # requests served (null: the trace's, at least one per edge)
+
+    def __post_init__(self) -> None:
+        for key in ("edges", "requests"):
+            value = getattr(self, key)
+            _require(value is None or value >= 1, f"simulate.{key}", value,
+                     "null or an integer >= 1")
+        for key in ("trace", "profile"):
+            path = getattr(self, key)
+            _require(path is None or Path(path).expanduser().exists(), f"simulate.{key}", path,
+                     "null or an existing " + ("run directory" if key == "trace" else "file"))
+
+
+@dataclass
 class RunConfig:
     exp_name: str = "default"
     seed: int = 0
@@ -432,6 +452,7 @@ class RunConfig:
     model: ModelConfig = MISSING
     dataset: DatasetConfig = MISSING
     profile: ProfileConfig = field(default_factory=ProfileConfig)
+    simulate: SimulateConfig = field(default_factory=SimulateConfig)
 
     def __post_init__(self) -> None:
         if self.baseline.name == BaselineName.specedge:

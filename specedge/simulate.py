@@ -1,8 +1,15 @@
 """A discrete-event model (SimPy) of the three systems, driven by latency profiles and traces.
 
-``python -m specedge.simulate RUN_DIR [--out DIR]`` re-simulates a run from its own config,
-a latency model fitted on its own step records, and its own rounds as the acceptance trace;
-``--validate RUN_DIR...`` does that for several runs and prints measured vs simulated.
+``python -m specedge.simulate --validate RUN_DIR... [--out DIR]`` re-simulates real runs from
+their own config, a latency model fitted on their own forwards and their own rounds as the
+acceptance trace, and prints measured vs simulated.
+
+``python -m specedge.simulate simulate.trace=RUN_DIR [HYDRA_OVERRIDES...]`` (``-m`` for sweeps,
+indexed like real ones) simulates the composed configuration: rounds drawn from the trace run;
+latencies from ``simulate.profile`` (a ``specedge.profile`` JSON: the target's forward, and a
+round's draft forwards times the draft's) or, without one, the trace run's own; any number of
+edges (``simulate.edges``). With a profile, the trace machine's own overheads (its gRPC stack,
+its shared cores) are left out: only the emulated link and the profiled forwards remain.
 
 The model is the real system's structure, each piece a SimPy process:
 
@@ -34,12 +41,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import hydra
 import numpy as np
 import pandas as pd
 import simpy
-from omegaconf import OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
-from specedge.config import RUN_CONFIG_FILE, BaselineName, RunConfig, load_run_config
+from specedge.config import (
+    RUN_CONFIG_FILE,
+    BaselineName,
+    ConfigError,
+    EdgeSlot,
+    RunConfig,
+    load_run_config,
+    to_run_config,
+)
 from specedge.metrics import (
     SUMMARY_FILE,
     MetricsError,
@@ -213,6 +231,7 @@ class Plan:
     prefill_extra_s: float = 0.0  # a prefill forward's extra time over a tree round's
     step_overhead_s: float = 0.0  # server-side loops: per step, outside drafting and forward
     step_gap_s: float = 0.0  # server-side loops: between steps (outputs, queue refills)
+    requests: int | None = None  # None: the trace's requests
 
 
 @dataclass
@@ -243,7 +262,10 @@ class _Out:
 
 
 def _requests(plan: Plan) -> list[tuple[int, str, int]]:
-    return list(plan.trace.output_lengths)
+    """The trace's requests, repeated (new ids) until there are ``plan.requests``."""
+    lengths = plan.trace.output_lengths
+    n = plan.requests or len(lengths)
+    return [(i, lengths[i % len(lengths)][1], lengths[i % len(lengths)][2]) for i in range(n)]
 
 
 def _output(request_id: int, category: str, tokens: int) -> OutputRecord:
@@ -436,6 +458,57 @@ def plan_of_run(run_dir: Path, seed: int = 0) -> Plan:
                 step_overhead_s=fit.step_overhead_s, step_gap_s=fit.step_gap_s)
 
 
+def profile_models(path: Path) -> dict[str, LatencyModel]:
+    """Latency models of the target and draft from a ``specedge.profile`` JSON (fitted over
+    every batch x nodes point; the prefix length is not modelled yet)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        rows = pd.DataFrame(data["rows"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise SimulationError(f"simulate.profile = {str(path)!r}: not a specedge.profile JSON "
+                              f"({exc})") from None
+    models = {}
+    for which, r in rows.groupby("model"):
+        source = f"{path} ({which}, {data.get('device_name', '?')}, {data.get('forward_path')})"
+        models[str(which)] = LatencyModel.fit((r["batch"] * r["nodes"]).to_numpy(),
+                                              r["ms_median"].to_numpy() / 1e3, source)
+    return models
+
+
+def plan_of_config(cfg: RunConfig) -> Plan:
+    """The composed configuration, with rounds drawn from ``simulate.trace`` and latencies
+    from ``simulate.profile`` (or the trace run's own)."""
+    sim = cfg.simulate
+    if sim.trace is None:
+        raise SimulationError("simulate.trace = None is not accepted: name a run directory "
+                              "(the same pair and dataset) whose rounds to draw from")
+    trace_dir = Path(sim.trace)
+    trace = trace_of(trace_dir)
+    if sim.profile is None:
+        fit = fit_server(trace_dir)
+        plan = Plan(cfg=cfg, target=fit.target, trace=trace, seed=cfg.seed,
+                    prefill_extra_s=fit.prefill_extra_s, step_overhead_s=fit.step_overhead_s,
+                    step_gap_s=fit.step_gap_s)
+    else:
+        models = profile_models(Path(sim.profile))
+        missing = {"target", "draft"} - set(models)
+        if missing:
+            raise SimulationError(f"simulate.profile = {sim.profile!r} has no "
+                                  f"{' or '.join(sorted(missing))} rows")
+        step = models["draft"].seconds(cfg.edge.max_n_beams)
+
+        def timed(rounds: list[TraceRound]) -> list[TraceRound]:
+            return [TraceRound(r.draft_forwards * step, r.accepted, r.new_tokens, r.tree_size,
+                               r.bytes, r.draft_forwards) for r in rounds]
+        trace = Trace(f"{trace.source} (timed by {sim.profile})", timed(trace.prefill),
+                      timed(trace.plain), timed(trace.adopted), trace.hit_rate,
+                      trace.output_lengths)
+        plan = Plan(cfg=cfg, target=models["target"], trace=trace, seed=cfg.seed)
+    edges = cfg.server.num_clients if cfg.baseline.name == BaselineName.specedge else 1
+    plan.requests = sim.requests or max(len(trace.output_lengths), edges)
+    return plan
+
+
 def compare(measured: dict[str, Any], simulated: dict[str, Any]) -> dict[str, tuple[float, float]]:
     """Measured and simulated values of the validated metrics."""
     def values(s: dict[str, Any]) -> dict[str, float]:
@@ -461,11 +534,50 @@ def validate(run_dirs: list[Path], out_root: Path, seed: int = 0) -> list[dict[s
     return rows
 
 
+def with_edges(composed: DictConfig) -> None:
+    """``simulate.edges`` SpecEdge edges like the configured ones: ``server.num_clients`` and
+    ``hardware.nodes`` follow it, and ``server.max_batch_size`` is capped at it (a batch
+    cannot hold more edges than there are), before the configuration is checked."""
+    edges = composed.simulate.edges
+    if edges is None or composed.baseline.name != BaselineName.specedge.value:
+        return
+    first = next(iter(composed.hardware.nodes.values()))[0]
+    composed.server.num_clients = edges
+    composed.server.max_batch_size = min(composed.server.max_batch_size, edges)
+    # Under "localhost": a saved config is merged over the schema, whose default node it is.
+    composed.hardware.nodes = {"localhost": [EdgeSlot(first.device) for _ in range(edges)]}
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def simulate_config(composed: DictConfig) -> None:
+    """One simulated run of the composed configuration into the Hydra run directory."""
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        with_edges(composed)
+        cfg = to_run_config(composed)
+        summary = simulate(plan_of_config(cfg), out_dir)
+    except (ConfigError, SimulationError, MetricsError) as exc:
+        print(f"specedge: error: {exc}", file=sys.stderr)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        sys.exit(2)
+    print(f"simulated {summary['baseline']}: {summary['tokens']} tokens, "
+          f"{summary['throughput_tok_s']:.1f} tokens/s ({summary['accounting']}), ITL "
+          f"{summary['itl_ms']['mean']:.1f} ms, ${summary['usd_per_mtok']:.3f} per M tokens "
+          f"-> {out_dir / SUMMARY_FILE}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m specedge.simulate", description=__doc__,
+    argv = sys.argv[1:] if argv is None else argv
+    if "--validate" not in argv:
+        sys.argv = [sys.argv[0], *argv]
+        simulate_config()
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m specedge.simulate --validate",
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="run directories")
-    parser.add_argument("--validate", action="store_true",
+    parser.add_argument("--validate", action="store_true", required=True,
                         help="print measured vs simulated for every run")
     parser.add_argument("--out", type=Path, default=Path("results/simulated"),
                         help="where simulated runs are written (one folder per run)")
@@ -482,8 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['run']:<{width}}  {r['baseline']:<11} {r['metric']:<22} "
               f"{r['measured']:>10.2f} {r['simulated']:>10.2f} {r['error']:>+8.1%}")
-    if args.validate:
-        (args.out / "validation.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (args.out / "validation.json").write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,45 @@ def test_validate_resimulates_real_runs(tmp_path: Path, micro_pair: Path,
     assert summary["tokens"] == json.loads((runs[1] / "summary.json").read_text())["tokens"]
     assert "measured" in capsys.readouterr().out
     assert main([str(tmp_path / "nothing-here")]) == 2
+
+
+def _profile(path: Path) -> Path:
+    """A specedge.profile JSON: target 2 ms + 0.1 ms a token, draft 0.5 ms a forward."""
+    rows = [{"model": "target", "batch": b, "nodes": n, "ms_median": 2 + 0.1 * b * n}
+            for b in (1, 4) for n in (1, 16)]
+    rows += [{"model": "draft", "batch": 1, "nodes": n, "ms_median": 0.5} for n in (1, 8)]
+    path.write_text(json.dumps({"device_name": "test GPU", "forward_path": "graphs",
+                                "rows": rows}))
+    return path
+
+
+def test_simulate_a_configuration_and_sweep_edges(tmp_path: Path, micro_pair: Path) -> None:
+    """Rounds drawn from a real run, latencies from a profile, any number of edges; a
+    multirun is indexed like a real sweep."""
+    trace = tmp_path / "trace"
+    result = subprocess.run(
+        run_command(trace, micro_pair, "baseline=specedge", "dataset.max_requests=4",
+                    "generation.max_new_tokens=12", *_edges(2)),
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    profile = _profile(tmp_path / "profile.json")
+    sweep = tmp_path / "sweep"
+    result = subprocess.run(
+        [sys.executable, "-m", "specedge.simulate", "-m", f"simulate.trace={trace}",
+         f"simulate.profile={profile}", "simulate.edges=1,8", "server.max_batch_size=8",
+         "server.scheduler=batch", "hardware=a100_80", "hardware.link.delay_ms=7",
+         f"hydra.sweep.dir={sweep}"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = json.loads((sweep / "index.json").read_text())["jobs"]
+    assert [j["status"] for j in jobs] == ["completed", "completed"]
+    one, eight = (j["summary"] for j in jobs)
+    assert one["simulated"] and "test GPU" in one["latency_model"]["source"]
+    assert eight["requests"] == 8 and eight["mean_batch_size"] > 1
+    assert eight["throughput_tok_s"] > 2 * one["throughput_tok_s"]
+    assert one["itl_ms"]["mean"] > 14 / 3  # at least the 7 ms link both ways, per round
+    bad = subprocess.run([sys.executable, "-m", "specedge.simulate",
+                          f"hydra.run.dir={tmp_path / 'bad'}"],
+                         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert bad.returncode == 2 and "simulate.trace = None is not accepted" in bad.stderr
