@@ -458,9 +458,15 @@ def plan_of_run(run_dir: Path, seed: int = 0) -> Plan:
                 step_overhead_s=fit.step_overhead_s, step_gap_s=fit.step_gap_s)
 
 
-def profile_models(path: Path) -> dict[str, LatencyModel]:
-    """Latency models of the target and draft from a ``specedge.profile`` JSON (fitted over
-    every batch x nodes point; the prefix length is not modelled yet)."""
+def _plain(name: str) -> str:
+    return "".join(c for c in Path(name).name.lower() if c.isalnum())
+
+
+def profile_models(path: Path, names: dict[str, str]) -> dict[str, LatencyModel]:
+    """Latency models of the target and draft from a profile JSON (fitted over every batch x
+    nodes point; the prefix length is not modelled yet). Rows are found by role ("target",
+    "draft", as ``specedge.profile`` writes them) or by architecture name (a shipped profile of
+    many models: ``qwen3-14b`` matches ``Qwen/Qwen3-14B``)."""
     try:
         data = json.loads(Path(path).read_text())
         rows = pd.DataFrame(data["rows"])
@@ -468,10 +474,18 @@ def profile_models(path: Path) -> dict[str, LatencyModel]:
         raise SimulationError(f"simulate.profile = {str(path)!r}: not a specedge.profile JSON "
                               f"({exc})") from None
     models = {}
-    for which, r in rows.groupby("model"):
-        source = f"{path} ({which}, {data.get('device_name', '?')}, {data.get('forward_path')})"
-        models[str(which)] = LatencyModel.fit((r["batch"] * r["nodes"]).to_numpy(),
-                                              r["ms_median"].to_numpy() / 1e3, source)
+    for role, name in names.items():
+        r = rows[rows["model"] == role]
+        if r.empty:
+            r = rows[rows["model"].map(_plain) == _plain(name)]
+        if r.empty:
+            raise SimulationError(
+                f"simulate.profile = {str(path)!r} has no rows for the {role} ({name!r}): it "
+                f"holds {', '.join(sorted(set(rows['model'])))}")
+        source = f"{path} ({r['model'].iloc[0]}, {data.get('device_name', '?')}, " \
+                 f"{data.get('forward_path')})"
+        models[role] = LatencyModel.fit((r["batch"] * r["nodes"]).to_numpy(),
+                                        r["ms_median"].to_numpy() / 1e3, source)
     return models
 
 
@@ -490,11 +504,8 @@ def plan_of_config(cfg: RunConfig) -> Plan:
                     prefill_extra_s=fit.prefill_extra_s, step_overhead_s=fit.step_overhead_s,
                     step_gap_s=fit.step_gap_s)
     else:
-        models = profile_models(Path(sim.profile))
-        missing = {"target", "draft"} - set(models)
-        if missing:
-            raise SimulationError(f"simulate.profile = {sim.profile!r} has no "
-                                  f"{' or '.join(sorted(missing))} rows")
+        models = profile_models(Path(sim.profile),
+                                {"target": cfg.model.target, "draft": cfg.model.draft})
         step = models["draft"].seconds(cfg.edge.max_n_beams)
 
         def timed(rounds: list[TraceRound]) -> list[TraceRound]:

@@ -12,7 +12,15 @@ from hydra import compose, initialize_config_dir
 
 from specedge import CONF_DIR, PROJECT_ROOT
 from specedge.config import RunConfig, to_run_config
-from specedge.simulate import LatencyModel, Plan, Trace, TraceRound, main, simulate
+from specedge.simulate import (
+    LatencyModel,
+    Plan,
+    SimulationError,
+    Trace,
+    TraceRound,
+    main,
+    simulate,
+)
 from tests.serving import run_command
 
 DRAFT_S, VERIFY_S = 0.010, 0.004
@@ -164,3 +172,15 @@ def test_simulate_a_configuration_and_sweep_edges(tmp_path: Path, micro_pair: Pa
                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
                          check=False)
     assert bad.returncode == 2 and "simulate.trace = None is not accepted" in bad.stderr
+
+
+def test_shipped_h200_profile_is_found_by_architecture_name(tmp_path: Path) -> None:
+    from specedge.simulate import profile_models
+    shipped = PROJECT_ROOT / "specedge" / "data" / "profiles" / "h200-eager-2026-11-26.json"
+    models = profile_models(shipped, {"target": "Qwen/Qwen3-14B", "draft": "Qwen/Qwen3-0.6B"})
+    assert "NVIDIA H200" in models["target"].source
+    # Host-bound eager forwards: about 1 ms per decoder layer (40 and 28 layers).
+    assert 0.030 < models["target"].seconds(1) < 0.060
+    assert 0.020 < models["draft"].seconds(1) < 0.045
+    with pytest.raises(SimulationError, match="holds"):
+        profile_models(shipped, {"target": "acme/Giant-9000B"})
