@@ -427,8 +427,15 @@ class SimulateConfig:
     profile: str | None = None  # a specedge.profile JSON (null: the trace run's own timings)
     edges: int | None = None  # SpecEdge edges (null: server.num_clients)
     requests: int | None = None  # requests served (null: the trace's, at least one per edge)
+    # P(k drafted tokens accepted in a round), k = 0, 1, ...: replaces the trace's acceptance
+    acceptance: list[float] | None = None
 
     def __post_init__(self) -> None:
+        if self.acceptance is not None:
+            _require(bool(self.acceptance) and all(p >= 0 for p in self.acceptance)
+                     and abs(sum(self.acceptance) - 1) < 1e-6, "simulate.acceptance",
+                     self.acceptance, "null or probabilities of 0, 1, 2, ... accepted tokens "
+                     "that sum to 1")
         for key in ("edges", "requests"):
             value = getattr(self, key)
             _require(value is None or value >= 1, f"simulate.{key}", value,

@@ -37,7 +37,7 @@ import random
 import shutil
 import sys
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -136,10 +136,16 @@ class Trace:
     hit_rate: float  # of rounds drafted with a proactive guess
     output_lengths: list[tuple[int, str, int]]  # (request id, category, tokens generated)
 
+    acceptance: list[float] | None = None  # P(k accepted): replaces the rounds' own counts
+
     def draw(self, rng: random.Random, prefill: bool, adopted: bool) -> TraceRound:
         pool = self.prefill if prefill and self.prefill else (
             self.adopted if adopted and self.adopted else self.plain or self.prefill)
-        return rng.choice(pool)
+        r = rng.choice(pool)
+        if self.acceptance is None:
+            return r
+        k = rng.choices(range(len(self.acceptance)), weights=self.acceptance)[0]
+        return replace(r, accepted=k, new_tokens=k + 1)
 
 
 def trace_of(run_dir: Path) -> Trace:
@@ -515,6 +521,9 @@ def plan_of_config(cfg: RunConfig) -> Plan:
                       timed(trace.plain), timed(trace.adopted), trace.hit_rate,
                       trace.output_lengths)
         plan = Plan(cfg=cfg, target=models["target"], trace=trace, seed=cfg.seed)
+    if sim.acceptance is not None:
+        trace.acceptance = list(sim.acceptance)
+        trace.source += f" (acceptance {sim.acceptance})"
     edges = cfg.server.num_clients if cfg.baseline.name == BaselineName.specedge else 1
     plan.requests = sim.requests or max(len(trace.output_lengths), edges)
     return plan

@@ -77,6 +77,15 @@ def test_server_only_step_is_the_sum_and_zero_acceptance_gives_one_token(tmp_pat
     assert s["rounds"] == 12 and s["tokens_per_round"] == 1.0
 
 
+def test_an_acceptance_distribution_replaces_the_traced_one(tmp_path: Path) -> None:
+    cfg = _cfg("baseline=server_only", "baseline.max_batch_size=1")
+    plan = _plan(cfg, accepted=2, requests=4, tokens=200)
+    plan.trace.acceptance = [0.5, 0.0, 0.0, 0.5]  # 1 or 4 tokens a round: 2.5 on average
+    s = simulate(plan, tmp_path)
+    assert s["tokens_per_round"] == pytest.approx(2.5, abs=0.3)
+    assert s["accepted_per_round"] == pytest.approx(1.5, abs=0.3)
+
+
 def test_deterministic_under_seed_and_monotone_in_link_delay(tmp_path: Path) -> None:
     itl = []
     for delay in (0, 5, 20):
