@@ -341,6 +341,7 @@ def run_meta(run_dir: Path) -> dict[str, Any]:
     cfg = load_run_config(run_dir)
     return {"exp_name": cfg.exp_name, "model": cfg.model.name, "target": cfg.model.target,
             "draft": cfg.model.draft, "dtype": cfg.model.dtype.value,
+            "weights": cfg.model.weights.value,  # random: timing only, acceptance means nothing
             "dataset": cfg.dataset.name.value, "hardware": cfg.hardware.name,
             "tree": {"max_n_beams": cfg.edge.max_n_beams, "max_beam_len": cfg.edge.max_beam_len,
                      "max_branch_width": cfg.edge.max_branch_width,

@@ -136,6 +136,9 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
 def execute(cfg: RunConfig, run_dir: Path, composed: DictConfig) -> None:
     log.info("baseline=%s model=%s dataset=%s hardware=%s -> %s", cfg.baseline.name.value,
              cfg.model.name, cfg.dataset.name.value, cfg.hardware.name, run_dir)
+    if cfg.model.weights.value == "random":
+        log.warning("model.weights=random: this run times the architecture; its outputs and "
+                    "acceptance mean nothing (summary.json says weights: random)")
     tokenizer, requests = prepare(cfg)
     if cfg.dry_run:
         log.info("dry run: configuration, tokenizer and prompts are valid; no model loaded")

@@ -92,3 +92,25 @@ def test_known_bandwidths() -> None:
     assert bandwidth_gbs("NVIDIA A100-SXM4-80GB") == 2039.0
     assert bandwidth_gbs("NVIDIA GeForce RTX 4090") == 1008.0
     assert bandwidth_gbs("Intel Xeon") is None
+
+
+def test_a_random_weight_run_says_so(tmp_path: Path, micro_pair: Path) -> None:
+    import subprocess
+
+    from specedge import PROJECT_ROOT
+    from tests.serving import run_command
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        run_command(run_dir, micro_pair, "baseline=server_only", "model.weights=random",
+                    f"model.tokenizer={micro_pair / 'target'}", "dataset.max_requests=2",
+                    "generation.max_new_tokens=8"),
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((run_dir / "summary.json").read_text())["weights"] == "random"
+    assert "acceptance mean nothing" in (run_dir / "run.log").read_text()
+    no_tokenizer = subprocess.run(
+        run_command(tmp_path / "bad", micro_pair, "baseline=server_only", "model.weights=random",
+                    "dry_run=true"),
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert no_tokenizer.returncode == 2
+    assert "model.tokenizer = None is not accepted" in no_tokenizer.stderr
