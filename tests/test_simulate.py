@@ -138,7 +138,7 @@ def test_validate_resimulates_real_runs(tmp_path: Path, micro_pair: Path,
     assert summary["simulated"] and summary["trace"] == str(runs[1])
     assert summary["tokens"] == json.loads((runs[1] / "summary.json").read_text())["tokens"]
     assert "measured" in capsys.readouterr().out
-    assert main([str(tmp_path / "nothing-here")]) == 2
+    assert main([str(tmp_path / "nothing-here"), "--validate"]) == 2
 
 
 def _profile(path: Path) -> Path:
