@@ -1,7 +1,8 @@
 """The verification server: the target model behind a grpc.aio ``Verifier`` service.
 
-It keeps one slot per edge (the committed tokens and the target KV of the request that edge is
-generating), hands each Validate call to the :mod:`specedge.scheduler`, and answers with the
+It keeps one slot per edge (the committed tokens of the request that edge is generating; their
+target KV lives in the edge's row of the server's KV pool, :mod:`specedge.kv_cache`), hands
+each Validate call to the :mod:`specedge.scheduler`, and answers with the
 accepted path and bonus token. ``python -m specedge.server RUN_CONFIG.yaml PORT_FILE`` runs it
 as its own process (the launcher does this).
 """
