@@ -182,6 +182,15 @@ def text_config(model: PreTrainedModel) -> object:
     return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
 
 
+def kv_shape(model: PreTrainedModel) -> tuple[int, int, int]:
+    """(layers, kv_heads, head_dim) of ``model``'s KV cache."""
+    cfg = text_config(model)
+    heads = int(cfg.num_attention_heads)
+    kv_heads = int(getattr(cfg, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+    return int(cfg.num_hidden_layers), kv_heads, head_dim
+
+
 @dataclass
 class _Graph:
     replay: Callable[[], None]
@@ -215,12 +224,9 @@ class KVPool:
     def __post_init__(self) -> None:
         if self.mode == CompileMode.auto:
             raise ValueError("resolve CompileMode.auto first (specedge.config.resolve_compile)")
-        cfg = text_config(self.model)
-        heads = int(cfg.num_attention_heads)
-        kv_heads = int(getattr(cfg, "num_key_value_heads", None) or heads)
-        head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+        layers, kv_heads, head_dim = kv_shape(self.model)
         self.capacity = self.max_len + self.work
-        shape = (int(cfg.num_hidden_layers), self.rows + 1, kv_heads, self.capacity, head_dim)
+        shape = (layers, self.rows + 1, kv_heads, self.capacity, head_dim)
         # Read once: the model's .device/.dtype walk its modules on every access.
         self._device, self._dtype = self.model.device, self.model.dtype
         self._min = torch.finfo(self._dtype).min
@@ -335,7 +341,7 @@ class KVPool:
         if self.mode == CompileMode.graphs:
             return self._replay(plan)
         single = int(plan.read_rows[0]) if len(plan.read_rows) == 1 else None
-        return self._run(self._to_device(plan), plan.kv_len, single)
+        return self._run(_unpacked(*self._to_device(plan)), plan.kv_len, single)
 
     def _plan(self, queries: list[Query]) -> _Plan:
         if not queries or any(not q.tokens for q in queries):
@@ -392,9 +398,10 @@ class KVPool:
                 raise ValueError("every query token must see its own column")
         return plan
 
-    def _to_device(self, plan: _Plan) -> dict[str, torch.Tensor]:
-        ints = torch.from_numpy(plan.packed()).to(self.device)
-        return _unpacked(ints, torch.from_numpy(plan.block).to(self.device))
+    def _to_device(self, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor]:
+        """The packed integers and the block, on the device."""
+        return (torch.from_numpy(plan.packed()).to(self.device),
+                torch.from_numpy(plan.block).to(self.device))
 
     def _mask(self, lengths: torch.Tensor, block: torch.Tensor, kv_len: int) -> torch.Tensor:
         """``[B, 1, N, kv_len]`` additive mask: the committed prefix, plus the block's columns."""
@@ -441,8 +448,7 @@ class KVPool:
         """Capture this bucket's forward once, over input buffers it keeps: later forwards of
         the bucket copy their inputs in and replay. The buffers hold this call's real inputs,
         so a warm-up run writes the same KV values to the same columns."""
-        packed = torch.from_numpy(plan.packed()).to(self.device)
-        block = torch.from_numpy(plan.block).to(self.device)
+        packed, block = self._to_device(plan)
         views = _unpacked(packed, block)
         capture = self.capture or cuda_graph
 

@@ -31,7 +31,7 @@ from transformers import PreTrainedModel
 
 from specedge import CONF_DIR
 from specedge.config import CompileMode, ConfigError, RunConfig, resolve_compile, to_run_config
-from specedge.kv_cache import KVPool, KVRow, causal_query, prefill, text_config
+from specedge.kv_cache import KVPool, KVRow, causal_query, kv_shape, prefill, text_config
 from specedge.models import ModelLoadError, device_name, load_member
 
 # Peak memory bandwidth in GB/s, from the vendors' datasheets, matched against the name torch
@@ -79,10 +79,8 @@ def floor_bytes(model: PreTrainedModel, batch: int, nodes: int, prefix: int) -> 
     params = sum(p.numel() for p in model.parameters())
     if not getattr(cfg, "tie_word_embeddings", False):
         params -= model.get_input_embeddings().weight.numel()
-    heads = int(cfg.num_attention_heads)
-    kv_heads = int(getattr(cfg, "num_key_value_heads", None) or heads)
-    head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
-    kv = batch * (prefix + nodes) * int(cfg.num_hidden_layers) * 2 * kv_heads * head_dim
+    layers, kv_heads, head_dim = kv_shape(model)
+    kv = batch * (prefix + nodes) * layers * 2 * kv_heads * head_dim
     return (params + kv) * size
 
 

@@ -34,7 +34,6 @@ import argparse
 import json
 import math
 import random
-import shutil
 import sys
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field, replace
@@ -255,7 +254,6 @@ class _Job:
 class _Out:
     """Record writers of a simulated run."""
 
-    run_dir: Path
     steps: JsonlWriter | None = None
     server: JsonlWriter | None = None
     edges: dict[int, JsonlWriter] = field(default_factory=dict)
@@ -423,7 +421,7 @@ def simulate(plan: Plan, run_dir: Path) -> dict[str, Any]:
     (run_dir / RUN_CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(plan.cfg)))
     rng = random.Random(plan.seed)
     env = simpy.Environment()
-    out = _Out(run_dir, outputs=JsonlWriter(run_dir / OUTPUTS_FILE))
+    out = _Out(outputs=JsonlWriter(run_dir / OUTPUTS_FILE))
     cfg = plan.cfg
     try:
         if cfg.baseline.name == BaselineName.specedge:
@@ -544,9 +542,7 @@ def validate(run_dirs: list[Path], out_root: Path, seed: int = 0) -> list[dict[s
     for run_dir in run_dirs:
         measured = json.loads((run_dir / SUMMARY_FILE).read_text()) \
             if (run_dir / SUMMARY_FILE).exists() else write_summary(run_dir)
-        sim_dir = out_root / run_dir.name
-        shutil.rmtree(sim_dir, ignore_errors=True)
-        simulated = simulate(plan_of_run(run_dir, seed), sim_dir)
+        simulated = simulate(plan_of_run(run_dir, seed), out_root / run_dir.name)
         for metric, (m, s) in compare(measured, simulated).items():
             rows.append({"run": str(run_dir), "baseline": measured["baseline"], "metric": metric,
                          "measured": m, "simulated": s,
