@@ -2,6 +2,8 @@
 #   snakemake --cores 1 reports/all      everything missing: models, runs, reports
 #   snakemake --cores 1 build_models     only the embedded tiny target/draft pair
 #   snakemake --cores 1 bench            the benchmarks (results/bench/)
+#   snakemake --cores 1 reports/projection.html   the performance model: validation against
+#                                        real runs here, the paper's setup (simulated)
 # Parameters live in workflow/config.yaml (validated by workflow/schemas/config.schema.yaml).
 
 configfile: "workflow/config.yaml"
@@ -11,4 +13,5 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/runs.smk"
 include: "workflow/rules/bench.smk"
+include: "workflow/rules/projection.smk"
 include: "workflow/rules/reports.smk"

@@ -18,6 +18,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from specedge import PROJECT_ROOT
+
 
 class ConfigError(ValueError):
     """A configuration value is out of range or inconsistent; the message names the key."""
@@ -33,6 +35,22 @@ _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 def _check_device(key: str, value: str) -> None:
     _require(bool(_DEVICE_RE.match(value)), key, value, "'cpu', 'cuda' or 'cuda:N'")
+
+
+def project_file(path: str) -> Path:
+    """A file path as given (relative to the working directory), or else relative to the
+    project, where shipped data lives (``specedge/data/profiles/a100_80-graphs-derived.json``
+    works from anywhere)."""
+    given = Path(path).expanduser()
+    if given.exists() or given.is_absolute():
+        return given
+    return PROJECT_ROOT / given
+
+
+def _check_profile(key: str, value: str | None) -> None:
+    _require(value is None or project_file(value).is_file(), key, value,
+             "null or an existing profile JSON (python -m specedge.profile writes one; "
+             "specedge/data/profiles/ holds the shipped ones)")
 
 
 class DType(StrEnum):
@@ -294,8 +312,14 @@ class HardwareConfig:
         default_factory=lambda: {"localhost": [EdgeSlot("cpu")]}
     )
     link: LinkConfig = field(default_factory=LinkConfig)
+    # Latency profiles of the server's and the edges' devices (specedge.profile JSON, measured
+    # or derived by specedge.roofline) that `python -m specedge.simulate` uses; null: none.
+    server_profile: str | None = None
+    edge_profile: str | None = None
 
     def __post_init__(self) -> None:
+        for key in ("server_profile", "edge_profile"):
+            _check_profile(f"hardware.{key}", getattr(self, key))
         for key in ("server_price_per_hour", "edge_price_per_hour"):
             value = getattr(self, key)
             _require(value >= 0, f"hardware.{key}", value, "a price >= 0 dollars per hour")
@@ -424,7 +448,9 @@ class SimulateConfig:
     """What `python -m specedge.simulate` models (see specedge/simulate.py)."""
 
     trace: str | None = None  # a run directory whose rounds are the acceptance trace
-    profile: str | None = None  # a specedge.profile JSON (null: the trace run's own timings)
+    # specedge.profile JSONs (null: hardware.server_profile / edge_profile)
+    profile: str | None = None  # the server's (target, and draft for server-only)
+    edge_profile: str | None = None  # the edges' drafts (null: the server's)
     edges: int | None = None  # SpecEdge edges (null: server.num_clients)
     requests: int | None = None  # requests served (null: the trace's, at least one per edge)
     # P(k drafted tokens accepted in a round), k = 0, 1, ...: replaces the trace's acceptance
@@ -440,10 +466,10 @@ class SimulateConfig:
             value = getattr(self, key)
             _require(value is None or value >= 1, f"simulate.{key}", value,
                      "null or an integer >= 1")
-        for key in ("trace", "profile"):
-            path = getattr(self, key)
-            _require(path is None or Path(path).expanduser().exists(), f"simulate.{key}", path,
-                     "null or an existing " + ("run directory" if key == "trace" else "file"))
+        _require(self.trace is None or Path(self.trace).expanduser().is_dir(),
+                 "simulate.trace", self.trace, "null or an existing run directory")
+        for key in ("profile", "edge_profile"):
+            _check_profile(f"simulate.{key}", getattr(self, key))
 
 
 @dataclass

@@ -39,7 +39,13 @@ from rich.console import Console
 from rich.table import Table
 
 from specedge import CONF_DIR
-from specedge.config import RUN_CONFIG_FILE, ConfigError, HardwareConfig, load_run_config
+from specedge.config import (
+    RUN_CONFIG_FILE,
+    BaselineName,
+    ConfigError,
+    HardwareConfig,
+    load_run_config,
+)
 from specedge.launcher import LOST_FILE
 from specedge.records import (
     OUTPUTS_FILE,
@@ -343,6 +349,8 @@ def run_meta(run_dir: Path) -> dict[str, Any]:
             "draft": cfg.model.draft, "dtype": cfg.model.dtype.value,
             "weights": cfg.model.weights.value,  # random: timing only, acceptance means nothing
             "dataset": cfg.dataset.name.value, "hardware": cfg.hardware.name,
+            "edges": cfg.server.num_clients if cfg.baseline.name == BaselineName.specedge
+            else 0,
             "tree": {"max_n_beams": cfg.edge.max_n_beams, "max_beam_len": cfg.edge.max_beam_len,
                      "max_branch_width": cfg.edge.max_branch_width,
                      "max_budget": cfg.edge.max_budget},

@@ -35,7 +35,7 @@ import json
 import math
 import random
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from specedge.config import (
     EdgeSlot,
     RunConfig,
     load_run_config,
+    project_file,
     to_run_config,
 )
 from specedge.metrics import (
@@ -85,15 +86,20 @@ class SimulationError(ValueError):
 
 @dataclass(frozen=True)
 class LatencyModel:
-    """Seconds of one batched forward: ``a + b * tokens`` (tokens: every new token of the
-    batch, tree nodes and catch-up tokens). Fitted by least squares, coefficients >= 0."""
+    """Seconds of one batched forward fitted on a run's own forwards: ``a + b * tokens``
+    (tokens: every new token of the batch, tree nodes and catch-up tokens). Least squares,
+    coefficients >= 0. The runs' contexts are short: the prefix is not a term here."""
 
     a_s: float
     b_s: float
-    source: str  # where the numbers come from (a run's records, a profile file, derived)
+    source: str  # where the numbers come from (a run's records)
 
-    def seconds(self, tokens: int) -> float:
+    def seconds(self, tokens: int, batch: int = 1, context: int = 0) -> float:
         return self.a_s + self.b_s * tokens
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "linear fit", "a_ms": self.a_s * 1e3, "b_ms_per_token": self.b_s * 1e3,
+                "source": self.source}
 
     @classmethod
     def fit(cls, tokens: np.ndarray, seconds: np.ndarray, source: str) -> LatencyModel:
@@ -108,6 +114,56 @@ class LatencyModel:
         if a < 0:
             return cls(0.0, float(np.sum(seconds) / np.sum(tokens)), source)
         return cls(float(a), float(b), source)
+
+
+def _brackets(axis: np.ndarray, x: float) -> list[tuple[int, float]]:
+    """Indices and weights that interpolate ``x`` on a sorted axis: linear between grid
+    points, linear extrapolation past the last one (a roofline grows linearly there), clamped
+    below the first."""
+    if len(axis) == 1 or x <= axis[0]:
+        return [(0, 1.0)]
+    hi = min(int(np.searchsorted(axis, x)), len(axis) - 1)
+    lo = hi - 1
+    w = (x - axis[lo]) / (axis[hi] - axis[lo])
+    return [(lo, 1.0 - w), (hi, w)]
+
+
+@dataclass(frozen=True)
+class ProfileLatency:
+    """Seconds of one batched forward read from a profile's grid (batch x new tokens per
+    sequence x prefix), interpolated at the batch's size and its sequences' mean tokens and
+    prefix."""
+
+    batches: np.ndarray
+    nodes: np.ndarray
+    prefixes: np.ndarray
+    ms: np.ndarray  # [batch, nodes, prefix]
+    source: str
+
+    def seconds(self, tokens: int, batch: int = 1, context: int = 0) -> float:
+        ms = sum(wb * wn * wp * self.ms[b, n, p]
+                 for b, wb in _brackets(self.batches, batch)
+                 for n, wn in _brackets(self.nodes, tokens / batch)
+                 for p, wp in _brackets(self.prefixes, context / batch))
+        return max(0.0, float(ms)) / 1e3
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "profile", "source": self.source}
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame, source: str) -> ProfileLatency:
+        if "prefix" not in rows:  # a profile of one prefix length that does not say which
+            rows = rows.assign(prefix=0)
+        axes = [np.array(sorted(set(rows[k]))) for k in ("batch", "nodes", "prefix")]
+        grid = rows.pivot_table(index=["batch", "nodes", "prefix"], values="ms_median")
+        if len(grid) != math.prod(len(a) for a in axes):
+            raise SimulationError(f"{source}: the rows are not a full batch x nodes x prefix "
+                                  "grid")
+        ms = grid["ms_median"].to_numpy().reshape([len(a) for a in axes])
+        return cls(*axes, ms, source)
+
+
+Latency = LatencyModel | ProfileLatency
 
 
 @dataclass
@@ -133,7 +189,8 @@ class Trace:
     plain: list[TraceRound]  # drafted from scratch
     adopted: list[TraceRound]  # grown from a proactive hit
     hit_rate: float  # of rounds drafted with a proactive guess
-    output_lengths: list[tuple[int, str, int]]  # (request id, category, tokens generated)
+    # (request id, category, tokens generated, prompt tokens)
+    output_lengths: list[tuple[int, str, int, int]]
 
     acceptance: list[float] | None = None  # P(k accepted): replaces the rounds' own counts
 
@@ -180,8 +237,8 @@ def trace_of(run_dir: Path) -> Trace:
         plain=rounds(r[~r["prefill"] & ~r["from_proactive"].astype(bool)]),
         adopted=rounds(r[~r["prefill"] & r["from_proactive"].astype(bool)]),
         hit_rate=float(hits.mean()) if len(hits) else 0.0,
-        output_lengths=[(int(o.request_id), str(o.category), len(o.output_ids))
-                        for o in rec.outputs.itertuples()])
+        output_lengths=[(int(o.request_id), str(o.category), len(o.output_ids),
+                         len(o.prompt_ids)) for o in rec.outputs.itertuples()])
 
 
 @dataclass(frozen=True)
@@ -227,11 +284,18 @@ def fit_server(run_dir: Path) -> ServerFit:
 
 @dataclass
 class Plan:
-    """What to simulate: a run's configuration, a target latency model and a trace."""
+    """What to simulate: a run's configuration, latency models and a trace.
+
+    Without draft latencies the rounds keep the trace's own drafting times (and the trace
+    machine's proactive lateness); with them, a round's drafting is its traced number of draft
+    forwards timed by the profile of the device that drafts (the edge's, or the server's for
+    server-only), and proactive drafting runs on the edge while it waits for the reply."""
 
     cfg: RunConfig
-    target: LatencyModel
+    target: Latency
     trace: Trace
+    draft_edge: Latency | None = None
+    draft_server: Latency | None = None
     seed: int = 0
     prefill_extra_s: float = 0.0  # a prefill forward's extra time over a tree round's
     step_overhead_s: float = 0.0  # server-side loops: per step, outside drafting and forward
@@ -243,6 +307,7 @@ class Plan:
 class _Job:
     client_id: int
     tokens: int
+    context: int  # committed tokens the batch attends to (the prefix)
     enqueued: float
     reply: simpy.Event
     prefill: bool
@@ -265,11 +330,36 @@ class _Out:
                 w.close()
 
 
-def _requests(plan: Plan) -> list[tuple[int, str, int]]:
+def _requests(plan: Plan) -> list[tuple[int, str, int, int]]:
     """The trace's requests, repeated (new ids) until there are ``plan.requests``."""
     lengths = plan.trace.output_lengths
     n = plan.requests or len(lengths)
-    return [(i, lengths[i % len(lengths)][1], lengths[i % len(lengths)][2]) for i in range(n)]
+    return [(i, *lengths[i % len(lengths)][1:]) for i in range(n)]
+
+
+def _draft_s(plan: Plan, latency: Latency | None, r: TraceRound, context: int,
+             prompt: int) -> float:
+    """A round's drafting: traced, or its draft forwards timed by ``latency`` (plus the
+    prompt's prefill in the first round)."""
+    if latency is None:
+        return r.draft_s
+    step = latency.seconds(plan.cfg.edge.max_n_beams, 1, context)
+    return r.draft_forwards * step + (latency.seconds(prompt, 1, 0) if context == prompt
+                                      else 0.0)
+
+
+def _late_s(plan: Plan, context: int, wait: float) -> tuple[float, float]:
+    """Profiled proactive drafting while the edge waits ``wait`` seconds for its reply: the
+    reply waits for the forward in flight (lateness) unless the proactive tree was done.
+    Returns (lateness, proactive drafting time)."""
+    assert plan.draft_edge is not None
+    p = plan.cfg.edge.proactive
+    step = plan.draft_edge.seconds(p.max_n_beams, 1, context)
+    total = p.max_beam_len * step
+    if wait >= total or step <= 0:
+        return 0.0, total
+    late = math.ceil(wait / step) * step - wait
+    return late, wait + late
 
 
 def _output(request_id: int, category: str, tokens: int) -> OutputRecord:
@@ -307,7 +397,8 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
         ids = {id(j) for j in batch}
         waiting[:] = [j for j in waiting if id(j) not in ids]
         t0 = env.now
-        forward = plan.target.seconds(sum(j.tokens for j in batch))
+        forward = plan.target.seconds(sum(j.tokens for j in batch), len(batch),
+                                      sum(j.context for j in batch))
         forward += plan.prefill_extra_s * sum(j.prefill for j in batch)
         yield env.timeout(forward)
         for j in batch:
@@ -323,39 +414,51 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
         step += 1
 
 
-def _edge(env: simpy.Environment, plan: Plan, client: int, requests: list[tuple[int, str, int]],
+def _edge(env: simpy.Environment, plan: Plan, client: int,
+          requests: list[tuple[int, str, int, int]],
           waiting: list[_Job], wake: list[simpy.Event], active: set[int], out: _Out,
           rng: random.Random) -> Generator[simpy.Event, Any, None]:
     proactive = plan.cfg.edge.proactive.type.value != "disabled"
     writer = out.edges[client]
-    for request_id, category, total in requests:
+    profiled = plan.draft_edge is not None
+    for request_id, category, total, prompt in requests:
         produced, round_no, adopted = 0, 0, False
         while produced < total:
             prefill = round_no == 0
             r = plan.trace.draw(rng, prefill, adopted)
+            context = prompt + produced
             t_start = env.now
-            yield env.timeout(r.draft_s)
+            draft_s = _draft_s(plan, plan.draft_edge, r, context, prompt)
+            yield env.timeout(draft_s)
             t_sent = env.now
             yield env.timeout(_link_s(plan, rng, r.bytes // 2))
-            job = _Job(client, r.tree_size, env.now, env.event(), prefill)
+            # Profiled: the prompt's prefill is a forward of its tokens (a run's fit charges
+            # prefill_extra_s instead).
+            tokens = r.tree_size + (prompt if prefill and isinstance(plan.target, ProfileLatency)
+                                    else 0)
+            job = _Job(client, tokens, 0 if prefill else context, env.now, env.event(), prefill)
             waiting.append(job)
             if not wake[0].triggered:
                 wake[0].succeed()
             yield job.reply
             yield env.timeout(_link_s(plan, rng, r.bytes - r.bytes // 2) + r.transport_s)
             arrived = env.now
-            yield env.timeout(r.late_s + r.other_s)
+            late_s, proactive_s = r.late_s, r.proactive_s
+            if profiled:
+                late_s, proactive_s = _late_s(plan, context, arrived - t_sent) if proactive \
+                    else (0.0, 0.0)
+            yield env.timeout(late_s + r.other_s)
             new = min(r.new_tokens, total - produced)
             produced += new
             hit = proactive and rng.random() < plan.trace.hit_rate
             writer.write(EdgeRoundRecord(
                 client_id=client, request_id=request_id, category=category, round=round_no,
-                prefill=prefill, draft_s=r.draft_s, wait_s=arrived - t_sent, late_s=r.late_s,
+                prefill=prefill, draft_s=draft_s, wait_s=arrived - t_sent, late_s=late_s,
                 server_queue_s=job.queue_s, server_verify_s=job.verify_s,
                 request_bytes=r.bytes // 2, reply_bytes=r.bytes - r.bytes // 2, retries=0,
                 tree_size=r.tree_size, accepted=min(r.accepted, new), new_tokens=new,
                 draft_forwards=r.draft_forwards, proactive_drafted=proactive,
-                proactive_hit=hit, from_proactive=adopted, proactive_s=r.proactive_s,
+                proactive_hit=hit, from_proactive=adopted, proactive_s=proactive_s,
                 t_start=T0 + t_start, t_sent=T0 + t_sent, t_end=T0 + env.now,
                 finished=produced >= total))
             adopted = hit and produced < total
@@ -367,47 +470,64 @@ def _edge(env: simpy.Environment, plan: Plan, client: int, requests: list[tuple[
         wake[0].succeed()
 
 
+@dataclass
+class _Active:
+    """A request in a server-side loop's batch."""
+
+    request_id: int
+    category: str
+    total: int
+    prompt: int
+    produced: int = 0
+    steps: int = 0
+
+
 def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
                  rng: random.Random) -> Generator[simpy.Event, Any, None]:
     """server-only (draft each tree, then verify all) and auto-batch (one token each)."""
     cfg = plan.cfg
     speculate = cfg.baseline.name == BaselineName.server_only
     slots = getattr(cfg.baseline, "max_batch_size" if speculate else "batch_size")
-    queue: Iterator[tuple[int, str, int]] = iter(_requests(plan))
-    active: list[list[Any]] = []  # [request_id, category, total, produced, steps]
+    queue = iter(_requests(plan))
+    profiled = isinstance(plan.target, ProfileLatency)
+    active: list[_Active] = []
     step = 0
     assert out.steps is not None and out.outputs is not None
     while True:
         while len(active) < slots and (nxt := next(queue, None)) is not None:
-            active.append([*nxt, 0, 0])
+            active.append(_Active(*nxt))
         if not active:
             return
         t_start = env.now
-        rounds = []
+        rounds, drafts = [], []
         for a in active:
-            prefill = a[4] == 0
-            r = plan.trace.draw(rng, prefill, False)
-            if not speculate:
-                r = TraceRound(0.0, 0, 1, 1, 0, 0)
+            r = plan.trace.draw(rng, a.steps == 0, False) if speculate else \
+                TraceRound(0.0, 0, 1, 1, 0, 0)
             rounds.append(r)
-        draft = sum(r.draft_s for r in rounds)
-        yield env.timeout(draft)
-        forward = plan.target.seconds(sum(r.tree_size for r in rounds))
-        forward += plan.prefill_extra_s * sum(a[4] == 0 for a in active)
+            drafts.append(_draft_s(plan, plan.draft_server, r, a.prompt + a.produced, a.prompt)
+                          if speculate else 0.0)
+        yield env.timeout(sum(drafts))
+        # Profiled: a prefill forwards its prompt (a run's fit charges prefill_extra_s).
+        tokens = sum(r.tree_size + (a.prompt if a.steps == 0 and profiled else 0)
+                     for a, r in zip(active, rounds, strict=True))
+        context = sum(a.prompt + a.produced for a in active if a.steps > 0)
+        forward = plan.target.seconds(tokens, len(active), context)
+        forward += plan.prefill_extra_s * sum(a.steps == 0 for a in active)
         yield env.timeout(forward + plan.step_overhead_s)
-        for a, r in zip(active, rounds, strict=True):
-            new = min(r.new_tokens, a[2] - a[3])
-            a[3] += new
+        for a, r, draft_s in zip(active, rounds, drafts, strict=True):
+            new = min(r.new_tokens, a.total - a.produced)
+            a.produced += new
             out.steps.write(StepRecord(
-                baseline=cfg.baseline.name.value, step=step, request_id=a[0], category=a[1],
-                batch_size=len(active), prefill=a[4] == 0, draft_s=r.draft_s,
-                target_s=forward, tree_size=r.tree_size, accepted=min(r.accepted, new),
-                new_tokens=new, draft_forwards=r.draft_forwards, t_start=T0 + t_start,
-                t_end=T0 + env.now, finished=a[3] >= a[2]))
-            a[4] += 1
-            if a[3] >= a[2]:
-                out.outputs.write(_output(a[0], a[1], a[2]))
-        active = [a for a in active if a[3] < a[2]]
+                baseline=cfg.baseline.name.value, step=step, request_id=a.request_id,
+                category=a.category, batch_size=len(active), prefill=a.steps == 0,
+                draft_s=draft_s, target_s=forward, tree_size=r.tree_size,
+                accepted=min(r.accepted, new), new_tokens=new,
+                draft_forwards=r.draft_forwards, t_start=T0 + t_start, t_end=T0 + env.now,
+                finished=a.produced >= a.total))
+            a.steps += 1
+            if a.produced >= a.total:
+                out.outputs.write(_output(a.request_id, a.category, a.total))
+        active = [a for a in active if a.produced < a.total]
         step += 1
         yield env.timeout(plan.step_gap_s)
 
@@ -443,9 +563,11 @@ def simulate(plan: Plan, run_dir: Path) -> dict[str, Any]:
     finally:
         out.close()
     summary = write_summary(run_dir)
-    summary |= {"simulated": True, "latency_model": {"a_ms": plan.target.a_s * 1e3,
-                                                     "b_ms_per_token": plan.target.b_s * 1e3,
-                                                     "source": plan.target.source},
+    summary |= {"simulated": True, "latency_model": {
+                    "target": plan.target.describe(),
+                    "draft_edge": plan.draft_edge.describe() if plan.draft_edge else "traced",
+                    "draft_server": (plan.draft_server.describe() if plan.draft_server
+                                     else "traced")},
                 "trace": plan.trace.source, "simulated_s": env.now}
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -466,59 +588,71 @@ def _plain(name: str) -> str:
     return "".join(c for c in Path(name).name.lower() if c.isalnum())
 
 
-def profile_models(path: Path, names: dict[str, str]) -> dict[str, LatencyModel]:
-    """Latency models of the target and draft from a profile JSON (fitted over every batch x
-    nodes point; the prefix length is not modelled yet). Rows are found by role ("target",
-    "draft", as ``specedge.profile`` writes them) or by architecture name (a shipped profile of
-    many models: ``qwen3-14b`` matches ``Qwen/Qwen3-14B``)."""
+def profile_latencies(path: Path, names: dict[str, str]) -> dict[str, ProfileLatency]:
+    """Latencies of the named models from a profile JSON (``specedge.profile``'s, or a derived
+    one of :mod:`specedge.roofline`). Rows are found by role ("target", "draft", as
+    ``specedge.profile`` writes them) or by architecture name (a profile of many models:
+    ``qwen3-14b`` matches ``Qwen/Qwen3-14B``)."""
     try:
         data = json.loads(Path(path).read_text())
         rows = pd.DataFrame(data["rows"])
     except (OSError, ValueError, KeyError) as exc:
-        raise SimulationError(f"simulate.profile = {str(path)!r}: not a specedge.profile JSON "
+        raise SimulationError(f"profile {str(path)!r}: not a specedge.profile JSON "
                               f"({exc})") from None
-    models = {}
+    latencies = {}
     for role, name in names.items():
         r = rows[rows["model"] == role]
         if r.empty:
             r = rows[rows["model"].map(_plain) == _plain(name)]
         if r.empty:
             raise SimulationError(
-                f"simulate.profile = {str(path)!r} has no rows for the {role} ({name!r}): it "
-                f"holds {', '.join(sorted(set(rows['model'])))}")
-        source = f"{path} ({r['model'].iloc[0]}, {data.get('device_name', '?')}, " \
-                 f"{data.get('forward_path')})"
-        models[role] = LatencyModel.fit((r["batch"] * r["nodes"]).to_numpy(),
-                                        r["ms_median"].to_numpy() / 1e3, source)
-    return models
+                f"profile {str(path)!r} has no rows for the {role} ({name!r}): it holds "
+                f"{', '.join(sorted(set(rows['model'])))}")
+        kind = "derived" if data.get("derived") else "measured"
+        source = (f"{path} ({r['model'].iloc[0]}, {data.get('device_name', '?')}, "
+                  f"{data.get('forward_path')}, {kind})")
+        latencies[role] = ProfileLatency.of(r, source)
+    return latencies
 
 
 def plan_of_config(cfg: RunConfig) -> Plan:
     """The composed configuration, with rounds drawn from ``simulate.trace`` and latencies
-    from ``simulate.profile`` (or the trace run's own)."""
+    from the profiles (``simulate.profile`` / ``simulate.edge_profile``, else the hardware
+    entry's ``server_profile`` / ``edge_profile``) or, without one, the trace run's own."""
     sim = cfg.simulate
     if sim.trace is None:
         raise SimulationError("simulate.trace = None is not accepted: name a run directory "
                               "(the same pair and dataset) whose rounds to draw from")
     trace_dir = Path(sim.trace)
     trace = trace_of(trace_dir)
-    if sim.profile is None:
+    # simulate.profile / edge_profile replace the hardware entry's pair as a whole.
+    if sim.profile is not None or sim.edge_profile is not None:
+        server, edge = sim.profile, sim.edge_profile or sim.profile
+    else:
+        server, edge = cfg.hardware.server_profile, cfg.hardware.edge_profile
+    edge = edge or server
+    if server is None:
+        if edge is not None:
+            raise SimulationError(f"an edge profile ({edge}) needs a server profile too "
+                                  "(simulate.profile or hardware.server_profile)")
         fit = fit_server(trace_dir)
         plan = Plan(cfg=cfg, target=fit.target, trace=trace, seed=cfg.seed,
                     prefill_extra_s=fit.prefill_extra_s, step_overhead_s=fit.step_overhead_s,
                     step_gap_s=fit.step_gap_s)
     else:
-        models = profile_models(Path(sim.profile),
-                                {"target": cfg.model.target, "draft": cfg.model.draft})
-        step = models["draft"].seconds(cfg.edge.max_n_beams)
-
-        def timed(rounds: list[TraceRound]) -> list[TraceRound]:
-            return [TraceRound(r.draft_forwards * step, r.accepted, r.new_tokens, r.tree_size,
-                               r.bytes, r.draft_forwards) for r in rounds]
-        trace = Trace(f"{trace.source} (timed by {sim.profile})", timed(trace.prefill),
-                      timed(trace.plain), timed(trace.adopted), trace.hit_rate,
-                      trace.output_lengths)
-        plan = Plan(cfg=cfg, target=models["target"], trace=trace, seed=cfg.seed)
+        on_server = profile_latencies(project_file(server), {"target": cfg.model.target,
+                                                        "draft": cfg.model.draft})
+        on_edge = profile_latencies(project_file(edge), {"draft": cfg.model.draft})["draft"]
+        # The trace machine's own timings (its gRPC stack, its shared cores) are left out.
+        def untimed(rounds: list[TraceRound]) -> list[TraceRound]:
+            return [replace(r, late_s=0.0, proactive_s=0.0, other_s=0.0, transport_s=0.0)
+                    for r in rounds]
+        trace = Trace(f"{trace.source} (timed by {server}"
+                      + (f" and {edge})" if edge != server else ")"),
+                      untimed(trace.prefill), untimed(trace.plain), untimed(trace.adopted),
+                      trace.hit_rate, trace.output_lengths)
+        plan = Plan(cfg=cfg, target=on_server["target"], trace=trace, seed=cfg.seed,
+                    draft_edge=on_edge, draft_server=on_server["draft"])
     if sim.acceptance is not None:
         trace.acceptance = list(sim.acceptance)
         trace.source += f" (acceptance {sim.acceptance})"
@@ -538,16 +672,31 @@ def compare(measured: dict[str, Any], simulated: dict[str, Any]) -> dict[str, tu
 
 
 def validate(run_dirs: list[Path], out_root: Path, seed: int = 0) -> list[dict[str, Any]]:
-    rows = []
+    """Measured vs simulated for every run, and for each SpecEdge run its ratios to the
+    server-only run among them (the comparison a reader draws from the reports)."""
+    rows, values = [], {}
     for run_dir in run_dirs:
         measured = json.loads((run_dir / SUMMARY_FILE).read_text()) \
             if (run_dir / SUMMARY_FILE).exists() else write_summary(run_dir)
         simulated = simulate(plan_of_run(run_dir, seed), out_root / run_dir.name)
-        for metric, (m, s) in compare(measured, simulated).items():
-            rows.append({"run": str(run_dir), "baseline": measured["baseline"], "metric": metric,
-                         "measured": m, "simulated": s,
-                         "error": (s - m) / m if m and not math.isnan(m) else math.nan})
+        values[run_dir] = (measured["baseline"], compare(measured, simulated))
+        for metric, (m, s) in values[run_dir][1].items():
+            rows.append(_row(run_dir, measured["baseline"], metric, m, s))
+    reference = [metrics for baseline, metrics in values.values()
+                 if baseline == BaselineName.server_only.value]
+    for run_dir, (baseline, metrics) in values.items():
+        if baseline != BaselineName.specedge.value or len(reference) != 1:
+            continue
+        for metric, (m, s) in metrics.items():
+            ref_m, ref_s = reference[0][metric]
+            rows.append(_row(run_dir, baseline, f"{metric} / server-only", m / ref_m,
+                             s / ref_s))
     return rows
+
+
+def _row(run_dir: Path, baseline: str, metric: str, m: float, s: float) -> dict[str, Any]:
+    return {"run": str(run_dir), "baseline": baseline, "metric": metric, "measured": m,
+            "simulated": s, "error": (s - m) / m if m and not math.isnan(m) else math.nan}
 
 
 def with_edges(composed: DictConfig) -> None:
@@ -605,10 +754,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"specedge: error: {exc}", file=sys.stderr)
         return 2
     width = max(len(r["run"]) for r in rows)
-    print(f"{'run':<{width}}  {'baseline':<11} {'metric':<22} {'measured':>10} "
+    print(f"{'run':<{width}}  {'baseline':<11} {'metric':<36} {'measured':>10} "
           f"{'simulated':>10} {'error':>8}")
     for r in rows:
-        print(f"{r['run']:<{width}}  {r['baseline']:<11} {r['metric']:<22} "
+        print(f"{r['run']:<{width}}  {r['baseline']:<11} {r['metric']:<36} "
               f"{r['measured']:>10.2f} {r['simulated']:>10.2f} {r['error']:>+8.1%}")
     (args.out / "validation.json").write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -12,13 +12,17 @@ from hydra import compose, initialize_config_dir
 
 from specedge import CONF_DIR, PROJECT_ROOT
 from specedge.config import RunConfig, to_run_config
+from specedge.report import main as report_main
 from specedge.simulate import (
     LatencyModel,
     Plan,
+    ProfileLatency,
     SimulationError,
     Trace,
     TraceRound,
+    _late_s,
     main,
+    profile_latencies,
     simulate,
 )
 from tests.serving import run_command
@@ -41,7 +45,7 @@ def _plan(cfg: RunConfig, accepted: int = 2, requests: int = 4, tokens: int = 30
     r = TraceRound(draft_s=DRAFT_S, accepted=accepted, new_tokens=accepted + 1,
                    tree_size=tree, bytes=40, draft_forwards=3)
     trace = Trace(source="synthetic", prefill=[r], plain=[r], adopted=[r], hit_rate=0.0,
-                  output_lengths=[(i, "t", tokens) for i in range(requests)])
+                  output_lengths=[(i, "t", tokens, 8) for i in range(requests)])
     return Plan(cfg=cfg, target=verify or LatencyModel(VERIFY_S, 0.0, "constant"),
                 trace=trace, seed=seed)
 
@@ -133,7 +137,11 @@ def test_validate_resimulates_real_runs(tmp_path: Path, micro_pair: Path,
     assert [(r["baseline"], r["metric"]) for r in rows][:3] == [
         ("server_only", m) for m in ("throughput wall tok/s", "throughput busy tok/s",
                                      "ITL ms")]
-    assert len(rows) == 6 and all(r["simulated"] > 0 for r in rows)
+    assert len(rows) == 9 and all(r["simulated"] > 0 for r in rows)
+    ratios = [r for r in rows if r["metric"].endswith("/ server-only")]
+    assert len(ratios) == 3 and {r["baseline"] for r in ratios} == {"specedge"}
+    wall = rows[3]  # SpecEdge's measured and simulated wall throughput, over server-only's
+    assert ratios[0]["measured"] == pytest.approx(wall["measured"] / rows[0]["measured"])
     summary = json.loads((out / "specedge" / "summary.json").read_text())
     assert summary["simulated"] and summary["trace"] == str(runs[1])
     assert summary["tokens"] == json.loads((runs[1] / "summary.json").read_text())["tokens"]
@@ -172,10 +180,34 @@ def test_simulate_a_configuration_and_sweep_edges(tmp_path: Path, micro_pair: Pa
     jobs = json.loads((sweep / "index.json").read_text())["jobs"]
     assert [j["status"] for j in jobs] == ["completed", "completed"]
     one, eight = (j["summary"] for j in jobs)
-    assert one["simulated"] and "test GPU" in one["latency_model"]["source"]
+    assert one["simulated"] and "test GPU" in one["latency_model"]["target"]["source"]
     assert eight["requests"] == 8 and eight["mean_batch_size"] > 1
     assert eight["throughput_tok_s"] > 2 * one["throughput_tok_s"]
     assert one["itl_ms"]["mean"] > 14 / 3  # at least the 7 ms link both ways, per round
+    # The hardware entry's own (derived) profiles: the paper's pair on A100 + RTX 4090.
+    paper = tmp_path / "paper"
+    result = subprocess.run(
+        [sys.executable, "-m", "specedge.simulate", f"simulate.trace={trace}",
+         "hardware=a100_80", "model=qwen3_14b", "simulate.edges=4",
+         f"hydra.run.dir={paper}"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((paper / "summary.json").read_text())
+    assert "a100_80-graphs-derived" in summary["latency_model"]["target"]["source"]
+    assert "rtx4090-graphs-derived" in summary["latency_model"]["draft_edge"]["source"]
+    assert summary["edges"] == 4 and summary["prices"]["server_gpu"] == "A100 80GB"
+    # The projection page: validation table, the setup, the edges sweep, all labelled.
+    validation = tmp_path / "validation.json"
+    validation.write_text(json.dumps([{"run": "r/specedge", "baseline": "specedge",
+                                       "metric": "ITL ms", "measured": 10.0,
+                                       "simulated": 10.5, "error": 0.05}]))
+    page = tmp_path / "projection.html"
+    assert report_main(["projection", str(paper), "--sweep", str(sweep), "--validation",
+                        str(validation), "--out", str(page)]) == 0
+    html = page.read_text()
+    assert "SIMULATED" in html and "+5.0 %" in html and "rtx4090-graphs-derived" in html
+    assert report_main(["projection", str(trace), "--sweep", str(sweep), "--validation",
+                        str(validation), "--out", str(page)]) == 2  # a real run: refused
     bad = subprocess.run([sys.executable, "-m", "specedge.simulate",
                           f"hydra.run.dir={tmp_path / 'bad'}"],
                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
@@ -184,12 +216,45 @@ def test_simulate_a_configuration_and_sweep_edges(tmp_path: Path, micro_pair: Pa
 
 
 def test_shipped_h200_profile_is_found_by_architecture_name(tmp_path: Path) -> None:
-    from specedge.simulate import profile_models
     shipped = PROJECT_ROOT / "specedge" / "data" / "profiles" / "h200-eager-2026-11-26.json"
-    models = profile_models(shipped, {"target": "Qwen/Qwen3-14B", "draft": "Qwen/Qwen3-0.6B"})
+    models = profile_latencies(shipped, {"target": "Qwen/Qwen3-14B",
+                                         "draft": "Qwen/Qwen3-0.6B"})
     assert "NVIDIA H200" in models["target"].source
     # Host-bound eager forwards: about 1 ms per decoder layer (40 and 28 layers).
-    assert 0.030 < models["target"].seconds(1) < 0.060
-    assert 0.020 < models["draft"].seconds(1) < 0.045
+    assert 0.030 < models["target"].seconds(1, 1, 512) < 0.060
+    assert 0.020 < models["draft"].seconds(1, 1, 512) < 0.045
     with pytest.raises(SimulationError, match="holds"):
-        profile_models(shipped, {"target": "acme/Giant-9000B"})
+        profile_latencies(shipped, {"target": "acme/Giant-9000B"})
+
+
+def test_profile_latency_interpolates_the_grid_and_extrapolates_linearly() -> None:
+    import pandas as pd
+
+    rows = pd.DataFrame([{"batch": b, "nodes": n, "prefix": p, "ms_median": b * n + p / 100}
+                         for b in (1, 4) for n in (1, 8) for p in (100, 300)])
+    lat = ProfileLatency.of(rows, "grid")
+    assert lat.seconds(8, 1, 100) == pytest.approx(0.009)  # a grid point: 8 + 1 ms
+    assert lat.seconds(4 * 8, 4, 4 * 300) == pytest.approx(0.035)
+    assert lat.seconds(2 * 4, 2, 2 * 200) == pytest.approx(0.010)  # bilinear inside: 2*4 + 2
+    assert lat.seconds(8 * 8, 8, 8 * 100) == pytest.approx(0.065)  # past batch 4: linear
+    with pytest.raises(SimulationError, match="full batch x nodes x prefix grid"):
+        ProfileLatency.of(rows.iloc[1:], "holey")
+
+
+def test_profiled_round_and_proactive_lateness(tmp_path: Path) -> None:
+    """With profiles a round costs its draft forwards at the edge's draft latency plus the
+    target's forward; proactive drafting makes the reply wait for the forward in flight."""
+    cfg = _cfg(*_edges(1), "server.max_batch_size=1", "edge.proactive.type=disabled",
+               "edge.max_n_beams=4")
+    draft = LatencyModel(0.001, 0.0, "1 ms a draft forward")
+    plan = _plan(cfg, requests=1, tokens=30)
+    plan.draft_edge = plan.draft_server = draft
+    s = simulate(plan, tmp_path / "off")
+    # Prefill round: 3 draft forwards + the prompt (1 ms), then the verify; 9 more rounds.
+    assert s["simulated_s"] == pytest.approx(10 * (0.003 + VERIFY_S) + 0.001)
+    plan.cfg = _cfg(*_edges(1), "server.max_batch_size=1", "edge.proactive.type=excluded",
+                    "edge.proactive.max_beam_len=4")
+    assert _late_s(plan, 0, 0.0025) == pytest.approx((0.0005, 0.003))
+    assert _late_s(plan, 0, 0.004) == (0.0, pytest.approx(0.004))  # the proactive tree is done
+    s = simulate(plan, tmp_path / "on")  # verify 4 ms: proactive drafting never delays it
+    assert s["simulated_s"] == pytest.approx(10 * (0.003 + VERIFY_S) + 0.001)

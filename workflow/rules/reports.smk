@@ -44,6 +44,7 @@ rule report_sweep:
 rule report_index:
     input:
         comparison=rules.report_comparison.output,
+        projection=rules.report_projection.output,
         sweeps=SWEEP_REPORTS,
     output:
         "reports/index.html",
@@ -52,7 +53,8 @@ rule report_index:
     benchmark:
         "benchmarks/reports/index.tsv"
     shell:
-        "{PY} -m specedge.report index {input.comparison} {input.sweeps} --out {output} "
+        "{PY} -m specedge.report index {input.comparison} {input.projection} {input.sweeps} "
+        "--out {output} "
         "> {log} 2>&1"
 
 
