@@ -18,6 +18,7 @@ from tests.chromium import check_page, find_chromium
 from tests.conftest import micro_build_overrides
 
 RUNS = ["dataset.max_requests=4", "generation.max_new_tokens=8"]
+TWO_EDGES = ["server.num_clients=2", "hardware.nodes={localhost:[{device:cpu},{device:cpu}]}"]
 
 
 def _config(path: Path, server_only: list[str]) -> Path:
@@ -26,7 +27,12 @@ def _config(path: Path, server_only: list[str]) -> Path:
         "runs": {"overrides": RUNS, "baselines": {"specedge": [], "server_only": server_only,
                                                   "auto_batch": []}},
         "sweeps": {"budget": {"params": ["baseline=server_only,specedge",
-                                         "edge.max_budget=8,12"]}}}))
+                                         "edge.max_budget=8,12"]}},
+        "validation": {"overrides": [], "runs": {"server_only": ["baseline=server_only"],
+                                                 "specedge-2e": TWO_EDGES}},
+        "projection": {"overrides": ["hardware=a100_80", "model=qwen3_14b",
+                                     "hardware.link.delay_ms=7", "simulate.requests=8"],
+                       "concurrency": 2, "edges": [1, 4], "max_batch_size": 4}}))
     return path
 
 
@@ -46,10 +52,12 @@ def test_reports_all_builds_runs_reports_and_is_incremental(tmp_path: Path,
     assert done.returncode == 0, done.stderr[-4000:]
     reports = work / "reports"
     assert {p.name for p in reports.glob("*.html")} == {"index.html", "comparison.html",
-                                                         "sweep-budget.html"}
+                                                         "sweep-budget.html", "projection.html"}
     jobs = ["build_models", "runs/specedge", "runs/server_only", "runs/auto_batch",
             "sweeps/budget", "reports/comparison", "reports/sweep-budget",
-            "reports/index"]
+            "reports/index", "validation/server_only", "validation/specedge-2e",
+            "validation/validate", "projection/setup-specedge", "projection/edges",
+            "reports/projection"]
     for job in jobs:  # every rule has a log and a benchmark record
         assert (work / "logs" / f"{job}.log").exists(), job
         assert (work / "benchmarks" / f"{job}.tsv").exists(), job
@@ -60,6 +68,10 @@ def test_reports_all_builds_runs_reports_and_is_incremental(tmp_path: Path,
                   "wall", "busy"):
         assert label in comparison
     assert "http://" not in comparison and "https://" not in comparison  # self-contained
+    projection = (reports / "projection.html").read_text()
+    for label in ("measured vs simulated", "specedge-2e", "/ server-only",
+                  "The paper&#39;s setup (SIMULATED)", "Edges per server (SIMULATED)"):
+        assert label in projection, label
 
     again = _snakemake(work, config, "-n", "reports/all")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
@@ -75,7 +87,7 @@ def test_reports_all_builds_runs_reports_and_is_incremental(tmp_path: Path,
 
     chromium = find_chromium()
     assert chromium, "the report test needs Debian's chromium package (.ci/setup installs it)"
-    for page in ("index.html", "comparison.html", "sweep-budget.html"):
+    for page in ("index.html", "comparison.html", "sweep-budget.html", "projection.html"):
         seen = check_page(chromium, reports / page)
         assert seen.console_errors == [], (page, seen.console_errors)
         assert (seen.image_widths and all(w > 0 for w in seen.image_widths)) or \

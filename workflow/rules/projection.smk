@@ -44,6 +44,8 @@ rule validate:
         runs=" ".join(VALIDATION_DIRS),
     log:
         "logs/validation/validate.log",
+    benchmark:
+        "benchmarks/validation/validate.tsv"
     shell:
         "{PY} -m specedge.simulate --validate {params.runs} --out results/validation/simulated "
         "> {log} 2>&1"
@@ -69,6 +71,8 @@ rule projection_setup:
         overrides=setup_overrides,
     log:
         "logs/projection/setup-{baseline}.log",
+    benchmark:
+        "benchmarks/projection/setup-{baseline}.tsv"
     shell:
         "{PY} -m specedge.simulate baseline={wildcards.baseline} "
         "simulate.trace=results/runs/{wildcards.baseline} {params.overrides} "
@@ -87,6 +91,8 @@ rule projection_edges:
         batch=PROJECTION["max_batch_size"],
     log:
         "logs/projection/edges.log",
+    benchmark:
+        "benchmarks/projection/edges.tsv"
     shell:
         "{PY} -m specedge.simulate -m simulate.trace=results/runs/specedge {params.overrides} "
         "simulate.edges={params.edges} server.max_batch_size={params.batch} "
@@ -105,6 +111,8 @@ rule report_projection:
         setup=" ".join(f"results/projection/setup/{b}" for b in ORDERED_BASELINES),
     log:
         "logs/reports/projection.log",
+    benchmark:
+        "benchmarks/reports/projection.tsv"
     shell:
         "{PY} -m specedge.report projection {params.setup} --sweep {input.edges} "
         "--validation {input.validation} --out {output} > {log} 2>&1"
