@@ -91,13 +91,14 @@ def serve(
         t0 = time.perf_counter()
         rows = [s.target_row for s in active]
         assert all(r is not None for r in rows)
+        prefixes = [r.length for r in rows]  # type: ignore[union-attr]
         verdicts = verify_trees(target, rows,  # type: ignore[arg-type]
                                 [s.pending_for(s.target_row) for s in active], trees, choose)
         target_s = time.perf_counter() - t0
         t_end = time.time()
         produced = 0
-        for seq, d, tree, verdict, d_s in zip(active, drafts, trees, verdicts, draft_times,
-                                              strict=True):
+        for seq, d, tree, verdict, d_s, prefix in zip(active, drafts, trees, verdicts,
+                                                      draft_times, prefixes, strict=True):
             if d is not None and draft is not None:
                 commit_draft(draft, d, verdict.path)
             kept = seq.commit(verdict.new_tokens(tree))
@@ -109,7 +110,7 @@ def serve(
                     prefill=seq.steps == 0, draft_s=d_s, target_s=target_s,
                     tree_size=len(tree), accepted=len(verdict.path) - 1, new_tokens=len(kept),
                     draft_forwards=d.forwards if d is not None else 0, t_start=t_start,
-                    t_end=t_end, finished=seq.finished))
+                    t_end=t_end, finished=seq.finished, prefix=prefix))
             seq.steps += 1
             if seq.finished:
                 _release(seq, target, draft)

@@ -78,6 +78,8 @@ DEFAULT_ACCOUNTING = {"specedge": Accounting.wall, "server_only": Accounting.bus
 LATER_FIELDS: dict[type, dict[str, Any]] = {
     EdgeRoundRecord: {"server_queue_s": math.nan, "server_verify_s": math.nan, "late_s": 0.0,
                       "retries": 0},
+    StepRecord: {"prefix": 0},
+    ServerStepRecord: {"prefix_tokens": 0},
 }
 
 

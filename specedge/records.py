@@ -45,6 +45,7 @@ class StepRecord:
     t_start: float  # when the step began
     t_end: float  # when the step ended
     finished: bool  # the request ended with this step
+    prefix: int = 0  # tokens in the request's target KV before the step (what it attends to)
 
 
 @dataclass
@@ -60,6 +61,7 @@ class ServerStepRecord:
     forward_s: float  # the batched target forward
     t_start: float
     t_end: float
+    prefix_tokens: int = 0  # the batch's tokens in the target KV before the forward
 
 
 @dataclass

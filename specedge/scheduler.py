@@ -155,6 +155,7 @@ class Scheduler:
                 continue
             ids = {id(j) for j in batch}
             self._waiting = [j for j in self._waiting if id(j) not in ids]
+            prefix_tokens = sum(j.row.length for j in batch)
             t_start, t0 = time.time(), time.perf_counter()
             try:
                 verdicts = self.verify(batch)  # blocks the loop by design (see the class)
@@ -174,5 +175,5 @@ class Scheduler:
                     prefill_count=sum(j.prefill for j in batch),
                     tree_nodes=sum(len(j.tree) for j in batch),
                     queue_wait_s=max(t0 - j.enqueued for j in batch), forward_s=forward_s,
-                    t_start=t_start, t_end=time.time()))
+                    t_start=t_start, t_end=time.time(), prefix_tokens=prefix_tokens))
             self._step += 1

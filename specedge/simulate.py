@@ -86,34 +86,49 @@ class SimulationError(ValueError):
 
 @dataclass(frozen=True)
 class LatencyModel:
-    """Seconds of one batched forward fitted on a run's own forwards: ``a + b * tokens``
-    (tokens: every new token of the batch, tree nodes and catch-up tokens). Least squares,
-    coefficients >= 0. The runs' contexts are short: the prefix is not a term here."""
+    """Seconds of one batched forward fitted on a run's own forwards:
+    ``a + b * tokens + c * context`` (tokens: every new token of the batch, tree nodes and
+    catch-up tokens; context: the tokens already in the batch's KV). Least squares over the
+    terms that come out >= 0."""
 
     a_s: float
     b_s: float
     source: str  # where the numbers come from (a run's records)
+    c_s: float = 0.0
 
     def seconds(self, tokens: int, batch: int = 1, context: int = 0) -> float:
-        return self.a_s + self.b_s * tokens
+        return self.a_s + self.b_s * tokens + self.c_s * context
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "linear fit", "a_ms": self.a_s * 1e3, "b_ms_per_token": self.b_s * 1e3,
-                "source": self.source}
+                "c_ms_per_context_token": self.c_s * 1e3, "source": self.source}
 
     @classmethod
-    def fit(cls, tokens: np.ndarray, seconds: np.ndarray, source: str) -> LatencyModel:
+    def fit(cls, tokens: np.ndarray, seconds: np.ndarray, source: str,
+            context: np.ndarray | None = None) -> LatencyModel:
         if len(tokens) == 0:
             raise SimulationError(f"{source}: no forwards to fit a latency model on")
-        if len(set(tokens.tolist())) < 2:  # one size only: a constant
-            return cls(float(np.mean(seconds)), 0.0, source)
-        x = np.stack([np.ones_like(tokens, dtype=float), tokens.astype(float)], axis=1)
-        (a, b), *_ = np.linalg.lstsq(x, seconds.astype(float), rcond=None)
-        if b < 0:
-            return cls(float(np.mean(seconds)), 0.0, source)
-        if a < 0:
-            return cls(0.0, float(np.sum(seconds) / np.sum(tokens)), source)
-        return cls(float(a), float(b), source)
+        context = np.zeros_like(tokens) if context is None else context
+        columns = [np.ones(len(tokens)), tokens.astype(float), context.astype(float)]
+        y = seconds.astype(float)
+        best = (float(np.mean(y)), 0.0, 0.0)  # a constant, when nothing else fits
+        best_err = float(np.sum((y - best[0]) ** 2))
+        # Every subset of the terms (with the constant or not); the best fit whose
+        # coefficients are all >= 0 wins: a least squares with non-negative coefficients.
+        for terms in ((0, 1, 2), (0, 1), (1, 2), (0, 2), (1,), (2,)):
+            x = np.stack([columns[t] for t in terms], axis=1)
+            if np.linalg.matrix_rank(x) < len(terms):
+                continue
+            coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+            if (coef < 0).any():
+                continue
+            err = float(np.sum((x @ coef - y) ** 2))
+            if err < best_err - 1e-15:
+                full = [0.0, 0.0, 0.0]
+                for t, c in zip(terms, coef, strict=True):
+                    full[t] = float(c)
+                best, best_err = (full[0], full[1], full[2]), err
+        return cls(best[0], best[1], source, best[2])
 
 
 def _brackets(axis: np.ndarray, x: float) -> list[tuple[int, float]]:
@@ -258,15 +273,16 @@ def fit_server(run_dir: Path) -> ServerFit:
     if (run_dir / SERVER_FILE).exists():
         steps = read_jsonl(run_dir / SERVER_FILE, ServerStepRecord, problems)
         tokens, seconds = steps["tree_nodes"].to_numpy(), steps["forward_s"].to_numpy()
-        prefill = steps["prefill_count"].to_numpy()
+        prefill, context = steps["prefill_count"].to_numpy(), steps["prefix_tokens"].to_numpy()
     else:
         steps = read_jsonl(run_dir / STEPS_FILE, StepRecord, problems)
         per = steps.groupby("step").agg(tokens=("tree_size", "sum"),
                                         seconds=("target_s", "first"),
                                         prefill=("prefill", "sum"), draft=("draft_s", "sum"),
-                                        t_start=("t_start", "first"), t_end=("t_end", "first"))
+                                        t_start=("t_start", "first"), t_end=("t_end", "first"),
+                                        context=("prefix", "sum"))
         tokens, seconds = per["tokens"].to_numpy(), per["seconds"].to_numpy()
-        prefill = per["prefill"].to_numpy()
+        prefill, context = per["prefill"].to_numpy(), per["context"].to_numpy()
         overhead = float((per["t_end"] - per["t_start"] - per["draft"] - per["seconds"])
                          .clip(lower=0).mean())
         order = per.sort_values("t_start")
@@ -275,9 +291,10 @@ def fit_server(run_dir: Path) -> ServerFit:
     # and charge a prefill its mean excess.
     plain = prefill == 0
     keep = plain if plain.sum() >= 2 else np.ones_like(plain, dtype=bool)
-    model = LatencyModel.fit(tokens[keep], seconds[keep], f"fitted on {run_dir}")
-    excess = [(s - model.seconds(int(t))) / n
-              for t, s, n in zip(tokens, seconds, prefill, strict=True) if n > 0]
+    model = LatencyModel.fit(tokens[keep], seconds[keep], f"fitted on {run_dir}",
+                             context[keep])
+    excess = [(s - model.seconds(int(t), 1, int(c))) / n
+              for t, s, n, c in zip(tokens, seconds, prefill, context, strict=True) if n > 0]
     return ServerFit(model, max(0.0, float(np.mean(excess))) if excess else 0.0, overhead,
                      gap)
 
@@ -410,7 +427,8 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
                 prefill_count=sum(j.prefill for j in batch),
                 tree_nodes=sum(j.tokens for j in batch),
                 queue_wait_s=max(t0 - j.enqueued for j in batch), forward_s=forward,
-                t_start=T0 + t0, t_end=T0 + env.now))
+                t_start=T0 + t0, t_end=T0 + env.now,
+                prefix_tokens=sum(j.context for j in batch)))
         step += 1
 
 
@@ -515,6 +533,7 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
         forward += plan.prefill_extra_s * sum(a.steps == 0 for a in active)
         yield env.timeout(forward + plan.step_overhead_s)
         for a, r, draft_s in zip(active, rounds, drafts, strict=True):
+            prefix = a.prompt + a.produced if a.steps > 0 else 0
             new = min(r.new_tokens, a.total - a.produced)
             a.produced += new
             out.steps.write(StepRecord(
@@ -523,7 +542,7 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
                 draft_s=draft_s, target_s=forward, tree_size=r.tree_size,
                 accepted=min(r.accepted, new), new_tokens=new,
                 draft_forwards=r.draft_forwards, t_start=T0 + t_start, t_end=T0 + env.now,
-                finished=a.produced >= a.total))
+                finished=a.produced >= a.total, prefix=prefix))
             a.steps += 1
             if a.produced >= a.total:
                 out.outputs.write(_output(a.request_id, a.category, a.total))
@@ -588,13 +607,13 @@ def _plain(name: str) -> str:
     return "".join(c for c in Path(name).name.lower() if c.isalnum())
 
 
-def profile_latencies(path: Path, names: dict[str, str]) -> dict[str, ProfileLatency]:
+def profile_latencies(path: str | Path, names: dict[str, str]) -> dict[str, ProfileLatency]:
     """Latencies of the named models from a profile JSON (``specedge.profile``'s, or a derived
     one of :mod:`specedge.roofline`). Rows are found by role ("target", "draft", as
     ``specedge.profile`` writes them) or by architecture name (a profile of many models:
     ``qwen3-14b`` matches ``Qwen/Qwen3-14B``)."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(project_file(str(path)).read_text())
         rows = pd.DataFrame(data["rows"])
     except (OSError, ValueError, KeyError) as exc:
         raise SimulationError(f"profile {str(path)!r}: not a specedge.profile JSON "
@@ -640,9 +659,9 @@ def plan_of_config(cfg: RunConfig) -> Plan:
                     prefill_extra_s=fit.prefill_extra_s, step_overhead_s=fit.step_overhead_s,
                     step_gap_s=fit.step_gap_s)
     else:
-        on_server = profile_latencies(project_file(server), {"target": cfg.model.target,
+        on_server = profile_latencies(server, {"target": cfg.model.target,
                                                         "draft": cfg.model.draft})
-        on_edge = profile_latencies(project_file(edge), {"draft": cfg.model.draft})["draft"]
+        on_edge = profile_latencies(edge, {"draft": cfg.model.draft})["draft"]
         # The trace machine's own timings (its gRPC stack, its shared cores) are left out.
         def untimed(rounds: list[TraceRound]) -> list[TraceRound]:
             return [replace(r, late_s=0.0, proactive_s=0.0, other_s=0.0, transport_s=0.0)

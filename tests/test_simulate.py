@@ -258,3 +258,15 @@ def test_profiled_round_and_proactive_lateness(tmp_path: Path) -> None:
     assert _late_s(plan, 0, 0.004) == (0.0, pytest.approx(0.004))  # the proactive tree is done
     s = simulate(plan, tmp_path / "on")  # verify 4 ms: proactive drafting never delays it
     assert s["simulated_s"] == pytest.approx(10 * (0.003 + VERIFY_S) + 0.001)
+
+
+def test_latency_fit_recovers_a_context_term_and_keeps_coefficients_non_negative() -> None:
+    import numpy as np
+
+    tokens = np.array([1, 4, 8, 16, 4, 8, 1, 16])
+    context = np.array([10, 10, 10, 10, 200, 300, 400, 500])
+    fit = LatencyModel.fit(tokens, 0.001 + 0.002 * tokens + 0.0005 * context, "synthetic",
+                           context)
+    assert (fit.a_s, fit.b_s, fit.c_s) == pytest.approx((0.001, 0.002, 0.0005))
+    falling = LatencyModel.fit(tokens, 0.05 - 0.001 * tokens, "noise", context)
+    assert min(falling.a_s, falling.b_s, falling.c_s) >= 0.0
