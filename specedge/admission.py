@@ -59,7 +59,8 @@ def check_tree(msg: pb.ValidateRequest, limits: Limits) -> TokenTree:
                        f"node below the root), got {len(parents)}")
     if len(tokens) > limits.max_tree_nodes:
         raise _invalid(f"the tree has {len(tokens)} nodes; this server takes at most "
-                       f"{limits.max_tree_nodes} (edge.max_budget + 1)")
+                       f"{limits.max_tree_nodes} (the root, plus edge.max_budget or, with "
+                       "proactive drafting, edge.proactive.max_budget if larger)")
     for node, parent in enumerate(parents, start=1):
         if parent >= node:
             raise _invalid(f"node {node} has parent {parent}: a parent must be an earlier node "

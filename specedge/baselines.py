@@ -14,13 +14,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-from transformers.tokenization_utils_base import PreTrainedTokenizerBase
-
-from specedge.datasets import Request
-from specedge.drafting import Draft, TreeShape, commit_draft, draft_tree
+from specedge.drafting import Draft, TreeShape
 from specedge.kv_cache import KVPool
-from specedge.records import JsonlWriter, OutputRecord, StepRecord
+from specedge.records import JsonlWriter, StepRecord
+from specedge.rounds import Drafter
 from specedge.sequence import Sequence
 from specedge.tree import TokenTree
 from specedge.verification import Chooser, verify_trees
@@ -31,21 +28,6 @@ class ServeResult:
     sequences: list[Sequence]
     steps: int
     wall_s: float
-
-
-def encode_prompt(tokenizer: PreTrainedTokenizerBase, request: Request,
-                  chat_template: bool) -> list[int]:
-    # A rendered chat template already holds any BOS the model wants; plain text gets the
-    # tokenizer's own special tokens, as generate() users would.
-    return tokenizer(request.prompt, add_special_tokens=not chat_template)["input_ids"]
-
-
-def output_record(seq: Sequence, tokenizer: PreTrainedTokenizerBase) -> OutputRecord:
-    return OutputRecord(
-        request_id=seq.request.index, category=seq.request.category, prompt=seq.request.prompt,
-        prompt_ids=seq.prompt_ids, output_ids=seq.generated,
-        text=tokenizer.decode(seq.generated, skip_special_tokens=False),
-    )
 
 
 def serve(
@@ -67,25 +49,18 @@ def serve(
     while it is served."""
     queue = deque(sequences)
     active: list[Sequence] = []
+    drafters: dict[int, Drafter] = {}  # by request index: server-only's draft KV rows
     step = 0
     t_run = time.perf_counter()
     while queue or active:
         while queue and len(active) < slots:
             seq = queue.popleft()
             seq.target_row = target.acquire()
-            seq.draft_row = draft.acquire() if draft is not None else None
+            if draft is not None and shape is not None:
+                drafters[seq.request.index] = Drafter(draft, draft.acquire(), shape)
             active.append(seq)
         t_start = time.time()
-        drafts: list[Draft | None] = []
-        draft_times: list[float] = []
-        for seq in active:
-            t0 = time.perf_counter()
-            if draft is not None and shape is not None and seq.draft_row is not None:
-                drafts.append(draft_tree(draft, seq.draft_row, seq.pending_for(seq.draft_row),
-                                         seq.root, shape))
-            else:
-                drafts.append(None)
-            draft_times.append(time.perf_counter() - t0)
+        drafts, draft_times = _draft_each(active, drafters)
         trees = [d.tree if d is not None else TokenTree.rooted(s.root)
                  for d, s in zip(drafts, active, strict=True)]
         t0 = time.perf_counter()
@@ -99,8 +74,8 @@ def serve(
         produced = 0
         for seq, d, tree, verdict, d_s, prefix in zip(active, drafts, trees, verdicts,
                                                       draft_times, prefixes, strict=True):
-            if d is not None and draft is not None:
-                commit_draft(draft, d, verdict.path)
+            if d is not None:
+                drafters[seq.request.index].commit(d, verdict)
             kept = seq.commit(verdict.new_tokens(tree))
             produced += len(kept)
             if steps_out is not None:
@@ -113,7 +88,7 @@ def serve(
                     t_end=t_end, finished=seq.finished, prefix=prefix))
             seq.steps += 1
             if seq.finished:
-                _release(seq, target, draft)
+                _release(seq, target, drafters)
                 if on_finish is not None:
                     on_finish(seq)
         active = [s for s in active if not s.finished]
@@ -123,21 +98,24 @@ def serve(
     return ServeResult(sequences=sequences, steps=step, wall_s=time.perf_counter() - t_run)
 
 
-def _release(seq: Sequence, target: KVPool, draft: KVPool | None) -> None:
+def _draft_each(active: list[Sequence],
+                drafters: dict[int, Drafter]) -> tuple[list[Draft | None], list[float]]:
+    """Server-only drafts every active request's tree in turn (auto-batch: none)."""
+    drafts: list[Draft | None] = []
+    seconds = []
+    for seq in active:
+        t0 = time.perf_counter()
+        drafter = drafters.get(seq.request.index)
+        drafts.append(drafter.draft(seq.pending_for(drafter.row), seq.root)
+                      if drafter is not None else None)
+        seconds.append(time.perf_counter() - t0)
+    return drafts, seconds
+
+
+def _release(seq: Sequence, target: KVPool, drafters: dict[int, Drafter]) -> None:
+    """A finished request gives its KV rows back."""
     if seq.target_row is not None:
         target.release(seq.target_row)
-    if seq.draft_row is not None and draft is not None:
-        draft.release(seq.draft_row)
-    seq.target_row = seq.draft_row = None
-
-
-def make_sequences(requests: list[Request], tokenizer: PreTrainedTokenizerBase,
-                   chat_template: bool, max_new_tokens: int) -> list[Sequence]:
-    return [Sequence(request=r, prompt_ids=encode_prompt(tokenizer, r, chat_template),
-                     max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id)
-            for r in requests]
-
-
-def make_chooser(temperature: float, top_p: float, seed: int) -> Chooser:
-    return Chooser(temperature=temperature, top_p=top_p,
-                   generator=torch.Generator().manual_seed(seed))
+        seq.target_row = None
+    if (done := drafters.pop(seq.request.index, None)) is not None:
+        done.pool.release(done.row)

@@ -33,14 +33,16 @@ from rich.console import Console
 from rich.table import Table
 
 from specedge import CONF_DIR
-from specedge.baselines import make_sequences, serve
+from specedge.baselines import serve
 from specedge.config import ProactiveType, RunConfig, resolve_compile, to_run_config
 from specedge.datasets import load_requests
 from specedge.drafting import TreeShape
 from specedge.kv_cache import KVPool, pool_for
 from specedge.metrics import run_summary
 from specedge.models import device_name, load_member, load_run_tokenizer
-from specedge.verification import Chooser
+from specedge.records import OUTPUTS_FILE, OutputRecord, read_jsonl
+from specedge.sequence import make_sequences
+from specedge.verification import Chooser, greedy_reference
 
 
 @dataclass
@@ -128,14 +130,8 @@ def bench_spec(cfg: RunConfig, repeats: int) -> list[MethodResult]:
 
     def hf(assistant: torch.nn.Module | None) -> Callable[[], list[list[int]]]:
         def run() -> list[list[int]]:
-            outs = []
-            for ids in prompts:
-                x = torch.tensor([ids], device=target.device)
-                out = target.generate(x, attention_mask=torch.ones_like(x), do_sample=False,
-                                      max_new_tokens=max_new, assistant_model=assistant,
-                                      pad_token_id=tok.pad_token_id)
-                outs.append(out[0, len(ids):].tolist())
-            return outs
+            return [greedy_reference(target, ids, max_new, tok.pad_token_id, assistant)
+                    for ids in prompts]
         return run
 
     def ours(speculate: bool) -> Callable[[], list[list[int]]]:
@@ -250,8 +246,9 @@ def bench_edge(overrides: list[str], out_dir: Path) -> list[dict[str, Any]]:
 
 
 def _output_ids(run_dir: Path) -> dict[int, list[int]]:
-    lines = (run_dir / "outputs.jsonl").read_text().splitlines()
-    return {rec["request_id"]: rec["output_ids"] for rec in map(json.loads, lines)}
+    problems: list[str] = []
+    records = read_jsonl(run_dir / OUTPUTS_FILE, OutputRecord, problems)
+    return {rec["request_id"]: rec["output_ids"] for rec in records}
 
 
 def print_edge(results: list[dict[str, Any]], console: Console) -> None:

@@ -19,6 +19,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from specedge import PROJECT_ROOT
+from specedge.records import RUN_CONFIG_FILE
 
 
 class ConfigError(ValueError):
@@ -183,13 +184,13 @@ class ProactiveConfig:
 
 @dataclass
 class EdgeConfig:
-    """SpecExec tree shape drawn by each edge (upstream names kept)."""
+    """SpecExec tree shape drawn by each edge (upstream names kept). These are the defaults
+    (conf/edge/default.yaml only names the schema)."""
 
-    process_name: str = "edge"
-    max_n_beams: int = 16
-    max_beam_len: int = 8
-    max_branch_width: int = 4
-    max_budget: int = 32
+    max_n_beams: int = 8
+    max_beam_len: int = 5
+    max_branch_width: int = 3
+    max_budget: int = 16
     proactive: ProactiveConfig = field(default_factory=ProactiveConfig)
 
     def __post_init__(self) -> None:
@@ -199,7 +200,6 @@ class EdgeConfig:
 
 @dataclass
 class ServerConfig:
-    process_name: str = "server"
     host: str = "127.0.0.1"  # bind address; edges connect to host:port
     port: int = 0  # 0 picks a free port at start-up
     max_batch_size: int = 2
@@ -453,6 +453,9 @@ class SimulateConfig:
     edge_profile: str | None = None  # the edges' drafts (null: the server's)
     edges: int | None = None  # SpecEdge edges (null: server.num_clients)
     requests: int | None = None  # requests served (null: the trace's, at least one per edge)
+    # or this many per edge (per batch slot for server-only and auto-batch): sweeps over
+    # simulate.edges keep every edge busy for as long
+    requests_per_edge: int | None = None
     # P(k drafted tokens accepted in a round), k = 0, 1, ...: replaces the trace's acceptance
     acceptance: list[float] | None = None
 
@@ -462,7 +465,10 @@ class SimulateConfig:
                      and abs(sum(self.acceptance) - 1) < 1e-6, "simulate.acceptance",
                      self.acceptance, "null or probabilities of 0, 1, 2, ... accepted tokens "
                      "that sum to 1")
-        for key in ("edges", "requests"):
+        _require(self.requests is None or self.requests_per_edge is None,
+                 "simulate.requests_per_edge", self.requests_per_edge,
+                 "null when simulate.requests is set (one of the two)")
+        for key in ("edges", "requests", "requests_per_edge"):
             value = getattr(self, key)
             _require(value is None or value >= 1, f"simulate.{key}", value,
                      "null or an integer >= 1")
@@ -556,7 +562,6 @@ BASELINE_SCHEMAS: dict[str, type[BaselineConfig]] = {
     BaselineName.server_only: ServerOnlyBaseline,
     BaselineName.auto_batch: AutoBatchBaseline,
 }
-RUN_CONFIG_FILE = "run_config.yaml"
 
 
 def save_run_config(cfg: DictConfig, run_dir: Path) -> Path:
@@ -566,10 +571,22 @@ def save_run_config(cfg: DictConfig, run_dir: Path) -> Path:
     return path
 
 
+# Settings removed from the schemas, which run directories saved before keep: dropped on load
+# so that an upgrade never makes a finished run unreadable.
+RETIRED_KEYS = (("server", "process_name"), ("edge", "process_name"))
+
+
 def load_run_config(run_dir: Path) -> RunConfig:
     """Load and re-validate a run's saved config against the schemas."""
     raw = OmegaConf.load(Path(run_dir) / RUN_CONFIG_FILE)
+    assert isinstance(raw, DictConfig)
+    for group, key in RETIRED_KEYS:
+        if isinstance(raw.get(group), DictConfig) and key in raw[group]:
+            del raw[group][key]
     base = OmegaConf.structured(RunConfig)
+    if isinstance(raw.get("hardware"), DictConfig) and "nodes" in raw.hardware:
+        base.hardware = OmegaConf.structured(HardwareConfig)
+        base.hardware.nodes = {}  # the saved nodes replace the schema's default node
     name = raw.get("baseline", {}).get("name")
     if name not in BASELINE_SCHEMAS:
         raise ConfigError(f"baseline.name = {name!r} is not accepted: one of "

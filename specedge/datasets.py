@@ -10,12 +10,14 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import datasets
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from specedge.config import DatasetConfig, DatasetFormat, DatasetName
+
+T = TypeVar("T")
 
 BUILTIN_FILE = "builtin_prompts.jsonl"
 SPEC_BENCH_CATEGORIES = ("mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag")
@@ -133,3 +135,9 @@ def load_requests(cfg: DatasetConfig, tokenizer: PreTrainedTokenizerBase) -> lis
                 prompt=render_prompt(str(rows[i]["text"]), tokenizer, cfg))
         for i in picked
     ]
+
+
+def edge_share(items: list[T], client_id: int, num_clients: int) -> list[T]:
+    """What edge ``client_id`` serves: every ``num_clients``-th request from its own position,
+    so the edges split any prompt set evenly without talking to each other."""
+    return items[client_id::num_clients]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from specedge.config import EdgeConfig
+from specedge.config import EdgeConfig, ProactiveConfig
 from specedge.kv_cache import KVPool, KVRow, Query, causal_query, prefill
 from specedge.tree import NodeStatus, TokenTree
 
@@ -30,8 +30,10 @@ class TreeShape:
     max_budget: int
 
     @classmethod
-    def of(cls, edge: EdgeConfig) -> TreeShape:
-        return cls(edge.max_n_beams, edge.max_beam_len, edge.max_branch_width, edge.max_budget)
+    def of(cls, cfg: EdgeConfig | ProactiveConfig) -> TreeShape:
+        """The shape an edge's tree (``cfg.edge``) or its proactive sub-tree
+        (``cfg.edge.proactive``) is grown to: the one place the four settings are read."""
+        return cls(cfg.max_n_beams, cfg.max_beam_len, cfg.max_branch_width, cfg.max_budget)
 
 
 @dataclass

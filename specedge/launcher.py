@@ -29,13 +29,20 @@ from fabric import Connection
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from specedge import PROJECT_ROOT
-from specedge.config import RUN_CONFIG_FILE, ConfigError, RunConfig
-from specedge.edge import edge_files
-from specedge.records import OUTPUTS_FILE
+from specedge.config import ConfigError, RunConfig
+from specedge.datasets import edge_share
+from specedge.records import (
+    LOST_FILE,
+    OUTPUTS_FILE,
+    PORT_FILE,
+    RUN_CONFIG_FILE,
+    OutputRecord,
+    edge_file,
+    edge_outputs_file,
+    read_jsonl,
+)
 
 log = logging.getLogger("specedge.launcher")
-PORT_FILE = "server.port"
-LOST_FILE = "lost_edges.json"  # written when edges failed: which, and what they left undone
 LOCAL_NODES = ("localhost", "127.0.0.1")
 
 
@@ -43,21 +50,29 @@ class LaunchError(RuntimeError):
     """A process of the run failed; the message names it and where its log is."""
 
 
-def _pinned(cores: Sequence[int] | None) -> Callable[[], None] | None:
-    if not cores:
-        return None
+def cores_to_pin(cores: Sequence[int], key: str) -> set[int]:
+    """The cores of ``key`` (hardware.server_cores / edge_cores) this machine has; an error
+    names the key when it has none of them."""
     allowed = set(os.sched_getaffinity(0))
     wanted = set(cores) & allowed
     if not wanted:
-        raise ConfigError(f"CPU cores {list(cores)} are not available here (allowed: "
+        raise ConfigError(f"{key} = {list(cores)} are not available here (allowed: "
                           f"{sorted(allowed)})")
+    return wanted
+
+
+def _pinned(cores: Sequence[int] | None, key: str) -> Callable[[], None] | None:
+    if not cores:
+        return None
+    wanted = cores_to_pin(cores, key)
     return lambda: os.sched_setaffinity(0, wanted)
 
 
-def _start(cmd: list[str], log_path: Path, cores: Sequence[int] | None) -> subprocess.Popen[bytes]:
+def _start(cmd: list[str], log_path: Path, cores: Sequence[int] | None,
+           key: str) -> subprocess.Popen[bytes]:
     handle = log_path.open("ab")
     return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT,
-                            preexec_fn=_pinned(cores), start_new_session=True)
+                            preexec_fn=_pinned(cores, key), start_new_session=True)
 
 
 def _stop(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
@@ -141,7 +156,7 @@ def _run_remote_edge(conn: Connection, project: str, run_dir: Path, cid: int, ad
            f"{shlex.quote(str(run_dir))} --client-id {cid} --server {shlex.quote(address)} "
            f"--device {shlex.quote(device)} > {shlex.quote(str(log_path))} 2>&1")
     result = conn.run(cmd, warn=True, hide=True)
-    for path in (*edge_files(run_dir, cid), log_path):
+    for path in (edge_file(run_dir, cid), edge_outputs_file(run_dir, cid), log_path):
         with contextlib.suppress(FileNotFoundError, OSError):
             _fetch(conn, path)
     return int(result.exited)
@@ -181,7 +196,7 @@ def launch(cfg: RunConfig, run_dir: Path, request_ids: list[int]) -> None:
     port_file.unlink(missing_ok=True)
     server_log = run_dir / "server.log"
     server_cmd = [sys.executable, "-m", "specedge.server", str(run_dir), str(port_file)]
-    server = _start(server_cmd, server_log, cfg.hardware.server_cores)
+    server = _start(server_cmd, server_log, cfg.hardware.server_cores, "hardware.server_cores")
     edges: list[LocalEdge | RemoteEdge] = []
     lost: dict[int, int | None] = {}  # edge -> exit code, for edges that failed
     # SIGTERM (a scheduler, `kill`) must stop the server and edges like Ctrl-C does: the
@@ -203,7 +218,7 @@ def launch(cfg: RunConfig, run_dir: Path, request_ids: list[int]) -> None:
                 edges.append(LocalEdge(_start(
                     [sys.executable, "-m", "specedge.edge", str(run_dir), "--client-id",
                      str(cid), "--server", address, "--device", slot.device],
-                    log_path, cfg.hardware.edge_cores), log_path))
+                    log_path, cfg.hardware.edge_cores, "hardware.edge_cores"), log_path))
         columns = (TextColumn("specedge"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         restarts = 0
         with Progress(*columns) as progress:
@@ -228,9 +243,9 @@ def launch(cfg: RunConfig, run_dir: Path, request_ids: list[int]) -> None:
                                 port, restarts, cfg.server.max_restarts)
                     port_file.unlink(missing_ok=True)
                     server = _start([*server_cmd, "--port", str(port)], server_log,
-                                    cfg.hardware.server_cores)
+                                    cfg.hardware.server_cores, "hardware.server_cores")
                     _wait_for_port(server, port_file, server_log)
-                done = sum(_count_lines(edge_files(run_dir, c)[1]) for c in range(len(edges)))
+                done = sum(_count_lines(edge_outputs_file(run_dir, c)) for c in range(len(edges)))
                 progress.update(task, completed=done)
                 time.sleep(0.2)
             progress.update(task, completed=n_requests - len(_unfinished(cfg, run_dir, lost,
@@ -259,21 +274,17 @@ def _unfinished(cfg: RunConfig, run_dir: Path, lost: dict[int, int | None],
     request from position k, see specedge.edge)."""
     out = []
     for c in lost:
-        done = {r["request_id"] for r in _read_outputs(edge_files(run_dir, c)[1])}
-        out += [i for i in request_ids[c :: cfg.server.num_clients] if i not in done]
+        done = {r["request_id"] for r in _read_outputs(edge_outputs_file(run_dir, c))}
+        out += [i for i in edge_share(request_ids, c, cfg.server.num_clients) if i not in done]
     return sorted(out)
 
 
 def _read_outputs(path: Path) -> list[dict[str, object]]:
     """An edge's output records; a line cut short by a dying edge is skipped and logged."""
-    records = []
-    if not path.exists():
-        return records
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            log.warning("%s:%d: skipped, not valid JSON (cut short?)", path, lineno)
+    problems: list[str] = []
+    records = read_jsonl(path, OutputRecord, problems, missing_ok=True)
+    for problem in problems:
+        log.warning("%s (cut short?)", problem)
     return records
 
 
@@ -281,7 +292,7 @@ def _merge_outputs(run_dir: Path, n_edges: int) -> None:
     """Every edge's outputs in one ``outputs.jsonl``, ordered by request id."""
     records = []
     for cid in range(n_edges):
-        records += _read_outputs(edge_files(run_dir, cid)[1])
+        records += _read_outputs(edge_outputs_file(run_dir, cid))
     records.sort(key=lambda r: int(str(r["request_id"])))
     with (run_dir / OUTPUTS_FILE).open("w") as fh:
         for r in records:

@@ -24,7 +24,8 @@ from rich.table import Table
 
 from specedge.config import load_run_config
 from specedge.models import load_model
-from specedge.records import OUTPUTS_FILE
+from specedge.records import OUTPUTS_FILE, STATS_FILE, SUMMARY_FILE, OutputRecord, read_jsonl
+from specedge.verification import greedy_reference
 
 BUILTIN = Path(__file__).parent / "data" / "builtin_prompts.jsonl"
 
@@ -47,10 +48,8 @@ def count_exact(run_dir: Path, outputs: list[dict[str, Any]]) -> int:
     target = load_model(cfg.model.target, cfg.model.dtype, "cpu", cfg.model.attn_implementation)
     exact = 0
     for out in outputs:
-        ids = torch.tensor([out["prompt_ids"]])
-        ref = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                              max_new_tokens=cfg.generation.max_new_tokens, pad_token_id=0)
-        exact += out["output_ids"] == ref[0, ids.shape[1]:].tolist()
+        exact += out["output_ids"] == greedy_reference(target, out["prompt_ids"],
+                                                       cfg.generation.max_new_tokens)
     return exact
 
 
@@ -67,9 +66,9 @@ def run_load(edges: int, requests: int, overrides: list[str], out_dir: Path,
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
     wall_s = time.perf_counter() - t0
-    summary = json.loads((run_dir / "summary.json").read_text())
-    outputs = [json.loads(line) for line in (run_dir / OUTPUTS_FILE).read_text().splitlines()]
-    stats_path = run_dir / "server_stats.json"
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    outputs = read_jsonl(run_dir / OUTPUTS_FILE, OutputRecord, [], missing_ok=True)
+    stats_path = run_dir / STATS_FILE
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     return {"edges": edges, "requests": requests, "exit_code": done.returncode,
             "finished": len(outputs), "failed": requests - len(outputs),

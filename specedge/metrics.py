@@ -26,7 +26,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -40,27 +40,30 @@ from rich.table import Table
 
 from specedge import CONF_DIR
 from specedge.config import (
-    RUN_CONFIG_FILE,
     BaselineName,
     ConfigError,
     HardwareConfig,
     load_run_config,
 )
-from specedge.launcher import LOST_FILE
 from specedge.records import (
+    EDGE_FILES,
+    LOST_FILE,
     OUTPUTS_FILE,
+    RUN_CONFIG_FILE,
     SERVER_FILE,
+    STATS_FILE,
     STEPS_FILE,
+    SUMMARY_FILE,
     EdgeRoundRecord,
     OutputRecord,
+    RecordsError,
     ServerStepRecord,
     StepRecord,
+    read_jsonl,
 )
 
-SUMMARY_FILE = "summary.json"
 
-
-class MetricsError(ValueError):
+class MetricsError(RecordsError):
     """A run directory holds no usable records; the message says which file."""
 
 
@@ -73,41 +76,12 @@ DEFAULT_ACCOUNTING = {"specedge": Accounting.wall, "server_only": Accounting.bus
                       "auto_batch": Accounting.busy}
 
 
-# Fields added to a record schema after runs were made with it, and what older runs mean by
-# their absence, so that upgrading never makes a finished run unreadable.
-LATER_FIELDS: dict[type, dict[str, Any]] = {
-    EdgeRoundRecord: {"server_queue_s": math.nan, "server_verify_s": math.nan, "late_s": 0.0,
-                      "retries": 0},
-    StepRecord: {"prefix": 0},
-    ServerStepRecord: {"prefix_tokens": 0},
-}
-
-
-def read_jsonl(path: Path, schema: type, problems: list[str]) -> pd.DataFrame:
-    """The records of one file. Lines that are not JSON objects with the schema's fields are
-    skipped and named (``FILE:LINE: why``) in ``problems``; a file with no records is an error."""
-    if not path.exists():
-        raise MetricsError(f"{path}: missing")
-    later = LATER_FIELDS.get(schema, {})
-    wanted = {f.name for f in fields(schema)} - later.keys()
-    rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{path}:{lineno}: skipped, not valid JSON ({exc.msg})")
-            continue
-        if not isinstance(row, dict) or wanted - row.keys():
-            missing = sorted(wanted - row.keys()) if isinstance(row, dict) else "all"
-            problems.append(f"{path}:{lineno}: skipped, not a {schema.__name__} "
-                            f"(missing fields: {missing})")
-            continue
-        rows.append(later | row)
-    if not rows:
-        raise MetricsError(f"{path}: holds no records")
-    return pd.DataFrame(rows)
+def read_frame(path: Path, schema: type, problems: list[str]) -> pd.DataFrame:
+    """:func:`specedge.records.read_jsonl` as a frame; a file without records is an error."""
+    try:
+        return pd.DataFrame(read_jsonl(path, schema, problems))
+    except RecordsError as exc:
+        raise MetricsError(str(exc)) from None
 
 
 @dataclass
@@ -162,14 +136,14 @@ def load_records(run_dir: Path) -> RunRecords:
     run_dir = Path(run_dir)
     problems: list[str] = []
     if (run_dir / SERVER_FILE).exists():
-        server = read_jsonl(run_dir / SERVER_FILE, ServerStepRecord, problems)
-        edge_files = sorted(run_dir.glob("edge-*.jsonl"))
+        server = read_frame(run_dir / SERVER_FILE, ServerStepRecord, problems)
+        edge_files = sorted(run_dir.glob(EDGE_FILES))
         if not edge_files:
             raise MetricsError(f"{run_dir}: a SpecEdge run without edge-*.jsonl records")
         edges = []
         for path in edge_files:
             try:
-                edges.append(read_jsonl(path, EdgeRoundRecord, problems))
+                edges.append(read_frame(path, EdgeRoundRecord, problems))
             except MetricsError as exc:  # an edge that never finished a round
                 problems.append(str(exc))
         if not edges:
@@ -182,7 +156,7 @@ def load_records(run_dir: Path) -> RunRecords:
                               "busy_s": server["forward_s"],
                               "batch_size": server["batch_size"]})
     elif (run_dir / STEPS_FILE).exists():
-        records = read_jsonl(run_dir / STEPS_FILE, StepRecord, problems)
+        records = read_frame(run_dir / STEPS_FILE, StepRecord, problems)
         baseline = str(records["baseline"].iloc[0])
         rounds = _rounds_server_side(records)
         steps = records.groupby("step").agg(t_start=("t_start", "first"),
@@ -196,7 +170,7 @@ def load_records(run_dir: Path) -> RunRecords:
     outputs = None
     if (run_dir / OUTPUTS_FILE).exists():
         try:
-            outputs = read_jsonl(run_dir / OUTPUTS_FILE, OutputRecord, problems)
+            outputs = read_frame(run_dir / OUTPUTS_FILE, OutputRecord, problems)
         except MetricsError as exc:
             problems.append(str(exc))
     return RunRecords(run_dir, baseline, rounds.sort_values("t_start", ignore_index=True),
@@ -338,7 +312,7 @@ def summarize(rec: RunRecords, prices: Prices, accounting: Accounting | None = N
 
 def _server_peak_rss(run_dir: Path) -> float | None:
     """The SpecEdge server's own peak RSS (it writes server_stats.json when it stops)."""
-    path = run_dir / "server_stats.json"
+    path = run_dir / STATS_FILE
     return float(json.loads(path.read_text())["peak_rss_mib"]) if path.exists() else None
 
 
@@ -353,6 +327,7 @@ def run_meta(run_dir: Path) -> dict[str, Any]:
             "dataset": cfg.dataset.name.value, "hardware": cfg.hardware.name,
             "edges": cfg.server.num_clients if cfg.baseline.name == BaselineName.specedge
             else 0,
+            "scheduler": cfg.server.scheduler_policy,
             "tree": {"max_n_beams": cfg.edge.max_n_beams, "max_beam_len": cfg.edge.max_beam_len,
                      "max_branch_width": cfg.edge.max_branch_width,
                      "max_budget": cfg.edge.max_budget},

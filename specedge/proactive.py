@@ -34,10 +34,6 @@ class Guess:
     steps: int  # growth steps spent on it
 
 
-def shape_of(cfg: ProactiveConfig) -> TreeShape:
-    return TreeShape(cfg.max_n_beams, cfg.max_beam_len, cfg.max_branch_width, cfg.max_budget)
-
-
 @torch.inference_mode()
 def draft_proactively(pool: KVPool, main: Draft, cfg: ProactiveConfig,
                       stop: Callable[[], bool] | None = None) -> Guess | None:
@@ -70,7 +66,7 @@ def draft_proactively(pool: KVPool, main: Draft, cfg: ProactiveConfig,
 
     sub = Draft(tree=TokenTree.rooted(token), row=row, pending_cols=[], columns={}, forwards=0)
     seen = [*main.pending_cols, *(main.columns[a] for a in tree.path_to(leaf))]
-    steps = grow(pool, sub, shape_of(cfg), cfg.max_beam_len, root_pos + tree.depths[leaf] + 1,
+    steps = grow(pool, sub, TreeShape.of(cfg), cfg.max_beam_len, root_pos + tree.depths[leaf] + 1,
                  seen, decay=PROACTIVE_DECAY, stop=stop)
     main.forwards += sub.forwards
     return Guess(leaf=leaf, token=token, draft=sub, steps=steps)

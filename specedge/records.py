@@ -1,31 +1,59 @@
-"""The JSONL record schemas every run writes, in one place; metrics and reports read these.
+"""A run directory: every file name in it, the JSONL record schemas, and the one reader.
 
 Files in a run directory:
+
+- ``run_config.yaml``: the composed configuration; ``run.json``: what ran (command, versions).
+- ``summary.json``: the metrics (:mod:`specedge.metrics`).
+- ``server.port``, ``server_stats.json``, ``lost_edges.json``: the SpecEdge server's port, its
+  peak RSS at shutdown, and the edges a run lost (with the requests they left undone).
 
 - ``steps.jsonl``: one :class:`StepRecord` per request per step of the server-side loop
   (server-only and auto-batch baselines).
 - ``server.jsonl``: one :class:`ServerStepRecord` per target forward of the SpecEdge server.
-- ``edge-<client>.jsonl``: one :class:`EdgeRoundRecord` per round of each SpecEdge edge.
+- ``edge-<client>.jsonl``: one :class:`EdgeRoundRecord` per round of each SpecEdge edge, and
+  ``outputs-edge-<client>.jsonl`` its finished requests (merged into ``outputs.jsonl``).
 - ``outputs.jsonl``: one :class:`OutputRecord` per request, whatever the baseline, so anyone
   can check a run's text against the target's own decode.
 
 Each line is flushed as soon as it is written: a run that dies keeps every finished step.
-A field added to a schema later gets, in ``specedge.metrics.LATER_FIELDS``, the value that
-older runs mean by its absence, so runs made before an upgrade stay readable.
+A field added to a schema later gets, in :data:`LATER_FIELDS`, the value that older runs mean
+by its absence, so runs made before an upgrade stay readable.
 Timestamps are Unix seconds (``time.time()``); durations are seconds (``perf_counter``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+RUN_CONFIG_FILE = "run_config.yaml"
+RUN_INFO_FILE = "run.json"
+SUMMARY_FILE = "summary.json"
 STEPS_FILE = "steps.jsonl"
 SERVER_FILE = "server.jsonl"
 OUTPUTS_FILE = "outputs.jsonl"
+EDGE_FILES = "edge-*.jsonl"
+PORT_FILE = "server.port"
+STATS_FILE = "server_stats.json"
+LOST_FILE = "lost_edges.json"
+
+
+def edge_file(run_dir: Path, client_id: int) -> Path:
+    """An edge's rounds."""
+    return Path(run_dir) / f"edge-{client_id}.jsonl"
+
+
+def edge_outputs_file(run_dir: Path, client_id: int) -> Path:
+    """An edge's finished requests, before the launcher merges them into outputs.jsonl."""
+    return Path(run_dir) / f"outputs-edge-{client_id}.jsonl"
+
+
+class RecordsError(ValueError):
+    """A records file is missing or holds no record; the message names it."""
 
 
 @dataclass
@@ -126,3 +154,46 @@ class JsonlWriter:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+# Fields added to a record schema after runs were made with it, and what older runs mean by
+# their absence, so that upgrading never makes a finished run unreadable.
+LATER_FIELDS: dict[type, dict[str, Any]] = {
+    EdgeRoundRecord: {"server_queue_s": math.nan, "server_verify_s": math.nan, "late_s": 0.0,
+                      "retries": 0},
+    StepRecord: {"prefix": 0},
+    ServerStepRecord: {"prefix_tokens": 0},
+}
+
+
+def read_jsonl(path: Path, schema: type, problems: list[str],
+               missing_ok: bool = False) -> list[dict[str, Any]]:
+    """The records of one file, as dicts with every field of ``schema``. Lines that are not
+    JSON objects with the schema's fields (a line cut short by a dying process) are skipped and
+    named (``FILE:LINE: why``) in ``problems``. A missing or empty file is an error unless
+    ``missing_ok``."""
+    path = Path(path)
+    if not path.exists():
+        if missing_ok:
+            return []
+        raise RecordsError(f"{path}: missing")
+    later = LATER_FIELDS.get(schema, {})
+    wanted = {f.name for f in fields(schema)} - later.keys()
+    rows = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{path}:{lineno}: skipped, not valid JSON ({exc.msg})")
+            continue
+        if not isinstance(row, dict) or wanted - row.keys():
+            missing = sorted(wanted - row.keys()) if isinstance(row, dict) else "all"
+            problems.append(f"{path}:{lineno}: skipped, not a {schema.__name__} "
+                            f"(missing fields: {missing})")
+            continue
+        rows.append(later | row)
+    if not rows and not missing_ok:
+        raise RecordsError(f"{path}: holds no records")
+    return rows

@@ -35,15 +35,14 @@ import seaborn as sns
 from jinja2 import Environment, PackageLoader, select_autoescape
 from matplotlib.figure import Figure
 
-from specedge.config import RUN_CONFIG_FILE
 from specedge.metrics import (
-    SUMMARY_FILE,
     MetricsError,
     RunRecords,
     itl_ms,
     load_records,
     run_summary,
 )
+from specedge.records import RUN_CONFIG_FILE, SUMMARY_FILE
 from specedge.sweep import INDEX_FILE
 
 LABELS = {"auto_batch": "Autoregressive", "server_only": "Server-only", "specedge": "SpecEdge"}
@@ -282,12 +281,14 @@ def fig_timeline(run: Run) -> Plot:
     ax.set_xlabel("seconds since the first server step")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
     ax.legend(handles, ["server verify", "edge draft", "proactive draft", "edge waits"],
-              ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.25 - 0.02 * len(lanes)))
-    ax.set_title(f"SpecEdge timeline, first {len(shown)} server steps")
+              ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.set_title(f"SpecEdge timeline, first {len(shown)} server steps", pad=24)
+    pipeline = run.summary.get("scheduler") == "pipeline"
     return _png(fig, "Server forwards (blue) and each edge's drafting (green), proactive "
                      "drafting while it waits (red, thin) and waiting for the reply (grey). "
-                     "With pipeline-aware scheduling the server alternates between two groups "
-                     "of edges, so while one group waits the other drafts.")
+                     + ("Pipeline-aware scheduling: the server alternates between groups of "
+                        "edges, so while one group waits the other drafts." if pipeline else
+                        "Scheduler: " + str(run.summary.get("scheduler", "?")) + "."))
 
 
 def _prices(runs: list[Run]) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from specedge.baselines import make_chooser, make_sequences, output_record, serve
+from specedge.baselines import serve
 from specedge.config import (
     AutoBatchBaseline,
     BaselineName,
@@ -32,11 +32,12 @@ from specedge.config import (
 from specedge.datasets import DatasetError, Request, load_requests
 from specedge.drafting import TreeShape
 from specedge.kv_cache import KVPool, pool_for
-from specedge.launcher import LaunchError, launch
-from specedge.metrics import SUMMARY_FILE, MetricsError, write_summary
+from specedge.launcher import LaunchError, cores_to_pin, launch
+from specedge.metrics import MetricsError, write_summary
 from specedge.models import ModelLoadError, load_member, load_run_tokenizer
-from specedge.records import OUTPUTS_FILE, STEPS_FILE, JsonlWriter
-from specedge.sequence import Sequence
+from specedge.records import OUTPUTS_FILE, RUN_INFO_FILE, STEPS_FILE, SUMMARY_FILE, JsonlWriter
+from specedge.sequence import Sequence, make_sequences, output_record
+from specedge.verification import Chooser
 
 log = logging.getLogger("specedge.run")
 
@@ -66,10 +67,7 @@ def pinned(cores: list[int] | None) -> Iterator[None]:
         yield
         return
     allowed, threads = os.sched_getaffinity(0), torch.get_num_threads()
-    wanted = set(cores) & allowed
-    if not wanted:
-        raise ConfigError(f"hardware.server_cores = {cores} are not available here (allowed: "
-                          f"{sorted(allowed)})")
+    wanted = cores_to_pin(cores, "hardware.server_cores")
     os.sched_setaffinity(0, wanted)
     torch.set_num_threads(len(wanted))
     try:
@@ -103,7 +101,7 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
                           f"{too_long[0].request.index} ({len(too_long[0].prompt_ids)} prompt "
                           "tokens + max_new_tokens + tree depth)")
     torch.manual_seed(cfg.seed)
-    choose = make_chooser(cfg.generation.temperature, cfg.generation.top_p, cfg.seed)
+    choose = Chooser.seeded(cfg.generation.temperature, cfg.generation.top_p, cfg.seed)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[tokens]} tokens"), TimeElapsedColumn())
     with (JsonlWriter(run_dir / STEPS_FILE) as steps_out,
@@ -128,7 +126,7 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
     log.info("%s: %d requests, %d tokens in %d steps, %.1f s (%.1f tokens/s)",
              baseline.name.value, len(seqs), tokens, result.steps, result.wall_s,
              tokens / result.wall_s)
-    (run_dir / "run.json").write_text(json.dumps(
+    (run_dir / RUN_INFO_FILE).write_text(json.dumps(
         {"baseline": baseline.name.value, "requests": len(seqs), "tokens": tokens,
          "steps": result.steps, "wall_s": result.wall_s}, indent=2) + "\n")
 

@@ -1,7 +1,8 @@
 """Server scheduling: which queued Validate calls share the next target forward.
 
 A policy only decides *which* waiting jobs form the next batch and *when*; the scheduler loop
-runs the batch and answers the callers. Policies are named in ``server.scheduler``:
+runs the batch and answers the callers. ``server.scheduler=pipeline`` picks the pipeline
+policy; ``server.scheduler=batch`` picks ``server.batch_type``'s (``dynamic`` or ``static``):
 
 - ``dynamic``: take whatever is queued (up to ``max_batch_size``) as soon as anything is.
 - ``static``: wait until ``max_batch_size`` calls are queued (fewer once fewer edges remain).
@@ -18,12 +19,16 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from specedge.kv_cache import KVRow
 from specedge.records import ServerStepRecord
-from specedge.tree import TokenTree
-from specedge.verification import Verdict
+
+if TYPE_CHECKING:  # annotations only: the simulator imports the policies without torch
+    import torch
+
+    from specedge.kv_cache import KVRow
+    from specedge.tree import TokenTree
+    from specedge.verification import Verdict
 
 
 @dataclass
@@ -36,6 +41,7 @@ class Job:
     tree: TokenTree
     prefill: bool
     future: asyncio.Future[Verdict]
+    generator: torch.Generator | None = None  # the request's sample stream (sampling only)
     enqueued: float = field(default_factory=time.perf_counter)
     queue_s: float = 0.0  # set when its batch is done: waiting, then the batched forward
     verify_s: float = 0.0
@@ -101,7 +107,7 @@ def make_policy(name: str, max_batch_size: int, num_clients: int) -> BatchPolicy
     raise ValueError(f"unknown scheduler {name!r}; accepted: dynamic, static, pipeline")
 
 
-VerifyFn = Callable[[list[Job]], list[Verdict]]
+VerifyFn = Callable[[list[Job]], "list[Verdict]"]
 
 
 class Scheduler:

@@ -1,11 +1,15 @@
-"""One request being generated: its committed tokens, its caches and when it must stop."""
+"""One request being generated: its committed tokens, its caches and when it must stop; its
+prompt's tokens and its output record."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
 from specedge.datasets import Request
 from specedge.kv_cache import KVRow
+from specedge.records import OutputRecord
 
 
 @dataclass
@@ -15,8 +19,7 @@ class Sequence:
     max_new_tokens: int
     eos_token_id: int | None
     generated: list[int] = field(default_factory=list)
-    target_row: KVRow | None = None  # KV rows, held while the request is being served
-    draft_row: KVRow | None = None
+    target_row: KVRow | None = None  # its target KV row while it is being served
     finished: bool = False
     steps: int = 0
 
@@ -50,3 +53,25 @@ class Sequence:
                 self.generated and self.generated[-1] == self.eos_token_id):
             self.finished = True
         return kept
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, request: Request,
+                  chat_template: bool) -> list[int]:
+    # A rendered chat template already holds any BOS the model wants; plain text gets the
+    # tokenizer's own special tokens, as generate() users would.
+    return tokenizer(request.prompt, add_special_tokens=not chat_template)["input_ids"]
+
+
+def output_record(seq: Sequence, tokenizer: PreTrainedTokenizerBase) -> OutputRecord:
+    return OutputRecord(
+        request_id=seq.request.index, category=seq.request.category, prompt=seq.request.prompt,
+        prompt_ids=seq.prompt_ids, output_ids=seq.generated,
+        text=tokenizer.decode(seq.generated, skip_special_tokens=False),
+    )
+
+
+def make_sequences(requests: list[Request], tokenizer: PreTrainedTokenizerBase,
+                   chat_template: bool, max_new_tokens: int) -> list[Sequence]:
+    return [Sequence(request=r, prompt_ids=encode_prompt(tokenizer, r, chat_template),
+                     max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id)
+            for r in requests]

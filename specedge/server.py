@@ -1,10 +1,10 @@
 """The verification server: the target model behind a grpc.aio ``Verifier`` service.
 
-It keeps one slot per edge (the committed tokens of the request that edge is generating; their
-target KV lives in the edge's row of the server's KV pool, :mod:`specedge.kv_cache`), hands
-each Validate call to the :mod:`specedge.scheduler`, and answers with the
-accepted path and bonus token. ``python -m specedge.server RUN_CONFIG.yaml PORT_FILE`` runs it
-as its own process (the launcher does this).
+It keeps, per edge, the request that edge is generating (an :class:`EdgeRequest`: its committed
+tokens; their target KV lives in the edge's row of the server's KV pool,
+:mod:`specedge.kv_cache`), hands each Validate call to the :mod:`specedge.scheduler`, and
+answers with the accepted path and bonus token. ``python -m specedge.server RUN_DIR PORT_FILE``
+runs it as its own process on RUN_DIR's run_config.yaml (the launcher does this).
 """
 
 from __future__ import annotations
@@ -26,28 +26,30 @@ import grpc
 import torch
 
 from specedge.admission import Limits, Rejected, check_client, check_fits, check_prompt, check_tree
-from specedge.baselines import encode_prompt
 from specedge.config import RunConfig, load_run_config, max_tree_nodes
 from specedge.datasets import load_requests
 from specedge.kv_cache import KVPool, KVRow, pool_for
 from specedge.models import load_member, load_run_tokenizer
 from specedge.prefill_cache import CachedPrompt, load_or_build
 from specedge.protocol import pb, reply_from_verdict, rpc
-from specedge.records import SERVER_FILE, JsonlWriter
+from specedge.records import SERVER_FILE, STATS_FILE, JsonlWriter
 from specedge.scheduler import Job, Scheduler, make_policy
 from specedge.security import bind, make_server
+from specedge.sequence import encode_prompt
 from specedge.tree import TokenTree
-from specedge.verification import Chooser, Verdict, verify_trees
+from specedge.verification import Chooser, Verdict, request_generator, verify_trees
 
 log = logging.getLogger("specedge.server")
-STATS_FILE = "server_stats.json"  # written at shutdown: peak RSS, clients lost
 
 
 @dataclass
-class Slot:
+class EdgeRequest:
+    """The request an edge is generating, as the server holds it."""
+
     request_id: int
     tokens: list[int]  # committed tokens: prompt + accepted output
     cached: CachedPrompt | None = None  # prefill KV from disk, loaded when admitted
+    generator: torch.Generator | None = None  # the request's samples (temperature > 0)
 
 
 class VerifierService(rpc.VerifierServicer):
@@ -57,14 +59,14 @@ class VerifierService(rpc.VerifierServicer):
         self.cfg = cfg
         self.scheduler = scheduler
         self.prefilled = prefilled or {}
-        self.slots: dict[int, Slot] = {}
+        self.requests: dict[int, EdgeRequest] = {}
         # Client k always uses KV row k: a new prefill round starts it over.
         self.rows: dict[int, KVRow] = {c: pool.acquire() for c in range(cfg.server.num_clients)}
         self.limits = Limits(num_clients=cfg.server.num_clients,
                              vocab_size=int(pool.model.config.vocab_size),
                              max_tree_nodes=max_tree_nodes(cfg.edge), max_len=cfg.model.max_len)
         self.last_seen: dict[int, float] = {}
-        self.lost: set[int] = set()  # clients whose slot the watchdog freed
+        self.lost: set[int] = set()  # clients whose request the watchdog freed
         self._in_flight: set[int] = set()
         self._quiet: set[int] = set()  # retired: finished, or silent past the timeout
         self._synced: set[int] = set()
@@ -74,7 +76,7 @@ class VerifierService(rpc.VerifierServicer):
                        context: grpc.aio.ServicerContext) -> pb.ValidateReply:
         cid = request.client_id
         try:
-            tree, slot = self._admit(request)
+            tree, held = self._admit(request)
         except Rejected as exc:
             log.warning("client %d, request %d refused: %s", cid, request.request_id, exc)
             await context.abort(exc.code, exc.message)
@@ -82,23 +84,24 @@ class VerifierService(rpc.VerifierServicer):
         self._quiet.discard(cid)
         try:
             row = self.rows[cid]
-            if self.slots.get(cid) is not slot:  # only now: a refused request changes no state
-                self.slots[cid] = slot
+            if self.requests.get(cid) is not held:  # only now: a refused request changes no state
+                self.requests[cid] = held
                 self.pool.reset(row)
-                if slot.cached is not None:
-                    self.pool.load(row, slot.cached.keys, slot.cached.values)
+                if held.cached is not None:
+                    self.pool.load(row, held.cached.keys, held.cached.values)
             future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
-            job = Job(client_id=cid, row=row, pending=slot.tokens[row.length:-1],
-                      tree=tree, prefill=request.prefill, future=future)
+            job = Job(client_id=cid, row=row, pending=held.tokens[row.length:-1],
+                      tree=tree, prefill=request.prefill, future=future,
+                      generator=held.generator)
             verdict = await self.scheduler.submit(job)
-            slot.tokens.extend(verdict.new_tokens(tree))
+            held.tokens.extend(verdict.new_tokens(tree))
         finally:
             self._in_flight.discard(cid)
             self.last_seen[cid] = time.monotonic()
         return reply_from_verdict(verdict, queue_s=job.queue_s, verify_s=job.verify_s)
 
-    def _admit(self, request: pb.ValidateRequest) -> tuple[TokenTree, Slot]:
-        """Every check (specedge.admission) before anything changes; the slot to use."""
+    def _admit(self, request: pb.ValidateRequest) -> tuple[TokenTree, EdgeRequest]:
+        """Every check (specedge.admission) before anything changes; the request to use."""
         cid = request.client_id
         check_client(cid, self.limits)
         if cid in self._in_flight:
@@ -107,34 +110,37 @@ class VerifierService(rpc.VerifierServicer):
                            "with one client_id?)")
         tree = check_tree(request, self.limits)
         if request.prefill:
+            generator = (request_generator(self.cfg.seed, request.request_id)
+                         if self.cfg.generation.temperature > 0 else None)
             if request.prompt:
-                slot = Slot(request.request_id, check_prompt(request, self.limits))
+                held = EdgeRequest(request.request_id, check_prompt(request, self.limits),
+                            generator=generator)
             elif request.request_id in self.prefilled:
                 cached = self.prefilled[request.request_id]
-                slot = Slot(request.request_id, list(cached.tokens), cached)
+                held = EdgeRequest(request.request_id, list(cached.tokens), cached, generator)
             else:
                 raise Rejected(grpc.StatusCode.INVALID_ARGUMENT,
                                f"prefill round for request {request.request_id} carries no "
                                "prompt and the server has no cached prefill for it")
         else:
-            current = self.slots.get(cid)
+            current = self.requests.get(cid)
             if current is None or current.request_id != request.request_id:
                 raise Rejected(grpc.StatusCode.FAILED_PRECONDITION,
                                f"client {cid} has no prefilled request {request.request_id} "
                                "here: send a prefill round first")
-            slot = current
-        if tree.tokens[0] != slot.tokens[-1]:
+            held = current
+        if tree.tokens[0] != held.tokens[-1]:
             raise Rejected(grpc.StatusCode.INVALID_ARGUMENT,
                            f"tree root {tree.tokens[0]} is not the last committed token "
-                           f"{slot.tokens[-1]}")
-        check_fits(len(slot.tokens), tree, self.limits)
-        return tree, slot
+                           f"{held.tokens[-1]}")
+        check_fits(len(held.tokens), tree, self.limits)
+        return tree, held
 
     async def watch_clients(self, timeout_s: float) -> None:
-        """Stop waiting for an edge silent for ``timeout_s``: free its slot (it may have died)
+        """Stop waiting for an edge silent for ``timeout_s``: free its request (it may have died)
         and take it out of the scheduler's batches. A restarted server also learns this way
         which edges had already finished. Such an edge can always come back: its next call
-        re-activates it, and a prefill round rebuilds its slot."""
+        re-activates it, and a prefill round rebuilds it."""
         started = time.monotonic()
         while True:
             await asyncio.sleep(min(1.0, timeout_s / 4))
@@ -146,9 +152,9 @@ class VerifierService(rpc.VerifierServicer):
                 if silent > timeout_s:
                     self._quiet.add(cid)
                     self.scheduler.retire(cid)
-                    if self.slots.pop(cid, None) is not None:
+                    if self.requests.pop(cid, None) is not None:
                         self.lost.add(cid)
-                        log.warning("client %d silent for %.0f s: freed its slot", cid, silent)
+                        log.warning("client %d silent for %.0f s: freed its request", cid, silent)
 
     async def Sync(self, request: pb.SyncRequest,
                    context: grpc.aio.ServicerContext) -> pb.SyncReply:
@@ -163,7 +169,7 @@ class VerifierService(rpc.VerifierServicer):
     async def Finish(self, request: pb.FinishRequest,
                      context: grpc.aio.ServicerContext) -> pb.FinishReply:
         await self._known_client(request.client_id, context)
-        self.slots.pop(request.client_id, None)
+        self.requests.pop(request.client_id, None)
         self._quiet.add(request.client_id)
         self.scheduler.retire(request.client_id)
         return pb.FinishReply()
@@ -178,7 +184,7 @@ class VerifierService(rpc.VerifierServicer):
 def make_verify(pool: KVPool, choose: Chooser) -> Callable[[list[Job]], list[Verdict]]:
     def verify(batch: list[Job]) -> list[Verdict]:
         return verify_trees(pool, [j.row for j in batch], [j.pending for j in batch],
-                            [j.tree for j in batch], choose)
+                            [j.tree for j in batch], choose, [j.generator for j in batch])
     return verify
 
 
@@ -227,7 +233,7 @@ async def serve(cfg: RunConfig, run_dir: Path, port_file: Path | None = None) ->
         loop_task.cancel()
         watch_task.cancel()
         if service.lost:
-            log.warning("clients whose slot was freed after %.0f s of silence: %s",
+            log.warning("clients whose request was freed after %.0f s of silence: %s",
                         cfg.server.client_timeout_s, sorted(service.lost))
         peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
         (run_dir / STATS_FILE).write_text(json.dumps(

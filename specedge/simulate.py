@@ -1,8 +1,8 @@
 """A discrete-event model (SimPy) of the three systems, driven by latency profiles and traces.
 
 ``python -m specedge.simulate --validate RUN_DIR... [--out DIR]`` re-simulates real runs from
-their own config, a latency model fitted on their own forwards and their own rounds as the
-acceptance trace, and prints measured vs simulated.
+their own config, a latency model fitted on their own forwards and their own rounds (each
+request's, replayed in order), and prints measured vs simulated.
 
 ``python -m specedge.simulate simulate.trace=RUN_DIR [HYDRA_OVERRIDES...]`` (``-m`` for sweeps,
 indexed like real ones) simulates the composed configuration: rounds drawn from the trace run;
@@ -49,7 +49,6 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from specedge.config import (
-    RUN_CONFIG_FILE,
     BaselineName,
     ConfigError,
     EdgeSlot,
@@ -59,21 +58,23 @@ from specedge.config import (
     to_run_config,
 )
 from specedge.metrics import (
-    SUMMARY_FILE,
     MetricsError,
     load_records,
-    read_jsonl,
+    read_frame,
     write_summary,
 )
 from specedge.records import (
     OUTPUTS_FILE,
+    RUN_CONFIG_FILE,
     SERVER_FILE,
     STEPS_FILE,
+    SUMMARY_FILE,
     EdgeRoundRecord,
     JsonlWriter,
     OutputRecord,
     ServerStepRecord,
     StepRecord,
+    edge_file,
 )
 from specedge.scheduler import make_policy
 
@@ -193,6 +194,7 @@ class TraceRound:
     proactive_s: float = 0.0
     other_s: float = 0.0  # the edge's own bookkeeping around the round
     transport_s: float = 0.0  # measured network time beyond the emulated link (gRPC, stack)
+    hit: bool = False  # its proactive guess hit (the next round grows the guessed sub-tree)
 
 
 @dataclass
@@ -208,8 +210,18 @@ class Trace:
     output_lengths: list[tuple[int, str, int, int]]
 
     acceptance: list[float] | None = None  # P(k accepted): replaces the rounds' own counts
+    by_request: dict[int, list[TraceRound]] = field(default_factory=dict)  # in round order
+    # Replay: request r's k-th round is the trace's (a run re-simulated as it happened);
+    # otherwise rounds are drawn at random from the pools above.
+    replay: bool = False
 
-    def draw(self, rng: random.Random, prefill: bool, adopted: bool) -> TraceRound:
+    def draw(self, rng: random.Random, prefill: bool, adopted: bool, request: int = -1,
+             index: int = 0) -> TraceRound:
+        """The round to simulate: request ``request``'s ``index``-th when replaying, else a
+        random prefill, adopted or plain round (with the configured acceptance, if any)."""
+        own = self.by_request.get(request, []) if self.replay else []
+        if index < len(own):
+            return own[index]
         pool = self.prefill if prefill and self.prefill else (
             self.adopted if adopted and self.adopted else self.plain or self.prefill)
         r = rng.choice(pool)
@@ -241,7 +253,8 @@ def trace_of(run_dir: Path) -> Trace:
         return [TraceRound(float(x.draft_s), int(x.accepted), int(x.accepted) + 1,
                            int(x.tree_size), int(x.bytes), int(x.draft_forwards),
                            float(x.late_s), float(x.proactive_s),
-                           float(x.other_s) if specedge else 0.0, transport(x))
+                           float(x.other_s) if specedge else 0.0, transport(x),
+                           bool(x.proactive_hit))
                 for x in frame.itertuples()]
 
     drafted = r["proactive_drafted"].astype(bool)
@@ -252,6 +265,7 @@ def trace_of(run_dir: Path) -> Trace:
         plain=rounds(r[~r["prefill"] & ~r["from_proactive"].astype(bool)]),
         adopted=rounds(r[~r["prefill"] & r["from_proactive"].astype(bool)]),
         hit_rate=float(hits.mean()) if len(hits) else 0.0,
+        by_request={int(k): rounds(g) for k, g in r.groupby("request_id", sort=False)},
         output_lengths=[(int(o.request_id), str(o.category), len(o.output_ids),
                          len(o.prompt_ids)) for o in rec.outputs.itertuples()])
 
@@ -271,11 +285,11 @@ def fit_server(run_dir: Path) -> ServerFit:
     problems: list[str] = []
     overhead = gap = 0.0
     if (run_dir / SERVER_FILE).exists():
-        steps = read_jsonl(run_dir / SERVER_FILE, ServerStepRecord, problems)
+        steps = read_frame(run_dir / SERVER_FILE, ServerStepRecord, problems)
         tokens, seconds = steps["tree_nodes"].to_numpy(), steps["forward_s"].to_numpy()
         prefill, context = steps["prefill_count"].to_numpy(), steps["prefix_tokens"].to_numpy()
     else:
-        steps = read_jsonl(run_dir / STEPS_FILE, StepRecord, problems)
+        steps = read_frame(run_dir / STEPS_FILE, StepRecord, problems)
         per = steps.groupby("step").agg(tokens=("tree_size", "sum"),
                                         seconds=("target_s", "first"),
                                         prefill=("prefill", "sum"), draft=("draft_s", "sum"),
@@ -347,11 +361,13 @@ class _Out:
                 w.close()
 
 
-def _requests(plan: Plan) -> list[tuple[int, str, int, int]]:
-    """The trace's requests, repeated (new ids) until there are ``plan.requests``."""
+def _requests(plan: Plan) -> list[tuple[int, str, int, int, int]]:
+    """The trace's requests, repeated (new ids) until there are ``plan.requests``: (id,
+    category, tokens, prompt tokens, the trace request it repeats)."""
     lengths = plan.trace.output_lengths
     n = plan.requests or len(lengths)
-    return [(i, *lengths[i % len(lengths)][1:]) for i in range(n)]
+    return [(i, *lengths[i % len(lengths)][1:], lengths[i % len(lengths)][0])
+            for i in range(n)]
 
 
 def _draft_s(plan: Plan, latency: Latency | None, r: TraceRound, context: int,
@@ -433,17 +449,17 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
 
 
 def _edge(env: simpy.Environment, plan: Plan, client: int,
-          requests: list[tuple[int, str, int, int]],
+          requests: list[tuple[int, str, int, int, int]],
           waiting: list[_Job], wake: list[simpy.Event], active: set[int], out: _Out,
           rng: random.Random) -> Generator[simpy.Event, Any, None]:
     proactive = plan.cfg.edge.proactive.type.value != "disabled"
     writer = out.edges[client]
     profiled = plan.draft_edge is not None
-    for request_id, category, total, prompt in requests:
+    for request_id, category, total, prompt, source in requests:
         produced, round_no, adopted = 0, 0, False
         while produced < total:
             prefill = round_no == 0
-            r = plan.trace.draw(rng, prefill, adopted)
+            r = plan.trace.draw(rng, prefill, adopted, source, round_no)
             context = prompt + produced
             t_start = env.now
             draft_s = _draft_s(plan, plan.draft_edge, r, context, prompt)
@@ -468,7 +484,7 @@ def _edge(env: simpy.Environment, plan: Plan, client: int,
             yield env.timeout(late_s + r.other_s)
             new = min(r.new_tokens, total - produced)
             produced += new
-            hit = proactive and rng.random() < plan.trace.hit_rate
+            hit = r.hit if plan.trace.replay else proactive and rng.random() < plan.trace.hit_rate
             writer.write(EdgeRoundRecord(
                 client_id=client, request_id=request_id, category=category, round=round_no,
                 prefill=prefill, draft_s=draft_s, wait_s=arrived - t_sent, late_s=late_s,
@@ -496,6 +512,7 @@ class _Active:
     category: str
     total: int
     prompt: int
+    source: int  # the trace request it repeats
     produced: int = 0
     steps: int = 0
 
@@ -519,7 +536,7 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
         t_start = env.now
         rounds, drafts = [], []
         for a in active:
-            r = plan.trace.draw(rng, a.steps == 0, False) if speculate else \
+            r = plan.trace.draw(rng, a.steps == 0, False, a.source, a.steps) if speculate else \
                 TraceRound(0.0, 0, 1, 1, 0, 0)
             rounds.append(r)
             drafts.append(_draft_s(plan, plan.draft_server, r, a.prompt + a.produced, a.prompt)
@@ -572,7 +589,7 @@ def simulate(plan: Plan, run_dir: Path) -> dict[str, Any]:
             requests = _requests(plan)
             env.process(_server(env, plan, waiting, wake, active, out))
             for c in range(n):
-                out.edges[c] = JsonlWriter(run_dir / f"edge-{c}.jsonl")
+                out.edges[c] = JsonlWriter(edge_file(run_dir, c))
                 env.process(_edge(env, plan, c, requests[c::n], waiting, wake, active, out,
                                   random.Random(rng.random())))
             env.run()
@@ -598,7 +615,9 @@ def plan_of_run(run_dir: Path, seed: int = 0) -> Plan:
     if not (run_dir / RUN_CONFIG_FILE).exists():
         raise SimulationError(f"{run_dir}: no {RUN_CONFIG_FILE}: not a run directory")
     fit = fit_server(run_dir)
-    return Plan(cfg=load_run_config(run_dir), target=fit.target, trace=trace_of(run_dir),
+    trace = trace_of(run_dir)
+    trace.replay = True  # each request's own rounds, in order: no sampling noise
+    return Plan(cfg=load_run_config(run_dir), target=fit.target, trace=trace,
                 seed=seed, prefill_extra_s=fit.prefill_extra_s,
                 step_overhead_s=fit.step_overhead_s, step_gap_s=fit.step_gap_s)
 
@@ -675,8 +694,13 @@ def plan_of_config(cfg: RunConfig) -> Plan:
     if sim.acceptance is not None:
         trace.acceptance = list(sim.acceptance)
         trace.source += f" (acceptance {sim.acceptance})"
-    edges = cfg.server.num_clients if cfg.baseline.name == BaselineName.specedge else 1
-    plan.requests = sim.requests or max(len(trace.output_lengths), edges)
+    if cfg.baseline.name == BaselineName.specedge:
+        streams = cfg.server.num_clients
+    else:
+        streams = getattr(cfg.baseline, "max_batch_size", None) or \
+            getattr(cfg.baseline, "batch_size", 1)
+    plan.requests = sim.requests or (sim.requests_per_edge * streams if sim.requests_per_edge
+                                     else max(len(trace.output_lengths), streams))
     return plan
 
 

@@ -20,7 +20,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from specedge.metrics import SUMMARY_FILE
+from specedge.records import SUMMARY_FILE
 
 INDEX_FILE = "index.json"
 STATUS_FILE = "job_status.json"

@@ -41,23 +41,39 @@ class Chooser:
     top_p: float = 1.0
     generator: torch.Generator | None = None
 
-    def __call__(self, logits: torch.Tensor) -> list[int]:
+    @classmethod
+    def seeded(cls, temperature: float, top_p: float, seed: int) -> Chooser:
+        """The run's sampler: one stream from ``seed`` (the server-side loops, whose batches
+        are the same in every run)."""
+        return cls(temperature, top_p, torch.Generator().manual_seed(seed))
+
+    def __call__(self, logits: torch.Tensor,
+                 generator: torch.Generator | None = None) -> list[int]:
         logits = logits.float()
         if self.temperature == 0:
             return logits.argmax(dim=-1).tolist()
         probs = top_p_filter(logits / self.temperature, self.top_p).softmax(dim=-1)
-        gen = self.generator
+        gen = generator or self.generator
         if gen is not None and gen.device != probs.device:
             probs = probs.cpu()
         return torch.multinomial(probs, 1, generator=gen).squeeze(-1).tolist()
 
-    def spans(self, logits: torch.Tensor, spans: list[tuple[int, int]]) -> list[list[int]]:
-        """Choices at ``logits[b, lo:hi]`` for each ``(lo, hi)``; greedy takes one
-        device-to-host copy for the whole batch."""
+    def spans(self, logits: torch.Tensor, spans: list[tuple[int, int]],
+              generators: list[torch.Generator | None] | None = None) -> list[list[int]]:
+        """Choices at ``logits[b, lo:hi]`` for each ``(lo, hi)`` (sampled from
+        ``generators[b]`` where given); greedy takes one device-to-host copy for the whole
+        batch."""
         if self.temperature == 0:
             best = logits.argmax(dim=-1).cpu().tolist()
             return [best[b][lo:hi] for b, (lo, hi) in enumerate(spans)]
-        return [self(logits[b, lo:hi]) for b, (lo, hi) in enumerate(spans)]
+        gens = generators or [None] * len(spans)
+        return [self(logits[b, lo:hi], gens[b]) for b, (lo, hi) in enumerate(spans)]
+
+
+def request_generator(seed: int, request_id: int) -> torch.Generator:
+    """A request's own sample stream: what it draws does not depend on which other requests
+    share its batches, so a SpecEdge run (whose batches depend on timing) is reproducible."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + request_id)
 
 
 def accept(tree: TokenTree, choices: list[int]) -> tuple[list[int], int]:
@@ -99,7 +115,8 @@ def tree_query(row: KVRow, pending: list[int], tree: TokenTree) -> Query:
 
 @torch.inference_mode()
 def verify_trees(pool: KVPool, rows: list[KVRow], pendings: list[list[int]],
-                 trees: list[TokenTree], choose: Chooser) -> list[Verdict]:
+                 trees: list[TokenTree], choose: Chooser,
+                 generators: list[torch.Generator | None] | None = None) -> list[Verdict]:
     """Verify many requests' trees in one target forward and keep only accepted KV."""
     for row in rows:
         pool.drop_work(row)
@@ -113,7 +130,7 @@ def verify_trees(pool: KVPool, rows: list[KVRow], pendings: list[list[int]],
     starts = [r.used for r in rows]
     logits = pool.forward(queries)
     choices = choose.spans(logits, [(len(p), len(p) + len(t))
-                                    for p, t in zip(pendings, trees, strict=True)])
+                                    for p, t in zip(pendings, trees, strict=True)], generators)
     verdicts, kept = [], []
     for row, pending, tree, start, chosen in zip(rows, pendings, trees, starts, choices,
                                                  strict=True):
@@ -123,3 +140,17 @@ def verify_trees(pool: KVPool, rows: list[KVRow], pendings: list[list[int]],
         verdicts.append(Verdict(path=path, bonus=bonus))
     pool.keep(kept)
     return verdicts
+
+
+@torch.inference_mode()
+def greedy_reference(target: torch.nn.Module, prompt_ids: list[int], max_new_tokens: int,
+                     pad_token_id: int = 0,
+                     assistant: torch.nn.Module | None = None) -> list[int]:
+    """What the target alone decodes greedily (Hugging Face ``generate``, its stop rules):
+    the output every method here must equal token for token. ``assistant``: HF's own
+    assisted generation, which must equal it too."""
+    ids = torch.tensor([prompt_ids], device=target.device)
+    out = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                          max_new_tokens=max_new_tokens, pad_token_id=pad_token_id,
+                          assistant_model=assistant)
+    return out[0, len(prompt_ids):].tolist()

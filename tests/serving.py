@@ -24,6 +24,7 @@ from specedge import CONF_DIR, PROJECT_ROOT
 from specedge.config import RunConfig, load_run_config, save_run_config
 from specedge.models import load_model
 from specedge.protocol import pb, rpc
+from specedge.verification import greedy_reference
 
 
 def run_command(run_dir: Path, pair: Path, *overrides: str) -> list[str]:
@@ -41,10 +42,8 @@ def assert_outputs_exact(outputs: list[dict], pair: Path, max_new: int) -> None:
     """Every record of an ``outputs.jsonl`` is the target's own ``generate`` greedy decode."""
     target = load_model(str(pair / "target"))
     for out in outputs:
-        ids = torch.tensor([out["prompt_ids"]])
-        ref = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                              max_new_tokens=max_new, pad_token_id=0)
-        assert out["output_ids"] == ref[0, ids.shape[1]:].tolist(), out["request_id"]
+        assert out["output_ids"] == greedy_reference(target, out["prompt_ids"], max_new), \
+            out["request_id"]
 
 
 def write_run_config(run_dir: Path, pair: Path, *overrides: str) -> RunConfig:
@@ -84,7 +83,7 @@ def live_server(run_dir: Path, port: int | None = None) -> Iterator[tuple[subpro
 
 
 @torch.inference_mode()
-def greedy_reference(pair: Path, prompt: list[int], n: int) -> list[int]:
+def argmax_continuation(pair: Path, prompt: list[int], n: int) -> list[int]:
     """The target's own greedy continuation (EOS not special: the server never stops)."""
     target = load_model(str(pair / "target"))
     ids = list(prompt)

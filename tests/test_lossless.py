@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import PreTrainedModel
@@ -21,7 +20,7 @@ from specedge.drafting import TreeShape
 from specedge.kv_cache import KVPool
 from specedge.models import load_model, load_tokenizer
 from specedge.sequence import Sequence
-from specedge.verification import Chooser
+from specedge.verification import Chooser, greedy_reference
 
 PROMPTS = [
     "KING. What say you, lords?",
@@ -60,10 +59,8 @@ def pair(micro_pair: Path) -> Pair:
 
     @cache
     def reference(i: int, max_new: int = MAX_NEW) -> tuple[int, ...]:
-        ids = torch.tensor([tok(PROMPTS[i])["input_ids"]])
-        out = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                              max_new_tokens=max_new, pad_token_id=tok.pad_token_id)
-        return tuple(out[0, ids.shape[1]:].tolist())
+        return tuple(greedy_reference(target, tok(PROMPTS[i])["input_ids"], max_new,
+                                      tok.pad_token_id))
 
     return Pair(tok, target, draft, reference)
 

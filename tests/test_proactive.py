@@ -7,49 +7,40 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 from transformers import PreTrainedModel
 
 from specedge.config import CompileMode, ProactiveConfig, ProactiveType
-from specedge.drafting import Draft, TreeShape, commit_draft, draft_tree, resume_draft
+from specedge.drafting import TreeShape
 from specedge.kv_cache import KVPool
 from specedge.models import load_model, load_tokenizer
-from specedge.proactive import adopt, draft_proactively, is_hit, remaining_steps
-from specedge.verification import Chooser, verify_trees
+from specedge.rounds import Drafter
+from specedge.verification import Chooser, greedy_reference, verify_trees
 
 
 def _edge_rounds(target: PreTrainedModel, draft: PreTrainedModel, prompt: list[int],
                  shape: TreeShape, pcfg: ProactiveConfig, max_new: int,
                  stop: Callable[[], Callable[[], bool]] | None = None,
                  mode: CompileMode = CompileMode.eager) -> tuple[list[int], int]:
-    """The edge's round logic with the server's verification done in-process.
+    """The edge's rounds (:class:`specedge.rounds.Drafter`) with the server's verification
+    done in-process.
 
     ``stop`` makes each round's "reply is in" signal (as the edge's Event.is_set).
     """
     tokens = list(prompt)
     t_pool = KVPool(target, 1, 128, 128, mode, (1, 2, 4, 8, 16))
     d_pool = KVPool(draft, 1, 128, 128, mode, (1, 2, 4, 8, 16))
-    t_row, d_row = t_pool.acquire(), d_pool.acquire()
-    adopted: Draft | None = None
-    steps_left, hits = shape.max_beam_len, 0
+    t_row = t_pool.acquire()
+    drafter = Drafter(d_pool, d_pool.acquire(), shape, pcfg)
+    hits = 0
     while len(tokens) - len(prompt) < max_new:
-        if adopted is not None:
-            d = resume_draft(d_pool, adopted, shape, steps_left)
-        else:
-            d = draft_tree(d_pool, d_row, tokens[d_row.length:-1], tokens[-1], shape)
-        guess = draft_proactively(d_pool, d, pcfg, stop() if stop else None)
+        d = drafter.draft(tokens[drafter.row.length:-1], tokens[-1])
+        guess = drafter.draft_proactively(d, stop() if stop else None)
         (verdict,) = verify_trees(t_pool, [t_row], [tokens[t_row.length:-1]], [d.tree],
                                   Chooser())
-        adopted = None
-        if is_hit(guess, verdict) and guess is not None:
-            hits += 1
-            adopted = adopt(d_pool, d, verdict, guess)
-            steps_left = remaining_steps(pcfg, shape.max_beam_len, guess)
-        else:
-            commit_draft(d_pool, d, verdict.path)
+        hits += drafter.commit(d, verdict, guess)
         tokens += verdict.new_tokens(d.tree)
         assert t_row.length == len(tokens) - 1
-        assert d_row.length <= len(tokens) - 1
+        assert drafter.row.length <= len(tokens) - 1
     return tokens[len(prompt):len(prompt) + max_new], hits
 
 
@@ -65,9 +56,7 @@ def test_proactive_rounds_stay_exact(micro_pair: Path, mode: ProactiveType, path
                            max_budget=6)
     for text in ("KING. What say you, lords?", "O", "Of Man's first disobedience"):
         prompt = tok(text)["input_ids"]
-        ids = torch.tensor([prompt])
-        ref = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                              max_new_tokens=40, pad_token_id=0)[0, len(prompt):].tolist()
+        ref = greedy_reference(target, prompt, 40)
         out, _ = _edge_rounds(target, draft, prompt, TreeShape(4, 4, 2, 10), pcfg, 40,
                               mode=path)
         assert out == ref
@@ -90,9 +79,7 @@ def test_interrupted_proactive_drafting_stays_exact(micro_pair: Path,
     pcfg = ProactiveConfig(type=ProactiveType.excluded, max_n_beams=2, max_beam_len=3,
                            max_branch_width=2, max_budget=6)
     prompt = tok("KING. What say you, lords?")["input_ids"]
-    ids = torch.tensor([prompt])
-    ref = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                          max_new_tokens=30, pad_token_id=0)[0, len(prompt):].tolist()
+    ref = greedy_reference(target, prompt, 30)
 
     def stop() -> Callable[[], bool]:
         calls = itertools.count()

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from specedge.protocol import pb, rpc
 from tests.serving import (
+    argmax_continuation,
     decode_through,
-    greedy_reference,
     live_server,
     self_signed,
     write_run_config,
@@ -218,7 +218,7 @@ def test_a_well_formed_client_stays_exact_after_the_abuse(
         server: tuple[rpc.VerifierStub, Path], micro_pair: Path) -> None:
     stub, _ = server
     prompt = [11, 200, 37, 5, 81, 140, 9]
-    ref = greedy_reference(micro_pair, prompt, 12)
+    ref = argmax_continuation(micro_pair, prompt, 12)
     # children mixing the right next token and wrong ones exercise accept and reject
     got = decode_through(stub, 0, 1, prompt, 12, children=[[ref[1]], [7, 8], []],
                          metadata=AUTH)
@@ -240,7 +240,7 @@ def test_tls_and_mutual_tls(tmp_path: Path, micro_pair: Path) -> None:
             certificate_chain=client_cert.read_bytes())
         with grpc.secure_channel(address, trusted) as ch:
             got = decode_through(rpc.VerifierStub(ch), 0, 1, prompt, 4)
-        assert got == greedy_reference(micro_pair, prompt, 4)
+        assert got == argmax_continuation(micro_pair, prompt, 4)
         no_client_cert = grpc.ssl_channel_credentials(root_certificates=server_cert.read_bytes())
         for ch in (grpc.insecure_channel(address), grpc.secure_channel(address, no_client_cert)):
             with ch, pytest.raises(grpc.RpcError) as info:
@@ -265,4 +265,4 @@ def test_a_second_call_from_the_same_client_is_refused_while_one_is_in_flight(
             stub.Validate(msg, timeout=30)
         assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
         assert "already has a Validate call in flight" in (info.value.details() or "")
-        assert first.result().bonus == greedy_reference(micro_pair, PROMPT, 1)[0]
+        assert first.result().bonus == argmax_continuation(micro_pair, PROMPT, 1)[0]

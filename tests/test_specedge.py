@@ -95,3 +95,17 @@ def test_edge_counts_must_match_num_clients(tmp_path: Path, micro_pair: Path) ->
     result = _specedge(tmp_path / "bad", micro_pair, "server.num_clients=3")
     assert result.returncode == 2
     assert "server.num_clients = 3 is not accepted" in result.stderr
+
+
+def test_sampled_specedge_runs_are_reproducible_under_seed(tmp_path: Path,
+                                                           micro_pair: Path) -> None:
+    """Each request samples from its own stream (seed, request): batching, which depends on
+    timing, cannot change what it draws."""
+    texts = []
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        result = _specedge(tmp_path / name, micro_pair, "generation.temperature=1.0",
+                           f"seed={seed}", "server.max_batch_size=2")
+        assert result.returncode == 0, result.stderr[-2000:]
+        texts.append([o["output_ids"] for o in read_jsonl(tmp_path / name / OUTPUTS_FILE)])
+    assert texts[0] == texts[1]
+    assert texts[0] != texts[2]

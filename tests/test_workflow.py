@@ -28,15 +28,20 @@ def test_dry_run_plans_models_runs_sweeps_and_reports(tmp_path: Path) -> None:
     bench = _snakemake("-n", "--forceall", "bench", "--directory", str(tmp_path),
                        "--snakefile", str(PROJECT_ROOT / "Snakefile"),
                        "--configfile", str(PROJECT_ROOT / "workflow" / "config.yaml"))
-    assert bench.returncode == 0 and "bench_spec" in bench.stdout, bench.stderr
-    assert "bench_edge" in bench.stdout
-    assert "bench_spec" not in result.stdout  # apart from reports/all unless asked for
+    assert bench.returncode == 0 and "results/bench/spec.json" in bench.stdout, bench.stderr
+    assert "results/bench/edge.json" in bench.stdout
+    assert "results/bench/spec.json" not in result.stdout  # apart from reports/all unless asked
     extra = tmp_path / "with_bench.yaml"
     extra.write_text("reports: {include_bench: true}\n")
     with_bench = _snakemake("-n", "--forceall", "reports/all", "--directory", str(tmp_path),
                             "--snakefile", str(PROJECT_ROOT / "Snakefile"), "--configfile",
                             str(PROJECT_ROOT / "workflow" / "config.yaml"), str(extra))
-    assert with_bench.returncode == 0 and "bench_spec" in with_bench.stdout, with_bench.stderr
+    assert with_bench.returncode == 0 and "results/bench/spec.json" in with_bench.stdout, \
+        with_bench.stderr
+    bare = _snakemake("-n", "--forceall", "--directory", str(tmp_path),
+                      "--snakefile", str(PROJECT_ROOT / "Snakefile"),
+                      "--configfile", str(PROJECT_ROOT / "workflow" / "config.yaml"))
+    assert bare.returncode == 0 and "report_index" in bare.stdout, bare.stderr  # rule all
 
 
 def test_config_schema_rejects_unknown_baseline(tmp_path: Path) -> None:

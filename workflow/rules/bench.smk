@@ -5,36 +5,25 @@ rule bench:
         "results/bench/edge.json",
 
 
-rule bench_spec:
-    """Tokens per target forward and wall time: target greedy vs HF assisted vs our SpecExec."""
+rule bench_method:
+    """`python -m specedge.bench {kind}`: spec (tokens per target forward and wall time:
+    target greedy vs HF assisted vs our SpecExec) or edge (SpecEdge with and without
+    proactive drafting vs server-only, each a real run)."""
     input:
         card=rules.build_models.output.card,
     output:
-        table="results/bench/spec.json",
+        table="results/bench/{kind}.json",
+    wildcard_constraints:
+        kind="spec|edge",
     params:
         overrides=hydra_overrides(config["runs"]["overrides"]),
     log:
-        "logs/bench/spec.log",
+        "logs/bench/{kind}.log",
     benchmark:
-        "benchmarks/bench/spec.tsv"
+        "benchmarks/bench/{kind}.tsv"
     shell:
-        "{PY} -m specedge.bench spec {params.overrides} --out {output.table} > {log} 2>&1"
-
-
-rule bench_edge:
-    """SpecEdge (with and without proactive drafting) vs server-only, each a real run."""
-    input:
-        card=rules.build_models.output.card,
-    output:
-        table="results/bench/edge.json",
-    params:
-        overrides=hydra_overrides(config["runs"]["overrides"]),
-    log:
-        "logs/bench/edge.log",
-    benchmark:
-        "benchmarks/bench/edge.tsv"
-    shell:
-        "{PY} -m specedge.bench edge {params.overrides} --out {output.table} > {log} 2>&1"
+        "{PY} -m specedge.bench {wildcards.kind} {params.overrides} --out {output.table} "
+        "> {log} 2>&1"
 
 
 rule profile:

@@ -1,10 +1,5 @@
-rule all:
-    input:
-        "reports/all",
-
-
 RUN_DIRS = [f"results/runs/{b}" for b in config["runs"]["baselines"]]
-BENCH = [rules.bench_spec.output.table] if config.get("reports", {}).get("include_bench") else []
+BENCH = ["results/bench/spec.json"] if config.get("reports", {}).get("include_bench") else []
 SWEEP_REPORTS = expand("reports/sweep-{sweep}.html", sweep=list(config.get("sweeps", {})))
 
 
