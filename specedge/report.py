@@ -243,10 +243,14 @@ def fig_categories(rounds: pd.DataFrame) -> Plot:
                 hue_order=hue_order)
     axes[0].set_ylabel("ITL (ms per token)")
     axes[1].set_ylabel("accepted tokens per round")
-    axes[1].get_legend().remove()
-    for ax in axes:
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes:  # one legend above both panels, clear of the bars
+        ax.get_legend().remove()
         ax.set_xlabel("")
         ax.tick_params(axis="x", rotation=30)
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
+               bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout()
     return _png(fig, "By dataset category: inter-token latency and accepted tokens per round.")
 
 
@@ -283,12 +287,13 @@ def fig_timeline(run: Run) -> Plot:
     ax.legend(handles, ["server verify", "edge draft", "proactive draft", "edge waits"],
               ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     ax.set_title(f"SpecEdge timeline, first {len(shown)} server steps", pad=24)
-    pipeline = run.summary.get("scheduler") == "pipeline"
+    scheduler = run.summary.get("scheduler")  # absent from summaries of older runs
+    how = {"pipeline": "Pipeline-aware scheduling: the server alternates between groups of "
+                       "edges, so while one group waits the other drafts.",
+           None: ""}.get(scheduler, f"Scheduler: {scheduler} batching.")
     return _png(fig, "Server forwards (blue) and each edge's drafting (green), proactive "
                      "drafting while it waits (red, thin) and waiting for the reply (grey). "
-                     + ("Pipeline-aware scheduling: the server alternates between groups of "
-                        "edges, so while one group waits the other drafts." if pipeline else
-                        "Scheduler: " + str(run.summary.get("scheduler", "?")) + "."))
+                     + how)
 
 
 def _prices(runs: list[Run]) -> pd.DataFrame:

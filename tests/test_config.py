@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -132,3 +133,24 @@ def test_cli_refuses_bad_value_with_exit_code_2() -> None:
     result = _run("edge.max_budget=-5", "hydra.run.dir=/tmp/specedge-test-bad")
     assert result.returncode == 2
     assert "edge.max_budget = -5 is not accepted" in result.stderr
+
+
+def test_a_saved_run_config_loads_as_it_was_saved(tmp_path: Path) -> None:
+    """A run saved before a setting was retired still loads, and its edge list is exactly the
+    saved one (the schema's default node is not merged in)."""
+    from omegaconf import OmegaConf
+
+    from specedge.config import load_run_config, save_run_config
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        composed = compose(config_name="config", overrides=["server.num_clients=3"])
+    save_run_config(composed, tmp_path)
+    raw = OmegaConf.load(tmp_path / "run_config.yaml")
+    raw.hardware.nodes = {"edge-a": [{"device": "cpu"}],
+                          "edge-b": [{"device": "cpu"}, {"device": "cpu"}]}
+    raw.server.process_name = "server"  # what runs saved before it was retired hold
+    raw.edge.process_name = "edge"
+    (tmp_path / "run_config.yaml").write_text(OmegaConf.to_yaml(raw))
+    cfg = load_run_config(tmp_path)
+    assert list(cfg.hardware.nodes) == ["edge-a", "edge-b"]
+    assert sum(len(v) for v in cfg.hardware.nodes.values()) == cfg.server.num_clients == 3
