@@ -150,6 +150,16 @@ def load_tokenizer(name_or_path: str, key: str = "model.tokenizer") -> PreTraine
     return tok
 
 
+def check_member(mcfg: ModelConfig, which: str) -> None:
+    """What can be known about the run's target or draft without loading it: a local folder
+    exists, a random-weight architecture is known (a hub id is only checked when loaded)."""
+    key = f"model.{which}"
+    if mcfg.weights == Weights.random:
+        architecture(getattr(mcfg, which), key)
+    else:
+        _check_local(getattr(mcfg, which), "model", key)
+
+
 def load_member(mcfg: ModelConfig, which: str, device: str) -> PreTrainedModel:
     """The run's target or draft (``which``), as ``model.*`` says, on ``device``."""
     return load_model(getattr(mcfg, which), mcfg.dtype, device, mcfg.attn_implementation,

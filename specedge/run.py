@@ -34,7 +34,7 @@ from specedge.drafting import TreeShape
 from specedge.kv_cache import KVPool, pool_for
 from specedge.launcher import LaunchError, cores_to_pin, launch
 from specedge.metrics import MetricsError, write_summary
-from specedge.models import ModelLoadError, load_member, load_run_tokenizer
+from specedge.models import ModelLoadError, check_member, load_member, load_run_tokenizer
 from specedge.records import OUTPUTS_FILE, RUN_INFO_FILE, STEPS_FILE, SUMMARY_FILE, JsonlWriter
 from specedge.sequence import Sequence, make_sequences, output_record
 from specedge.verification import Chooser
@@ -43,13 +43,37 @@ log = logging.getLogger("specedge.run")
 
 
 def prepare(cfg: RunConfig) -> tuple[PreTrainedTokenizerBase, list[Request]]:
-    """Everything a run checks before it loads a model: tokenizer and prompts."""
+    """Everything a run checks before it loads a model (``dry_run`` included): the models it
+    needs exist, the tokenizer loads, every prompt fits the KV cache."""
+    speculative = cfg.baseline.name != BaselineName.auto_batch
+    for which in ("target", "draft") if speculative else ("target",):
+        check_member(cfg.model, which)
     tokenizer = load_run_tokenizer(cfg.model)
     requests = load_requests(cfg.dataset, tokenizer)
     categories = Counter(r.category for r in requests)
     log.info("%d requests from dataset %s (%s)", len(requests), cfg.dataset.name.value,
              ", ".join(f"{c}: {n}" for c, n in sorted(categories.items())))
+    check_prompts_fit(cfg, make_sequences(requests, tokenizer, cfg.dataset.chat_template,
+                                          cfg.generation.max_new_tokens))
     return tokenizer, requests
+
+
+def check_prompts_fit(cfg: RunConfig, seqs: list[Sequence]) -> None:
+    """Prompt + generated tokens + the deepest tree must fit ``model.max_len``, for every
+    request and every baseline: found here, not by a server or edge halfway through."""
+    depth = 0 if cfg.baseline.name == BaselineName.auto_batch else cfg.edge.max_beam_len
+    budget = cfg.generation.max_new_tokens + depth + 1
+    too_long = [s for s in seqs if len(s.prompt_ids) + budget > cfg.model.max_len]
+    if too_long:
+        s = too_long[0]
+        raise ConfigError(
+            f"model.max_len = {cfg.model.max_len} is too small for request "
+            f"{s.request.index} ({s.request.category}) of dataset {cfg.dataset.name.value}: "
+            f"{len(s.prompt_ids)} prompt tokens + generation.max_new_tokens "
+            f"{cfg.generation.max_new_tokens} + tree depth {depth} + 1 = "
+            f"{len(s.prompt_ids) + budget} ({len(too_long)} request(s) too long); accepted: "
+            "a model.max_len at least that, a smaller generation.max_new_tokens, or a dataset "
+            "selection (dataset.max_requests / offset / stride) without them")
 
 
 def run_server_side(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
@@ -94,12 +118,6 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
     log.info("forward path: %s (model.compile = %s)", target.mode.value, cfg.model.compile.value)
     seqs = make_sequences(requests, tokenizer, cfg.dataset.chat_template,
                           cfg.generation.max_new_tokens)
-    too_long = [s for s in seqs if len(s.prompt_ids) + cfg.generation.max_new_tokens
-                + cfg.edge.max_beam_len + 1 > cfg.model.max_len]
-    if too_long:
-        raise ConfigError(f"model.max_len = {cfg.model.max_len} is too small for request "
-                          f"{too_long[0].request.index} ({len(too_long[0].prompt_ids)} prompt "
-                          "tokens + max_new_tokens + tree depth)")
     torch.manual_seed(cfg.seed)
     choose = Chooser.seeded(cfg.generation.temperature, cfg.generation.top_p, cfg.seed)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -55,3 +55,20 @@ def test_prompt_longer_than_kv_capacity_is_refused(tmp_path: Path, micro_pair: P
     result = _run(tmp_path / "long", micro_pair, "baseline=auto_batch", "model.max_len=30")
     assert result.returncode == 2
     assert "model.max_len = 30 is too small for request" in result.stderr
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["baseline=specedge", "model.max_len=30"], "model.max_len = 30 is too small for request"),
+    (["baseline=server_only", "model.max_len=30"], "tree depth 5 + 1"),
+    (["baseline=specedge", "model.draft=/nonexistent/draft"],
+     "model.draft = '/nonexistent/draft': the model folder does not exist"),
+    (["baseline=auto_batch", "model.target=/nonexistent/target"],
+     "model.target = '/nonexistent/target': the model folder does not exist"),
+], ids=["specedge-too-long", "server-only-too-long", "missing-draft", "missing-target"])
+def test_dry_run_finds_what_would_fail_later(tmp_path: Path, micro_pair: Path,
+                                             overrides: list[str], message: str) -> None:
+    """Checked before any model loads, by every baseline, in a dry run too."""
+    result = _run(tmp_path / "dry", micro_pair, "dry_run=true", *overrides)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr
+    assert not (tmp_path / "dry" / "run_config.yaml").exists()  # nothing started
