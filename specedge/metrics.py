@@ -229,6 +229,37 @@ def _latencies(rounds: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
                    "overall_ms": _ms(r["latency_s"])} for kind, r in kinds.items()}
 
 
+UPSTREAM_DEFINITIONS = {
+    "itl_ms": "sum of non-prefill rounds' latency / sum of their tokens (a ratio of sums; "
+              "ours: the mean of each round's latency / tokens)",
+    "edge_cost_usd": "each edge billed for its whole round time, waiting for the server "
+                     "included (ours: only its drafting and proactive drafting)",
+    "throughput_tok_s": "server-only: tokens / server time of the steps without a prefill "
+                        "(ours: all steps); the other baselines as ours",
+}
+
+
+def _upstream(baseline: str, rounds: pd.DataFrame, tokens: int, server_cost: float,
+              prices: Prices, throughput: float) -> dict[str, Any]:
+    """The upstream metric scripts' definitions of the numbers that differ from ours."""
+    later = rounds[~rounds["prefill"]]
+    later_tokens = float(later["new_tokens"].sum())
+    itl = float(later["latency_s"].sum()) / later_tokens * 1e3 if later_tokens else math.nan
+    edge_s = float(rounds["latency_s"].sum()) if baseline == "specedge" else 0.0
+    edge_cost = edge_s / 3600 * prices.edge_per_hour
+    if baseline == "server_only":  # rounds of one step share its start
+        steps = rounds.groupby("t_start").agg(prefill=("prefill", "any"),
+                                              tokens=("new_tokens", "sum"),
+                                              t_end=("t_end", "first"))
+        plain = steps[~steps["prefill"]]
+        seconds = float((plain["t_end"] - plain.index.to_series()).sum())
+        throughput = float(plain["tokens"].sum()) / seconds if seconds > 0 else math.nan
+    cost = server_cost + edge_cost
+    return {"itl_ms": itl, "edge_cost_usd": edge_cost, "cost_usd": cost,
+            "usd_per_mtok": cost / tokens * 1e6 if tokens else math.nan,
+            "throughput_tok_s": throughput, "definitions": UPSTREAM_DEFINITIONS}
+
+
 def _per_category(rounds: pd.DataFrame) -> dict[str, dict[str, float]]:
     itl = itl_ms(rounds)
     out = {}
@@ -306,6 +337,9 @@ def summarize(rec: RunRecords, prices: Prices, accounting: Accounting | None = N
         "breakdown_s": {part: float(rounds[f"{part}_s"].sum())
                         for part in ("draft", "network", "queue", "verify", "late", "other")},
         "by_category": _per_category(rounds),
+        # the same quantities as upstream's metric scripts define them, where they differ
+        "upstream": _upstream(rec.baseline, rounds, tokens, server_cost, prices,
+                              tokens / server_s if server_s > 0 else math.nan),
         "problems": rec.problems,
     }
 

@@ -36,6 +36,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from matplotlib.figure import Figure
 
 from specedge.metrics import (
+    UPSTREAM_DEFINITIONS,
     MetricsError,
     RunRecords,
     itl_ms,
@@ -138,6 +139,7 @@ def comparison_table(runs: list[Run]) -> pd.DataFrame:
             "tokens": s["tokens"], "server s": s["server_time_s"],
             "throughput tok/s": s["throughput_tok_s"], "ITL ms/token": s["itl_ms"]["mean"],
             "k tokens / $": s["cost_efficiency_ktok_per_usd"], "$ / M tokens": s["usd_per_mtok"],
+            **_upstream_columns(s),
             "accepted / round": s["accepted_per_round"], "batch": s["mean_batch_size"],
             "server busy %": 100 * s["server_utilization"],
             "proactive ratio": s["proactive_ratio"], "bytes / node": s["bytes_per_node"]})
@@ -150,6 +152,15 @@ def comparison_table(runs: list[Run]) -> pd.DataFrame:
     order = {LABELS[b]: i for i, b in enumerate(ORDER)}
     return df.sort_values(["pair", "baseline"], key=lambda c: c.map(order) if
                           c.name == "baseline" else c, ignore_index=True)
+
+
+def _upstream_columns(s: dict[str, Any]) -> dict[str, float]:
+    """Upstream's definitions beside ours (summaries written before they existed: none)."""
+    up = s.get("upstream")
+    if up is None:
+        return {}
+    return {"ITL ms (upstream)": up["itl_ms"], "$ / M (upstream)": up["usd_per_mtok"],
+            "tok/s (upstream)": up["throughput_tok_s"]}
 
 
 def _bars(df: pd.DataFrame, y: str, ax: Any, title: str) -> None:
@@ -339,7 +350,9 @@ def comparison_report(run_dirs: list[Path], out: Path, title: str,
         Section("SpecEdge vs server-only vs auto-batch", tables=[_table(df)], text=[
             "Ratios (×) are normalized to the server-only run of the same target/draft pair. "
             "Throughput is tokens per second of charged server time; ITL is the mean over "
-            "non-prefill rounds of round latency / tokens produced."]),
+            "non-prefill rounds of round latency / tokens produced.",
+            "Columns marked (upstream) follow upstream's metric scripts where they differ: "
+            + "; ".join(f"{k}: {v}" for k, v in UPSTREAM_DEFINITIONS.items()) + "."]),
         Section("Throughput and cost efficiency", figures=[fig_throughput_cost(df)]),
         Section("Inter-token latency", figures=[fig_itl(rounds)]),
         Section("Accepted tokens", figures=[fig_accepted(rounds)]),

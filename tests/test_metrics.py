@@ -158,3 +158,27 @@ def test_records_from_before_a_schema_addition_still_read(tmp_path: Path) -> Non
     rec = load_records(tmp_path)
     assert rec.problems == [] and len(rec.rounds) == 1
     assert rec.rounds["late_s"].iloc[0] == 0.0
+
+
+def test_upstream_definitions_stand_beside_ours(tmp_path: Path) -> None:
+    """ITL as a ratio of sums, server-only throughput without prefill steps, and (SpecEdge)
+    an edge billed for its whole round."""
+    _server_side_run(tmp_path)
+    s = summarize(load_records(tmp_path), PRICES)
+    up = s["upstream"]
+    assert up["itl_ms"] == pytest.approx(0.2 * 2 / 3 * 1e3)  # (0.2 + 0.2) s / 3 tokens
+    assert s["itl_ms"]["mean"] != pytest.approx(up["itl_ms"])
+    assert up["throughput_tok_s"] == pytest.approx(3 / 0.2)  # the one step without prefill
+    assert up["edge_cost_usd"] == 0 and set(up["definitions"]) == {
+        "itl_ms", "edge_cost_usd", "throughput_tok_s"}
+    run = tmp_path / "specedge"
+    run.mkdir()
+    _write(run / "server.jsonl", [ServerStepRecord(
+        step=i, clients=[0], batch_size=1, prefill_count=int(i == 0), tree_nodes=8,
+        queue_wait_s=0.0, forward_s=0.2, t_start=10.0 + i, t_end=10.2 + i) for i in range(2)])
+    _write(run / "edge-0.jsonl", [_round(0, 0, 10.0, 2), _round(0, 1, 11.0, 3)])
+    _write(run / "outputs.jsonl", [_output(0, 5)])
+    s = summarize(load_records(run), PRICES)
+    # ours: drafting + proactive drafting (0.3 s a round); upstream: the whole round (0.45 s)
+    assert s["edge_cost_usd"] == pytest.approx(2 * 0.3 * 0.0001)
+    assert s["upstream"]["edge_cost_usd"] == pytest.approx(2 * 0.45 * 0.0001)
