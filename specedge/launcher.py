@@ -39,6 +39,7 @@ from specedge.records import (
     OutputRecord,
     edge_file,
     edge_outputs_file,
+    edge_pid_file,
     read_jsonl,
 )
 
@@ -114,9 +115,9 @@ class RemoteEdge:
     """An edge on another node, run over SSH in a worker thread."""
 
     def __init__(self, future: Future[int], node: str, log_path: Path, conn: Connection,
-                 pattern: str) -> None:
+                 pid_file: Path) -> None:
         self.future, self.node, self.log_path = future, node, log_path
-        self.conn, self.pattern = conn, pattern
+        self.conn, self.pid_file = conn, pid_file
 
     def poll(self) -> int | None:
         if not self.future.done():
@@ -129,12 +130,23 @@ class RemoteEdge:
 
     def stop(self) -> None:
         """An edge still running when the run stops (interrupted, or another process failed)
-        is terminated on its node, so it does not keep retrying a stopped server."""
+        is terminated on its node, so it does not keep retrying a stopped server. It is found
+        by the process id it recorded at start, never by name (a shared node runs other
+        people's processes), and only while that id is still this run's edge."""
         if self.future.done():
             return
         with contextlib.suppress(Exception):  # the node may be unreachable by now
-            self.conn.run(f"pkill -TERM -f {shlex.quote(self.pattern)}", warn=True, hide=True,
-                          timeout=30)
+            self.conn.run(remote_kill_command(self.pid_file), warn=True, hide=True, timeout=30,
+                          in_stream=False)
+
+
+def remote_kill_command(pid_file: Path) -> str:
+    """SIGTERM to the process whose id ``pid_file`` holds, if that process is still the edge
+    the file belongs to (its command line names the file's run directory)."""
+    pid, run_dir = shlex.quote(str(pid_file)), str(pid_file.parent)
+    return (f"pid=$(cat {pid} 2>/dev/null) && [ -n \"$pid\" ] && "
+            f"tr '\\0' ' ' < /proc/$pid/cmdline | grep -qF -- {shlex.quote(run_dir)} && "
+            "kill -TERM $pid")
 
 
 def _fetch(conn: Connection, path: Path) -> None:
@@ -148,14 +160,18 @@ def _fetch(conn: Connection, path: Path) -> None:
 def _run_remote_edge(conn: Connection, project: str, run_dir: Path, cid: int, address: str,
                      device: str) -> int:
     config = run_dir / RUN_CONFIG_FILE
-    conn.run(f"mkdir -p {shlex.quote(str(run_dir))}", hide=True)
+    conn.run(f"mkdir -p {shlex.quote(str(run_dir))}", hide=True, in_stream=False)
     conn.put(str(config), remote=str(config) + ".incoming")
-    conn.run(f"mv {shlex.quote(str(config))}.incoming {shlex.quote(str(config))}", hide=True)
+    conn.run(f"mv {shlex.quote(str(config))}.incoming {shlex.quote(str(config))}", hide=True,
+             in_stream=False)
     log_path = run_dir / f"edge-{cid}.log"
-    cmd = (f"cd {shlex.quote(project)} && .venv/bin/python -m specedge.edge "
+    # `exec` keeps the shell's process id, which is recorded first: stop() kills by it.
+    pid_file = shlex.quote(str(edge_pid_file(run_dir, cid)))
+    cmd = (f"cd {shlex.quote(project)} && echo $$ > {pid_file} && "
+           "exec .venv/bin/python -m specedge.edge "
            f"{shlex.quote(str(run_dir))} --client-id {cid} --server {shlex.quote(address)} "
            f"--device {shlex.quote(device)} > {shlex.quote(str(log_path))} 2>&1")
-    result = conn.run(cmd, warn=True, hide=True)
+    result = conn.run(cmd, warn=True, hide=True, in_stream=False)  # never our stdin
     for path in (edge_file(run_dir, cid), edge_outputs_file(run_dir, cid), log_path):
         with contextlib.suppress(FileNotFoundError, OSError):
             _fetch(conn, path)
@@ -213,7 +229,7 @@ def launch(cfg: RunConfig, run_dir: Path, request_ids: list[int]) -> None:
                 future = pool.submit(_run_remote_edge, connections[node], project, run_dir, cid,
                                      address, slot.device)
                 edges.append(RemoteEdge(future, node, log_path, connections[node],
-                                        f"specedge.edge {run_dir} --client-id {cid} "))
+                                        edge_pid_file(run_dir, cid)))
             else:
                 edges.append(LocalEdge(_start(
                     [sys.executable, "-m", "specedge.edge", str(run_dir), "--client-id",

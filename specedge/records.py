@@ -47,6 +47,11 @@ def edge_file(run_dir: Path, client_id: int) -> Path:
     return Path(run_dir) / f"edge-{client_id}.jsonl"
 
 
+def edge_pid_file(run_dir: Path, client_id: int) -> Path:
+    """A remote edge's process id on its node, written as it starts (to stop it by id)."""
+    return Path(run_dir) / f"edge-{client_id}.pid"
+
+
 def edge_outputs_file(run_dir: Path, client_id: int) -> Path:
     """An edge's finished requests, before the launcher merges them into outputs.jsonl."""
     return Path(run_dir) / f"outputs-edge-{client_id}.jsonl"

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,3 +108,47 @@ def test_ssh_node_without_key_is_refused(tmp_path: Path, micro_pair: Path) -> No
     result = _run(tmp_path, micro_pair)
     assert result.returncode == 2
     assert "hardware.ssh_key = None is not accepted" in result.stderr
+
+
+def test_a_remote_edge_is_stopped_by_its_process_id_not_by_name(
+        tmp_path: Path, micro_pair: Path, sshd: tuple[str, Path]) -> None:
+    """stop() on a running SSH edge ends that process; a process on the node whose command
+    line looks the same (another user's run, say) is left alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fabric import Config as FabricConfig
+    from fabric import Connection
+
+    from specedge.launcher import RemoteEdge, _run_remote_edge
+    from specedge.records import edge_file, edge_pid_file
+    from tests.serving import live_server, write_run_config
+
+    node, sshd_dir = sshd
+    run_dir = tmp_path / "run"
+    write_run_config(run_dir, micro_pair, "server.num_clients=1", "server.max_batch_size=1",
+                     "hardware.nodes={localhost:[{device:cpu}]}",
+                     "dataset.max_requests=64", "generation.max_new_tokens=200")
+    decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
+                              "-m", "specedge.edge", str(run_dir), "--client-id", "0",
+                              "--server", "elsewhere:1"])
+    conn = Connection(node, config=FabricConfig(runtime_ssh_path=str(sshd_dir / "ssh_config")),
+                      connect_kwargs={"key_filename": str(sshd_dir / "client_key")})
+    try:
+        with live_server(run_dir) as (_, port), ThreadPoolExecutor(1) as pool:
+            future = pool.submit(_run_remote_edge, conn, str(PROJECT_ROOT), run_dir, 0,
+                                 f"127.0.0.1:{port}", "cpu")
+            deadline = time.monotonic() + 120
+            rounds = edge_file(run_dir, 0)
+            while not (rounds.exists() and rounds.stat().st_size > 0):
+                assert not future.done(), future.exception() or future.result()
+                assert time.monotonic() < deadline, "the remote edge never started a round"
+                time.sleep(0.2)
+            edge = RemoteEdge(future, node, run_dir / "edge-0.log", conn,
+                              edge_pid_file(run_dir, 0))
+            edge.stop()
+            assert future.result(timeout=60) != 0  # terminated, not finished
+        assert decoy.poll() is None  # same name, same run directory, other process: alive
+    finally:
+        decoy.kill()
+        decoy.wait()
+        conn.close()
