@@ -282,11 +282,15 @@ class LinkConfig:
     delay_ms: float = 0.0  # one-way delay
     jitter_ms: float = 0.0  # uniform +- around the delay
     bandwidth_mbps: float = 0.0  # 0: unlimited
+    loss: float = 0.0  # probability that a message (request or reply) is lost
+    loss_timeout_ms: float = 200.0  # how long an edge waits for a lost message before resending
 
     def __post_init__(self) -> None:
-        for key in ("delay_ms", "jitter_ms", "bandwidth_mbps"):
+        for key in ("delay_ms", "jitter_ms", "bandwidth_mbps", "loss_timeout_ms"):
             value = getattr(self, key)
             _require(value >= 0, f"hardware.link.{key}", value, "a number >= 0")
+        _require(0 <= self.loss < 1, "hardware.link.loss", self.loss,
+                 "a probability per message, 0 <= loss < 1")
         _require(self.jitter_ms <= self.delay_ms, "hardware.link.jitter_ms", self.jitter_ms,
                  f"at most hardware.link.delay_ms = {self.delay_ms} (delays cannot go negative)")
 

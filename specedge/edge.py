@@ -56,6 +56,10 @@ class VerifierClient:
         deadline = time.monotonic() + self.cfg.server.reconnect_s
         while True:
             await self.link.cross(msg.ByteSize())
+            if self.link.lost():  # the request never arrives: resend after the timeout
+                retries += 1
+                await asyncio.sleep(self.cfg.hardware.link.loss_timeout_ms / 1e3)
+                continue
             try:
                 reply = await self.stub.Validate(msg, timeout=self.cfg.server.rpc_timeout_s,
                                                  metadata=self.meta)
@@ -71,12 +75,17 @@ class VerifierClient:
                                 self.client_id, msg.request_id, exc.details())
                     msg = pb.ValidateRequest(
                         client_id=msg.client_id, request_id=msg.request_id, prefill=True,
-                        prompt=committed, tokens=msg.tokens, parents=msg.parents)
+                        prompt=committed, tokens=msg.tokens, parents=msg.parents,
+                        round=msg.round)
                 else:
                     raise
                 retries += 1
                 continue
             await self.link.cross(reply.ByteSize())
+            if self.link.lost():  # the server applied the round, its reply never arrives
+                retries += 1
+                await asyncio.sleep(self.cfg.hardware.link.loss_timeout_ms / 1e3)
+                continue
             return reply, time.perf_counter(), msg.ByteSize(), retries
 
     async def call(self, method: str, msg: Any) -> Any:
@@ -120,7 +129,7 @@ async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,
     prefill = seq.steps == 0
     send_prompt = prefill and not cfg.server.cache_prefill
     msg = request_from_tree(server.client_id, seq.request.index, draft.tree, prefill,
-                            seq.prompt_ids if send_prompt else None)
+                            seq.prompt_ids if send_prompt else None, seq.steps)
     t_sent, t1 = time.time(), time.perf_counter()
     call = asyncio.ensure_future(server.validate(msg, seq.tokens))
     reply_in = threading.Event()

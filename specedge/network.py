@@ -1,9 +1,11 @@
-"""Network emulation for the edge-server link: one-way delay, jitter and bandwidth.
+"""Network emulation for the edge-server link: one-way delay, jitter, bandwidth and loss.
 
 The paper's claims are about edges on a WAN; on one machine the link is loopback. The edge
 applies the emulated link to each Validate round trip (request out, reply back) by sleeping
 for ``delay +- jitter + bytes / bandwidth`` each way, so wait times, and therefore pipeline
-behaviour, look like a real link's. All zeros (the default) emulates nothing.
+behaviour, look like a real link's. A lost message (``loss``, per message) is never
+delivered: the edge notices after ``loss_timeout_ms`` and sends the round again, which the
+server answers idempotently. All zeros (the default) emulates nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ class EmulatedLink:
         if self.cfg.bandwidth_mbps:
             seconds += n_bytes * 8 / (self.cfg.bandwidth_mbps * 1e6)
         return seconds
+
+    def lost(self) -> bool:
+        """Whether the message now crossing is lost."""
+        return self.cfg.loss > 0 and self.rng.random() < self.cfg.loss
 
     async def cross(self, n_bytes: int) -> float:
         """Wait as long as ``n_bytes`` take to cross the link; returns the seconds waited."""

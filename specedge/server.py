@@ -50,6 +50,9 @@ class EdgeRequest:
     tokens: list[int]  # committed tokens: prompt + accepted output
     cached: CachedPrompt | None = None  # prefill KV from disk, loaded when admitted
     generator: torch.Generator | None = None  # the request's samples (temperature > 0)
+    # The round applied last, as received, and its reply: a retry gets the reply again.
+    last_request: bytes = b""
+    last_reply: pb.ValidateReply | None = None
 
 
 class VerifierService(rpc.VerifierServicer):
@@ -75,6 +78,11 @@ class VerifierService(rpc.VerifierServicer):
     async def Validate(self, request: pb.ValidateRequest,
                        context: grpc.aio.ServicerContext) -> pb.ValidateReply:
         cid = request.client_id
+        if (repeat := self._repeat(request)) is not None:
+            log.info("client %d, request %d: round %d again (a lost reply?); same verdict",
+                     cid, request.request_id, request.round)
+            self.last_seen[cid] = time.monotonic()
+            return repeat
         try:
             tree, held = self._admit(request)
         except Rejected as exc:
@@ -95,10 +103,20 @@ class VerifierService(rpc.VerifierServicer):
                       generator=held.generator)
             verdict = await self.scheduler.submit(job)
             held.tokens.extend(verdict.new_tokens(tree))
+            reply = reply_from_verdict(verdict, queue_s=job.queue_s, verify_s=job.verify_s)
+            held.last_request, held.last_reply = request.SerializeToString(), reply
         finally:
             self._in_flight.discard(cid)
             self.last_seen[cid] = time.monotonic()
-        return reply_from_verdict(verdict, queue_s=job.queue_s, verify_s=job.verify_s)
+        return reply
+
+    def _repeat(self, request: pb.ValidateRequest) -> pb.ValidateReply | None:
+        """The reply already sent for exactly this request, if it is the round this client's
+        request applied last: answering again keeps a retried round idempotent."""
+        held = self.requests.get(request.client_id)
+        if held is None or held.last_reply is None or held.request_id != request.request_id:
+            return None
+        return held.last_reply if request.SerializeToString() == held.last_request else None
 
     def _admit(self, request: pb.ValidateRequest) -> tuple[TokenTree, EdgeRequest]:
         """Every check (specedge.admission) before anything changes; the request to use."""

@@ -105,7 +105,7 @@ def decode_through(stub: rpc.VerifierStub, client_id: int, request_id: int, prom
         reply = stub.Validate(pb.ValidateRequest(
             client_id=client_id, request_id=request_id, prefill=rnd == 0,
             prompt=committed if rnd == 0 else [], tokens=[committed[-1], *kids],
-            parents=[0] * len(kids)), timeout=60, metadata=metadata)
+            parents=[0] * len(kids), round=rnd), timeout=60, metadata=metadata)
         new = [kids[i - 1] for i in reply.accepted] + [reply.bonus]
         committed += new
         generated += new

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from specedge.protocol import pb, rpc
 from tests.serving import (
     argmax_continuation,
+    channel,
     decode_through,
     live_server,
     self_signed,
@@ -266,3 +267,38 @@ def test_a_second_call_from_the_same_client_is_refused_while_one_is_in_flight(
         assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
         assert "already has a Validate call in flight" in (info.value.details() or "")
         assert first.result().bonus == argmax_continuation(micro_pair, PROMPT, 1)[0]
+
+
+def test_a_repeated_round_gets_the_same_verdict_and_is_applied_once(
+        tmp_path: Path, micro_pair: Path) -> None:
+    """A retry after a lost reply: the same request again is answered again, not re-applied
+    (and not refused as a wrong root); the next round goes on from the committed tokens."""
+    run_dir = tmp_path / "idempotent"
+    write_run_config(run_dir, micro_pair)
+    prompt = [11, 200, 37, 5]
+    ref = argmax_continuation(micro_pair, prompt, 3)
+    with live_server(run_dir) as (_, port), channel(port) as ch:
+        stub = rpc.VerifierStub(ch)
+        first = pb.ValidateRequest(client_id=0, request_id=3, prefill=True, prompt=prompt,
+                                   tokens=[prompt[-1]], round=0)
+        replies = [stub.Validate(first, timeout=60) for _ in range(2)]
+        assert replies[0] == replies[1] and replies[0].bonus == ref[0]
+        second = pb.ValidateRequest(client_id=0, request_id=3, tokens=[ref[0], ref[1]],
+                                    parents=[0], round=1)
+        replies = [stub.Validate(second, timeout=60) for _ in range(3)]
+        assert all(r == replies[0] for r in replies)
+        assert list(replies[0].accepted) == [1] and replies[0].bonus == ref[2]
+        # the same tree under the next round index is a new round, never a repeat: its
+        # root must now be the last committed token
+        third = pb.ValidateRequest(client_id=0, request_id=3, tokens=[ref[0], ref[1]],
+                                   parents=[0], round=2)
+        if ref[2] != ref[0]:
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Validate(third, timeout=60)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        else:  # a repetitive continuation: the root is right, and a fresh verdict comes
+            longer = argmax_continuation(micro_pair, prompt, 5)
+            reply = stub.Validate(third, timeout=60)
+            hit = longer[3] == ref[1]
+            assert list(reply.accepted) == ([1] if hit else [])
+            assert reply.bonus == longer[4 if hit else 3]

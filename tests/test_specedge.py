@@ -109,3 +109,18 @@ def test_sampled_specedge_runs_are_reproducible_under_seed(tmp_path: Path,
         texts.append([o["output_ids"] for o in read_jsonl(tmp_path / name / OUTPUTS_FILE)])
     assert texts[0] == texts[1]
     assert texts[0] != texts[2]
+
+
+def test_a_lossy_link_loses_nothing(tmp_path: Path, micro_pair: Path) -> None:
+    """5 % of messages lost, both ways: lost requests are resent, lost replies are asked for
+    again and answered idempotently; every request finishes exact, the retries are recorded."""
+    run_dir = tmp_path / "lossy"
+    result = _specedge(run_dir, micro_pair, "hardware.link.loss=0.05",
+                       "hardware.link.loss_timeout_ms=5", "seed=3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    outputs = read_jsonl(run_dir / OUTPUTS_FILE)
+    assert [o["request_id"] for o in outputs] == list(range(6))
+    assert_outputs_exact(outputs, micro_pair, MAX_NEW)
+    rounds = [r for c in range(2) for r in read_jsonl(run_dir / f"edge-{c}.jsonl")]
+    assert sum(r["retries"] for r in rounds) > 0
+    assert sum(r["new_tokens"] for r in rounds) == sum(len(o["output_ids"]) for o in outputs)

@@ -16,11 +16,14 @@ __all__ = ["pb", "reply_from_verdict", "request_from_tree", "rpc", "verdict_from
 
 
 def request_from_tree(client_id: int, request_id: int, tree: TokenTree, prefill: bool = False,
-                      prompt: list[int] | None = None) -> pb.ValidateRequest:
-    """A Validate request. A prefill round carries the prompt, unless the server has it cached."""
+                      prompt: list[int] | None = None, round_index: int = 0
+                      ) -> pb.ValidateRequest:
+    """A Validate request. A prefill round carries the prompt, unless the server has it cached.
+    ``round_index`` makes every round's message distinct, so the server can tell a retry of
+    the round it applied last (answered again, not re-applied) from the next round."""
     return pb.ValidateRequest(
         client_id=client_id, request_id=request_id, prefill=prefill, prompt=prompt or [],
-        tokens=tree.tokens, parents=tree.parents[1:])
+        tokens=tree.tokens, parents=tree.parents[1:], round=round_index)
 
 
 def reply_from_verdict(verdict: Verdict, queue_s: float = 0.0,

@@ -7,20 +7,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ValidateRequest(_message.Message):
-    __slots__ = ("client_id", "request_id", "prefill", "prompt", "tokens", "parents")
+    __slots__ = ("client_id", "request_id", "prefill", "prompt", "tokens", "parents", "round")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PREFILL_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     PARENTS_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
     client_id: int
     request_id: int
     prefill: bool
     prompt: _containers.RepeatedScalarFieldContainer[int]
     tokens: _containers.RepeatedScalarFieldContainer[int]
     parents: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, client_id: _Optional[int] = ..., request_id: _Optional[int] = ..., prefill: _Optional[bool] = ..., prompt: _Optional[_Iterable[int]] = ..., tokens: _Optional[_Iterable[int]] = ..., parents: _Optional[_Iterable[int]] = ...) -> None: ...
+    round: int
+    def __init__(self, client_id: _Optional[int] = ..., request_id: _Optional[int] = ..., prefill: _Optional[bool] = ..., prompt: _Optional[_Iterable[int]] = ..., tokens: _Optional[_Iterable[int]] = ..., parents: _Optional[_Iterable[int]] = ..., round: _Optional[int] = ...) -> None: ...
 
 class ValidateReply(_message.Message):
     __slots__ = ("accepted", "bonus", "queue_us", "verify_us")
