@@ -278,7 +278,12 @@ def summarize(rec: RunRecords, prices: Prices, accounting: Accounting | None = N
     """Every number of the run, as a JSON-ready dict (the content of ``summary.json``)."""
     accounting = accounting or DEFAULT_ACCOUNTING[rec.baseline]
     rounds, server = rec.rounds, rec.server
-    tokens = int(rounds["new_tokens"].sum())
+    # Served tokens: those of requests that finished (a lost edge's unfinished request
+    # produced tokens nobody received); a run without outputs.jsonl counts every round.
+    served = rounds["request_id"].isin(set(rec.outputs["request_id"])) \
+        if rec.outputs is not None else pd.Series(True, index=rounds.index)
+    tokens = int(rounds.loc[served, "new_tokens"].sum())
+    unfinished_tokens = int(rounds.loc[~served, "new_tokens"].sum())
     busy_s = float(server["busy_s"].sum())
     wall_s = float(server["t_end"].max() - server["t_start"].min())
     server_s = busy_s if accounting is Accounting.busy else wall_s
@@ -304,6 +309,7 @@ def summarize(rec: RunRecords, prices: Prices, accounting: Accounting | None = N
         "lost_edges": lost.get("lost_edges", {}),
         "server_peak_rss_mib": _server_peak_rss(rec.run_dir),
         "tokens": tokens,
+        "unfinished_tokens": unfinished_tokens,  # produced for requests that never finished
         "rounds": len(rounds),
         "server_steps": len(server),
         "accounting": accounting.value,

@@ -118,6 +118,8 @@ def test_unfinished_requests_make_the_summary_partial(tmp_path: Path) -> None:
     _write(tmp_path / "outputs.jsonl", [_output(0, 4)])
     s = summarize(load_records(tmp_path), PRICES)
     assert s["partial"] and s["unfinished_requests"] == [1]
+    # request 1's two tokens reached nobody: they are not counted as served
+    assert s["tokens"] == 4 and s["unfinished_tokens"] == 2
 
 
 def test_empty_run_is_an_error(tmp_path: Path) -> None:
