@@ -11,6 +11,7 @@ leaves it running.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -24,6 +25,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 from fabric import Config as FabricConfig
 from fabric import Connection
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -31,6 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from specedge import PROJECT_ROOT
 from specedge.config import ConfigError, RunConfig
 from specedge.datasets import edge_share
+from specedge.protocol import pb, rpc
 from specedge.records import (
     LOST_FILE,
     OUTPUTS_FILE,
@@ -42,6 +45,7 @@ from specedge.records import (
     edge_pid_file,
     read_jsonl,
 )
+from specedge.security import call_metadata, open_channel
 
 log = logging.getLogger("specedge.launcher")
 LOCAL_NODES = ("localhost", "127.0.0.1")
@@ -149,6 +153,22 @@ def remote_kill_command(pid_file: Path) -> str:
             "kill -TERM $pid")
 
 
+def report_lost(cfg: RunConfig, address: str, client_id: int) -> None:
+    """Tell the server an edge died, so that it frees the edge's request and no batch waits
+    for it (without this it would wait ``server.client_timeout_s``). Best effort: a server
+    that cannot be told still frees it after that timeout."""
+    async def tell() -> None:
+        async with open_channel(cfg.server, address) as channel:
+            await rpc.VerifierStub(channel).Finish(
+                pb.FinishRequest(client_id=client_id, lost=True), timeout=10,
+                metadata=call_metadata(cfg.server))
+    try:
+        asyncio.run(tell())
+    except grpc.RpcError as exc:
+        log.warning("could not tell the server that edge %d is lost (%s); it frees it after "
+                    "server.client_timeout_s", client_id, exc)
+
+
 def _fetch(conn: Connection, path: Path) -> None:
     # Via a temporary name: when the "remote" is this very machine and path, a direct get
     # would truncate the file it is reading.
@@ -246,6 +266,7 @@ def launch(cfg: RunConfig, run_dir: Path, request_ids: list[int]) -> None:
                         lost[c] = code
                         log.warning("edge %d exited with code %s (see %s); the others go on",
                                     c, code, edges[c].log_path)
+                        report_lost(cfg, address, c)
                 if all(code is not None for code in codes):
                     break
                 if server.poll() is not None:

@@ -187,7 +187,11 @@ class VerifierService(rpc.VerifierServicer):
     async def Finish(self, request: pb.FinishRequest,
                      context: grpc.aio.ServicerContext) -> pb.FinishReply:
         await self._known_client(request.client_id, context)
-        self.requests.pop(request.client_id, None)
+        if self.requests.pop(request.client_id, None) is not None and request.lost:
+            self.lost.add(request.client_id)
+        if request.lost:
+            log.warning("client %d lost (the launcher saw its process exit): freed its "
+                        "request, no batch waits for it", request.client_id)
         self._quiet.add(request.client_id)
         self.scheduler.retire(request.client_id)
         return pb.FinishReply()

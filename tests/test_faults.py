@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from itertools import pairwise
 from pathlib import Path
 
 from specedge import PROJECT_ROOT
@@ -75,7 +76,12 @@ def test_a_killed_edge_is_reported_and_the_others_finish_exactly(tmp_path: Path,
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["partial"] and summary["unfinished_requests"] == lost["unfinished_requests"]
     assert summary["lost_edges"] == {"1": -signal.SIGKILL}
-    assert "client 1 silent" in (run_dir / "server.log").read_text()  # its slot was freed
+    # the launcher told the server at once: its request freed, no batch waited for it
+    assert "client 1 lost (the launcher saw its process exit)" in (
+        run_dir / "server.log").read_text()
+    steps = read_jsonl(run_dir / "server.jsonl")
+    idle = max(b["t_start"] - a["t_end"] for a, b in pairwise(steps))
+    assert idle < 1.0, idle  # no step waited for the dead edge (max_wait_ms is 2 s)
     assert not _pids(f"specedge.* {run_dir}")  # nothing left running
 
 

@@ -49,10 +49,12 @@ class SyncReply(_message.Message):
     def __init__(self, num_clients: _Optional[int] = ...) -> None: ...
 
 class FinishRequest(_message.Message):
-    __slots__ = ("client_id",)
+    __slots__ = ("client_id", "lost")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    LOST_FIELD_NUMBER: _ClassVar[int]
     client_id: int
-    def __init__(self, client_id: _Optional[int] = ...) -> None: ...
+    lost: bool
+    def __init__(self, client_id: _Optional[int] = ..., lost: _Optional[bool] = ...) -> None: ...
 
 class FinishReply(_message.Message):
     __slots__ = ()
