@@ -12,6 +12,7 @@ Run it as ``python -m specedge.build_models`` (Hydra: ``conf/build_models.yaml``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -383,6 +384,11 @@ def build_pair(cfg: BuildConfig) -> dict:
         },
         "config": asdict(cfg),
         "params": params,
+        # The same seed, recipe, library versions and thread count give the same bytes.
+        "weights_sha256": {name: hashlib.sha256((tmp / name / "model.safetensors")
+                                                .read_bytes()).hexdigest()
+                           for name in ("target", "draft")},
+        "threads": torch.get_num_threads(),
         "losses": losses,
         **measured,
         "build_seconds": {**timings, "total_s": time.perf_counter() - t_start},

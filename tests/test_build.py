@@ -27,6 +27,9 @@ def test_same_seed_same_weights(tmp_path: Path, micro_pair: Path) -> None:
     card_a = json.loads((again / "card.json").read_text())
     card_b = json.loads((micro_pair / "card.json").read_text())
     assert card_a["losses"] == card_b["losses"] and card_a["agreement"] == card_b["agreement"]
+    # the card names the bytes it describes
+    assert card_a["weights_sha256"] == card_b["weights_sha256"] == {
+        name: _digest(micro_pair / name)["model.safetensors"] for name in ("target", "draft")}
 
 
 def test_other_seed_other_weights(tmp_path: Path, micro_pair: Path) -> None:
