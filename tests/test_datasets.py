@@ -112,8 +112,8 @@ def test_run_names_a_malformed_dataset_file(tmp_path: Path, micro_pair: Path) ->
     path.write_text('{"question_id": 1, "turns": ["ok"]}\n{"question_id": 2,\n')
     result = subprocess.run(
         [sys.executable, "-m", "specedge.run", "dataset=specbench", f"dataset.path={path}",
-         f"model.target={micro_pair / 'target'}", "dry_run=true",
-         f"hydra.run.dir={tmp_path / 'run'}"],
+         f"model.target={micro_pair / 'target'}", f"model.draft={micro_pair / 'draft'}",
+         "dry_run=true", f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2
     assert f"{path}:2: not valid JSON" in result.stderr
