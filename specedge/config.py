@@ -285,6 +285,10 @@ class LinkConfig:
     loss: float = 0.0  # probability that a message (request or reply) is lost
     loss_timeout_ms: float = 200.0  # how long an edge waits for a lost message before resending
 
+    def wire_s(self, n_bytes: int) -> float:
+        """Seconds ``n_bytes`` take at the link's bandwidth (0 when unlimited)."""
+        return n_bytes * 8 / (self.bandwidth_mbps * 1e6) if self.bandwidth_mbps else 0.0
+
     def __post_init__(self) -> None:
         for key in ("delay_ms", "jitter_ms", "bandwidth_mbps", "loss_timeout_ms"):
             value = getattr(self, key)
@@ -368,6 +372,11 @@ class ServerOnlyBaseline(BaselineConfig):
     name: BaselineName = BaselineName.server_only
     max_batch_size: int = 4
 
+    @property
+    def batch_capacity(self) -> int:
+        """Requests served at once (upstream's name for it differs per baseline)."""
+        return self.max_batch_size
+
     def __post_init__(self) -> None:
         _require(self.max_batch_size >= 1, "baseline.max_batch_size", self.max_batch_size,
                  "an integer >= 1")
@@ -379,6 +388,11 @@ class AutoBatchBaseline(BaselineConfig):
 
     name: BaselineName = BaselineName.auto_batch
     batch_size: int = 4
+
+    @property
+    def batch_capacity(self) -> int:
+        """Requests served at once."""
+        return self.batch_size
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "baseline.batch_size", self.batch_size, "an integer >= 1")

@@ -17,6 +17,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from specedge import ARCHITECTURES_DIR
 from specedge.config import DType, ModelConfig, Weights
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,6 @@ TORCH_DTYPES: dict[DType, torch.dtype] = {
 }
 
 
-ARCHITECTURES_DIR = Path(__file__).parent / "data" / "architectures"
 
 
 def shipped_architectures() -> dict[str, Path]:

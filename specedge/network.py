@@ -30,10 +30,7 @@ class EmulatedLink:
         delay = self.cfg.delay_ms
         if self.cfg.jitter_ms:
             delay += self.rng.uniform(-self.cfg.jitter_ms, self.cfg.jitter_ms)
-        seconds = max(0.0, delay) / 1000
-        if self.cfg.bandwidth_mbps:
-            seconds += n_bytes * 8 / (self.cfg.bandwidth_mbps * 1e6)
-        return seconds
+        return max(0.0, delay) / 1000 + self.cfg.wire_s(n_bytes)
 
     def lost(self) -> bool:
         """Whether the message now crossing is lost."""

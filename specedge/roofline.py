@@ -30,11 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from specedge import PROJECT_ROOT
+from specedge import ARCHITECTURES_DIR, PROFILES_DIR, PROJECT_ROOT
 
-DATA_DIR = PROJECT_ROOT / "specedge" / "data"
-ARCHITECTURES_DIR = DATA_DIR / "architectures"
-PROFILES_DIR = DATA_DIR / "profiles"
 MEASURED = PROFILES_DIR / "h200-eager-2026-11-26.json"
 
 
@@ -64,7 +61,9 @@ PREFIXES = (128, 512, 2048)
 BYTES = 2  # bf16
 
 
-def _plain(name: str) -> str:
+def plain_name(name: str) -> str:
+    """A model name reduced to what names of one architecture share: ``Qwen/Qwen3-14B``,
+    ``qwen3-14b`` and ``Qwen3-14B.json`` all give ``qwen314b``."""
     return "".join(c for c in Path(name).name.lower() if c.isalnum())
 
 
@@ -108,7 +107,8 @@ class Architecture:
 
 def architectures() -> dict[str, Architecture]:
     """Shipped architectures by plain name (``qwen3-14b`` and ``Qwen/Qwen3-14B`` both match)."""
-    return {_plain(p.stem): Architecture.of(p) for p in sorted(ARCHITECTURES_DIR.glob("*.json"))}
+    return {plain_name(p.stem): Architecture.of(p)
+            for p in sorted(ARCHITECTURES_DIR.glob("*.json"))}
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def fit(measured: dict[str, Any], gpu: Gpu) -> tuple[Roofline, float]:
     archs = architectures()
     points = []
     for r in measured["rows"]:
-        arch = archs.get(_plain(r["name"] if "name" in r else r["model"]))
+        arch = archs.get(plain_name(r["name"] if "name" in r else r["model"]))
         if arch is None:
             raise ValueError(f"{r.get('name', r['model'])!r}: not a shipped architecture "
                              f"({', '.join(a.name for a in archs.values())})")

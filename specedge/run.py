@@ -106,13 +106,13 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
     device = cfg.hardware.server_device
     baseline = cfg.baseline
     if isinstance(baseline, ServerOnlyBaseline):
-        slots = baseline.max_batch_size
+        slots = baseline.batch_capacity
         draft: KVPool | None = pool_for(load_member(cfg.model, "draft", device), slots,
                                         cfg.model, cfg.edge, device)
         shape: TreeShape | None = TreeShape.of(cfg.edge)
     else:
         assert isinstance(baseline, AutoBatchBaseline)
-        draft, shape, slots = None, None, baseline.batch_size
+        draft, shape, slots = None, None, baseline.batch_capacity
     target = pool_for(load_member(cfg.model, "target", device), slots, cfg.model, cfg.edge,
                       device)
     log.info("forward path: %s (model.compile = %s)", target.mode.value, cfg.model.compile.value)

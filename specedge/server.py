@@ -78,7 +78,8 @@ class VerifierService(rpc.VerifierServicer):
     async def Validate(self, request: pb.ValidateRequest,
                        context: grpc.aio.ServicerContext) -> pb.ValidateReply:
         cid = request.client_id
-        if (repeat := self._repeat(request)) is not None:
+        wire = request.SerializeToString()  # what a retry of this round will repeat
+        if (repeat := self._repeat(request, wire)) is not None:
             log.info("client %d, request %d: round %d again (a lost reply?); same verdict",
                      cid, request.request_id, request.round)
             self.last_seen[cid] = time.monotonic()
@@ -104,19 +105,19 @@ class VerifierService(rpc.VerifierServicer):
             verdict = await self.scheduler.submit(job)
             held.tokens.extend(verdict.new_tokens(tree))
             reply = reply_from_verdict(verdict, queue_s=job.queue_s, verify_s=job.verify_s)
-            held.last_request, held.last_reply = request.SerializeToString(), reply
+            held.last_request, held.last_reply = wire, reply
         finally:
             self._in_flight.discard(cid)
             self.last_seen[cid] = time.monotonic()
         return reply
 
-    def _repeat(self, request: pb.ValidateRequest) -> pb.ValidateReply | None:
+    def _repeat(self, request: pb.ValidateRequest, wire: bytes) -> pb.ValidateReply | None:
         """The reply already sent for exactly this request, if it is the round this client's
         request applied last: answering again keeps a retried round idempotent."""
         held = self.requests.get(request.client_id)
         if held is None or held.last_reply is None or held.request_id != request.request_id:
             return None
-        return held.last_reply if request.SerializeToString() == held.last_request else None
+        return held.last_reply if wire == held.last_request else None
 
     def _admit(self, request: pb.ValidateRequest) -> tuple[TokenTree, EdgeRequest]:
         """Every check (specedge.admission) before anything changes; the request to use."""

@@ -63,6 +63,7 @@ from specedge.metrics import (
     read_frame,
     write_summary,
 )
+from specedge.network import EmulatedLink
 from specedge.records import (
     OUTPUTS_FILE,
     RUN_CONFIG_FILE,
@@ -76,6 +77,7 @@ from specedge.records import (
     StepRecord,
     edge_file,
 )
+from specedge.roofline import plain_name
 from specedge.scheduler import make_policy
 
 T0 = 1_700_000_000.0  # simulated runs start at this Unix time (records need absolute times)
@@ -245,8 +247,7 @@ def trace_of(run_dir: Path) -> Trace:
         """What the round's network time was beyond the emulated link's mean."""
         if link is None:
             return 0.0
-        wire = x.bytes * 8 / (link.bandwidth_mbps * 1e6) if link.bandwidth_mbps else 0.0
-        return max(0.0, float(x.network_s) - 2 * link.delay_ms / 1e3 - wire)
+        return max(0.0, float(x.network_s) - 2 * link.delay_ms / 1e3 - link.wire_s(x.bytes))
 
     def rounds(frame: pd.DataFrame) -> list[TraceRound]:
         # Server-side rounds' other_s holds the other requests' drafting: not this round's.
@@ -400,14 +401,6 @@ def _output(request_id: int, category: str, tokens: int) -> OutputRecord:
                         prompt_ids=[], output_ids=[0] * tokens, text="")
 
 
-def _link_s(plan: Plan, rng: random.Random, nbytes: int) -> float:
-    link = plan.cfg.hardware.link
-    delay = link.delay_ms + (rng.uniform(-link.jitter_ms, link.jitter_ms) if link.jitter_ms
-                             else 0.0)
-    wire = nbytes * 8 / (link.bandwidth_mbps * 1e6) if link.bandwidth_mbps else 0.0
-    return delay / 1e3 + wire
-
-
 def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[simpy.Event],
             active: set[int], out: _Out) -> Generator[simpy.Event, Any, None]:
     cfg = plan.cfg
@@ -455,6 +448,7 @@ def _edge(env: simpy.Environment, plan: Plan, client: int,
     proactive = plan.cfg.edge.proactive.type.value != "disabled"
     writer = out.edges[client]
     profiled = plan.draft_edge is not None
+    link = EmulatedLink(plan.cfg.hardware.link, rng)  # the real edge's link arithmetic
     for request_id, category, total, prompt, source in requests:
         produced, round_no, adopted = 0, 0, False
         while produced < total:
@@ -465,7 +459,7 @@ def _edge(env: simpy.Environment, plan: Plan, client: int,
             draft_s = _draft_s(plan, plan.draft_edge, r, context, prompt)
             yield env.timeout(draft_s)
             t_sent = env.now
-            yield env.timeout(_link_s(plan, rng, r.bytes // 2))
+            yield env.timeout(link.one_way_s(r.bytes // 2))
             # Profiled: the prompt's prefill is a forward of its tokens (a run's fit charges
             # prefill_extra_s instead).
             tokens = r.tree_size + (prompt if prefill and isinstance(plan.target, ProfileLatency)
@@ -475,7 +469,7 @@ def _edge(env: simpy.Environment, plan: Plan, client: int,
             if not wake[0].triggered:
                 wake[0].succeed()
             yield job.reply
-            yield env.timeout(_link_s(plan, rng, r.bytes - r.bytes // 2) + r.transport_s)
+            yield env.timeout(link.one_way_s(r.bytes - r.bytes // 2) + r.transport_s)
             arrived = env.now
             late_s, proactive_s = r.late_s, r.proactive_s
             if profiled:
@@ -522,7 +516,7 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
     """server-only (draft each tree, then verify all) and auto-batch (one token each)."""
     cfg = plan.cfg
     speculate = cfg.baseline.name == BaselineName.server_only
-    slots = getattr(cfg.baseline, "max_batch_size" if speculate else "batch_size")
+    slots = cfg.baseline.batch_capacity  # type: ignore[union-attr]
     queue = iter(_requests(plan))
     profiled = isinstance(plan.target, ProfileLatency)
     active: list[_Active] = []
@@ -622,10 +616,6 @@ def plan_of_run(run_dir: Path, seed: int = 0) -> Plan:
                 step_overhead_s=fit.step_overhead_s, step_gap_s=fit.step_gap_s)
 
 
-def _plain(name: str) -> str:
-    return "".join(c for c in Path(name).name.lower() if c.isalnum())
-
-
 def profile_latencies(path: str | Path, names: dict[str, str]) -> dict[str, ProfileLatency]:
     """Latencies of the named models from a profile JSON (``specedge.profile``'s, or a derived
     one of :mod:`specedge.roofline`). Rows are found by role ("target", "draft", as
@@ -641,7 +631,7 @@ def profile_latencies(path: str | Path, names: dict[str, str]) -> dict[str, Prof
     for role, name in names.items():
         r = rows[rows["model"] == role]
         if r.empty:
-            r = rows[rows["model"].map(_plain) == _plain(name)]
+            r = rows[rows["model"].map(plain_name) == plain_name(name)]
         if r.empty:
             raise SimulationError(
                 f"profile {str(path)!r} has no rows for the {role} ({name!r}): it holds "
@@ -697,8 +687,7 @@ def plan_of_config(cfg: RunConfig) -> Plan:
     if cfg.baseline.name == BaselineName.specedge:
         streams = cfg.server.num_clients
     else:
-        streams = getattr(cfg.baseline, "max_batch_size", None) or \
-            getattr(cfg.baseline, "batch_size", 1)
+        streams = cfg.baseline.batch_capacity  # type: ignore[union-attr]
     plan.requests = sim.requests or (sim.requests_per_edge * streams if sim.requests_per_edge
                                      else max(len(trace.output_lengths), streams))
     return plan
