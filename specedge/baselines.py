@@ -1,7 +1,7 @@
 """The two server-side baselines: server-only SpecExec and auto-batch decoding.
 
-Both are the same loop: keep up to ``slots`` requests active, give each a tree, verify all
-trees in one batched target forward, commit, refill finished slots from the queue. Server-only
+Both are the same loop: keep up to ``capacity`` requests active, give each a tree, verify all
+trees in one batched target forward, commit, refill from the queue as requests finish. Server-only
 drafts a SpecExec tree per request with the draft model on the server; auto-batch's tree is
 just the root, so its "verification" is exactly one step of plain batched greedy/sampled
 decoding.
@@ -34,7 +34,7 @@ def serve(
     *,
     baseline: str,
     sequences: list[Sequence],
-    slots: int,
+    capacity: int,
     target: KVPool,
     draft: KVPool | None,
     shape: TreeShape | None,
@@ -43,9 +43,9 @@ def serve(
     on_finish: Callable[[Sequence], None] | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> ServeResult:
-    """Serve ``sequences`` ``slots`` at a time; ``draft=None`` is plain batched decoding.
+    """Serve ``sequences``, at most ``capacity`` at once; ``draft=None`` is plain batched decoding.
 
-    ``target`` (and ``draft``) hold at least ``slots`` KV rows; a request holds one of each
+    ``target`` (and ``draft``) hold at least ``capacity`` KV rows; a request holds one of each
     while it is served."""
     queue = deque(sequences)
     active: list[Sequence] = []
@@ -53,7 +53,7 @@ def serve(
     step = 0
     t_run = time.perf_counter()
     while queue or active:
-        while queue and len(active) < slots:
+        while queue and len(active) < capacity:
             seq = queue.popleft()
             seq.target_row = target.acquire()
             if draft is not None and shape is not None:
@@ -69,8 +69,7 @@ def serve(
         prefixes = [r.length for r in rows]  # type: ignore[union-attr]
         verdicts = verify_trees(target, rows,  # type: ignore[arg-type]
                                 [s.pending_for(s.target_row) for s in active], trees, choose)
-        target_s = time.perf_counter() - t0
-        t_end = time.time()
+        timing = _StepTiming(step, t_start, time.time(), time.perf_counter() - t0)
         produced = 0
         for seq, d, tree, verdict, d_s, prefix in zip(active, drafts, trees, verdicts,
                                                       draft_times, prefixes, strict=True):
@@ -79,13 +78,8 @@ def serve(
             kept = seq.commit(verdict.new_tokens(tree))
             produced += len(kept)
             if steps_out is not None:
-                steps_out.write(StepRecord(
-                    baseline=baseline, step=step, request_id=seq.request.index,
-                    category=seq.request.category, batch_size=len(active),
-                    prefill=seq.steps == 0, draft_s=d_s, target_s=target_s,
-                    tree_size=len(tree), accepted=len(verdict.path) - 1, new_tokens=len(kept),
-                    draft_forwards=d.forwards if d is not None else 0, t_start=t_start,
-                    t_end=t_end, finished=seq.finished, prefix=prefix))
+                steps_out.write(timing.record(baseline, seq, len(active), d, d_s, tree,
+                                              len(verdict.path) - 1, len(kept), prefix))
             seq.steps += 1
             if seq.finished:
                 _release(seq, target, drafters)
@@ -96,6 +90,26 @@ def serve(
         if on_step is not None:
             on_step(produced)
     return ServeResult(sequences=sequences, steps=step, wall_s=time.perf_counter() - t_run)
+
+
+@dataclass(frozen=True)
+class _StepTiming:
+    """What one batched step shares across its requests' step records."""
+
+    step: int
+    t_start: float
+    t_end: float
+    target_s: float
+
+    def record(self, baseline: str, seq: Sequence, batch_size: int, draft: Draft | None,
+               draft_s: float, tree: TokenTree, accepted: int, kept: int,
+               prefix: int) -> StepRecord:
+        return StepRecord(
+            baseline=baseline, step=self.step, request_id=seq.request.index,
+            category=seq.request.category, batch_size=batch_size, prefill=seq.steps == 0,
+            draft_s=draft_s, target_s=self.target_s, tree_size=len(tree), accepted=accepted,
+            new_tokens=kept, draft_forwards=draft.forwards if draft is not None else 0,
+            t_start=self.t_start, t_end=self.t_end, finished=seq.finished, prefix=prefix)
 
 
 def _draft_each(active: list[Sequence],

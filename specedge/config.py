@@ -184,18 +184,23 @@ class ProactiveConfig:
 
 @dataclass
 class EdgeConfig:
-    """SpecExec tree shape drawn by each edge (upstream names kept). These are the defaults
-    (conf/edge/default.yaml only names the schema)."""
+    """SpecExec tree shape drawn by each edge (upstream names kept), and how often a dead edge
+    is restarted. These are the defaults (conf/edge/default.yaml only names the schema)."""
 
     max_n_beams: int = 8
     max_beam_len: int = 5
     max_branch_width: int = 3
     max_budget: int = 16
     proactive: ProactiveConfig = field(default_factory=ProactiveConfig)
+    # The launcher restarts an edge that died this many times; the restarted edge resumes its
+    # unfinished requests from their committed tokens (0: a dead edge's requests stay undone).
+    max_restarts: int = 2
 
     def __post_init__(self) -> None:
         _check_tree("edge", self.max_n_beams, self.max_beam_len, self.max_branch_width,
                     self.max_budget)
+        _require(self.max_restarts >= 0, "edge.max_restarts", self.max_restarts,
+                 "a number of restarts >= 0")
 
 
 @dataclass
@@ -261,18 +266,18 @@ class ServerConfig:
 
 
 @dataclass
-class EdgeSlot:
+class EdgePlacement:
     """One edge process on a node."""
 
     device: str = "cpu"
 
 
-def _edge_slot(key: str, value: Any) -> EdgeSlot:
-    if isinstance(value, EdgeSlot):
+def _edge_placement(key: str, value: Any) -> EdgePlacement:
+    if isinstance(value, EdgePlacement):
         return value
     _require(isinstance(value, dict) and set(value) <= {"device"}, key, value,
              "an edge entry like {device: cpu} (only the key 'device')")
-    return EdgeSlot(**value)
+    return EdgePlacement(**value)
 
 
 @dataclass
@@ -316,8 +321,8 @@ class HardwareConfig:
     ssh_key: str | None = None  # key file for non-local nodes; passwords are never used
     ssh_config: str | None = None  # ssh_config file naming the nodes (None: ~/.ssh/config)
     project_path: str | None = None  # absolute path of this project on remote nodes
-    nodes: dict[str, list[EdgeSlot]] = field(
-        default_factory=lambda: {"localhost": [EdgeSlot("cpu")]}
+    nodes: dict[str, list[EdgePlacement]] = field(
+        default_factory=lambda: {"localhost": [EdgePlacement("cpu")]}
     )
     link: LinkConfig = field(default_factory=LinkConfig)
     # Latency profiles of the server's and the edges' devices (specedge.profile JSON, measured
@@ -335,13 +340,13 @@ class HardwareConfig:
         _require(bool(self.nodes), "hardware.nodes", self.nodes, "at least one node with an edge")
         # OmegaConf types the list items of keys that the schema's default already has, but
         # leaves those of new node names as plain dicts: check and convert them here.
-        self.nodes = {node: [_edge_slot(f"hardware.nodes.{node}[{i}]", slot)
-                             for i, slot in enumerate(slots)]
-                      for node, slots in self.nodes.items()}
-        for node, slots in self.nodes.items():
-            _require(bool(slots), f"hardware.nodes.{node}", slots, "a non-empty list of edges")
-            for i, slot in enumerate(slots):
-                _check_device(f"hardware.nodes.{node}[{i}].device", slot.device)
+        self.nodes = {node: [_edge_placement(f"hardware.nodes.{node}[{i}]", edge)
+                             for i, edge in enumerate(edges)]
+                      for node, edges in self.nodes.items()}
+        for node, edges in self.nodes.items():
+            _require(bool(edges), f"hardware.nodes.{node}", edges, "a non-empty list of edges")
+            for i, edge in enumerate(edges):
+                _check_device(f"hardware.nodes.{node}[{i}].device", edge.device)
         for key in ("server_cores", "edge_cores"):
             cores = getattr(self, key)
             if cores is not None:
@@ -350,7 +355,7 @@ class HardwareConfig:
 
     @property
     def num_edges(self) -> int:
-        return sum(len(slots) for slots in self.nodes.values())
+        return sum(len(edges) for edges in self.nodes.values())
 
 
 @dataclass
@@ -534,7 +539,7 @@ class RunConfig:
         if self.baseline.name != BaselineName.specedge:
             return [self.hardware.server_device]
         return [self.hardware.server_device,
-                *(s.device for slots in self.hardware.nodes.values() for s in slots)]
+                *(e.device for edges in self.hardware.nodes.values() for e in edges)]
 
     def _check_forward_path(self) -> None:
         mode = self.model.compile

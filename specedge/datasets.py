@@ -20,7 +20,10 @@ from specedge.config import DatasetConfig, DatasetFormat, DatasetName
 T = TypeVar("T")
 
 BUILTIN_FILE = "builtin_prompts.jsonl"
+# Upstream's six Spec-Bench subsets, in the order of the benchmark's question.jsonl: 80 questions
+# each, the multi-turn MT-bench ones first (labelled with MT-bench's own 8 categories).
 SPEC_BENCH_CATEGORIES = ("mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag")
+SPEC_BENCH_SUBSET_SIZE = 80
 
 
 class DatasetError(ValueError):
@@ -32,8 +35,18 @@ class Request:
     """One prompt to serve, exactly as the tokenizer sees it."""
 
     index: int  # the dataset's own index (question_id, or the pair's index)
-    category: str  # Spec-Bench category, or the dataset name for uncategorised sets
+    category: str  # Spec-Bench subset (see subsets), or the dataset name for uncategorised sets
     prompt: str  # text after any chat template: what gets tokenized
+    subcategory: str = ""  # the file's own label (MT-bench's "writing", ...); "": the category
+
+
+def subsets(labels: list[str]) -> list[str]:
+    """Upstream's grouping of Spec-Bench: a file laid out as the benchmark's question.jsonl
+    (6 x 80 questions) is grouped by position into the six subsets, whatever its labels (its
+    MT-bench questions carry 8 labels of their own); any other file keeps its labels."""
+    if len(labels) != len(SPEC_BENCH_CATEGORIES) * SPEC_BENCH_SUBSET_SIZE:
+        return list(labels)
+    return [SPEC_BENCH_CATEGORIES[i // SPEC_BENCH_SUBSET_SIZE] for i in range(len(labels))]
 
 
 def _parse_specbench(path: Path, text: str) -> list[dict[str, Any]]:
@@ -55,7 +68,9 @@ def _parse_specbench(path: Path, text: str) -> list[dict[str, Any]]:
         if not isinstance(qid, (int, str)):
             raise DatasetError(f"{path}:{lineno}: 'question_id' must be an integer or a string")
         rows.append({"index": qid if isinstance(qid, int) else len(rows),
-                     "category": str(obj.get("category", "uncategorised")), "text": turns[0]})
+                     "subcategory": str(obj.get("category", "uncategorised")), "text": turns[0]})
+    for row, subset in zip(rows, subsets([r["subcategory"] for r in rows]), strict=True):
+        row["category"] = subset
     return rows
 
 
@@ -74,7 +89,8 @@ def _parse_pairs(path: Path, text: str, category: str) -> list[dict[str, Any]]:
                 and isinstance(item[1], str)):
             raise DatasetError(f"{path}: entry {i} is {json.dumps(item)[:80]}; expected an "
                                "[index, prompt] pair (integer, string)")
-        rows.append({"index": item[0], "category": category, "text": item[1]})
+        rows.append({"index": item[0], "category": category, "subcategory": category,
+                     "text": item[1]})
     return rows
 
 
@@ -83,9 +99,10 @@ def read_dataset(cfg: DatasetConfig) -> datasets.Dataset:
     if cfg.hub is not None and cfg.path is None:
         hub = datasets.load_dataset(cfg.hub, split="train")
         if cfg.format == DatasetFormat.specbench:
-            return hub.map(lambda r, i: {"index": r.get("question_id", i), "category":
-                           r.get("category", cfg.name.value), "text": r["turns"][0]},
-                           with_indices=True, remove_columns=hub.column_names)
+            hub = hub.map(lambda r, i: {"index": r.get("question_id", i), "subcategory":
+                          r.get("category", cfg.name.value), "text": r["turns"][0]},
+                          with_indices=True, remove_columns=hub.column_names)
+            return hub.add_column("category", subsets(hub["subcategory"]))
         return hub
     if cfg.path is None:
         if cfg.name != DatasetName.builtin:
@@ -132,7 +149,8 @@ def load_requests(cfg: DatasetConfig, tokenizer: PreTrainedTokenizerBase) -> lis
                            f"{cfg.offset}, stride={cfg.stride} select none of them")
     return [
         Request(index=int(rows[i]["index"]), category=str(rows[i]["category"]),
-                prompt=render_prompt(str(rows[i]["text"]), tokenizer, cfg))
+                prompt=render_prompt(str(rows[i]["text"]), tokenizer, cfg),
+                subcategory=str(rows[i].get("subcategory") or rows[i]["category"]))
         for i in picked
     ]
 

@@ -3,7 +3,9 @@
 ``python -m specedge.edge RUN_DIR --client-id K --server HOST:PORT [--device cpu]`` serves the
 requests ``K, K + n, K + 2n, ...`` of the run's dataset (``n = server.num_clients``), writing
 ``edge-K.jsonl`` (one :class:`~specedge.records.EdgeRoundRecord` per round) and
-``outputs-edge-K.jsonl`` into RUN_DIR.
+``outputs-edge-K.jsonl`` into RUN_DIR. With ``--resume`` (the launcher restarting an edge that
+died) it first reads those files and skips what they show finished, and resumes the request it
+was generating from the tokens its recorded rounds committed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,14 @@ from specedge.kv_cache import pool_for
 from specedge.models import load_member, load_run_tokenizer
 from specedge.network import EmulatedLink
 from specedge.protocol import pb, request_from_tree, rpc, verdict_from_reply
-from specedge.records import EdgeRoundRecord, JsonlWriter, edge_file, edge_outputs_file
+from specedge.records import (
+    EdgeRoundRecord,
+    JsonlWriter,
+    OutputRecord,
+    edge_file,
+    edge_outputs_file,
+    read_jsonl,
+)
 from specedge.rounds import Drafter
 from specedge.security import call_metadata, open_channel
 from specedge.sequence import Sequence, encode_prompt, output_record
@@ -93,11 +103,43 @@ class VerifierClient:
                                                 metadata=self.meta)
 
 
+@dataclass
+class Journal:
+    """What an edge's earlier process finished and committed, read back from its records."""
+
+    finished: set[int] = field(default_factory=set)  # requests with an output record
+    committed: dict[int, list[int]] = field(default_factory=dict)  # request -> output so far
+    rounds: dict[int, int] = field(default_factory=dict)  # request -> rounds recorded
+
+    @classmethod
+    def read(cls, run_dir: Path, client_id: int) -> Journal:
+        problems: list[str] = []
+        journal = cls({int(r["request_id"]) for r in read_jsonl(
+            edge_outputs_file(run_dir, client_id), OutputRecord, problems, missing_ok=True)})
+        for r in read_jsonl(edge_file(run_dir, client_id), EdgeRoundRecord, problems,
+                            missing_ok=True):
+            journal.committed.setdefault(r["request_id"], []).extend(r["tokens"])
+            journal.rounds[r["request_id"]] = journal.rounds.get(r["request_id"], 0) + 1
+        for problem in problems:
+            log.warning("%s (cut short when the edge died?)", problem)
+        return journal
+
+    def restore(self, seq: Sequence) -> None:
+        """Give ``seq`` the tokens its rounds committed before; its next round prefills them."""
+        committed = self.committed.get(seq.request.index)
+        if committed:
+            seq.commit(committed)
+            seq.steps, seq.resumed = self.rounds[seq.request.index], True
+            log.info("resuming request %d from %d committed tokens after %d rounds",
+                     seq.request.index, len(seq.generated), seq.steps)
+
+
 async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
-                   device: str) -> None:
+                   device: str, resume: bool = False) -> None:
     """Serve this edge's share of the requests one after another, a round at a time."""
     tok = load_run_tokenizer(cfg.model, "draft")
     requests = edge_share(load_requests(cfg.dataset, tok), client_id, cfg.server.num_clients)
+    journal = Journal.read(run_dir, client_id) if resume else Journal()
     pool = pool_for(load_member(cfg.model, "draft", device), 1, cfg.model, cfg.edge, device)
     drafter = Drafter(pool, pool.acquire(), TreeShape.of(cfg.edge), cfg.edge.proactive)
     async with open_channel(cfg.server, address) as channel:
@@ -106,17 +148,21 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
         with JsonlWriter(edge_file(run_dir, client_id)) as rounds_out, \
                 JsonlWriter(edge_outputs_file(run_dir, client_id)) as outputs_out:
             for req in requests:
+                if req.index in journal.finished:
+                    continue
                 seq = Sequence(request=req, prompt_ids=encode_prompt(tok, req,
                                                                      cfg.dataset.chat_template),
                                max_new_tokens=cfg.generation.max_new_tokens,
                                eos_token_id=tok.eos_token_id)
+                journal.restore(seq)
                 drafter.reset()
                 while not seq.finished:
                     rounds_out.write(await edge_round(cfg, drafter, server, seq))
                     seq.steps += 1
                 outputs_out.write(output_record(seq, tok))
         await server.call("Finish", pb.FinishRequest(client_id=client_id))
-    log.info("edge %d done: %d requests", client_id, len(requests))
+    log.info("edge %d done: %d requests (%d finished before a restart)", client_id,
+             len(requests), len(journal.finished))
 
 
 async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,
@@ -126,10 +172,11 @@ async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,
     from_proactive = drafter.from_proactive
     draft = drafter.draft(seq.pending_for(drafter.row), seq.root)
     draft_s = time.perf_counter() - t0
-    prefill = seq.steps == 0
-    send_prompt = prefill and not cfg.server.cache_prefill
+    prefill = seq.steps == 0 or seq.resumed
+    # A resumed request's committed tokens are no cached prompt: they always travel.
+    send_prompt = seq.resumed or (prefill and not cfg.server.cache_prefill)
     msg = request_from_tree(server.client_id, seq.request.index, draft.tree, prefill,
-                            seq.prompt_ids if send_prompt else None, seq.steps)
+                            seq.tokens if send_prompt else None, seq.steps)
     t_sent, t1 = time.time(), time.perf_counter()
     call = asyncio.ensure_future(server.validate(msg, seq.tokens))
     reply_in = threading.Event()
@@ -145,6 +192,7 @@ async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,
     verdict = verdict_from_reply(reply)
     hit = drafter.commit(draft, verdict, guess)
     kept = seq.commit(verdict.new_tokens(draft.tree))
+    seq.resumed = False
     return EdgeRoundRecord(
         client_id=server.client_id, request_id=seq.request.index,
         category=seq.request.category, round=seq.steps, prefill=prefill, draft_s=draft_s,
@@ -154,7 +202,7 @@ async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,
         accepted=len(verdict.path) - 1, new_tokens=len(kept), draft_forwards=draft.forwards,
         proactive_drafted=guess is not None, proactive_hit=hit, from_proactive=from_proactive,
         proactive_s=proactive_s, t_start=t_start, t_sent=t_sent, t_end=time.time(),
-        finished=seq.finished)
+        finished=seq.finished, tokens=kept)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,11 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-id", type=int, required=True)
     parser.add_argument("--server", required=True, help="HOST:PORT of the verifier")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the requests this edge's records show finished and resume "
+                        "the one it was generating (a restarted edge)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     cfg = load_run_config(args.run_dir)
-    asyncio.run(run_edge(cfg, args.run_dir, args.client_id, args.server, args.device))
+    asyncio.run(run_edge(cfg, args.run_dir, args.client_id, args.server, args.device,
+                         args.resume))
     return 0
 
 

@@ -178,7 +178,7 @@ def _fetch(conn: Connection, path: Path) -> None:
 
 
 def _run_remote_edge(conn: Connection, project: str, run_dir: Path, cid: int, address: str,
-                     device: str) -> int:
+                     device: str, resume: bool) -> int:
     config = run_dir / RUN_CONFIG_FILE
     conn.run(f"mkdir -p {shlex.quote(str(run_dir))}", hide=True, in_stream=False)
     conn.put(str(config), remote=str(config) + ".incoming")
@@ -187,10 +187,9 @@ def _run_remote_edge(conn: Connection, project: str, run_dir: Path, cid: int, ad
     log_path = run_dir / f"edge-{cid}.log"
     # `exec` keeps the shell's process id, which is recorded first: stop() kills by it.
     pid_file = shlex.quote(str(edge_pid_file(run_dir, cid)))
+    edge = shlex.join(edge_command(".venv/bin/python", run_dir, cid, address, device, resume))
     cmd = (f"cd {shlex.quote(project)} && echo $$ > {pid_file} && "
-           "exec .venv/bin/python -m specedge.edge "
-           f"{shlex.quote(str(run_dir))} --client-id {cid} --server {shlex.quote(address)} "
-           f"--device {shlex.quote(device)} > {shlex.quote(str(log_path))} 2>&1")
+           f"exec {edge} >> {shlex.quote(str(log_path))} 2>&1")
     result = conn.run(cmd, warn=True, hide=True, in_stream=False)  # never our stdin
     for path in (edge_file(run_dir, cid), edge_outputs_file(run_dir, cid), log_path):
         with contextlib.suppress(FileNotFoundError, OSError):
@@ -223,86 +222,140 @@ def _count_lines(path: Path) -> int:
 def launch(cfg: RunConfig, run_dir: Path, request_ids: list[int]) -> None:
     """Run the server and the edges; ``request_ids`` are the dataset indices of the run's
     requests, in order (edge k takes every num_clients-th from position k)."""
-    n_requests = len(request_ids)
-    placements = [(node, slot) for node, slots in cfg.hardware.nodes.items() for slot in slots]
-    connections = {node: _connect(cfg, node) for node in cfg.hardware.nodes
-                   if node not in LOCAL_NODES}
-    project = cfg.hardware.project_path or str(PROJECT_ROOT)
-    port_file = run_dir / PORT_FILE
-    port_file.unlink(missing_ok=True)
-    server_log = run_dir / "server.log"
-    server_cmd = [sys.executable, "-m", "specedge.server", str(run_dir), str(port_file)]
-    server = _start(server_cmd, server_log, cfg.hardware.server_cores, "hardware.server_cores")
-    edges: list[LocalEdge | RemoteEdge] = []
-    lost: dict[int, int | None] = {}  # edge -> exit code, for edges that failed
+    run = _Processes(cfg, run_dir)
     # SIGTERM (a scheduler, `kill`) must stop the server and edges like Ctrl-C does: the
     # finally below runs for a KeyboardInterrupt, never for Python's default SIGTERM exit.
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    pool = ThreadPoolExecutor(max_workers=max(1, len(placements)))
     try:
-        port = _wait_for_port(server, port_file, server_log)
-        address = f"{cfg.server.host}:{port}"
-        log.info("server ready at %s; starting %d edges", address, len(placements))
-        for cid, (node, slot) in enumerate(placements):
-            log_path = run_dir / f"edge-{cid}.log"
-            if node in connections:
-                future = pool.submit(_run_remote_edge, connections[node], project, run_dir, cid,
-                                     address, slot.device)
-                edges.append(RemoteEdge(future, node, log_path, connections[node],
-                                        edge_pid_file(run_dir, cid)))
-            else:
-                edges.append(LocalEdge(_start(
-                    [sys.executable, "-m", "specedge.edge", str(run_dir), "--client-id",
-                     str(cid), "--server", address, "--device", slot.device],
-                    log_path, cfg.hardware.edge_cores, "hardware.edge_cores"), log_path))
+        run.start()
         columns = (TextColumn("specedge"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        restarts = 0
         with Progress(*columns) as progress:
-            task = progress.add_task("requests", total=n_requests)
-            while True:
-                codes = [e.poll() for e in edges]
-                for c, code in enumerate(codes):
-                    if code not in (None, 0) and c not in lost:
-                        lost[c] = code
-                        log.warning("edge %d exited with code %s (see %s); the others go on",
-                                    c, code, edges[c].log_path)
-                        report_lost(cfg, address, c)
-                if all(code is not None for code in codes):
-                    break
-                if server.poll() is not None:
-                    if restarts >= cfg.server.max_restarts:
-                        raise LaunchError(f"the server exited with code {server.returncode} "
-                                          f"while edges were running (restarts used: "
-                                          f"{restarts}); see {server_log}")
-                    restarts += 1
-                    log.warning("the server exited with code %s; restarting it on port %d "
-                                "(%d/%d); edges reconnect and prefill again", server.returncode,
-                                port, restarts, cfg.server.max_restarts)
-                    port_file.unlink(missing_ok=True)
-                    server = _start([*server_cmd, "--port", str(port)], server_log,
-                                    cfg.hardware.server_cores, "hardware.server_cores")
-                    _wait_for_port(server, port_file, server_log)
-                done = sum(_count_lines(edge_outputs_file(run_dir, c)) for c in range(len(edges)))
-                progress.update(task, completed=done)
+            task = progress.add_task("requests", total=len(request_ids))
+            while not run.edges_done():
+                run.keep_server()
+                progress.update(task, completed=run.finished_requests())
                 time.sleep(0.2)
-            progress.update(task, completed=n_requests - len(_unfinished(cfg, run_dir, lost,
-                                                                         request_ids)))
+            progress.update(task, completed=len(request_ids) - len(
+                _unfinished(cfg, run_dir, run.lost, request_ids)))
     finally:
         signal.signal(signal.SIGTERM, previous)
-        for e in edges:
-            e.stop()
-        _stop(server)
-        pool.shutdown(wait=False, cancel_futures=True)
-        for conn in connections.values():
-            conn.close()
-        _merge_outputs(run_dir, len(placements))  # also after a failure: keep what finished
-    if lost:
-        unfinished = _unfinished(cfg, run_dir, lost, request_ids)
+        run.stop()
+        _merge_outputs(run_dir, len(run.placements))  # also after a failure: keep what finished
+    if run.lost:
+        unfinished = _unfinished(cfg, run_dir, run.lost, request_ids)
         (run_dir / LOST_FILE).write_text(json.dumps(
-            {"lost_edges": {str(c): code for c, code in lost.items()},
+            {"lost_edges": {str(c): code for c, code in run.lost.items()},
              "unfinished_requests": unfinished}, indent=2) + "\n")
-        raise LaunchError(f"edges {sorted(lost)} failed (see their logs in {run_dir}); the "
-                          f"other edges finished; requests not finished: {unfinished}")
+        raise LaunchError(f"edges {sorted(run.lost)} failed (see their logs in {run_dir}) and "
+                          f"were not restarted again (edge.max_restarts = "
+                          f"{cfg.edge.max_restarts}); the other edges finished; requests not "
+                          f"finished: {unfinished}")
+
+
+class _Processes:
+    """A run's server and edges: started, watched (a dead edge is reported to the server and
+    restarted, a dead server restarted, each up to its max_restarts), and stopped."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path) -> None:
+        self.cfg, self.run_dir = cfg, run_dir
+        self.placements = [(node, edge) for node, edges in cfg.hardware.nodes.items()
+                           for edge in edges]
+        self.connections = {node: _connect(cfg, node) for node in cfg.hardware.nodes
+                            if node not in LOCAL_NODES}
+        self.port_file = run_dir / PORT_FILE
+        self.server_log = run_dir / "server.log"
+        self.server_cmd = [sys.executable, "-m", "specedge.server", str(run_dir),
+                           str(self.port_file)]
+        self.server: subprocess.Popen[bytes] | None = None
+        self.server_restarts = 0
+        self.port, self.address = 0, ""
+        self.edges: list[LocalEdge | RemoteEdge] = []
+        self.edge_restarts = [0] * len(self.placements)
+        self.lost: dict[int, int | None] = {}  # edge -> exit code, for edges given up on
+        self.pool = ThreadPoolExecutor(max_workers=max(1, len(self.placements)))
+
+    def start(self) -> None:
+        self.port_file.unlink(missing_ok=True)
+        self.server = _start(self.server_cmd, self.server_log, self.cfg.hardware.server_cores,
+                             "hardware.server_cores")
+        self.port = _wait_for_port(self.server, self.port_file, self.server_log)
+        self.address = f"{self.cfg.server.host}:{self.port}"
+        log.info("server ready at %s; starting %d edges", self.address, len(self.placements))
+        self.edges = [self._edge(cid, resume=False) for cid in range(len(self.placements))]
+
+    def _edge(self, cid: int, resume: bool) -> LocalEdge | RemoteEdge:
+        node, placement = self.placements[cid]
+        log_path = self.run_dir / f"edge-{cid}.log"
+        if node in self.connections:
+            conn = self.connections[node]
+            project = self.cfg.hardware.project_path or str(PROJECT_ROOT)
+            future = self.pool.submit(_run_remote_edge, conn, project, self.run_dir, cid,
+                                      self.address, placement.device, resume)
+            return RemoteEdge(future, node, log_path, conn, edge_pid_file(self.run_dir, cid))
+        cmd = edge_command(sys.executable, self.run_dir, cid, self.address, placement.device,
+                           resume)
+        return LocalEdge(_start(cmd, log_path, self.cfg.hardware.edge_cores,
+                                "hardware.edge_cores"), log_path)
+
+    def edges_done(self) -> bool:
+        """Whether every edge has exited for good; a dead one is reported and restarted."""
+        done = True
+        for cid, edge in enumerate(self.edges):
+            code = edge.poll()
+            if code is None:
+                done = False
+            elif code != 0 and cid not in self.lost:
+                report_lost(self.cfg, self.address, cid)
+                if self.edge_restarts[cid] < self.cfg.edge.max_restarts:
+                    self.edge_restarts[cid] += 1
+                    log.warning("edge %d exited with code %s (see %s); restarting it (%d/%d): "
+                                "it resumes its unfinished requests", cid, code, edge.log_path,
+                                self.edge_restarts[cid], self.cfg.edge.max_restarts)
+                    self.edges[cid] = self._edge(cid, resume=True)
+                    done = False
+                else:
+                    self.lost[cid] = code
+                    log.warning("edge %d exited with code %s (see %s); the others go on",
+                                cid, code, edge.log_path)
+        return done
+
+    def keep_server(self) -> None:
+        """Restart a server that died (on its port, so edges reconnect), or fail the run."""
+        assert self.server is not None
+        if self.server.poll() is None:
+            return
+        if self.server_restarts >= self.cfg.server.max_restarts:
+            raise LaunchError(f"the server exited with code {self.server.returncode} while "
+                              f"edges were running (restarts used: {self.server_restarts}); "
+                              f"see {self.server_log}")
+        self.server_restarts += 1
+        log.warning("the server exited with code %s; restarting it on port %d (%d/%d); edges "
+                    "reconnect and prefill again", self.server.returncode, self.port,
+                    self.server_restarts, self.cfg.server.max_restarts)
+        self.port_file.unlink(missing_ok=True)
+        self.server = _start([*self.server_cmd, "--port", str(self.port)], self.server_log,
+                             self.cfg.hardware.server_cores, "hardware.server_cores")
+        _wait_for_port(self.server, self.port_file, self.server_log)
+
+    def finished_requests(self) -> int:
+        return sum(_count_lines(edge_outputs_file(self.run_dir, c))
+                   for c in range(len(self.edges)))
+
+    def stop(self) -> None:
+        for e in self.edges:
+            e.stop()
+        if self.server is not None:
+            _stop(self.server)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for conn in self.connections.values():
+            conn.close()
+
+
+def edge_command(python: str, run_dir: Path, cid: int, address: str, device: str,
+                 resume: bool) -> list[str]:
+    """The command line of edge ``cid`` (``--resume`` when it is restarted)."""
+    return [python, "-m", "specedge.edge", str(run_dir), "--client-id", str(cid), "--server",
+            address, "--device", device, *(["--resume"] if resume else [])]
 
 
 def _unfinished(cfg: RunConfig, run_dir: Path, lost: dict[int, int | None],

@@ -4,17 +4,27 @@
 SpecEdge run (a real server process and ``--edges`` edge processes) on ``--requests`` prompts
 (the built-in set, cycled and numbered so every prompt is distinct), bounded by ``--timeout``
 seconds, then checks every output against the target's own greedy decode and prints: failed
-requests, exact outputs, server peak RSS, throughput and inter-token latency. It exits non-zero
-unless every request finished and every output is exact.
+requests, exact outputs, lost records (requests whose rounds' committed tokens are not exactly
+their output), peak RSS, wall time, throughput and inter-token latency. It exits non-zero unless
+every request finished, exact, with every record.
+
+``--chaos`` makes it a fault benchmark: the link loses 2 % of messages with 5 +- 5 ms delay,
+one edge is SIGKILLed once it has done a few rounds (the launcher restarts it and it resumes),
+and the server is SIGKILLed once later (the launcher restarts it and edges re-prefill).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +34,20 @@ from rich.table import Table
 
 from specedge.config import load_run_config
 from specedge.models import load_model
-from specedge.records import OUTPUTS_FILE, STATS_FILE, SUMMARY_FILE, OutputRecord, read_jsonl
+from specedge.records import (
+    EDGE_FILES,
+    OUTPUTS_FILE,
+    STATS_FILE,
+    SUMMARY_FILE,
+    EdgeRoundRecord,
+    OutputRecord,
+    read_jsonl,
+)
 from specedge.verification import greedy_reference
 
 BUILTIN = Path(__file__).parent / "data" / "builtin_prompts.jsonl"
+CHAOS_OVERRIDES = ["hardware.link.loss=0.02", "hardware.link.delay_ms=5",
+                   "hardware.link.jitter_ms=5"]
 
 
 def write_prompts(path: Path, n: int) -> Path:
@@ -53,8 +73,41 @@ def count_exact(run_dir: Path, outputs: list[dict[str, Any]]) -> int:
     return exact
 
 
+def lost_records(run_dir: Path, outputs: list[dict[str, Any]]) -> list[int]:
+    """Requests whose round records, their committed tokens in order, are not exactly their
+    output: a round's record went missing (or was written twice)."""
+    committed: dict[int, list[int]] = defaultdict(list)
+    for path in sorted(run_dir.glob(EDGE_FILES)):
+        for r in read_jsonl(path, EdgeRoundRecord, [], missing_ok=True):
+            committed[r["request_id"]] += r["tokens"]
+    return [o["request_id"] for o in outputs if committed[o["request_id"]] != o["output_ids"]]
+
+
+def _pids(pattern: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False)
+    return [int(p) for p in found.stdout.split()]
+
+
+def _rounds(run_dir: Path) -> int:
+    return sum(len(p.read_bytes().splitlines()) for p in run_dir.glob(EDGE_FILES))
+
+
+def _chaos(run: subprocess.Popen[str], run_dir: Path, kills: list[str]) -> None:
+    """SIGKILL edge 1 once the edges have done 40 rounds, then the server once they have done
+    twice as many again; ``kills`` says what was killed and when."""
+    t0 = time.monotonic()
+    for pattern, rounds in ((f"specedge.edge {run_dir} --client-id 1 ", 40),
+                            (f"specedge.server {run_dir} ", 120)):
+        while run.poll() is None and _rounds(run_dir) < rounds:
+            time.sleep(0.2)
+        for pid in _pids(pattern):
+            os.kill(pid, signal.SIGKILL)
+            kills.append(f"{pattern.split()[0]} (pid {pid}) after {_rounds(run_dir)} rounds, "
+                         f"{time.monotonic() - t0:.0f} s")
+
+
 def run_load(edges: int, requests: int, overrides: list[str], out_dir: Path,
-             timeout_s: float) -> dict[str, Any]:
+             timeout_s: float, chaos: bool = False) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     prompts = write_prompts(out_dir / "prompts.jsonl", requests)
     run_dir = out_dir / "run"
@@ -62,21 +115,34 @@ def run_load(edges: int, requests: int, overrides: list[str], out_dir: Path,
     cmd = [sys.executable, "-m", "specedge.run", "baseline=specedge", f"hydra.run.dir={run_dir}",
            "dataset=specbench", f"dataset.path={prompts}", f"hardware.nodes={nodes}",
            f"server.num_clients={edges}", f"server.max_batch_size={max(1, edges // 2)}",
-           *overrides]
+           *(CHAOS_OVERRIDES if chaos else []), *overrides]
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    kills: list[str] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as run:
+        chaos_thread = threading.Thread(target=_chaos, args=(run, run_dir, kills), daemon=True)
+        if chaos:
+            chaos_thread.start()
+        _, stderr = run.communicate(timeout=timeout_s)
     wall_s = time.perf_counter() - t0
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     outputs = read_jsonl(run_dir / OUTPUTS_FILE, OutputRecord, [], missing_ok=True)
     stats_path = run_dir / STATS_FILE
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
-    return {"edges": edges, "requests": requests, "exit_code": done.returncode,
-            "finished": len(outputs), "failed": requests - len(outputs),
-            "exact": count_exact(run_dir, outputs), "lost_edges": summary.get("lost_edges", {}),
-            "server_peak_rss_mib": stats.get("peak_rss_mib"), "wall_s": wall_s,
+    retries = sum(r["retries"] for p in run_dir.glob(EDGE_FILES)
+                  for r in read_jsonl(p, EdgeRoundRecord, [], missing_ok=True))
+    return {"edges": edges, "requests": requests, "chaos": chaos, "kills": kills,
+            "exit_code": run.returncode, "finished": len(outputs),
+            "failed": requests - len(outputs), "exact": count_exact(run_dir, outputs),
+            "lost_records": lost_records(run_dir, outputs), "retries": retries,
+            "lost_edges": summary.get("lost_edges", {}),
+            "server_peak_rss_mib": stats.get("peak_rss_mib"),
+            # the largest process of the run (server, an edge, or the launcher); Linux: KiB
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            "wall_s": wall_s,
             "tokens": summary["tokens"], "throughput_tok_s": summary["throughput_tok_s"],
             "itl_ms": summary["itl_ms"]["mean"], "mean_batch": summary["mean_batch_size"],
-            "stderr_tail": done.stderr[-2000:] if done.returncode else ""}
+            "stderr_tail": stderr[-2000:] if run.returncode else ""}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,21 +153,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds, whole run")
     parser.add_argument("--out", type=Path, default=Path("results/loadtest"))
+    parser.add_argument("--chaos", action="store_true", help="2 %% message loss and jitter; "
+                        "kill one edge and the server once each, mid-run")
     args = parser.parse_args(argv)
-    r = run_load(args.edges, args.requests, args.overrides, args.out, args.timeout)
-    table = Table(title=f"Load test: {r['edges']} edges, {r['requests']} requests (loopback)")
-    for col in ("finished", "failed", "exact", "lost edges", "server peak RSS MiB", "wall s",
-                "tokens", "tok/s (server)", "ITL ms", "mean batch"):
+    r = run_load(args.edges, args.requests, args.overrides, args.out, args.timeout, args.chaos)
+    kind = "chaos" if r["chaos"] else "loopback"
+    table = Table(title=f"Load test: {r['edges']} edges, {r['requests']} requests ({kind})")
+    for col in ("finished", "failed", "exact", "lost records", "retries", "lost edges",
+                "peak RSS MiB (server / largest)", "wall s", "tokens", "tok/s (server)",
+                "ITL ms", "mean batch"):
         table.add_column(col, justify="right")
+    server_rss = f"{r['server_peak_rss_mib']:.0f}" if r["server_peak_rss_mib"] else "-"
     table.add_row(str(r["finished"]), str(r["failed"]), str(r["exact"]),
-                  str(len(r["lost_edges"])), f"{r['server_peak_rss_mib']:.0f}"
-                  if r["server_peak_rss_mib"] else "-", f"{r['wall_s']:.1f}", str(r["tokens"]),
-                  f"{r['throughput_tok_s']:.1f}", f"{r['itl_ms']:.1f}", f"{r['mean_batch']:.2f}")
+                  str(len(r["lost_records"])), str(r["retries"]), str(len(r["lost_edges"])),
+                  f"{server_rss} / {r['peak_rss_mib']:.0f}", f"{r['wall_s']:.1f}",
+                  str(r["tokens"]), f"{r['throughput_tok_s']:.1f}", f"{r['itl_ms']:.1f}",
+                  f"{r['mean_batch']:.2f}")
     Console().print(table)
+    for kill in r["kills"]:
+        print(f"killed: {kill}")
     (args.out / "loadtest.json").write_text(json.dumps(r, indent=2) + "\n")
     if r["stderr_tail"]:
         print(r["stderr_tail"], file=sys.stderr)
-    return 0 if r["failed"] == 0 and r["exact"] == r["requests"] else 1
+    ok = r["failed"] == 0 and r["exact"] == r["requests"] and not r["lost_records"]
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -283,7 +283,6 @@ def summarize(rec: RunRecords, prices: Prices, accounting: Accounting | None = N
     served = rounds["request_id"].isin(set(rec.outputs["request_id"])) \
         if rec.outputs is not None else pd.Series(True, index=rounds.index)
     tokens = int(rounds.loc[served, "new_tokens"].sum())
-    unfinished_tokens = int(rounds.loc[~served, "new_tokens"].sum())
     busy_s = float(server["busy_s"].sum())
     wall_s = float(server["t_end"].max() - server["t_start"].min())
     server_s = busy_s if accounting is Accounting.busy else wall_s
@@ -292,24 +291,15 @@ def summarize(rec: RunRecords, prices: Prices, accounting: Accounting | None = N
     server_cost = server_s / 3600 * prices.server_per_hour
     edge_cost = edge_busy_s / 3600 * prices.edge_per_hour
     cost = server_cost + edge_cost
-    itl = itl_ms(rounds)
-    later = rounds[~rounds["prefill"]]
-    started = set(rounds["request_id"])
-    finished = set(rec.outputs["request_id"]) if rec.outputs is not None else set()
-    lost_path = rec.run_dir / LOST_FILE
-    lost = json.loads(lost_path.read_text()) if lost_path.exists() else {}
-    started |= set(lost.get("unfinished_requests", []))
     return {
         **(meta or {}),
         "baseline": rec.baseline,
         "run_dir": str(rec.run_dir),
-        "partial": bool(started - finished),
-        "unfinished_requests": sorted(int(i) for i in started - finished),
-        "requests": len(started),
-        "lost_edges": lost.get("lost_edges", {}),
+        **_requests(rec),
         "server_peak_rss_mib": _server_peak_rss(rec.run_dir),
         "tokens": tokens,
-        "unfinished_tokens": unfinished_tokens,  # produced for requests that never finished
+        # produced for requests that never finished
+        "unfinished_tokens": int(rounds.loc[~served, "new_tokens"].sum()),
         "rounds": len(rounds),
         "server_steps": len(server),
         "accounting": accounting.value,
@@ -326,6 +316,32 @@ def summarize(rec: RunRecords, prices: Prices, accounting: Accounting | None = N
         "throughput_tok_s": tokens / server_s if server_s > 0 else math.nan,
         "cost_efficiency_ktok_per_usd": tokens / 1e3 / cost if cost > 0 else math.nan,
         "usd_per_mtok": cost / tokens * 1e6 if tokens else math.nan,
+        **_round_figures(rounds),
+        **_categories(rounds, rec.outputs),
+        # the same quantities as upstream's metric scripts define them, where they differ
+        "upstream": _upstream(rec.baseline, rounds, tokens, server_cost, prices,
+                              tokens / server_s if server_s > 0 else math.nan),
+        "problems": rec.problems,
+    }
+
+
+def _requests(rec: RunRecords) -> dict[str, Any]:
+    """Which requests the run started and did not finish, and the edges it lost."""
+    started = set(rec.rounds["request_id"])
+    finished = set(rec.outputs["request_id"]) if rec.outputs is not None else set()
+    lost_path = rec.run_dir / LOST_FILE
+    lost = json.loads(lost_path.read_text()) if lost_path.exists() else {}
+    started |= set(lost.get("unfinished_requests", []))
+    return {"partial": bool(started - finished),
+            "unfinished_requests": sorted(int(i) for i in started - finished),
+            "requests": len(started), "lost_edges": lost.get("lost_edges", {})}
+
+
+def _round_figures(rounds: pd.DataFrame) -> dict[str, Any]:
+    """Latency, acceptance, proactive drafting and bytes, over the rounds."""
+    itl = itl_ms(rounds)
+    later = rounds[~rounds["prefill"]]
+    return {
         "itl_ms": {"mean": float(itl.mean()), "std": float(itl.std(ddof=0)),
                    "p50": float(itl.quantile(0.5)), "p90": float(itl.quantile(0.9))}
         if len(itl) else {"mean": math.nan, "std": math.nan, "p50": math.nan, "p90": math.nan},
@@ -342,12 +358,20 @@ def summarize(rec: RunRecords, prices: Prices, accounting: Accounting | None = N
         if len(later) else math.nan,
         "breakdown_s": {part: float(rounds[f"{part}_s"].sum())
                         for part in ("draft", "network", "queue", "verify", "late", "other")},
-        "by_category": _per_category(rounds),
-        # the same quantities as upstream's metric scripts define them, where they differ
-        "upstream": _upstream(rec.baseline, rounds, tokens, server_cost, prices,
-                              tokens / server_s if server_s > 0 else math.nan),
-        "problems": rec.problems,
     }
+
+
+def _categories(rounds: pd.DataFrame, outputs: pd.DataFrame | None) -> dict[str, Any]:
+    """Figures per category (a Spec-Bench subset) and, where the dataset file's own labels
+    differ from the categories, per label (``by_subcategory``)."""
+    out: dict[str, Any] = {"by_category": _per_category(rounds)}
+    if outputs is not None:
+        label_of = {r: str(s) for r, s in zip(outputs["request_id"], outputs["subcategory"],
+                                              strict=True) if s}
+        sub = rounds["request_id"].map(label_of).fillna(rounds["category"]).astype(str)
+        if not sub.equals(rounds["category"].astype(str)):
+            out["by_subcategory"] = _per_category(rounds.assign(category=sub))
+    return out
 
 
 def _server_peak_rss(run_dir: Path) -> float | None:

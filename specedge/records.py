@@ -126,6 +126,7 @@ class EdgeRoundRecord:
     t_sent: float  # the request left
     t_end: float  # the reply was applied
     finished: bool
+    tokens: list[int]  # the tokens this round committed: a restarted edge resumes from them
 
 
 @dataclass
@@ -136,6 +137,7 @@ class OutputRecord:
     prompt_ids: list[int]
     output_ids: list[int]  # generated tokens, EOS included when produced
     text: str  # decoded output_ids
+    subcategory: str  # the dataset file's own label (category: its Spec-Bench subset)
 
 
 class JsonlWriter:
@@ -145,6 +147,10 @@ class JsonlWriter:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh: IO[str] = path.open("a", encoding="utf-8")
+        # A process killed mid-line (one a restarted edge appends to) leaves a line without
+        # its newline: end it, so the cut line stays one skipped line, not two spoiled ones.
+        if path.stat().st_size and not _ends_with_newline(path):
+            self._fh.write("\n")
 
     def write(self, record: Any) -> None:
         self._fh.write(json.dumps(asdict(record), separators=(",", ":")) + "\n")
@@ -161,12 +167,19 @@ class JsonlWriter:
         self.close()
 
 
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as fh:
+        fh.seek(-1, 2)
+        return fh.read(1) == b"\n"
+
+
 # Fields added to a record schema after runs were made with it, and what older runs mean by
 # their absence, so that upgrading never makes a finished run unreadable.
 LATER_FIELDS: dict[type, dict[str, Any]] = {
     EdgeRoundRecord: {"server_queue_s": math.nan, "server_verify_s": math.nan, "late_s": 0.0,
-                      "retries": 0},
+                      "retries": 0, "tokens": []},
     StepRecord: {"prefix": 0},
+    OutputRecord: {"subcategory": ""},  # older runs: the category was the file's label
     ServerStepRecord: {"prefix_tokens": 0},
 }
 

@@ -106,14 +106,14 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
     device = cfg.hardware.server_device
     baseline = cfg.baseline
     if isinstance(baseline, ServerOnlyBaseline):
-        slots = baseline.batch_capacity
-        draft: KVPool | None = pool_for(load_member(cfg.model, "draft", device), slots,
+        capacity = baseline.batch_capacity
+        draft: KVPool | None = pool_for(load_member(cfg.model, "draft", device), capacity,
                                         cfg.model, cfg.edge, device)
         shape: TreeShape | None = TreeShape.of(cfg.edge)
     else:
         assert isinstance(baseline, AutoBatchBaseline)
-        draft, shape, slots = None, None, baseline.batch_capacity
-    target = pool_for(load_member(cfg.model, "target", device), slots, cfg.model, cfg.edge,
+        draft, shape, capacity = None, None, baseline.batch_capacity
+    target = pool_for(load_member(cfg.model, "target", device), capacity, cfg.model, cfg.edge,
                       device)
     log.info("forward path: %s (model.compile = %s)", target.mode.value, cfg.model.compile.value)
     seqs = make_sequences(requests, tokenizer, cfg.dataset.chat_template,
@@ -137,8 +137,8 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
             produced += n
             progress.update(task, tokens=produced)
 
-        result = serve(baseline=baseline.name.value, sequences=seqs, slots=slots, target=target,
-                       draft=draft, shape=shape, choose=choose, steps_out=steps_out,
+        result = serve(baseline=baseline.name.value, sequences=seqs, capacity=capacity,
+                       target=target, draft=draft, shape=shape, choose=choose, steps_out=steps_out,
                        on_finish=finished, on_step=stepped)
     tokens = sum(len(s.generated) for s in result.sequences)
     log.info("%s: %d requests, %d tokens in %d steps, %.1f s (%.1f tokens/s)",

@@ -22,6 +22,8 @@ class Sequence:
     target_row: KVRow | None = None  # its target KV row while it is being served
     finished: bool = False
     steps: int = 0
+    # Its committed tokens come from an edge that died: the next round prefills them all.
+    resumed: bool = False
 
     @property
     def tokens(self) -> list[int]:
@@ -67,6 +69,7 @@ def output_record(seq: Sequence, tokenizer: PreTrainedTokenizerBase) -> OutputRe
         request_id=seq.request.index, category=seq.request.category, prompt=seq.request.prompt,
         prompt_ids=seq.prompt_ids, output_ids=seq.generated,
         text=tokenizer.decode(seq.generated, skip_special_tokens=False),
+        subcategory=seq.request.subcategory or seq.request.category,
     )
 
 

@@ -51,7 +51,7 @@ from omegaconf import DictConfig, OmegaConf
 from specedge.config import (
     BaselineName,
     ConfigError,
-    EdgeSlot,
+    EdgePlacement,
     RunConfig,
     load_run_config,
     project_file,
@@ -398,7 +398,7 @@ def _late_s(plan: Plan, context: int, wait: float) -> tuple[float, float]:
 
 def _output(request_id: int, category: str, tokens: int) -> OutputRecord:
     return OutputRecord(request_id=request_id, category=category, prompt="(simulated)",
-                        prompt_ids=[], output_ids=[0] * tokens, text="")
+                        prompt_ids=[], output_ids=[0] * tokens, text="", subcategory=category)
 
 
 def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[simpy.Event],
@@ -488,7 +488,7 @@ def _edge(env: simpy.Environment, plan: Plan, client: int,
                 draft_forwards=r.draft_forwards, proactive_drafted=proactive,
                 proactive_hit=hit, from_proactive=adopted, proactive_s=proactive_s,
                 t_start=T0 + t_start, t_sent=T0 + t_sent, t_end=T0 + env.now,
-                finished=produced >= total))
+                finished=produced >= total, tokens=[]))  # simulated: counts, no tokens
             adopted = hit and produced < total
             round_no += 1
         assert out.outputs is not None
@@ -742,7 +742,7 @@ def with_edges(composed: DictConfig) -> None:
     composed.server.num_clients = edges
     composed.server.max_batch_size = min(composed.server.max_batch_size, edges)
     # Under "localhost": a saved config is merged over the schema, whose default node it is.
-    composed.hardware.nodes = {"localhost": [EdgeSlot(first.device) for _ in range(edges)]}
+    composed.hardware.nodes = {"localhost": [EdgePlacement(first.device) for _ in range(edges)]}
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

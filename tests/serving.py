@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
-import json
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from fnmatch import fnmatch
 from pathlib import Path
 
 import grpc
@@ -20,10 +20,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from hydra import compose, initialize_config_dir
 
-from specedge import CONF_DIR, PROJECT_ROOT
+from specedge import CONF_DIR, PROJECT_ROOT, records
 from specedge.config import RunConfig, load_run_config, save_run_config
 from specedge.models import load_model
 from specedge.protocol import pb, rpc
+from specedge.records import (
+    EDGE_FILES,
+    OUTPUTS_FILE,
+    SERVER_FILE,
+    STEPS_FILE,
+    EdgeRoundRecord,
+    OutputRecord,
+    ServerStepRecord,
+    StepRecord,
+)
 from specedge.verification import greedy_reference
 
 
@@ -33,8 +43,18 @@ def run_command(run_dir: Path, pair: Path, *overrides: str) -> list[str]:
             f"model.draft={pair / 'draft'}", f"hydra.run.dir={run_dir}", *overrides]
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def read_records(path: Path, cut_ok: bool = False) -> list[dict]:
+    """A run file's records through the project's one reader (the schema from the file's
+    name); every line must be a record unless ``cut_ok`` (a killed process's file)."""
+    if fnmatch(path.name, EDGE_FILES):
+        schema: type = EdgeRoundRecord
+    else:
+        schema = {OUTPUTS_FILE: OutputRecord, SERVER_FILE: ServerStepRecord,
+                  STEPS_FILE: StepRecord}[path.name]
+    problems: list[str] = []
+    rows = records.read_jsonl(path, schema, problems)
+    assert cut_ok or not problems, problems
+    return rows
 
 
 @torch.inference_mode()

@@ -65,7 +65,29 @@ def test_specbench_file_takes_the_first_turn(tmp_path: Path) -> None:
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     rows = read_dataset(DatasetConfig(name=DatasetName.specbench, path=str(path)))
     assert rows["index"] == [81, 82] and rows["text"] == ["First?", "Why?"]
-    assert rows["category"] == ["writing", "qa"]
+    assert rows["category"] == ["writing", "qa"]  # not Spec-Bench's layout: its own labels
+    assert rows["subcategory"] == ["writing", "qa"]
+
+
+def test_a_file_laid_out_as_spec_bench_is_grouped_into_its_six_subsets(
+        tmp_path: Path, micro_pair: Path) -> None:
+    """Upstream's question.jsonl: 80 multi-turn MT-bench questions under 8 labels of their
+    own, then 80 per subset; the subsets are positional, the file's label a subcategory."""
+    mt_labels = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem",
+                 "humanities")
+    labels = [mt_labels[i // 10] for i in range(80)]
+    labels += [name for name in SPEC_BENCH_CATEGORIES[1:] for _ in range(80)]
+    path = tmp_path / "question.jsonl"
+    path.write_text("".join(json.dumps({"question_id": i + 1, "category": label,
+                                        "turns": [f"q{i}"] * (2 if i < 80 else 1)}) + "\n"
+                            for i, label in enumerate(labels)))
+    cfg = DatasetConfig(name=DatasetName.specbench, path=str(path), stride=10,
+                        chat_template=False)
+    reqs = load_requests(cfg, load_tokenizer(str(micro_pair / "target")))
+    assert Counter(r.category for r in reqs) == dict.fromkeys(SPEC_BENCH_CATEGORIES, 8)
+    assert [r.subcategory for r in reqs[:8]] == list(mt_labels)
+    assert (reqs[8].index, reqs[8].category, reqs[8].subcategory) == (81, "translation",
+                                                                      "translation")
 
 
 @pytest.mark.parametrize(("fmt", "content", "message"), [

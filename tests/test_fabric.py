@@ -16,7 +16,7 @@ import pytest
 
 from specedge import PROJECT_ROOT
 from specedge.records import OUTPUTS_FILE
-from tests.serving import assert_outputs_exact, read_jsonl, run_command
+from tests.serving import assert_outputs_exact, read_records, run_command
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
@@ -98,7 +98,7 @@ def test_edge_over_ssh_is_exact_and_its_jsonl_comes_back(
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (run_dir / "edge-1.jsonl").stat().st_size > 0  # the SSH edge's rounds
     assert "edge 1 done" in (run_dir / "edge-1.log").read_text()
-    outputs = read_jsonl(run_dir / OUTPUTS_FILE)
+    outputs = read_records(run_dir / OUTPUTS_FILE)
     assert [o["request_id"] for o in outputs] == [0, 1, 2, 3]
     assert_outputs_exact(outputs, micro_pair, 10)
 
@@ -136,7 +136,7 @@ def test_a_remote_edge_is_stopped_by_its_process_id_not_by_name(
     try:
         with live_server(run_dir) as (_, port), ThreadPoolExecutor(1) as pool:
             future = pool.submit(_run_remote_edge, conn, str(PROJECT_ROOT), run_dir, 0,
-                                 f"127.0.0.1:{port}", "cpu")
+                                 f"127.0.0.1:{port}", "cpu", False)
             deadline = time.monotonic() + 120
             rounds = edge_file(run_dir, 0)
             while not (rounds.exists() and rounds.stat().st_size > 0):

@@ -1,4 +1,5 @@
-"""Faults injected into real SpecEdge runs: an edge killed, the server killed, the run stopped.
+"""Faults injected into real SpecEdge runs: an edge killed (restarted, or given up), the server
+killed, the run stopped.
 
 Each test starts `python -m specedge.run baseline=specedge` (server and edges as processes,
 gRPC over loopback) on the micro pair, waits until the edges have done some rounds, and then
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from specedge import PROJECT_ROOT
 from specedge.records import OUTPUTS_FILE
-from tests.serving import assert_outputs_exact, read_jsonl, run_command
+from tests.serving import assert_outputs_exact, read_records, run_command
 
 MAX_NEW = 48
 
@@ -47,28 +48,65 @@ def _pids(pattern: str) -> list[int]:
     return [int(p) for p in found.stdout.split()]
 
 
-def _run_and_kill(run_dir: Path, pair: Path, jsonl: str, pattern: str
+def _run_and_kill(run_dir: Path, pair: Path, jsonl: str, pattern: str, *overrides: str
                   ) -> subprocess.Popen[str]:
     """Start a run and SIGKILL the one process matching ``pattern`` after 3 rounds in
     ``jsonl``."""
-    run = _start(run_dir, pair)
+    run = _start(run_dir, pair, *overrides)
     _wait_for_rounds(run, run_dir / jsonl, 3)
     (victim,) = _pids(pattern)
     os.kill(victim, signal.SIGKILL)
     return run
 
 
-def test_a_killed_edge_is_reported_and_the_others_finish_exactly(tmp_path: Path,
-                                                                  micro_pair: Path) -> None:
+def _served_all_exactly(run: subprocess.Popen[str], run_dir: Path, pair: Path) -> list[dict]:
+    """The run succeeded and every one of its 8 requests is the target's greedy decode."""
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0, stderr[-3000:]
+    outputs = read_records(run_dir / OUTPUTS_FILE)
+    assert [o["request_id"] for o in outputs] == list(range(8))
+    assert_outputs_exact(outputs, pair, MAX_NEW)
+    return outputs
+
+
+def _max_idle_while_others_work(steps: list[dict], dead: int) -> float:
+    """The longest the server sat idle while edges other than ``dead`` still had work."""
+    others_end = max(s["t_end"] for s in steps if set(s["clients"]) - {dead})
+    return max(b["t_start"] - a["t_end"] for a, b in pairwise(steps)
+               if b["t_start"] <= others_end)
+
+
+def test_a_killed_edge_is_restarted_and_resumes_every_request_exactly(
+        tmp_path: Path, micro_pair: Path) -> None:
     run_dir = tmp_path / "run"
     run = _run_and_kill(run_dir, micro_pair, "edge-1.jsonl",
                         f"specedge.edge {run_dir} --client-id 1 ")
+    outputs = _served_all_exactly(run, run_dir, micro_pair)
+    assert "edge 1 exited with code -9" in (run_dir / "run.log").read_text()
+    edge_log = (run_dir / "edge-1.log").read_text()
+    assert "resuming request 1 from" in edge_log  # mid-request, from its committed tokens
+    rounds = read_records(run_dir / "edge-1.jsonl", cut_ok=True)
+    resumed = [r for r in rounds if r["request_id"] == 1 and r["prefill"]]
+    assert len(resumed) == 2 and resumed[1]["round"] >= 3  # the restart prefilled again
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert not summary["partial"] and summary["tokens"] == sum(
+        len(o["output_ids"]) for o in outputs)
+    idle = _max_idle_while_others_work(read_records(run_dir / "server.jsonl"), dead=1)
+    assert idle < 1.0, idle  # no step waited for the dead edge (max_wait_ms is 2 s)
+    assert not _pids(f"specedge.* {run_dir}")
+
+
+def test_an_edge_killed_past_its_restarts_is_reported_and_the_others_finish_exactly(
+        tmp_path: Path, micro_pair: Path) -> None:
+    run_dir = tmp_path / "run"
+    run = _run_and_kill(run_dir, micro_pair, "edge-1.jsonl",
+                        f"specedge.edge {run_dir} --client-id 1 ", "edge.max_restarts=0")
     _, stderr = run.communicate(timeout=300)  # it must not hang
     assert run.returncode == 2, stderr[-3000:]
     assert "edges [1] failed" in stderr
     lost = json.loads((run_dir / "lost_edges.json").read_text())
     assert list(lost["lost_edges"]) == ["1"] and lost["lost_edges"]["1"] == -signal.SIGKILL
-    outputs = read_jsonl(run_dir / OUTPUTS_FILE)
+    outputs = read_records(run_dir / OUTPUTS_FILE)
     done = {o["request_id"] for o in outputs}
     assert set(lost["unfinished_requests"]) == {1, 5} - done  # edge 1 had requests 1 and 5
     assert {0, 2, 3, 4, 6, 7} <= done
@@ -79,8 +117,7 @@ def test_a_killed_edge_is_reported_and_the_others_finish_exactly(tmp_path: Path,
     # the launcher told the server at once: its request freed, no batch waited for it
     assert "client 1 lost (the launcher saw its process exit)" in (
         run_dir / "server.log").read_text()
-    steps = read_jsonl(run_dir / "server.jsonl")
-    idle = max(b["t_start"] - a["t_end"] for a, b in pairwise(steps))
+    idle = _max_idle_while_others_work(read_records(run_dir / "server.jsonl"), dead=1)
     assert idle < 1.0, idle  # no step waited for the dead edge (max_wait_ms is 2 s)
     assert not _pids(f"specedge.* {run_dir}")  # nothing left running
 
@@ -89,13 +126,9 @@ def test_a_restarted_server_is_rejoined_and_outputs_stay_exact(tmp_path: Path,
                                                                micro_pair: Path) -> None:
     run_dir = tmp_path / "run"
     run = _run_and_kill(run_dir, micro_pair, "edge-0.jsonl", f"specedge.server {run_dir} ")
-    _, stderr = run.communicate(timeout=300)
-    assert run.returncode == 0, stderr[-3000:]
+    _served_all_exactly(run, run_dir, micro_pair)
     assert "restarting it on port" in (run_dir / "run.log").read_text()
-    outputs = read_jsonl(run_dir / OUTPUTS_FILE)
-    assert [o["request_id"] for o in outputs] == list(range(8))
-    assert_outputs_exact(outputs, micro_pair, MAX_NEW)
-    rounds = [r for c in range(4) for r in read_jsonl(run_dir / f"edge-{c}.jsonl")]
+    rounds = [r for c in range(4) for r in read_records(run_dir / f"edge-{c}.jsonl")]
     assert sum(r["retries"] for r in rounds) > 0  # edges reconnected and prefilled again
     assert "prefilling again" in "".join((run_dir / f"edge-{c}.log").read_text()
                                          for c in range(4))

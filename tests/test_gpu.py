@@ -31,7 +31,7 @@ def _serve(micro_pair: Path, mode: CompileMode, speculate: bool) -> tuple[list[l
     d_pool = KVPool(draft, 3, 256, 128, mode)
     seqs = [Sequence(request=Request(i, "t", p), prompt_ids=tok(p)["input_ids"],
                      max_new_tokens=40, eos_token_id=None) for i, p in enumerate(PROMPTS)]
-    serve(baseline="server_only" if speculate else "auto_batch", sequences=seqs, slots=3,
+    serve(baseline="server_only" if speculate else "auto_batch", sequences=seqs, capacity=3,
           target=t_pool, draft=d_pool if speculate else None,
           shape=TreeShape(4, 4, 3, 16) if speculate else None, choose=Chooser())
     return [s.generated for s in seqs], t_pool

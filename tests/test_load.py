@@ -14,5 +14,5 @@ def test_load_with_many_edges_loses_nothing_and_stays_exact(tmp_path: Path,
         "generation.max_new_tokens=12"])
     assert result["exit_code"] == 0, result["stderr_tail"]
     assert result["failed"] == 0 and result["lost_edges"] == {}
-    assert result["exact"] == 16
+    assert result["exact"] == 16 and result["lost_records"] == []
     assert 0 < result["server_peak_rss_mib"] < 4096  # bounded; the micro server is small

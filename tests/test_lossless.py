@@ -84,21 +84,21 @@ def test_server_only_equals_target_greedy(pair: Pair, shape: TreeShape, prompt: 
     tok, _, _, reference = pair
     seq = _seqs(tok, [prompt])[0]
     target, draft = pair.pools(mode)
-    serve(baseline="server_only", sequences=[seq], slots=1, target=target, draft=draft,
+    serve(baseline="server_only", sequences=[seq], capacity=1, target=target, draft=draft,
           shape=shape, choose=Chooser())
     assert tuple(seq.generated) == reference(prompt)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=FIXTURE_OK)
-@given(shape=shapes, slots=st.integers(2, 4), mode=st.sampled_from(MODES))
-def test_batched_equals_unbatched(pair: Pair, shape: TreeShape, slots: int,
+@given(shape=shapes, capacity=st.integers(2, 4), mode=st.sampled_from(MODES))
+def test_batched_equals_unbatched(pair: Pair, shape: TreeShape, capacity: int,
                                   mode: CompileMode) -> None:
     """Batches of 2-4 requests (static: padded to 2 or 4 rows) whose trees and catch-up
     tokens differ in size, refilled as requests finish."""
     tok, _, _, reference = pair
     seqs = _seqs(tok, list(range(len(PROMPTS))))
-    target, draft = pair.pools(mode, rows=slots)
-    serve(baseline="server_only", sequences=seqs, slots=slots, target=target, draft=draft,
+    target, draft = pair.pools(mode, rows=capacity)
+    serve(baseline="server_only", sequences=seqs, capacity=capacity, target=target, draft=draft,
           shape=shape, choose=Chooser())
     assert [tuple(s.generated) for s in seqs] == [reference(i) for i in range(len(PROMPTS))]
 
@@ -108,7 +108,7 @@ def test_auto_batch_equals_per_request_greedy(pair: Pair, mode: CompileMode) -> 
     tok, _, _, reference = pair
     seqs = _seqs(tok, list(range(len(PROMPTS))))
     target, _ = pair.pools(mode, rows=3)
-    result = serve(baseline="auto_batch", sequences=seqs, slots=3, target=target, draft=None,
+    result = serve(baseline="auto_batch", sequences=seqs, capacity=3, target=target, draft=None,
                    shape=None, choose=Chooser())
     assert [tuple(s.generated) for s in seqs] == [reference(i) for i in range(len(PROMPTS))]
     assert result.steps >= MAX_NEW  # one token per request per step
@@ -120,11 +120,11 @@ def test_eos_and_length_end_where_plain_decoding_does(pair: Pair) -> None:
     ref = reference(0)
     eos = ref[5]  # pretend the 6th greedy token is EOS: decoding must stop right after it
     seq = _seqs(tok, [0], eos=eos)[0]
-    serve(baseline="server_only", sequences=[seq], slots=1, target=target, draft=draft,
+    serve(baseline="server_only", sequences=[seq], capacity=1, target=target, draft=draft,
           shape=TreeShape(4, 6, 3, 16), choose=Chooser())
     assert tuple(seq.generated) == ref[: ref.index(eos) + 1]
     short = _seqs(tok, [1], max_new=7)[0]
-    serve(baseline="server_only", sequences=[short], slots=1, target=target, draft=draft,
+    serve(baseline="server_only", sequences=[short], capacity=1, target=target, draft=draft,
           shape=TreeShape(4, 6, 3, 16), choose=Chooser())
     assert tuple(short.generated) == reference(1)[:7]
 
@@ -134,7 +134,7 @@ def test_speculation_accepts_more_than_one_token_per_forward(pair: Pair) -> None
     # The target drafting for itself must have its greedy chain accepted whole.
     seq = _seqs(tok, [3])[0]
     target, draft = pair.pools(CompileMode.static, draft=pair.target)
-    result = serve(baseline="server_only", sequences=[seq], slots=1, target=target,
+    result = serve(baseline="server_only", sequences=[seq], capacity=1, target=target,
                    draft=draft, shape=TreeShape(1, 5, 1, 5), choose=Chooser())
     assert tuple(seq.generated) == reference(3)
     assert result.steps == -(-MAX_NEW // 6)

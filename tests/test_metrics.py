@@ -40,7 +40,7 @@ def _step(step: int, rid: int, t0: float, t1: float, new: int, prefill: bool) ->
 
 def _output(rid: int, n: int) -> OutputRecord:
     return OutputRecord(request_id=rid, category="c" + str(rid), prompt="p", prompt_ids=[1],
-                        output_ids=list(range(n)), text="t")
+                        output_ids=list(range(n)), text="t", subcategory="s" + str(rid % 2))
 
 
 def _server_side_run(run_dir: Path) -> None:
@@ -62,6 +62,8 @@ def test_server_side_run_counts_each_batched_step_once(tmp_path: Path) -> None:
     assert s["usd_per_mtok"] == pytest.approx(0.0007 / 6 * 1e6)
     assert s["cost_efficiency_ktok_per_usd"] == pytest.approx(6 / 1e3 / 0.0007)
     assert s["by_category"]["c0"]["tokens"] == 4
+    # the file's own labels (Spec-Bench's MT-bench ones) are kept as subcategories
+    assert {k: v["tokens"] for k, v in s["by_subcategory"].items()} == {"s0": 4, "s1": 2}
     wall = summarize(load_records(tmp_path), PRICES, Accounting.wall)
     assert wall["server_time_s"] == pytest.approx(1.2) and wall["accounting"] == "wall"
 
@@ -73,7 +75,7 @@ def _round(rid: int, rnd: int, t0: float, new: int, **kw: object) -> EdgeRoundRe
                   request_bytes=40, reply_bytes=8, tree_size=8, accepted=new - 1,
                   new_tokens=new, draft_forwards=4, proactive_drafted=True, proactive_hit=False,
                   from_proactive=False, proactive_s=0.2, t_start=t0, t_sent=t0 + 0.1,
-                  t_end=t0 + 0.45, finished=False)
+                  t_end=t0 + 0.45, finished=False, tokens=list(range(new)))
     fields.update(kw)
     return EdgeRoundRecord(**fields)  # type: ignore[arg-type]
 

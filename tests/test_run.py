@@ -10,7 +10,7 @@ import pytest
 
 from specedge import PROJECT_ROOT
 from specedge.records import OUTPUTS_FILE, STEPS_FILE, StepRecord
-from tests.serving import assert_outputs_exact, read_jsonl, run_command
+from tests.serving import assert_outputs_exact, read_records, run_command
 
 
 def _run(run_dir: Path, pair: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
@@ -29,7 +29,7 @@ def test_run_writes_exact_outputs_and_step_records(tmp_path: Path, micro_pair: P
     result = _run(run_dir, micro_pair, f"baseline={baseline}", f"model.compile={path}",
                   "model.token_buckets=[1,2,4,8,16,32]")
     assert result.returncode == 0, result.stderr[-3000:]
-    outputs = read_jsonl(run_dir / OUTPUTS_FILE)
+    outputs = read_records(run_dir / OUTPUTS_FILE)
     assert sorted(o["request_id"] for o in outputs) == [0, 1, 2, 3, 4]
     assert_outputs_exact(outputs, micro_pair, 12)
     for out in outputs:

@@ -70,7 +70,7 @@ def test_speculative_sampling_matches_target_distribution(micro_pair: Path) -> N
     chooser = Chooser(temperature=temperature, top_p=top_p,
                       generator=torch.Generator().manual_seed(1234))
     # The static forward path (bucketed, padded batches of 64) must sample like the target.
-    serve(baseline="server_only", sequences=seqs, slots=64,
+    serve(baseline="server_only", sequences=seqs, capacity=64,
           target=KVPool(target, 64, 64, 32, CompileMode.static),
           draft=KVPool(draft, 64, 64, 32, CompileMode.static),
           shape=TreeShape(4, 3, 3, 8), choose=chooser)

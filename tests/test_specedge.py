@@ -11,7 +11,7 @@ import pytest
 
 from specedge import PROJECT_ROOT
 from specedge.records import OUTPUTS_FILE, EdgeRoundRecord, ServerStepRecord
-from tests.serving import assert_outputs_exact, read_jsonl, run_command
+from tests.serving import assert_outputs_exact, read_records, run_command
 
 MAX_NEW = 12
 
@@ -43,12 +43,12 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
     result = _specedge(run_dir, micro_pair, *scheduling,
                        f"server.prefill_cache_dir={tmp_path / 'prefill'}")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    outputs = read_jsonl(run_dir / OUTPUTS_FILE)
+    outputs = read_records(run_dir / OUTPUTS_FILE)
     assert [o["request_id"] for o in outputs] == list(range(6))
     assert_outputs_exact(outputs, micro_pair, MAX_NEW)
 
     n_edges = 4 if "server.num_clients=4" in scheduling else 2
-    rounds = [r for c in range(n_edges) for r in read_jsonl(run_dir / f"edge-{c}.jsonl")]
+    rounds = [r for c in range(n_edges) for r in read_records(run_dir / f"edge-{c}.jsonl")]
     assert set(rounds[0]) == set(EdgeRoundRecord.__dataclass_fields__)
     assert {r["request_id"] for r in rounds} == set(range(6))
     assert sum(r["new_tokens"] for r in rounds) == sum(len(o["output_ids"]) for o in outputs)
@@ -72,7 +72,7 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
         assert r["server_verify_s"] > 0 and r["server_queue_s"] + r["server_verify_s"] \
             <= r["wait_s"] + 1e-3
 
-    steps = read_jsonl(run_dir / "server.jsonl")
+    steps = read_records(run_dir / "server.jsonl")
     assert set(steps[0]) == set(ServerStepRecord.__dataclass_fields__)
     assert sum(s["batch_size"] for s in steps) == len(rounds)
     assert sum(s["prefill_count"] for s in steps) == 6
@@ -88,7 +88,7 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
                           f"server.prefill_cache_dir={tmp_path / 'prefill'}")
         assert again.returncode == 0, again.stderr[-2000:]
         assert "(0 computed, 6 from disk)" in (tmp_path / "again" / "server.log").read_text()
-        assert read_jsonl(tmp_path / "again" / OUTPUTS_FILE) == outputs
+        assert read_records(tmp_path / "again" / OUTPUTS_FILE) == outputs
 
 
 def test_edge_counts_must_match_num_clients(tmp_path: Path, micro_pair: Path) -> None:
@@ -106,7 +106,7 @@ def test_sampled_specedge_runs_are_reproducible_under_seed(tmp_path: Path,
         result = _specedge(tmp_path / name, micro_pair, "generation.temperature=1.0",
                            f"seed={seed}", "server.max_batch_size=2")
         assert result.returncode == 0, result.stderr[-2000:]
-        texts.append([o["output_ids"] for o in read_jsonl(tmp_path / name / OUTPUTS_FILE)])
+        texts.append([o["output_ids"] for o in read_records(tmp_path / name / OUTPUTS_FILE)])
     assert texts[0] == texts[1]
     assert texts[0] != texts[2]
 
@@ -118,9 +118,9 @@ def test_a_lossy_link_loses_nothing(tmp_path: Path, micro_pair: Path) -> None:
     result = _specedge(run_dir, micro_pair, "hardware.link.loss=0.05",
                        "hardware.link.loss_timeout_ms=5", "seed=3")
     assert result.returncode == 0, result.stderr[-2000:]
-    outputs = read_jsonl(run_dir / OUTPUTS_FILE)
+    outputs = read_records(run_dir / OUTPUTS_FILE)
     assert [o["request_id"] for o in outputs] == list(range(6))
     assert_outputs_exact(outputs, micro_pair, MAX_NEW)
-    rounds = [r for c in range(2) for r in read_jsonl(run_dir / f"edge-{c}.jsonl")]
+    rounds = [r for c in range(2) for r in read_records(run_dir / f"edge-{c}.jsonl")]
     assert sum(r["retries"] for r in rounds) > 0
     assert sum(r["new_tokens"] for r in rounds) == sum(len(o["output_ids"]) for o in outputs)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from specedge import PROJECT_ROOT
-from specedge.records import OutputRecord, RecordsError, read_jsonl
+from specedge.records import JsonlWriter, OutputRecord, RecordsError, read_jsonl
 
 HEAVY = ("torch", "transformers", "grpc", "fabric")
 
@@ -30,7 +31,7 @@ def test_the_analysis_side_imports_no_torch_grpc_or_fabric() -> None:
 def test_the_one_jsonl_reader_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "outputs.jsonl"
     good = {"request_id": 1, "category": "c", "prompt": "p", "prompt_ids": [1],
-            "output_ids": [2], "text": "t"}
+            "output_ids": [2], "text": "t", "subcategory": "s"}
     path.write_text(json.dumps(good) + "\n{cut short\n" + json.dumps({"request_id": 2}) + "\n")
     problems: list[str] = []
     assert read_jsonl(path, OutputRecord, problems) == [good]
@@ -39,3 +40,16 @@ def test_the_one_jsonl_reader_names_file_and_line(tmp_path: Path) -> None:
     assert read_jsonl(tmp_path / "none.jsonl", OutputRecord, [], missing_ok=True) == []
     with pytest.raises(RecordsError, match=r"none\.jsonl: missing"):
         read_jsonl(tmp_path / "none.jsonl", OutputRecord, [])
+
+
+def test_a_writer_appending_to_a_cut_file_keeps_the_cut_line_apart(tmp_path: Path) -> None:
+    """A restarted edge appends to the file its killed predecessor left mid-line."""
+    path = tmp_path / "outputs.jsonl"
+    good = OutputRecord(request_id=1, category="c", prompt="p", prompt_ids=[1], output_ids=[2],
+                        text="t", subcategory="s")
+    path.write_text('{"request_id": 0, "cat')
+    with JsonlWriter(path) as out:
+        out.write(good)
+    problems: list[str] = []
+    assert read_jsonl(path, OutputRecord, problems) == [asdict(good)]
+    assert len(problems) == 1 and problems[0].startswith(f"{path}:1:")
