@@ -3,7 +3,7 @@
 Edges are untrusted machines on a WAN. A malformed request must get a gRPC error that names
 the problem, and must never reach the batched target forward, where one bad token id or parent
 index would fail (or corrupt) every other edge's verification in the same batch. The checks are
-pure functions of the request, the client's slot and the server's :class:`Limits`, so they are
+pure functions of the request, the client's id and the server's :class:`Limits`, so they are
 tested directly as well as through a live server.
 """
 

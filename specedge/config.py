@@ -214,7 +214,7 @@ class ServerConfig:
     max_wait_ms: float = 2000.0  # a batch never waits longer than this for stragglers
     cache_prefill: bool = False  # true: prompts' KV precomputed once, kept on disk
     prefill_cache_dir: str = "models/prefill_cache"
-    client_timeout_s: float = 60.0  # free the KV slot of an edge silent this long (it died?)
+    client_timeout_s: float = 60.0  # free the request of an edge silent this long (it died?)
     rpc_timeout_s: float = 600.0  # deadline of every edge RPC
     reconnect_s: float = 120.0  # how long an edge keeps retrying a server it cannot reach
     max_restarts: int = 1  # the launcher restarts a server that died this many times
@@ -389,7 +389,7 @@ class ServerOnlyBaseline(BaselineConfig):
 
 @dataclass
 class AutoBatchBaseline(BaselineConfig):
-    """Plain batched autoregressive decoding with refilled slots."""
+    """Plain batched autoregressive decoding, refilled from the queue as requests finish."""
 
     name: BaselineName = BaselineName.auto_batch
     batch_size: int = 4
@@ -476,7 +476,7 @@ class SimulateConfig:
     edge_profile: str | None = None  # the edges' drafts (null: the server's)
     edges: int | None = None  # SpecEdge edges (null: server.num_clients)
     requests: int | None = None  # requests served (null: the trace's, at least one per edge)
-    # or this many per edge (per batch slot for server-only and auto-batch): sweeps over
+    # or this many per edge (per batch place for server-only and auto-batch): sweeps over
     # simulate.edges keep every edge busy for as long
     requests_per_edge: int | None = None
     # P(k drafted tokens accepted in a round), k = 0, 1, ...: replaces the trace's acceptance

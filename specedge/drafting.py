@@ -65,7 +65,7 @@ def _children_of(tree: TokenTree, parents: list[int], logits: torch.Tensor, widt
 
 
 def _candidates(tree: TokenTree, shape: TreeShape, decay: float) -> list[int]:
-    open_nodes = [i for i, s in enumerate(tree.status) if s == NodeStatus.pending]
+    open_nodes = [i for i, s in enumerate(tree.status) if s == NodeStatus.drafted]
     if len(tree) - 1 >= shape.max_budget:
         # A full budget only admits a child that beats the worst kept node.
         worst = min(tree.scores[1:])

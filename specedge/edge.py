@@ -49,7 +49,7 @@ log = logging.getLogger("specedge.edge")
 class VerifierClient:
     """An edge's Validate calls: through the emulated link, retried while the server is
     unreachable (with backoff, for ``server.reconnect_s``), and turned into a prefill round
-    when the server no longer holds the request (it restarted, or freed the slot of an edge
+    when the server no longer holds the request (it restarted, or freed the request of an edge
     it thought dead)."""
 
     def __init__(self, cfg: RunConfig, stub: rpc.VerifierStub, client_id: int) -> None:

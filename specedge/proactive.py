@@ -43,7 +43,7 @@ def draft_proactively(pool: KVPool, main: Draft, cfg: ProactiveConfig,
     only delay the next round, so the guess keeps the steps done so far.
     """
     tree = main.tree
-    leaves = [i for i, s in enumerate(tree.status) if s == NodeStatus.pending]
+    leaves = [i for i, s in enumerate(tree.status) if s == NodeStatus.drafted]
     if not leaves or (stop is not None and stop()):
         return None
     row = main.row

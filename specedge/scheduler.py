@@ -132,7 +132,7 @@ class Scheduler:
         self._step = 0
 
     async def submit(self, job: Job) -> Verdict:
-        self.active.add(job.client_id)  # an edge whose slot timed out may come back
+        self.active.add(job.client_id)  # an edge that was retired (silent, lost) may come back
         self._waiting.append(job)
         self._wake.set()
         return await job.future

@@ -3,7 +3,7 @@
 Both are off by default (the server binds to 127.0.0.1). The token and the keys are read from
 files named in ``server.*``; only the file names are ever in a config, a log or a run
 directory. A call without the right token is refused with ``UNAUTHENTICATED`` before any
-handler runs, so it touches no slot and no model.
+handler runs, so it touches no request state and no model.
 """
 
 from __future__ import annotations

@@ -73,6 +73,9 @@ class VerifierService(rpc.VerifierServicer):
         self._in_flight: set[int] = set()
         self._quiet: set[int] = set()  # retired: finished, or silent past the timeout
         self._synced: set[int] = set()
+        # Sync is the start barrier: edges wait in it until all have joined. A Validate call
+        # means the run is under way (this server is a restarted one), so the barrier is
+        # lifted: a restarted edge's Sync must not wait for edges that will never sync again.
         self._all_synced = asyncio.Event()
 
     async def Validate(self, request: pb.ValidateRequest,
@@ -89,6 +92,7 @@ class VerifierService(rpc.VerifierServicer):
         except Rejected as exc:
             log.warning("client %d, request %d refused: %s", cid, request.request_id, exc)
             await context.abort(exc.code, exc.message)
+        self._all_synced.set()
         self._in_flight.add(cid)
         self._quiet.discard(cid)
         try:

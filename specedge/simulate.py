@@ -516,14 +516,14 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
     """server-only (draft each tree, then verify all) and auto-batch (one token each)."""
     cfg = plan.cfg
     speculate = cfg.baseline.name == BaselineName.server_only
-    slots = cfg.baseline.batch_capacity  # type: ignore[union-attr]
+    capacity = cfg.baseline.batch_capacity  # type: ignore[union-attr]
     queue = iter(_requests(plan))
     profiled = isinstance(plan.target, ProfileLatency)
     active: list[_Active] = []
     step = 0
     assert out.steps is not None and out.outputs is not None
     while True:
-        while len(active) < slots and (nxt := next(queue, None)) is not None:
+        while len(active) < capacity and (nxt := next(queue, None)) is not None:
             active.append(_Active(*nxt))
         if not active:
             return

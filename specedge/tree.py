@@ -16,7 +16,7 @@ import torch
 
 
 class NodeStatus(StrEnum):
-    pending = "pending"  # drafted, not yet forwarded through the draft model
+    drafted = "drafted"  # proposed, not yet forwarded through the draft model (a leaf)
     forwarded = "forwarded"  # forwarded: its children have been proposed
 
 
@@ -30,7 +30,7 @@ class TokenTree:
 
     @classmethod
     def rooted(cls, token: int) -> TokenTree:
-        return cls([token], [-1], [0], [0.0], [NodeStatus.pending])
+        return cls([token], [-1], [0], [0.0], [NodeStatus.drafted])
 
     @classmethod
     def from_wire(cls, tokens: list[int], parents: list[int]) -> TokenTree:
@@ -47,7 +47,7 @@ class TokenTree:
                     f"node {i} has parent {p}; parents must be earlier nodes (0..{i - 1})")
             depths.append(depths[p] + 1)
         n = len(tokens)
-        return cls(list(tokens), list(parents), depths, [0.0] * n, [NodeStatus.pending] * n)
+        return cls(list(tokens), list(parents), depths, [0.0] * n, [NodeStatus.drafted] * n)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -57,7 +57,7 @@ class TokenTree:
         self.parents.append(parent)
         self.depths.append(self.depths[parent] + 1)
         self.scores.append(score)
-        self.status.append(NodeStatus.pending)
+        self.status.append(NodeStatus.drafted)
         return len(self.tokens) - 1
 
     def children(self, node: int) -> list[int]:

@@ -269,6 +269,22 @@ def test_a_second_call_from_the_same_client_is_refused_while_one_is_in_flight(
         assert first.result().bonus == argmax_continuation(micro_pair, PROMPT, 1)[0]
 
 
+def test_sync_is_a_start_barrier_that_a_run_under_way_lifts(tmp_path: Path,
+                                                             micro_pair: Path) -> None:
+    """Edges wait in Sync until all have joined; but a restarted server sees only Validate
+    retries from running edges, so a restarted edge's Sync must not wait for their Syncs."""
+    write_run_config(tmp_path, micro_pair, "server.num_clients=2",
+                     "hardware.nodes={localhost:[{device:cpu},{device:cpu}]}")
+    with live_server(tmp_path) as (_, port), grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        stub = rpc.VerifierStub(ch)
+        with pytest.raises(grpc.RpcError) as info:  # client 0 never synced: it waits
+            stub.Sync(pb.SyncRequest(client_id=1), timeout=1.0)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        stub.Validate(pb.ValidateRequest(client_id=0, request_id=1, prefill=True,
+                                         prompt=PROMPT, tokens=[PROMPT[-1]]), timeout=30)
+        assert stub.Sync(pb.SyncRequest(client_id=1), timeout=10).num_clients == 2
+
+
 def test_a_repeated_round_gets_the_same_verdict_and_is_applied_once(
         tmp_path: Path, micro_pair: Path) -> None:
     """A retry after a lost reply: the same request again is answered again, not re-applied

@@ -67,7 +67,7 @@ def test_snapshot_lists_every_node() -> None:
     snap = _tree().snapshot()
     assert [n["parent"] for n in snap] == [-1, 0, 0, 1, 1, 2, 5]
     assert snap[6] == {"index": 6, "token": 16, "parent": 5, "depth": 3, "score": -4.0,
-                       "status": "pending"}
+                       "status": "drafted"}
 
 
 @settings(max_examples=50, deadline=None)
