@@ -16,6 +16,21 @@ rule all:
         "reports/all",
 
 
+# Under the SLURM profile these run in Snakemake's own process (seconds each, no model); every
+# other rule is one sbatch job with the resources of `slurm:` in workflow/config.yaml.
+localrules:
+    all,
+    reports_all,
+    report_comparison,
+    report_sweep,
+    report_index,
+    validate,
+    projection_setup,
+    projection_edges,
+    report_projection,
+    bench,
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/runs.smk"

@@ -102,6 +102,11 @@ class ProactiveType(StrEnum):
     included = "included"  # proactive depth counts toward max_beam_len
 
 
+class LauncherName(StrEnum):
+    ssh = "ssh"  # edges of hardware.nodes: local processes, other nodes over SSH (Fabric)
+    slurm = "slurm"  # server and edges as srun steps of the SLURM allocation the run is in
+
+
 class DatasetName(StrEnum):
     builtin = "builtin"
     c4 = "c4"
@@ -305,6 +310,28 @@ class LinkConfig:
 
 
 @dataclass
+class SlurmPlacement:
+    """Where a run inside a SLURM allocation (``hardware.launcher=slurm``) puts its processes:
+    the server on the allocation's first node, ``edges_per_node`` edges on every node."""
+
+    edges_per_node: int = 1  # one per GPU on GPU nodes (with gpus_per_edge=1)
+    gpus_per_edge: int = 0  # srun --gpus-per-task of each edge (0: a CPU edge); device cuda:0
+    server_gpus: int = 0  # the server's (hardware.server_device then cuda:0)
+    srun_args: list[str] = field(default_factory=list)  # added to every srun, e.g. [--mem=16G]
+
+    def __post_init__(self) -> None:
+        _require(self.edges_per_node >= 1, "hardware.slurm.edges_per_node",
+                 self.edges_per_node, "an integer >= 1")
+        for key in ("gpus_per_edge", "server_gpus"):
+            value = getattr(self, key)
+            _require(value >= 0, f"hardware.slurm.{key}", value, "an integer >= 0")
+
+    @property
+    def edge_device(self) -> str:
+        return "cuda:0" if self.gpus_per_edge else "cpu"
+
+
+@dataclass
 class HardwareConfig:
     """Where processes run and what their accelerators cost (dollars per GPU-hour)."""
 
@@ -329,6 +356,10 @@ class HardwareConfig:
     # or derived by specedge.roofline) that `python -m specedge.simulate` uses; null: none.
     server_profile: str | None = None
     edge_profile: str | None = None
+    # How the server and edges are started: `ssh` (hardware.nodes) or `slurm` (srun steps in
+    # the current allocation, placed by hardware.slurm; hardware.nodes is then not used).
+    launcher: LauncherName = LauncherName.ssh
+    slurm: SlurmPlacement = field(default_factory=SlurmPlacement)
 
     def __post_init__(self) -> None:
         for key in ("server_profile", "edge_profile"):
@@ -352,6 +383,10 @@ class HardwareConfig:
             if cores is not None:
                 _require(all(c >= 0 for c in cores) and bool(cores), f"hardware.{key}", cores,
                          "null or a non-empty list of CPU indices >= 0")
+                _require(self.launcher == LauncherName.ssh, f"hardware.{key}", cores,
+                         "null under hardware.launcher=slurm, where SLURM places and binds "
+                         "the tasks (hardware=slurm has none; --cpu-bind may go in "
+                         "hardware.slurm.srun_args)")
 
     @property
     def num_edges(self) -> int:
@@ -518,8 +553,10 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.baseline.name == BaselineName.specedge:
+            # under slurm the allocation decides the edges (checked at launch)
             _require(
-                self.server.num_clients == self.hardware.num_edges,
+                self.hardware.launcher == LauncherName.slurm
+                or self.server.num_clients == self.hardware.num_edges,
                 "server.num_clients",
                 self.server.num_clients,
                 f"the number of edges listed under hardware.nodes ({self.hardware.num_edges})",
@@ -538,6 +575,8 @@ class RunConfig:
         """Every device a model of this run is placed on."""
         if self.baseline.name != BaselineName.specedge:
             return [self.hardware.server_device]
+        if self.hardware.launcher == LauncherName.slurm:
+            return [self.hardware.server_device, self.hardware.slurm.edge_device]
         return [self.hardware.server_device,
                 *(e.device for edges in self.hardware.nodes.values() for e in edges)]
 

@@ -18,6 +18,7 @@ import logging
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ from fabric import Connection
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from specedge import PROJECT_ROOT
-from specedge.config import ConfigError, RunConfig
+from specedge.config import ConfigError, EdgePlacement, LauncherName, RunConfig
 from specedge.datasets import edge_share
 from specedge.protocol import pb, rpc
 from specedge.records import (
@@ -49,6 +50,7 @@ from specedge.security import call_metadata, open_channel
 
 log = logging.getLogger("specedge.launcher")
 LOCAL_NODES = ("localhost", "127.0.0.1")
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
 class LaunchError(RuntimeError):
@@ -80,15 +82,29 @@ def _start(cmd: list[str], log_path: Path, cores: Sequence[int] | None,
                             preexec_fn=_pinned(cores, key), start_new_session=True)
 
 
-def _stop(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
+def _stop(proc: subprocess.Popen[bytes], grace_s: float = 15.0, step: str | None = None) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s``. An srun client (``step``: its step's name) is
+    not signalled itself: srun answers SIGTERM by cancelling its step with SIGKILL, which
+    would leave the task no time to shut down (the server writes its stats then)."""
     if proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGTERM)
+    if step is None or not _signal_step(step):
+        proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def _signal_step(name: str) -> bool:
+    """SIGTERM to the tasks of the current allocation's steps called ``name``; whether any."""
+    found = subprocess.run(["squeue", "-h", "-s", "-j", os.environ.get("SLURM_JOB_ID", ""),
+                            "-o", "%i %j"], capture_output=True, text=True, check=False)
+    steps = [line.split()[0] for line in found.stdout.splitlines() if line.split()[1:] == [name]]
+    for step in steps:
+        subprocess.run(["scancel", "--signal=TERM", step], capture_output=True, check=False)
+    return bool(steps)
 
 
 def _wait_for_port(server: subprocess.Popen[bytes], port_file: Path, log_path: Path,
@@ -105,14 +121,17 @@ def _wait_for_port(server: subprocess.Popen[bytes], port_file: Path, log_path: P
 
 
 class LocalEdge:
-    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-        self.proc, self.log_path = proc, log_path
+    """An edge process on this machine, or the srun client of an edge's step (``step``)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path,
+                 step: str | None = None) -> None:
+        self.proc, self.log_path, self.step = proc, log_path, step
 
     def poll(self) -> int | None:
         return self.proc.poll()
 
     def stop(self) -> None:
-        _stop(self.proc)
+        _stop(self.proc, step=self.step)
 
 
 class RemoteEdge:
@@ -254,19 +273,30 @@ def launch(cfg: RunConfig, run_dir: Path, request_ids: list[int]) -> None:
 
 class _Processes:
     """A run's server and edges: started, watched (a dead edge is reported to the server and
-    restarted, a dead server restarted, each up to its max_restarts), and stopped."""
+    restarted, a dead server restarted, each up to its max_restarts), and stopped.
+
+    With ``hardware.launcher=ssh`` the edges are those of ``hardware.nodes``: local processes,
+    or Fabric over SSH. With ``slurm`` every process is an ``srun`` step of the allocation the
+    run is in (the server on its first node, ``hardware.slurm.edges_per_node`` edges on each);
+    the srun clients are local processes, so logs, restarts and cleanup are the local ones."""
 
     def __init__(self, cfg: RunConfig, run_dir: Path) -> None:
         self.cfg, self.run_dir = cfg, run_dir
-        self.placements = [(node, edge) for node, edges in cfg.hardware.nodes.items()
-                           for edge in edges]
-        self.connections = {node: _connect(cfg, node) for node in cfg.hardware.nodes
-                            if node not in LOCAL_NODES}
+        self.slurm = cfg.hardware.launcher == LauncherName.slurm
+        self.server_node = "localhost"
+        if self.slurm:
+            self.server_node, self.placements = slurm_placements(cfg)
+        else:
+            self.placements = [(node, edge) for node, edges in cfg.hardware.nodes.items()
+                               for edge in edges]
+        remote = [] if self.slurm else [n for n in cfg.hardware.nodes if n not in LOCAL_NODES]
+        self.connections = {node: _connect(cfg, node) for node in remote}
         self.port_file = run_dir / PORT_FILE
         self.server_log = run_dir / "server.log"
         self.server_cmd = [sys.executable, "-m", "specedge.server", str(run_dir),
                            str(self.port_file)]
         self.server: subprocess.Popen[bytes] | None = None
+        self.server_step = "specedge-server" if self.slurm else None
         self.server_restarts = 0
         self.port, self.address = 0, ""
         self.edges: list[LocalEdge | RemoteEdge] = []
@@ -276,10 +306,12 @@ class _Processes:
 
     def start(self) -> None:
         self.port_file.unlink(missing_ok=True)
-        self.server = _start(self.server_cmd, self.server_log, self.cfg.hardware.server_cores,
-                             "hardware.server_cores")
+        self.server = self._start_server(self.server_cmd)
         self.port = _wait_for_port(self.server, self.port_file, self.server_log)
-        self.address = f"{self.cfg.server.host}:{self.port}"
+        host = self.cfg.server.host
+        if self.slurm and host not in LOOPBACK:  # edges reach the server's node
+            host = self.server_node
+        self.address = f"{host}:{self.port}"
         log.info("server ready at %s; starting %d edges", self.address, len(self.placements))
         self.edges = [self._edge(cid, resume=False) for cid in range(len(self.placements))]
 
@@ -294,8 +326,11 @@ class _Processes:
             return RemoteEdge(future, node, log_path, conn, edge_pid_file(self.run_dir, cid))
         cmd = edge_command(sys.executable, self.run_dir, cid, self.address, placement.device,
                            resume)
+        step = f"specedge-edge-{cid}" if self.slurm else None
+        if step is not None:
+            cmd = srun_command(self.cfg, node, step, self.cfg.hardware.slurm.gpus_per_edge, cmd)
         return LocalEdge(_start(cmd, log_path, self.cfg.hardware.edge_cores,
-                                "hardware.edge_cores"), log_path)
+                                "hardware.edge_cores"), log_path, step)
 
     def edges_done(self) -> bool:
         """Whether every edge has exited for good; a dead one is reported and restarted."""
@@ -333,9 +368,15 @@ class _Processes:
                     "reconnect and prefill again", self.server.returncode, self.port,
                     self.server_restarts, self.cfg.server.max_restarts)
         self.port_file.unlink(missing_ok=True)
-        self.server = _start([*self.server_cmd, "--port", str(self.port)], self.server_log,
-                             self.cfg.hardware.server_cores, "hardware.server_cores")
+        self.server = self._start_server([*self.server_cmd, "--port", str(self.port)])
         _wait_for_port(self.server, self.port_file, self.server_log)
+
+    def _start_server(self, cmd: list[str]) -> subprocess.Popen[bytes]:
+        if self.server_step is not None:
+            cmd = srun_command(self.cfg, self.server_node, self.server_step,
+                               self.cfg.hardware.slurm.server_gpus, cmd)
+        return _start(cmd, self.server_log, self.cfg.hardware.server_cores,
+                      "hardware.server_cores")
 
     def finished_requests(self) -> int:
         return sum(_count_lines(edge_outputs_file(self.run_dir, c))
@@ -345,10 +386,52 @@ class _Processes:
         for e in self.edges:
             e.stop()
         if self.server is not None:
-            _stop(self.server)
+            _stop(self.server, step=self.server_step)
         self.pool.shutdown(wait=False, cancel_futures=True)
         for conn in self.connections.values():
             conn.close()
+
+
+def allocation_nodes() -> list[str]:
+    """The nodes of the SLURM allocation this process runs in (salloc, sbatch)."""
+    nodelist = os.environ.get("SLURM_JOB_NODELIST")
+    if not os.environ.get("SLURM_JOB_ID") or not nodelist:
+        raise ConfigError("hardware.launcher=slurm is accepted only inside a SLURM allocation "
+                          "(run it under salloc or sbatch): SLURM_JOB_ID is not set here; "
+                          "outside one, use hardware.launcher=ssh")
+    found = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True,
+                           text=True, check=False)
+    if found.returncode != 0 or not found.stdout.split():
+        raise LaunchError(f"scontrol could not expand SLURM_JOB_NODELIST={nodelist!r}: "
+                          f"{found.stderr.strip()}")
+    return found.stdout.split()
+
+
+def slurm_placements(cfg: RunConfig) -> tuple[str, list[tuple[str, EdgePlacement]]]:
+    """The server's node and every edge's (node, device) in this allocation; the allocation
+    must hold exactly ``server.num_clients`` edges."""
+    nodes = allocation_nodes()
+    per_node = cfg.hardware.slurm.edges_per_node
+    placements = [(node, EdgePlacement(cfg.hardware.slurm.edge_device))
+                  for node in nodes for _ in range(per_node)]
+    if len(placements) != cfg.server.num_clients:
+        raise ConfigError(f"server.num_clients = {cfg.server.num_clients} is not accepted: this "
+                          f"allocation has {len(nodes)} node(s) x hardware.slurm.edges_per_node "
+                          f"= {per_node}, that is {len(placements)} edges")
+    here = socket.gethostname().split(".")[0]
+    if cfg.server.host in LOOPBACK and set(nodes) != {here}:
+        raise ConfigError(f"server.host = {cfg.server.host!r} is not accepted for an allocation "
+                          f"on {nodes} launched from {here!r}: loopback reaches only this node; "
+                          "set server.host=0.0.0.0 (edges then connect to the server's node)")
+    return nodes[0], placements
+
+
+def srun_command(cfg: RunConfig, node: str, name: str, gpus: int, cmd: list[str]) -> list[str]:
+    """``cmd`` as one task of a step of the current allocation, on ``node``. Steps overlap:
+    the server and the edges share the allocation's CPUs and run at once."""
+    return ["srun", "--nodes=1", "--ntasks=1", f"--nodelist={node}", "--overlap",
+            f"--job-name={name}", *([f"--gpus-per-task={gpus}"] if gpus else []),
+            *cfg.hardware.slurm.srun_args, *cmd]
 
 
 def edge_command(python: str, run_dir: Path, cid: int, address: str, device: str,

@@ -17,6 +17,8 @@ rule bench_method:
         kind="spec|edge",
     params:
         overrides=hydra_overrides(config["runs"]["overrides"]),
+    resources:
+        **slurm_resources(),
     log:
         "logs/bench/{kind}.log",
     benchmark:
@@ -37,6 +39,8 @@ rule profile:
         table="results/profile/profile.json",
     params:
         overrides=hydra_overrides(config["runs"]["overrides"] + config["profile"]["overrides"]),
+    resources:
+        **slurm_resources(),
     log:
         "logs/profile/profile.log",
     benchmark:

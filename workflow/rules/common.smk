@@ -12,3 +12,19 @@ PY = shlex.quote(sys.executable)
 
 def hydra_overrides(items):
     return " ".join(shlex.quote(str(item)) for item in items)
+
+
+def slurm_resources(gpus=True, runtime_factor=1):
+    """A job's resources under the SLURM profile, from config["slurm"] (values given with
+    --config arrive as strings). ``gpus``: the rule runs models (the site's GPU request)."""
+    slurm = config.get("slurm", {})
+    res = {"cpus_per_task": int(slurm.get("cpus_per_task", 2)),
+           "mem_mb": int(slurm.get("mem_mb", 8000)),
+           "runtime": int(slurm.get("runtime", 60)) * runtime_factor}
+    if slurm.get("partition"):
+        res["slurm_partition"] = slurm["partition"]
+    if slurm.get("account"):
+        res["slurm_account"] = slurm["account"]
+    if gpus and int(slurm.get("gpus", 0)):
+        res["gpu"] = int(slurm["gpus"])
+    return res

@@ -4,6 +4,8 @@ rule build_models:
         card="models/tiny/card.json",
     params:
         overrides=hydra_overrides(config["models"]["build_overrides"]),
+    resources:
+        **slurm_resources(gpus=False, runtime_factor=2),
     log:
         "logs/build_models.log",
     benchmark:

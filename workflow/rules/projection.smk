@@ -23,6 +23,8 @@ rule validation_run:
         summary="results/validation/{name}/summary.json",
     params:
         overrides=validation_overrides,
+    resources:
+        **slurm_resources(),
     log:
         "logs/validation/{name}.log",
     benchmark:

@@ -20,6 +20,8 @@ rule run_baseline:
         summary="results/runs/{baseline}/summary.json",
     params:
         overrides=run_overrides,
+    resources:
+        **slurm_resources(),
     log:
         "logs/runs/{baseline}.log",
     benchmark:
@@ -45,6 +47,8 @@ rule run_sweep:
         directory("results/sweeps/{sweep}"),
     params:
         args=sweep_args,
+    resources:
+        **slurm_resources(runtime_factor=4),
     log:
         "logs/sweeps/{sweep}.log",
     benchmark:
