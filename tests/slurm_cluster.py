@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.serving import stop_process
+
 DAEMONS = ("munged", "mariadbd", "mariadb-install-db", "slurmdbd", "slurmctld", "slurmd")
 PARTITION = "debug"
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
@@ -162,12 +164,7 @@ class OneNodeCluster:
         subprocess.run(["scancel", "--full", "--user", "root"], env=self.env(),
                        capture_output=True, check=False, timeout=30)
         for proc in reversed(self.procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 15)
         if self.system_conf and SYSTEM_CONF.is_symlink() and SYSTEM_CONF.resolve() == self.conf:
             SYSTEM_CONF.unlink()
 
