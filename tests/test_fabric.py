@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -81,12 +82,15 @@ def _hardware(conf: Path, node: str, sshd_dir: Path | None) -> None:
         f"nodes:\n  localhost:\n    - device: cpu\n  {json.dumps(node)}:\n    - device: cpu\n")
 
 
+def _command(tmp_path: Path, pair: Path, max_new: int = 10) -> list[str]:
+    return run_command(tmp_path / "run", pair, f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+                       "hardware=ssh_test", "server.num_clients=2", "server.max_batch_size=1",
+                       "dataset.max_requests=4", f"generation.max_new_tokens={max_new}")
+
+
 def _run(tmp_path: Path, pair: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        run_command(tmp_path / "run", pair, f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
-                    "hardware=ssh_test", "server.num_clients=2", "server.max_batch_size=1",
-                    "dataset.max_requests=4", "generation.max_new_tokens=10"),
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(_command(tmp_path, pair), cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=600, check=False)
 
 
 def test_edge_over_ssh_is_exact_and_its_jsonl_comes_back(
@@ -101,6 +105,27 @@ def test_edge_over_ssh_is_exact_and_its_jsonl_comes_back(
     outputs = read_records(run_dir / OUTPUTS_FILE)
     assert [o["request_id"] for o in outputs] == [0, 1, 2, 3]
     assert_outputs_exact(outputs, micro_pair, 10)
+
+
+def test_a_killed_ssh_edge_is_restarted_over_ssh_and_resumes_exactly(
+        tmp_path: Path, micro_pair: Path, sshd: tuple[str, Path]) -> None:
+    node, sshd_dir = sshd
+    _hardware(tmp_path / "conf", node, sshd_dir)
+    run_dir = tmp_path / "run"
+    run = subprocess.Popen(_command(tmp_path, micro_pair, max_new=40), cwd=PROJECT_ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rounds, deadline = run_dir / "edge-1.jsonl", time.monotonic() + 180
+    while not (rounds.exists() and len(rounds.read_text().splitlines()) >= 3):
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()[1][-3000:]
+        time.sleep(0.05)
+    os.kill(int((run_dir / "edge-1.pid").read_text()), signal.SIGKILL)  # the SSH edge
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0, stderr[-3000:]
+    assert "restarting it (1/2)" in (run_dir / "run.log").read_text()
+    assert "resuming request 1 from" in (run_dir / "edge-1.log").read_text()
+    outputs = read_records(run_dir / OUTPUTS_FILE)
+    assert [o["request_id"] for o in outputs] == [0, 1, 2, 3]
+    assert_outputs_exact(outputs, micro_pair, 40)
 
 
 def test_ssh_node_without_key_is_refused(tmp_path: Path, micro_pair: Path) -> None:
