@@ -29,7 +29,7 @@ from specedge.config import (
     save_run_config,
     to_run_config,
 )
-from specedge.datasets import DatasetError, Request, load_requests
+from specedge.datasets import DatasetError, load_requests
 from specedge.drafting import TreeShape
 from specedge.kv_cache import KVPool, pool_for
 from specedge.launcher import LaunchError, cores_to_pin, launch
@@ -42,9 +42,10 @@ from specedge.verification import Chooser
 log = logging.getLogger("specedge.run")
 
 
-def prepare(cfg: RunConfig) -> tuple[PreTrainedTokenizerBase, list[Request]]:
+def prepare(cfg: RunConfig) -> tuple[PreTrainedTokenizerBase, list[Sequence]]:
     """Everything a run checks before it loads a model (``dry_run`` included): the models it
-    needs exist, the tokenizer loads, every prompt fits the KV cache."""
+    needs exist, the tokenizer loads, every prompt fits the KV cache. Returns the requests,
+    tokenized, ready to serve."""
     speculative = cfg.baseline.name != BaselineName.auto_batch
     for which in ("target", "draft") if speculative else ("target",):
         check_member(cfg.model, which)
@@ -53,9 +54,10 @@ def prepare(cfg: RunConfig) -> tuple[PreTrainedTokenizerBase, list[Request]]:
     categories = Counter(r.category for r in requests)
     log.info("%d requests from dataset %s (%s)", len(requests), cfg.dataset.name.value,
              ", ".join(f"{c}: {n}" for c, n in sorted(categories.items())))
-    check_prompts_fit(cfg, make_sequences(requests, tokenizer, cfg.dataset.chat_template,
-                                          cfg.generation.max_new_tokens))
-    return tokenizer, requests
+    seqs = make_sequences(requests, tokenizer, cfg.dataset.chat_template,
+                          cfg.generation.max_new_tokens)
+    check_prompts_fit(cfg, seqs)
+    return tokenizer, seqs
 
 
 def check_prompts_fit(cfg: RunConfig, seqs: list[Sequence]) -> None:
@@ -77,10 +79,10 @@ def check_prompts_fit(cfg: RunConfig, seqs: list[Sequence]) -> None:
 
 
 def run_server_side(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
-                    requests: list[Request], run_dir: Path) -> None:
+                    seqs: list[Sequence], run_dir: Path) -> None:
     """server_only and auto_batch: everything in this process, on the server's device."""
     with pinned(cfg.hardware.server_cores):  # the cores SpecEdge's server process gets
-        _serve_in_process(cfg, tokenizer, requests, run_dir)
+        _serve_in_process(cfg, tokenizer, seqs, run_dir)
 
 
 @contextlib.contextmanager
@@ -102,7 +104,7 @@ def pinned(cores: list[int] | None) -> Iterator[None]:
 
 
 def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
-                      requests: list[Request], run_dir: Path) -> None:
+                      seqs: list[Sequence], run_dir: Path) -> None:
     device = cfg.hardware.server_device
     baseline = cfg.baseline
     if isinstance(baseline, ServerOnlyBaseline):
@@ -116,8 +118,6 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
     target = pool_for(load_member(cfg.model, "target", device), capacity, cfg.model, cfg.edge,
                       device)
     log.info("forward path: %s (model.compile = %s)", target.mode.value, cfg.model.compile.value)
-    seqs = make_sequences(requests, tokenizer, cfg.dataset.chat_template,
-                          cfg.generation.max_new_tokens)
     torch.manual_seed(cfg.seed)
     choose = Chooser.seeded(cfg.generation.temperature, cfg.generation.top_p, cfg.seed)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -155,16 +155,16 @@ def execute(cfg: RunConfig, run_dir: Path, composed: DictConfig) -> None:
     if cfg.model.weights.value == "random":
         log.warning("model.weights=random: this run times the architecture; its outputs and "
                     "acceptance mean nothing (summary.json says weights: random)")
-    tokenizer, requests = prepare(cfg)
+    tokenizer, seqs = prepare(cfg)
     if cfg.dry_run:
         log.info("dry run: configuration, tokenizer and prompts are valid; no model loaded")
         return
     save_run_config(composed, run_dir)
     try:
         if cfg.baseline.name == BaselineName.specedge:
-            launch(cfg, run_dir, [r.index for r in requests])
+            launch(cfg, run_dir, [s.request.index for s in seqs])
         else:
-            run_server_side(cfg, tokenizer, requests, run_dir)
+            run_server_side(cfg, tokenizer, seqs, run_dir)
     except (LaunchError, KeyboardInterrupt):
         with contextlib.suppress(MetricsError):  # aggregate what there is, marked partial
             write_summary(run_dir)
