@@ -144,7 +144,9 @@ class OneNodeCluster:
             "State=UNKNOWN\n"
             f"PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP "
             "OverSubscribe=FORCE:8\n")
-        if not SYSTEM_CONF.exists() and not SYSTEM_CONF.is_symlink():
+        if SYSTEM_CONF.is_symlink() and not SYSTEM_CONF.exists():
+            SYSTEM_CONF.unlink()  # a link an interrupted test run left to its deleted folder
+        if not SYSTEM_CONF.exists():
             SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
             SYSTEM_CONF.symlink_to(self.conf)
             self.system_conf = True
