@@ -68,3 +68,16 @@ def test_slurm_profile_plans_the_same_workflow(tmp_path: Path) -> None:
                         "--configfile", str(PROJECT_ROOT / "workflow" / "config.yaml"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "run_sweep" in result.stdout and "build_models" in result.stdout
+    assert "gpu=" not in result.stdout  # the default pair: a CPU cluster, the site's partition
+    # a GPU cluster: its settings in one place, `slurm:` of the workflow config
+    gpu = _snakemake("-n", "--forceall", "results/runs/specedge/summary.json", "--directory",
+                     str(tmp_path), "--snakefile", str(PROJECT_ROOT / "Snakefile"), "--profile",
+                     str(PROJECT_ROOT / "workflow" / "profiles" / "slurm"), "--configfile",
+                     str(PROJECT_ROOT / "workflow" / "config.yaml"), "--config",
+                     "slurm={partition: gpu, account: proj, gpus: 1, mem_mb: 32000}")
+    assert gpu.returncode == 0, gpu.stdout + gpu.stderr
+    run_job = gpu.stdout.split("rule run_baseline:")[1].split("\n[")[0]
+    for resource in ("slurm_partition=gpu", "slurm_account=proj", "gpu=1", "mem_mb=32000"):
+        assert resource in run_job, run_job
+    build_job = gpu.stdout.split("rule build_models:")[1].split("\n[")[0]
+    assert "gpu=" not in build_job and "runtime=120" in build_job
