@@ -73,13 +73,12 @@ def count_exact(run_dir: Path, outputs: list[dict[str, Any]]) -> int:
     return exact
 
 
-def lost_records(run_dir: Path, outputs: list[dict[str, Any]]) -> list[int]:
-    """Requests whose round records, their committed tokens in order, are not exactly their
-    output: a round's record went missing (or was written twice)."""
+def lost_records(rounds: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> list[int]:
+    """Requests whose round records (every edge's, in file order), their committed tokens in
+    order, are not exactly their output: a round's record went missing (or was written twice)."""
     committed: dict[int, list[int]] = defaultdict(list)
-    for path in sorted(run_dir.glob(EDGE_FILES)):
-        for r in read_jsonl(path, EdgeRoundRecord, [], missing_ok=True):
-            committed[r["request_id"]] += r["tokens"]
+    for r in rounds:
+        committed[r["request_id"]] += r["tokens"]
     return [o["request_id"] for o in outputs if committed[o["request_id"]] != o["output_ids"]]
 
 
@@ -129,12 +128,13 @@ def run_load(edges: int, requests: int, overrides: list[str], out_dir: Path,
     outputs = read_jsonl(run_dir / OUTPUTS_FILE, OutputRecord, [], missing_ok=True)
     stats_path = run_dir / STATS_FILE
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
-    retries = sum(r["retries"] for p in run_dir.glob(EDGE_FILES)
-                  for r in read_jsonl(p, EdgeRoundRecord, [], missing_ok=True))
+    rounds = [r for p in sorted(run_dir.glob(EDGE_FILES))
+              for r in read_jsonl(p, EdgeRoundRecord, [], missing_ok=True)]
     return {"edges": edges, "requests": requests, "chaos": chaos, "kills": kills,
             "exit_code": run.returncode, "finished": len(outputs),
             "failed": requests - len(outputs), "exact": count_exact(run_dir, outputs),
-            "lost_records": lost_records(run_dir, outputs), "retries": retries,
+            "lost_records": lost_records(rounds, outputs),
+            "retries": sum(r["retries"] for r in rounds),
             "lost_edges": summary.get("lost_edges", {}),
             "server_peak_rss_mib": stats.get("peak_rss_mib"),
             # the largest process of the run (server, an edge, or the launcher); Linux: KiB
