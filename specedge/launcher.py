@@ -49,8 +49,7 @@ from specedge.records import (
 from specedge.security import call_metadata, open_channel
 
 log = logging.getLogger("specedge.launcher")
-LOCAL_NODES = ("localhost", "127.0.0.1")
-LOOPBACK = ("localhost", "127.0.0.1", "::1")
+LOOPBACK = ("localhost", "127.0.0.1", "::1")  # node names run locally; hosts only it reaches
 
 
 class LaunchError(RuntimeError):
@@ -289,7 +288,7 @@ class _Processes:
         else:
             self.placements = [(node, edge) for node, edges in cfg.hardware.nodes.items()
                                for edge in edges]
-        remote = [] if self.slurm else [n for n in cfg.hardware.nodes if n not in LOCAL_NODES]
+        remote = [] if self.slurm else [n for n in cfg.hardware.nodes if n not in LOOPBACK]
         self.connections = {node: _connect(cfg, node) for node in remote}
         self.port_file = run_dir / PORT_FILE
         self.server_log = run_dir / "server.log"

@@ -31,8 +31,7 @@ SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
 
 
 def missing_daemons() -> list[str]:
-    return [d for d in DAEMONS if shutil.which(d) is None
-            and not Path("/usr/sbin", d).exists() and not Path("/usr/bin", d).exists()]
+    return [d for d in DAEMONS if _daemon(d) is None]
 
 
 def _free_port() -> int:
@@ -41,9 +40,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _daemon(name: str) -> str:
-    return shutil.which(name) or next(str(p) for p in (Path("/usr/sbin", name),
-                                                       Path("/usr/bin", name)) if p.exists())
+def _daemon(name: str) -> str | None:
+    """Where ``name`` is: on PATH, or in /usr/sbin (not on every user's PATH)."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
 
 
 @dataclass
@@ -68,9 +67,20 @@ class OneNodeCluster:
         assert done.returncode == 0, f"{cmd}: {done.stderr}"
         return done.stdout
 
+    def accounting(self, *fields: str, until: Callable[[list[str]], bool],
+                   timeout: float = 30) -> list[str]:
+        """``sacct -n -P`` rows (``fields``), once ``until`` holds: slurmctld reports a job's
+        end to slurmdbd a moment after the job's client has seen it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.run("sacct", "-n", "-P", *fields).split()
+            if until(rows) or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.5)
+
     def _start(self, name: str, *args: str) -> None:
         log = (self.root / "log" / f"{name}.out").open("wb")
-        self.procs.append(subprocess.Popen([_daemon(name), *args], stdout=log,
+        self.procs.append(subprocess.Popen([str(_daemon(name)), *args], stdout=log,
                                            stderr=subprocess.STDOUT, env=self.env()))
 
     def _wait(self, what: str, ready: Callable[[], bool], timeout: float = 60) -> None:
@@ -100,7 +110,7 @@ class OneNodeCluster:
         self._wait("munged", lambda: sock.exists())
 
         db_port, dbd_port = _free_port(), _free_port()
-        subprocess.run([_daemon("mariadb-install-db"), f"--datadir={r / 'db'}", "--user=root",
+        subprocess.run([str(_daemon("mariadb-install-db")), f"--datadir={r / 'db'}", "--user=root",
                         "--auth-root-authentication-method=normal", "--skip-test-db"],
                        capture_output=True, check=True, timeout=120)
         db_sock = r / "mysql.sock"

@@ -51,9 +51,11 @@ def test_edges_placed_by_srun_in_an_allocation_serve_exactly(
     assert [o["request_id"] for o in outputs] == [0, 1, 2, 3]
     assert_outputs_exact(outputs, micro_pair, 12)
     job = done.stderr.split("Granted job allocation ")[1].split()[0]
-    steps = cluster.run("sacct", "-n", "-P", "-j", job, "-o", "JobName,State,ExitCode")
-    assert {"specedge-server|COMPLETED|0:0", "specedge-edge-0|COMPLETED|0:0",
-            "specedge-edge-1|COMPLETED|0:0"} <= set(steps.split())
+    done_steps = {"specedge-server|COMPLETED|0:0", "specedge-edge-0|COMPLETED|0:0",
+                  "specedge-edge-1|COMPLETED|0:0"}
+    steps = cluster.accounting("-j", job, "-o", "JobName,State,ExitCode",
+                               until=lambda rows: done_steps <= set(rows))
+    assert done_steps <= set(steps), steps
     # the server was stopped, not killed: it wrote its stats on the way out
     assert json.loads((run_dir / "server_stats.json").read_text())["peak_rss_mib"] > 0
     # outside an allocation the slurm launcher says where it runs
@@ -74,8 +76,9 @@ def test_a_hydra_sweep_runs_as_sbatch_jobs_through_submitit(
     index = json.loads((sweep_dir / "index.json").read_text())
     assert [(j["params"]["edge.max_budget"], j["status"]) for j in index["jobs"]] == \
         [(8, "completed"), (12, "completed")]
-    names = cluster.run("sacct", "-n", "-X", "-P", "-o", "JobName,State").split()
-    assert names.count("run|COMPLETED") >= 2  # two sbatch jobs, accounted
+    names = cluster.accounting("-X", "-o", "JobName,State",
+                               until=lambda rows: rows.count("run|COMPLETED") >= 2)
+    assert names.count("run|COMPLETED") >= 2, names  # two sbatch jobs, accounted
 
 
 def test_the_snakemake_slurm_profile_runs_a_baseline_as_a_job(
@@ -100,6 +103,9 @@ def test_the_snakemake_slurm_profile_runs_a_baseline_as_a_job(
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     summary = json.loads((work / "results" / "runs" / "server_only" / "summary.json").read_text())
     assert summary["requests"] == 4 and not summary["partial"]
-    jobs = cluster.run("sacct", "-n", "-X", "-P", "-o", "JobName,Partition,State").split()
-    assert any(j.endswith(f"|{PARTITION}|COMPLETED") and not j.startswith(("run|", "interactive"))
-               for j in jobs), jobs
+    def snakemake_job_done(rows: list[str]) -> bool:
+        return any(j.endswith(f"|{PARTITION}|COMPLETED")
+                   and not j.startswith(("run|", "interactive")) for j in rows)
+
+    jobs = cluster.accounting("-X", "-o", "JobName,Partition,State", until=snakemake_job_done)
+    assert snakemake_job_done(jobs), jobs
