@@ -54,6 +54,9 @@ def _check_local(name_or_path: str, what: str, key: str) -> None:
         hint = ""
         if "models/tiny" in name_or_path:
             hint = " Build the embedded pair first: `snakemake --cores 1 build_models`."
+        elif "models/smollm2" in name_or_path:
+            hint = (" Build the SmolLM2 pair first: "
+                    "`snakemake --cores 1 models/smollm2/draft/card.json`.")
         raise ModelLoadError(f"{key} = {name_or_path!r}: the {what} folder does not exist."
                              f"{hint}")
 

@@ -23,7 +23,8 @@ TWO_EDGES = ["server.num_clients=2", "hardware.nodes={localhost:[{device:cpu},{d
 
 def _config(path: Path, server_only: list[str]) -> Path:
     path.write_text(yaml.safe_dump({
-        "models": {"build_overrides": micro_build_overrides(PROJECT_ROOT / "models" / "corpus")},
+        "models": {"pair": "tiny",
+                   "build_overrides": micro_build_overrides(PROJECT_ROOT / "models" / "corpus")},
         "runs": {"overrides": RUNS, "baselines": {"specedge": [], "server_only": server_only,
                                                   "auto_batch": []}},
         "sweeps": {"budget": {"params": ["baseline=server_only,specedge",
@@ -65,7 +66,7 @@ def test_reports_all_builds_runs_reports_and_is_incremental(tmp_path: Path,
     assert 'href="comparison.html"' in index and 'href="sweep-budget.html"' in index
     comparison = (reports / "comparison.html").read_text()
     for label in ("Autoregressive", "Server-only", "SpecEdge", "Timeline of a SpecEdge run",
-                  "wall", "busy"):
+                  "wall", "busy", "Prompts and replies", "same as greedy", "--- prompt"):
         assert label in comparison
     assert "http://" not in comparison and "https://" not in comparison  # self-contained
     projection = (reports / "projection.html").read_text()

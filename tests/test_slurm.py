@@ -92,6 +92,7 @@ def test_the_snakemake_slurm_profile_runs_a_baseline_as_a_job(
     with (PROJECT_ROOT / "workflow" / "config.yaml").open() as fh:
         settings = yaml.safe_load(fh)
     settings["runs"]["overrides"] = MICRO
+    settings["models"]["pair"] = "tiny"
     config.write_text(yaml.safe_dump(settings))
     done = _run(cluster, [
         sys.executable, "-m", "snakemake", "--profile",

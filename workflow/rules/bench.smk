@@ -10,13 +10,13 @@ rule bench_method:
     target greedy vs HF assisted vs our SpecExec) or edge (SpecEdge with and without
     proactive drafting vs server-only, each a real run)."""
     input:
-        card=rules.build_models.output.card,
+        card=PAIR_CARD,
     output:
         table="results/bench/{kind}.json",
     wildcard_constraints:
         kind="spec|edge",
     params:
-        overrides=hydra_overrides(config["runs"]["overrides"]),
+        overrides=hydra_overrides(RUN_OVERRIDES),
     resources:
         **slurm_resources(),
     log:
@@ -34,11 +34,11 @@ rule profile:
     performance model. Set `profile: overrides:` in workflow/config.yaml to time other models
     (model.weights=random needs no weights) or devices."""
     input:
-        card=rules.build_models.output.card,
+        card=PAIR_CARD,
     output:
         table="results/profile/profile.json",
     params:
-        overrides=hydra_overrides(config["runs"]["overrides"] + config["profile"]["overrides"]),
+        overrides=hydra_overrides(RUN_OVERRIDES + config["profile"]["overrides"]),
     resources:
         **slurm_resources(),
     log:

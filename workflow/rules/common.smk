@@ -10,6 +10,13 @@ validate(config, "../schemas/config.schema.yaml")
 PY = shlex.quote(sys.executable)
 
 
+# The pair every run serves (models.pair in workflow/config.yaml) and the card its build
+# writes last; every run's overrides start with model=<pair>, then runs.overrides.
+PAIR = config["models"]["pair"]
+PAIR_CARD = {"tiny": "models/tiny/card.json", "smollm2": "models/smollm2/draft/card.json"}[PAIR]
+RUN_OVERRIDES = [f"model={PAIR}", *config["runs"].get("overrides", [])]
+
+
 def hydra_overrides(items):
     return " ".join(shlex.quote(str(item)) for item in items)
 

