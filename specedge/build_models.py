@@ -296,14 +296,29 @@ def _params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def training_progress() -> Progress:
+    """One bar per stage with its loss (a build's stages add their tasks to it)."""
+    return Progress(TextColumn("{task.description:<10}"), BarColumn(),
+                    TextColumn("loss {task.fields[loss]:.3f}"),
+                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                    TimeRemainingColumn())
+
+
+def start_build(out_dir: str, threads: int) -> tuple[Path, Path]:
+    """The output folder and the empty ``.partial`` folder a build writes into (renamed to
+    the output when complete, so nothing half-built looks finished); torch's threads set."""
+    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+    out = Path(out_dir)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    return out, partial
+
+
 def build_pair(cfg: BuildConfig) -> dict:
     """Build tokenizer, target and draft into ``cfg.out_dir``; returns the card it writes."""
     t_start = time.perf_counter()
-    torch.set_num_threads(cfg.threads or len(os.sched_getaffinity(0)))
-    out = Path(cfg.out_dir)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    out, tmp = start_build(cfg.out_dir, cfg.threads)
     corpus = _trimmed(load_corpus(Path(cfg.corpus_dir)), cfg.max_corpus_chars)
     torch.manual_seed(cfg.seed)
     tok = train_tokenizer(corpus, cfg.vocab_size)
@@ -377,11 +392,7 @@ def _train_pair(cfg: BuildConfig, tok: PreTrainedTokenizerFast, train_data: torc
     """Train the target on the corpus, then the draft (CE, then KL to the target).
 
     Each stage seeds its own stream, so the weights depend only on the seed and the recipe."""
-    columns = (TextColumn("{task.description:<10}"), BarColumn(),
-               TextColumn("loss {task.fields[loss]:.3f}"),
-               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns) as progress:
+    with training_progress() as progress:
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed)
         target = make_model(cfg.target, tok, cfg.seq_len)

@@ -44,12 +44,12 @@ import torch
 import transformers
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from specedge.baselines import serve
-from specedge.build_models import measure_forward_ms, train
+from specedge.build_models import measure_forward_ms, start_build, train, training_progress
 from specedge.config import CompileMode, DatasetConfig, DatasetName, DType, EdgeConfig
 from specedge.datasets import load_requests
 from specedge.drafting import TreeShape
@@ -366,10 +366,7 @@ def _measure_job() -> None:
 def distill(cfg: DistillConfig) -> dict:
     """Build the draft into ``cfg.out_dir`` (written whole, then renamed); returns its card."""
     t_start = time.perf_counter()
-    torch.set_num_threads(cfg.threads or len(os.sched_getaffinity(0)))
-    out = Path(cfg.out_dir)
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    out, partial = start_build(cfg.out_dir, cfg.threads)
     tok = load_tokenizer(cfg.target, "target")
     target32 = load_model(cfg.target, DType.fp32, "cpu", key="target")
     teacher = target32 if cfg.dtype == DType.fp32 else copy.deepcopy(target32).to(
@@ -377,11 +374,7 @@ def distill(cfg: DistillConfig) -> dict:
     held_out = {r.prompt.strip() for r in load_requests(
         DatasetConfig(name=DatasetName.builtin, chat_template=False), tok)}
     timings: dict[str, float] = {}
-    columns = (TextColumn("{task.description:<10}"), BarColumn(),
-               TextColumn("loss {task.fields[loss]:.3f}"),
-               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns) as progress:
+    with training_progress() as progress:
         t0 = time.perf_counter()
         data = teacher_data(teacher, tok, cfg, held_out, progress)
         timings["data_s"] = time.perf_counter() - t0
