@@ -51,7 +51,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from specedge.baselines import serve
 from specedge.build_models import measure_forward_ms, start_build, train, training_progress
 from specedge.config import CompileMode, DatasetConfig, DatasetName, DType, EdgeConfig
-from specedge.datasets import load_requests
+from specedge.datasets import Request, load_requests
 from specedge.drafting import TreeShape
 from specedge.kv_cache import KVPool, causal_query, work_columns
 from specedge.models import TORCH_DTYPES, load_model, load_tokenizer
@@ -275,10 +275,9 @@ def train_draft(target32: PreTrainedModel, data: list[Example], cfg: DistillConf
 
 # ---------------------------------------------------------------------------------- measuring
 
-def held_out_prompts(tok: PreTrainedTokenizerBase, n: int) -> list[str]:
+def held_out_requests(tok: PreTrainedTokenizerBase, n: int) -> list[Request]:
     """The built-in prompt set's first turns, as chat prompts (what runs serve)."""
-    cfg = DatasetConfig(name=DatasetName.builtin, max_requests=n)
-    return [r.prompt for r in load_requests(cfg, tok)]
+    return load_requests(DatasetConfig(name=DatasetName.builtin, max_requests=n), tok)
 
 
 @torch.inference_mode()
@@ -297,12 +296,12 @@ def agreement(target: PreTrainedModel, draft: PreTrainedModel, prompts: list[lis
 
 
 def speculation(target: PreTrainedModel, draft: PreTrainedModel, tok: PreTrainedTokenizerBase,
-                n: int, new_tokens: int) -> dict[str, object]:
+                requests: list[Request], new_tokens: int) -> dict[str, object]:
     """SpecExec (server-only, one request at a time) at the edge's default tree: tokens per
     target forward, and how many replies equal plain greedy decoding on the same path."""
     edge = EdgeConfig()
     shape = TreeShape.of(edge)
-    requests = load_requests(DatasetConfig(name=DatasetName.builtin, max_requests=n), tok)
+    n = len(requests)
     pools = {m: KVPool(m, 1, 1024, work_columns(edge), CompileMode.eager)
              for m in (target, draft)}
     outputs: dict[str, list[list[int]]] = {}
@@ -332,14 +331,15 @@ def measure_pair(target_dir: str, draft_dir: str, cfg: DistillConfig) -> dict[st
     target = load_model(target_dir, cfg.dtype, "cpu")
     draft = load_model(draft_dir, cfg.dtype, "cpu")
     tok = load_tokenizer(target_dir)
-    prompts = [tok(p, add_special_tokens=False)["input_ids"]
-               for p in held_out_prompts(tok, cfg.eval_prompts)]
+    requests = held_out_requests(tok, cfg.eval_prompts)
+    prompts = [seq.prompt_ids for seq in make_sequences(requests, tok, True, cfg.eval_new_tokens)]
     forward = measure_forward_ms(target, draft, torch.tensor(prompts[0] * 4), cfg.timing_repeats)
     return {"agreement": agreement(target, draft, prompts, cfg.eval_new_tokens, tok.eos_token_id)
             | {"held_out": f"built-in prompt set, first turns of {len(prompts)} requests, "
                            f"{cfg.eval_new_tokens} greedy tokens each, {cfg.dtype.value}"},
             "forward": forward | {"dtype": cfg.dtype.value},
-            "specexec": speculation(target, draft, tok, cfg.spec_prompts, cfg.eval_new_tokens)}
+            "specexec": speculation(target, draft, tok, requests[: cfg.spec_prompts],
+                                    cfg.eval_new_tokens)}
 
 
 def measure_in_fresh_process(target_dir: str, draft_dir: str, cfg: DistillConfig) -> dict:
