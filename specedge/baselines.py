@@ -14,10 +14,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from specedge.config import TreePolicy
 from specedge.drafting import Draft, TreeShape
 from specedge.kv_cache import KVPool
 from specedge.records import JsonlWriter, StepRecord
-from specedge.rounds import Drafter
+from specedge.rounds import Drafter, RoundStats
 from specedge.sequence import Sequence
 from specedge.tree import TokenTree
 from specedge.verification import Chooser, verify_trees
@@ -42,6 +43,7 @@ def serve(
     steps_out: JsonlWriter | None = None,
     on_finish: Callable[[Sequence], None] | None = None,
     on_step: Callable[[int], None] | None = None,
+    policy: TreePolicy = TreePolicy.fixed,
 ) -> ServeResult:
     """Serve ``sequences``, at most ``capacity`` at once; ``draft=None`` is plain batched decoding.
 
@@ -57,7 +59,8 @@ def serve(
             seq = queue.popleft()
             seq.target_row = target.acquire()
             if draft is not None and shape is not None:
-                drafters[seq.request.index] = Drafter(draft, draft.acquire(), shape)
+                drafters[seq.request.index] = Drafter(draft, draft.acquire(), shape,
+                                                      policy=policy)
             active.append(seq)
         t_start = time.time()
         drafts, draft_times = _draft_each(active, drafters)
@@ -74,12 +77,16 @@ def serve(
         for seq, d, tree, verdict, d_s, prefix in zip(active, drafts, trees, verdicts,
                                                       draft_times, prefixes, strict=True):
             if d is not None:
-                drafters[seq.request.index].commit(d, verdict)
+                drafter = drafters[seq.request.index]
+                drafter.commit(d, verdict)
+                # Its verdict waited for the batch's forward and the other requests' drafting.
+                drafter.observe(d_s, timing.target_s + sum(draft_times) - d_s)
             kept = seq.commit(verdict.new_tokens(tree))
             produced += len(kept)
             if steps_out is not None:
+                stats = drafters[seq.request.index].stats if d is not None else None
                 steps_out.write(timing.record(baseline, seq, len(active), d, d_s, tree,
-                                              len(verdict.path) - 1, len(kept), prefix))
+                                              len(verdict.path) - 1, len(kept), prefix, stats))
             seq.steps += 1
             if seq.finished:
                 _release(seq, target, drafters)
@@ -103,13 +110,14 @@ class _StepTiming:
 
     def record(self, baseline: str, seq: Sequence, batch_size: int, draft: Draft | None,
                draft_s: float, tree: TokenTree, accepted: int, kept: int,
-               prefix: int) -> StepRecord:
+               prefix: int, stats: RoundStats | None) -> StepRecord:
         return StepRecord(
             baseline=baseline, step=self.step, request_id=seq.request.index,
             category=seq.request.category, batch_size=batch_size, prefill=seq.steps == 0,
             draft_s=draft_s, target_s=self.target_s, tree_size=len(tree), accepted=accepted,
             new_tokens=kept, draft_forwards=draft.forwards if draft is not None else 0,
-            t_start=self.t_start, t_end=self.t_end, finished=seq.finished, prefix=prefix)
+            t_start=self.t_start, t_end=self.t_end, finished=seq.finished, prefix=prefix,
+            tree_budget=stats.budget if stats else 0, tree_depth=stats.depth if stats else 0)
 
 
 def _draft_each(active: list[Sequence],

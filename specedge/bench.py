@@ -239,9 +239,24 @@ def print_spec(table: list[MethodResult], cfg: RunConfig, console: Console) -> N
         f"{ours.tokens_per_forward * step_ms:.1f} ms (plus per-round overhead).")
 
 
-def edge_variants(overrides: list[str]) -> list[tuple[str, list[str]]]:
+ABLATION = [
+    ("no proactive", ["edge.proactive.type=disabled"]),
+    ("upstream (excluded)", ["edge.proactive.type=excluded"]),
+    ("cache", ["edge.proactive.type=cache"]),
+    ("no proactive, adaptive", ["edge.proactive.type=disabled", "edge.tree_policy=adaptive"]),
+    ("cache, adaptive", ["edge.proactive.type=cache", "edge.tree_policy=adaptive"]),
+]
+
+
+def edge_variants(overrides: list[str], ablation: bool = False) -> list[tuple[str, list[str]]]:
     """The runs to compare: SpecEdge as configured, without proactive drafting when that is on
-    (so its effect shows), and server-only."""
+    (so its effect shows), and server-only. ``ablation``: SpecEdge without proactive drafting,
+    with upstream's rule and with the speculation cache, fixed and adaptive trees, then
+    server-only with fixed and adaptive trees (the first of each is the reference)."""
+    if ablation:
+        return [*((f"SpecEdge, {name}", ["baseline=specedge", *extra]) for name, extra in ABLATION),
+                ("server-only, adaptive", ["baseline=server_only", "edge.tree_policy=adaptive"]),
+                ("server-only", ["baseline=server_only", "edge.tree_policy=fixed"])]
     cfg = _compose(["baseline=specedge", *overrides])
     variants = [("SpecEdge", ["baseline=specedge"])]
     if cfg.edge.proactive.type != ProactiveType.disabled:
@@ -250,10 +265,11 @@ def edge_variants(overrides: list[str]) -> list[tuple[str, list[str]]]:
     return [*variants, ("server-only", ["baseline=server_only"])]
 
 
-def bench_edge(overrides: list[str], out_dir: Path) -> list[dict[str, Any]]:
+def bench_edge(overrides: list[str], out_dir: Path,
+               ablation: bool = False) -> list[dict[str, Any]]:
     """Each variant as a real run (its own processes), same prompts."""
     results = []
-    for name, extra in edge_variants(overrides):
+    for name, extra in edge_variants(overrides, ablation):
         run_dir = out_dir / name.lower().replace(", ", "-").replace(" ", "-")
         cmd = [sys.executable, "-m", "specedge.run", *overrides, *extra,  # the variant wins
                f"hydra.run.dir={run_dir}"]
@@ -280,39 +296,50 @@ def print_edge(results: list[dict[str, Any]], console: Console) -> None:
     t = Table(title="SpecEdge vs server-only (server time: busy = sum of server steps, "
                     "wall = first to last server record)")
     for col in ("run", "tokens", "busy s", "wall s", "tok/s busy", "tok/s wall",
-                "ITL ms", "bytes/round", "proactive hits", "same output"):
+                "ITL ms", "tokens/round", "tree size", "proactive hits (expected)",
+                "same output"):
         t.add_column(col, justify="left" if col == "run" else "right")
 
     def tput(r: dict[str, Any], key: str) -> float:
         return float(r["tokens"] / r[key])
 
     for r in results:
-        hits = r["proactive_hit_rate"]
+        hits, expected = r["proactive_hit_rate"], r["proactive_expected_hit_rate"]
         t.add_row(r["variant"], str(r["tokens"]), f"{r['server_busy_s']:.2f}",
                   f"{r['server_wall_s']:.2f}", f"{tput(r, 'server_busy_s'):.1f}",
                   f"{tput(r, 'server_wall_s'):.1f}", f"{r['itl_ms']['mean']:.1f}",
-                  f"{r['bytes_per_round']:.0f}", f"{hits:.1%}" if hits == hits else "-",
+                  f"{r['tokens_per_round']:.2f}", f"{r['tree_size_mean']:.1f}",
+                  f"{hits:.1%} ({expected:.1%})" if hits == hits else "-",
                   "yes" if r["identical_to_server_only"] else "NO")
-    for se in results[:-1]:
-        t.add_row(f"{se['variant']} / server-only", "", "", "",
-                  f"{tput(se, 'server_busy_s') / tput(so, 'server_busy_s'):.2f}x",
-                  f"{tput(se, 'server_wall_s') / tput(so, 'server_wall_s'):.2f}x",
-                  f"{se['itl_ms']['mean'] / so['itl_ms']['mean']:.2f}x", "", "", "")
+    # Against server-only; and the SpecEdge variants against the first (an ablation's
+    # "no proactive" run).
+    pairs = [(se, so) for se in results[:-1]]
+    pairs += [(se, results[0]) for se in results[1:-1] if se["variant"].startswith("SpecEdge")]
+    for se, base in pairs:
+        t.add_row(f"{se['variant']} / {base['variant']}", "", "", "",
+                  f"{tput(se, 'server_busy_s') / tput(base, 'server_busy_s'):.2f}x",
+                  f"{tput(se, 'server_wall_s') / tput(base, 'server_wall_s'):.2f}x",
+                  f"{se['itl_ms']['mean'] / base['itl_ms']['mean']:.2f}x",
+                  f"{se['tokens_per_round'] / base['tokens_per_round']:.2f}x", "", "", "")
     console.print(t)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m specedge.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["spec", "edge"], help="spec: speculative decoding "
-                        "methods side by side; edge: SpecEdge vs server-only runs")
+    parser.add_argument("which", choices=["spec", "edge", "ablation"],
+                        help="spec: speculative decoding methods side by side; edge: SpecEdge "
+                        "vs server-only runs; ablation: proactive drafting (off / upstream's "
+                        "rule / speculation cache) and tree policy (fixed / adaptive)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. edge.max_budget=64")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, help="write the table as JSON here")
     args = parser.parse_args(argv)
-    if args.which == "edge":
-        out_dir = args.out.parent / "edge-runs" if args.out else Path("results/bench/edge-runs")
-        results = bench_edge(["dataset.max_requests=32", *args.overrides], out_dir)
+    if args.which in ("edge", "ablation"):
+        out_dir = args.out.parent / f"{args.which}-runs" if args.out else Path(
+            f"results/bench/{args.which}-runs")
+        results = bench_edge(["dataset.max_requests=32", *args.overrides], out_dir,
+                             ablation=args.which == "ablation")
         print_edge(results, Console(width=132))
         if args.out:
             args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -100,6 +100,14 @@ class ProactiveType(StrEnum):
     disabled = "disabled"
     excluded = "excluded"  # proactive depth is extra, on top of max_beam_len
     included = "included"  # proactive depth counts toward max_beam_len
+    # the speculation cache: sub-trees for the max_guesses likeliest verification outcomes,
+    # inner nodes included (specedge.outcomes); an adopted sub-tree's depth counts as included
+    cache = "cache"
+
+
+class TreePolicy(StrEnum):
+    fixed = "fixed"  # every round drafts the configured shape
+    adaptive = "adaptive"  # depth and budget per round from live acceptance and costs
 
 
 class LauncherName(StrEnum):
@@ -178,13 +186,16 @@ class ProactiveConfig:
     max_n_beams: int = 4
     max_beam_len: int = 4
     max_branch_width: int = 4
-    max_budget: int = 16
+    max_budget: int = 16  # with type=cache: the nodes of all guesses' sub-trees together
+    max_guesses: int = 8  # type=cache: verification outcomes drafted for at most
 
     def __post_init__(self) -> None:
         _check_tree(
             "edge.proactive", self.max_n_beams, self.max_beam_len, self.max_branch_width,
             self.max_budget,
         )
+        _require(self.max_guesses >= 1, "edge.proactive.max_guesses", self.max_guesses,
+                 "an integer >= 1")
 
 
 @dataclass
@@ -197,6 +208,9 @@ class EdgeConfig:
     max_branch_width: int = 3
     max_budget: int = 16
     proactive: ProactiveConfig = field(default_factory=ProactiveConfig)
+    # fixed: every round drafts the shape above; adaptive: each round's depth and budget (never
+    # above it) maximise expected tokens per second (specedge.tree_policy). Server-only too.
+    tree_policy: TreePolicy = TreePolicy.fixed
     # The launcher restarts an edge that died this many times; the restarted edge resumes its
     # unfinished requests from their committed tokens (0: a dead edge's requests stay undone).
     max_restarts: int = 2

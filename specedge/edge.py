@@ -141,7 +141,8 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
     requests = edge_share(load_requests(cfg.dataset, tok), client_id, cfg.server.num_clients)
     journal = Journal.read(run_dir, client_id) if resume else Journal()
     pool = pool_for(load_member(cfg.model, "draft", device), 1, cfg.model, cfg.edge, device)
-    drafter = Drafter(pool, pool.acquire(), TreeShape.of(cfg.edge), cfg.edge.proactive)
+    drafter = Drafter(pool, pool.acquire(), TreeShape.of(cfg.edge), cfg.edge.proactive,
+                      cfg.edge.tree_policy)
     async with open_channel(cfg.server, address) as channel:
         server = VerifierClient(cfg, rpc.VerifierStub(channel), client_id)
         await server.call("Sync", pb.SyncRequest(client_id=client_id))
@@ -181,16 +182,18 @@ async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,
     call = asyncio.ensure_future(server.validate(msg, seq.tokens))
     reply_in = threading.Event()
     call.add_done_callback(lambda _: reply_in.set())
-    guess, proactive_s = None, 0.0
+    guesses, proactive_s = [], 0.0
     if drafter.proactive is not None:  # while the server verifies, draft where it will stop
         t2 = time.perf_counter()
-        guess = await asyncio.get_running_loop().run_in_executor(
+        guesses = await asyncio.get_running_loop().run_in_executor(
             None, drafter.draft_proactively, draft, reply_in.is_set)
         proactive_s = time.perf_counter() - t2
     reply, arrived, sent_bytes, retries = await call
     late_s = time.perf_counter() - arrived
     verdict = verdict_from_reply(reply)
-    hit = drafter.commit(draft, verdict, guess)
+    hit = drafter.commit(draft, verdict, guesses)
+    drafter.observe(draft_s, arrived - t1)
+    stats = drafter.stats
     kept = seq.commit(verdict.new_tokens(draft.tree))
     seq.resumed = False
     return EdgeRoundRecord(
@@ -200,9 +203,11 @@ async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,
         server_verify_s=reply.verify_us / 1e6, request_bytes=sent_bytes,
         reply_bytes=reply.ByteSize(), retries=retries, tree_size=len(draft.tree),
         accepted=len(verdict.path) - 1, new_tokens=len(kept), draft_forwards=draft.forwards,
-        proactive_drafted=guess is not None, proactive_hit=hit, from_proactive=from_proactive,
+        proactive_drafted=bool(guesses), proactive_hit=hit, from_proactive=from_proactive,
         proactive_s=proactive_s, t_start=t_start, t_sent=t_sent, t_end=time.time(),
-        finished=seq.finished, tokens=kept)
+        finished=seq.finished, tokens=kept, tree_budget=stats.budget, tree_depth=stats.depth,
+        proactive_guesses=stats.guesses, proactive_hit_rank=stats.hit_rank,
+        proactive_hit_p=stats.hit_p, proactive_guessed_p=stats.guessed_p)
 
 
 def main(argv: list[str] | None = None) -> int:

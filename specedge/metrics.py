@@ -108,8 +108,9 @@ def _rounds_server_side(steps: pd.DataFrame) -> pd.DataFrame:
         "accepted": steps["accepted"], "new_tokens": steps["new_tokens"],
         "tree_size": steps["tree_size"], "draft_forwards": steps["draft_forwards"],
         "proactive_drafted": False, "proactive_hit": False,
-        "from_proactive": False, "proactive_s": 0.0, "bytes": 0,
-        "t_start": steps["t_start"], "t_sent": steps["t_start"], "t_end": steps["t_end"]})
+        "from_proactive": False, "proactive_s": 0.0, "proactive_guessed_p": 0.0, "bytes": 0,
+        "tree_depth": steps["tree_depth"], "t_start": steps["t_start"],
+        "t_sent": steps["t_start"], "t_end": steps["t_end"]})
 
 
 def _rounds_specedge(edge: pd.DataFrame) -> pd.DataFrame:
@@ -128,7 +129,8 @@ def _rounds_specedge(edge: pd.DataFrame) -> pd.DataFrame:
         "tree_size": edge["tree_size"], "draft_forwards": edge["draft_forwards"],
         "proactive_drafted": edge["proactive_drafted"],
         "proactive_hit": edge["proactive_hit"], "from_proactive": edge["from_proactive"],
-        "proactive_s": edge["proactive_s"], "bytes": edge["request_bytes"] + edge["reply_bytes"],
+        "proactive_s": edge["proactive_s"], "proactive_guessed_p": edge["proactive_guessed_p"],
+        "bytes": edge["request_bytes"] + edge["reply_bytes"], "tree_depth": edge["tree_depth"],
         "t_start": edge["t_start"], "t_sent": edge["t_sent"], "t_end": edge["t_end"]})
 
 
@@ -352,6 +354,12 @@ def _round_figures(rounds: pd.DataFrame) -> dict[str, Any]:
         "proactive_hit_rate": float(rounds.loc[rounds["proactive_drafted"].astype(bool),
                                                "proactive_hit"].mean())
         if rounds["proactive_drafted"].any() else math.nan,
+        # what the outcome model expected that rate to be (its calibration)
+        "proactive_expected_hit_rate": float(rounds.loc[
+            rounds["proactive_drafted"].astype(bool), "proactive_guessed_p"].mean())
+        if rounds["proactive_drafted"].any() else math.nan,
+        "tree_size_mean": float(later["tree_size"].mean()) if len(later) else math.nan,
+        "tree_depth_mean": float(later["tree_depth"].mean()) if len(later) else math.nan,
         "bytes_per_round": float(rounds["bytes"].mean()),
         # tree rounds only: a prefill round also carries the prompt, which is no tree node
         "bytes_per_node": float(later["bytes"].sum() / later["tree_size"].sum())
@@ -396,6 +404,7 @@ def run_meta(run_dir: Path) -> dict[str, Any]:
                      "max_branch_width": cfg.edge.max_branch_width,
                      "max_budget": cfg.edge.max_budget},
             "proactive": cfg.edge.proactive.type.value,
+            "tree_policy": cfg.edge.tree_policy.value,
             "max_new_tokens": cfg.generation.max_new_tokens,
             "temperature": cfg.generation.temperature}
 

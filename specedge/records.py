@@ -79,6 +79,8 @@ class StepRecord:
     t_end: float  # when the step ended
     finished: bool  # the request ended with this step
     prefix: int = 0  # tokens in the request's target KV before the step (what it attends to)
+    tree_budget: int = 0  # the node budget and depth this round's shape allowed (tree policy;
+    tree_depth: int = 0  # 0: auto-batch, or a run from before tree policies)
 
 
 @dataclass
@@ -127,6 +129,12 @@ class EdgeRoundRecord:
     t_end: float  # the reply was applied
     finished: bool
     tokens: list[int]  # the tokens this round committed: a restarted edge resumes from them
+    tree_budget: int = 0  # the node budget and depth this round's shape allowed (tree policy)
+    tree_depth: int = 0
+    proactive_guesses: int = 0  # sub-trees drafted for guessed verification outcomes
+    proactive_hit_rank: int = -1  # which guess (likeliest first) was the outcome; -1: none
+    proactive_hit_p: float = 0.0  # that outcome's estimated probability
+    proactive_guessed_p: float = 0.0  # estimated probability that some guess hits
 
 
 @dataclass
@@ -177,8 +185,10 @@ def _ends_with_newline(path: Path) -> bool:
 # their absence, so that upgrading never makes a finished run unreadable.
 LATER_FIELDS: dict[type, dict[str, Any]] = {
     EdgeRoundRecord: {"server_queue_s": math.nan, "server_verify_s": math.nan, "late_s": 0.0,
-                      "retries": 0, "tokens": []},
-    StepRecord: {"prefix": 0},
+                      "retries": 0, "tokens": [], "tree_budget": 0, "tree_depth": 0,
+                      "proactive_guesses": 0, "proactive_hit_rank": -1, "proactive_hit_p": 0.0,
+                      "proactive_guessed_p": 0.0},
+    StepRecord: {"prefix": 0, "tree_budget": 0, "tree_depth": 0},
     OutputRecord: {"subcategory": ""},  # older runs: the category was the file's label
     ServerStepRecord: {"prefix_tokens": 0},
 }

@@ -139,7 +139,7 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
 
         result = serve(baseline=baseline.name.value, sequences=seqs, capacity=capacity,
                        target=target, draft=draft, shape=shape, choose=choose, steps_out=steps_out,
-                       on_finish=finished, on_step=stepped)
+                       on_finish=finished, on_step=stepped, policy=cfg.edge.tree_policy)
     tokens = sum(len(s.generated) for s in result.sequences)
     log.info("%s: %d requests, %d tokens in %d steps, %.1f s (%.1f tokens/s)",
              baseline.name.value, len(seqs), tokens, result.steps, result.wall_s,

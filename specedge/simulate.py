@@ -52,6 +52,7 @@ from specedge.config import (
     BaselineName,
     ConfigError,
     EdgePlacement,
+    ProactiveType,
     RunConfig,
     load_run_config,
     project_file,
@@ -392,6 +393,8 @@ def _late_s(plan: Plan, context: int, wait: float) -> tuple[float, float]:
     total = p.max_beam_len * step
     if wait >= total or step <= 0:
         return 0.0, total
+    if p.type == ProactiveType.cache:  # it stops before a forward that would end too late
+        return 0.0, math.floor(wait / step) * step
     late = math.ceil(wait / step) * step - wait
     return late, wait + late
 

@@ -91,10 +91,11 @@ class TokenTree:
             return list(range(len(self)))
         ranked = sorted(range(1, len(self)), key=lambda i: (-self.scores[i], i))[:budget]
         keep = [0, *sorted(ranked)]
-        self._reindex(keep)
+        self.keep_nodes(keep)
         return keep
 
-    def _reindex(self, keep: list[int]) -> None:
+    def keep_nodes(self, keep: list[int]) -> None:
+        """Keep only the nodes ``keep`` (sorted, root first, ancestors included), reindexed."""
         new_index = {old: new for new, old in enumerate(keep)}
         if any(self.parents[i] not in new_index for i in keep[1:]):
             raise ValueError("pruning would orphan a node: a kept node's parent was dropped")

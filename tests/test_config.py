@@ -98,7 +98,7 @@ def test_bad_values_name_the_key(overrides: list[str], key: str, accepted: str) 
         ("edge.max_budgte=3", "Key 'max_budgte' not in 'EdgeConfig'"),
         ("edge.max_budget=many", "edge.max_budget"),
         ("server.batch_type=eager", "expected one of [static, dynamic]"),
-        ("edge.proactive.type=sometimes", "expected one of [disabled, excluded, included]"),
+        ("edge.proactive.type=sometimes", "expected one of [disabled, excluded, included, cache]"),
     ],
 )
 def test_typos_and_types_fail_at_composition(override: str, message: str) -> None:

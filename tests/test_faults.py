@@ -78,9 +78,12 @@ def _max_idle_while_others_work(steps: list[dict], dead: int) -> float:
 
 def test_a_killed_edge_is_restarted_and_resumes_every_request_exactly(
         tmp_path: Path, micro_pair: Path) -> None:
+    """(With the speculation cache and adaptive trees: the restarted edge has neither its
+    cached sub-trees nor its planner's estimates, and must still resume exactly.)"""
     run_dir = tmp_path / "run"
     run = _run_and_kill(run_dir, micro_pair, "edge-1.jsonl",
-                        f"specedge.edge {run_dir} --client-id 1 ")
+                        f"specedge.edge {run_dir} --client-id 1 ", "edge.proactive.type=cache",
+                        "edge.tree_policy=adaptive")
     outputs = _served_all_exactly(run, run_dir, micro_pair)
     assert "edge 1 exited with code -9" in (run_dir / "run.log").read_text()
     edge_log = (run_dir / "edge-1.log").read_text()

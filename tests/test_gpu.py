@@ -14,7 +14,7 @@ from specedge.datasets import Request
 from specedge.drafting import TreeShape, commit_draft, draft_tree, resume_draft
 from specedge.kv_cache import KVPool
 from specedge.models import load_model, load_tokenizer
-from specedge.proactive import adopt, draft_proactively, is_hit
+from specedge.proactive import adopt, draft_proactively, hit_of
 from specedge.sequence import Sequence
 from specedge.verification import Chooser, verify_trees
 
@@ -62,13 +62,13 @@ def test_proactive_drafting_on_graphs(micro_pair: Path) -> None:
             shape = TreeShape(1, 3, 1, 3)
             d = (resume_draft(d_pool, adopted, shape, 3) if adopted is not None else
                  draft_tree(d_pool, d_row, tokens[d_row.length:-1], tokens[-1], shape))
-            guess = draft_proactively(d_pool, d, pcfg)
+            guesses = draft_proactively(d_pool, d, pcfg)
             (verdict,) = verify_trees(t_pool, [t_row], [tokens[t_row.length:-1]], [d.tree],
                                       Chooser())
             adopted = None
-            if is_hit(guess, verdict) and guess is not None:
+            if (rank := hit_of(guesses, verdict)) is not None:
                 hits[mode] += 1
-                adopted = adopt(d_pool, d, verdict, guess)
+                adopted = adopt(d_pool, d, verdict, guesses[rank])
             else:
                 commit_draft(d_pool, d, verdict.path)
             tokens = tokens + verdict.new_tokens(d.tree)

@@ -122,8 +122,12 @@ def test_throughput_saturates_at_the_servers_capacity(tmp_path: Path) -> None:
 
 def test_validate_resimulates_real_runs(tmp_path: Path, micro_pair: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """(Both runs with adaptive trees, SpecEdge's with the speculation cache: their traces
+    carry the tree sizes and hits those produced.)"""
     runs = []
-    for baseline, extra in (("server_only", []), ("specedge", _edges(2))):
+    adaptive = ["edge.tree_policy=adaptive"]
+    for baseline, extra in (("server_only", adaptive),
+                            ("specedge", [*_edges(2), *adaptive, "edge.proactive.type=cache"])):
         run_dir = tmp_path / baseline
         result = subprocess.run(
             run_command(run_dir, micro_pair, f"baseline={baseline}", "dataset.max_requests=4",
@@ -256,6 +260,10 @@ def test_profiled_round_and_proactive_lateness(tmp_path: Path) -> None:
                     "edge.proactive.max_beam_len=4")
     assert _late_s(plan, 0, 0.0025) == pytest.approx((0.0005, 0.003))
     assert _late_s(plan, 0, 0.004) == (0.0, pytest.approx(0.004))  # the proactive tree is done
+    # The speculation cache stops before a forward that would outlast the wait.
+    plan.cfg = _cfg(*_edges(1), "server.max_batch_size=1", "edge.proactive.type=cache",
+                    "edge.proactive.max_beam_len=4")
+    assert _late_s(plan, 0, 0.0025) == (0.0, pytest.approx(0.002))
     s = simulate(plan, tmp_path / "on")  # verify 4 ms: proactive drafting never delays it
     assert s["simulated_s"] == pytest.approx(10 * (0.003 + VERIFY_S) + 0.001)
 
