@@ -28,6 +28,7 @@ localrules:
     report_index,
     validate,
     projection_setup,
+    projection_ablation,
     projection_edges,
     report_projection,
     bench,

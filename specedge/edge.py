@@ -207,7 +207,8 @@ async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,
         proactive_s=proactive_s, t_start=t_start, t_sent=t_sent, t_end=time.time(),
         finished=seq.finished, tokens=kept, tree_budget=stats.budget, tree_depth=stats.depth,
         proactive_guesses=stats.guesses, proactive_hit_rank=stats.hit_rank,
-        proactive_hit_p=stats.hit_p, proactive_guessed_p=stats.guessed_p)
+        proactive_hit_p=stats.hit_p, proactive_guessed_p=stats.guessed_p,
+        proactive_forwards=draft.forwards - stats.drafted_forwards)
 
 
 def main(argv: list[str] | None = None) -> int:

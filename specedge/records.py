@@ -119,7 +119,9 @@ class EdgeRoundRecord:
     tree_size: int  # nodes sent, root included
     accepted: int  # drafted tokens accepted (bonus excluded)
     new_tokens: int  # tokens appended after EOS / length cut
-    draft_forwards: int  # draft model calls spent on this tree, proactive ones included
+    # draft model calls spent on this tree, and proactive ones while it was verified (those of
+    # them are in proactive_forwards: they overlap wait_s, the rest came before the send)
+    draft_forwards: int
     proactive_drafted: bool  # a proactive tree was grown while this round was verified
     proactive_hit: bool  # ... and the server stopped where it guessed: it is the next tree
     from_proactive: bool  # this round's tree was adopted from the previous round's guess
@@ -135,6 +137,7 @@ class EdgeRoundRecord:
     proactive_hit_rank: int = -1  # which guess (likeliest first) was the outcome; -1: none
     proactive_hit_p: float = 0.0  # that outcome's estimated probability
     proactive_guessed_p: float = 0.0  # estimated probability that some guess hits
+    proactive_forwards: int = 0  # of draft_forwards: while the tree was being verified
 
 
 @dataclass
@@ -187,7 +190,7 @@ LATER_FIELDS: dict[type, dict[str, Any]] = {
     EdgeRoundRecord: {"server_queue_s": math.nan, "server_verify_s": math.nan, "late_s": 0.0,
                       "retries": 0, "tokens": [], "tree_budget": 0, "tree_depth": 0,
                       "proactive_guesses": 0, "proactive_hit_rank": -1, "proactive_hit_p": 0.0,
-                      "proactive_guessed_p": 0.0},
+                      "proactive_guessed_p": 0.0, "proactive_forwards": 0},
     StepRecord: {"prefix": 0, "tree_budget": 0, "tree_depth": 0},
     OutputRecord: {"subcategory": ""},  # older runs: the category was the file's label
     ServerStepRecord: {"prefix_tokens": 0},

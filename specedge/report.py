@@ -6,7 +6,8 @@ opens anywhere without a network. Numbers come from :mod:`specedge.metrics` (the
 
     python -m specedge.report comparison RUN_DIR... --out reports/comparison.html
     python -m specedge.report sweep SWEEP_DIR --out reports/sweep-budget.html
-    python -m specedge.report projection SIM_RUN... --sweep DIR --validation JSON --out ...
+    python -m specedge.report projection SIM_RUN... --sweep DIR... --validation JSON
+        [--ablation RUN... --ablation-setup SIM_RUN...] --out ...
     python -m specedge.report index reports/comparison.html ... --out reports/index.html
 """
 
@@ -526,21 +527,59 @@ def setup_table(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     return df
 
 
-def edges_table(index: dict[str, Any]) -> pd.DataFrame:
+def edges_table(indexes: list[dict[str, Any]]) -> pd.DataFrame:
+    """The edges-per-server sweeps (one per proactive rule, each from its own trace)."""
     rows = []
-    for job in index["jobs"]:
-        s = job.get("summary")
-        if s is None:
-            continue
-        rows.append({"edges": s["edges"],
-                     "proactive": job["params"].get("edge.proactive.type", "?"),
-                     "throughput tok/s": s["throughput_tok_s"],
-                     "ITL ms/token": s["itl_ms"]["mean"], "$ / M tokens": s["usd_per_mtok"],
-                     "server busy %": 100 * s["server_utilization"],
-                     "batch": s["mean_batch_size"]})
+    for index in indexes:
+        for job in index["jobs"]:
+            s = job.get("summary")
+            if s is None:
+                continue
+            rows.append({"edges": s["edges"],
+                         "proactive": job["params"].get("edge.proactive.type", "?"),
+                         "throughput tok/s": s["throughput_tok_s"],
+                         "ITL ms/token": s["itl_ms"]["mean"], "$ / M tokens": s["usd_per_mtok"],
+                         "server busy %": 100 * s["server_utilization"],
+                         "batch": s["mean_batch_size"],
+                         "trace hit rate": s.get("proactive_hit_rate", math.nan)})
     if not rows:
-        raise ReportError(f"{index['sweep_dir']}: no job of the edges sweep completed")
+        raise ReportError(f"{', '.join(i['sweep_dir'] for i in indexes)}: no job of the edges "
+                          "sweep completed")
     return pd.DataFrame(rows).sort_values(["proactive", "edges"], ignore_index=True)
+
+
+def ablation_table(measured: list[Path], setups: list[Path],
+                   validation: pd.DataFrame) -> pd.DataFrame:
+    """Proactive drafting and tree policy side by side: each real run (measured here, and
+    re-simulated from its own records) beside the paper's setup simulated from its rounds."""
+    if len(measured) != len(setups):
+        raise ReportError(f"{len(measured)} ablation runs but {len(setups)} simulated setups: "
+                          "give one setup per run, in the same order")
+    rows = []
+    for run_dir, setup_dir in zip(measured, setups, strict=True):
+        m = load_run(run_dir).summary
+        p = json.loads((Path(setup_dir) / SUMMARY_FILE).read_text())
+        if not p.get("simulated"):
+            raise ReportError(f"{setup_dir}: not a simulated run (python -m specedge.simulate)")
+        name = Path(run_dir).name
+        sim = validation[(validation["run"] == name)
+                         & (validation["metric"] == "throughput wall tok/s")]["simulated"]
+        hits, expected = m.get("proactive_hit_rate", math.nan), m.get(
+            "proactive_expected_hit_rate", math.nan)
+        rows.append({
+            "run": name, "system": LABELS.get(m["baseline"], m["baseline"]),
+            "proactive": m.get("proactive", "-") if m["baseline"] == "specedge" else "-",
+            "tree": m.get("tree_policy", "fixed"),
+            "tok/s (wall)": m["throughput_tok_s"] if m["accounting"] == "wall"
+            else m["tokens"] / m["server_wall_s"],
+            "simulated here": float(sim.iloc[0]) if len(sim) else math.nan,
+            "ITL ms": m["itl_ms"]["mean"], "tokens / round": m["tokens_per_round"],
+            "tree size": m.get("tree_size_mean", math.nan),
+            "hit rate": hits, "expected hit rate": expected,
+            "paper setup tok/s (SIMULATED)": p["throughput_tok_s"],
+            "paper setup ITL ms (SIMULATED)": p["itl_ms"]["mean"],
+            "paper setup $ / M tokens (SIMULATED)": p["usd_per_mtok"]})
+    return pd.DataFrame(rows)
 
 
 def fig_edges(df: pd.DataFrame) -> Plot:
@@ -555,18 +594,23 @@ def fig_edges(df: pd.DataFrame) -> Plot:
             ax.get_legend().remove()
     fig.tight_layout()
     return _png(fig, "SIMULATED: SpecEdge with 1 to 256 edges per server, proactive drafting "
-                     "'disabled' vs on ('excluded'); one point per simulation.")
+                     "'disabled', upstream's rule ('excluded') and the speculation cache "
+                     "('cache'); one point per simulation.")
 
 
-def projection_report(setup_dirs: list[Path], sweep_dir: Path, validation: Path,
-                      out: Path, title: str) -> Path:
+def projection_report(setup_dirs: list[Path], sweep_dirs: list[Path], validation: Path,
+                      out: Path, title: str, ablation: list[Path] | None = None,
+                      ablation_setups: list[Path] | None = None) -> Path:
     summaries = [json.loads((Path(d) / SUMMARY_FILE).read_text()) for d in setup_dirs]
     if not all(s.get("simulated") for s in summaries):
         raise ReportError("the setup runs must be simulated ones (python -m specedge.simulate)")
-    index_path = Path(sweep_dir) / INDEX_FILE
-    if not index_path.exists():
-        raise ReportError(f"{index_path}: missing; run python -m specedge.simulate -m ...")
-    edges = edges_table(json.loads(index_path.read_text()))
+    indexes = []
+    for sweep_dir in sweep_dirs:
+        index_path = Path(sweep_dir) / INDEX_FILE
+        if not index_path.exists():
+            raise ReportError(f"{index_path}: missing; run python -m specedge.simulate -m ...")
+        indexes.append(json.loads(index_path.read_text()))
+    edges = edges_table(indexes)
     val = validation_table(validation)
     worst = val.loc[val["error %"].abs().idxmax()]
     s0 = next((s for s in summaries if s["baseline"] == "specedge"), summaries[0])
@@ -587,8 +631,22 @@ def projection_report(setup_dirs: list[Path], sweep_dir: Path, validation: Path,
                 tables=[_table(edges)], text=[
                     "Where the server saturates (busy near 100 %) throughput stops growing and "
                     "ITL grows with the queue; where proactive drafting pays, its ITL is below "
-                    "the 'disabled' line."]),
+                    "the 'disabled' line. Each rule's rounds and hit rate come from its own "
+                    "real run (trace hit rate)."]),
     ]
+    if ablation:
+        sections.insert(1, Section(
+            "Ablation: proactive drafting and tree policy", tables=[_table(ablation_table(
+                ablation, ablation_setups or [], val))], text=[
+                "Real runs side by side on this machine (the same prompts; SpecEdge with the "
+                "validation's edges): proactive drafting off, upstream's rule ('excluded') and "
+                "the speculation cache ('cache'); trees fixed or adaptive. 'simulated here' "
+                "re-simulates each run from its own records; the paper-setup columns are "
+                "SIMULATED from its rounds and hits. 'expected hit rate' is what the outcome "
+                "model predicted (the sum of its guesses' probabilities), beside the hit rate "
+                "measured. On this CPU the edges share the server's cores, so drafting ahead "
+                "takes cycles from verification; the simulated setup gives each edge its own "
+                "device."]))
     subtitle = f"simulated · {len(summaries)} systems · {len(edges)} sweep points · {_generated()}"
     notes = ["Every figure and table below the validation is SIMULATED (specedge.simulate) from "
              "derived latency profiles (specedge.roofline: a datasheet roofline, efficiency "
@@ -639,7 +697,12 @@ def main(argv: list[str] | None = None) -> int:
     proj = sub.add_parser("projection", help="the performance model: validation, paper setup")
     proj.add_argument("setup_dirs", nargs="+", type=Path,
                       help="simulated runs of the paper's setup (one per baseline)")
-    proj.add_argument("--sweep", type=Path, required=True, help="the edges-per-server multirun")
+    proj.add_argument("--sweep", type=Path, nargs="+", required=True,
+                      help="the edges-per-server multiruns (one per proactive rule)")
+    proj.add_argument("--ablation", type=Path, nargs="*", default=[],
+                      help="real runs to compare side by side (proactive rule, tree policy)")
+    proj.add_argument("--ablation-setup", type=Path, nargs="*", default=[],
+                      help="the paper's setup simulated from each --ablation run, same order")
     proj.add_argument("--validation", type=Path, required=True,
                       help="validation.json of python -m specedge.simulate --validate")
     idx = sub.add_parser("index", help="the page linking the reports")
@@ -656,7 +719,8 @@ def main(argv: list[str] | None = None) -> int:
             sweep_report(args.sweep_dir, args.out, args.title or f"Sweep {args.sweep_dir.name}")
         elif args.what == "projection":
             projection_report(args.setup_dirs, args.sweep, args.validation, args.out,
-                              args.title or "Performance model: validation and projection")
+                              args.title or "Performance model: validation and projection",
+                              args.ablation, args.ablation_setup)
         else:
             index_page(args.reports, args.out)
     except (ReportError, MetricsError, OSError) as exc:

@@ -192,7 +192,7 @@ class TraceRound:
     new_tokens: int  # before the length cut; at least 1 (the bonus)
     tree_size: int
     bytes: int
-    draft_forwards: int
+    draft_forwards: int  # before the tree was sent (proactive ones overlap the wait)
     late_s: float = 0.0  # the reply waited for proactive drafting to stop
     proactive_s: float = 0.0
     other_s: float = 0.0  # the edge's own bookkeeping around the round
@@ -253,7 +253,8 @@ def trace_of(run_dir: Path) -> Trace:
     def rounds(frame: pd.DataFrame) -> list[TraceRound]:
         # Server-side rounds' other_s holds the other requests' drafting: not this round's.
         return [TraceRound(float(x.draft_s), int(x.accepted), int(x.accepted) + 1,
-                           int(x.tree_size), int(x.bytes), int(x.draft_forwards),
+                           int(x.tree_size), int(x.bytes),
+                           int(x.draft_forwards) - int(x.proactive_forwards),
                            float(x.late_s), float(x.proactive_s),
                            float(x.other_s) if specedge else 0.0, transport(x),
                            bool(x.proactive_hit))

@@ -29,11 +29,16 @@ def _config(path: Path, server_only: list[str]) -> Path:
                                                   "auto_batch": []}},
         "sweeps": {"budget": {"params": ["baseline=server_only,specedge",
                                          "edge.max_budget=8,12"]}},
-        "validation": {"overrides": [], "runs": {"server_only": ["baseline=server_only"],
-                                                 "specedge-2e": TWO_EDGES}},
+        "validation": {"overrides": [], "runs": {
+            "server_only": ["baseline=server_only"], "specedge-2e": TWO_EDGES,
+            "specedge-2e-cache": [*TWO_EDGES, "edge.proactive.type=cache",
+                                  "edge.tree_policy=adaptive"]},
+            "ablation": ["specedge-2e", "specedge-2e-cache"]},
         "projection": {"overrides": ["hardware=a100_80", "model=qwen3_14b",
                                      "hardware.link.delay_ms=7", "simulate.requests=8"],
-                       "concurrency": 2, "edges": [1, 4], "max_batch_size": 4}}))
+                       "concurrency": 2, "edges": [1, 4], "max_batch_size": 4,
+                       "edge_traces": {"excluded": "specedge-2e",
+                                       "cache": "specedge-2e-cache"}}}))
     return path
 
 
@@ -58,7 +63,7 @@ def test_reports_all_builds_runs_reports_and_is_incremental(tmp_path: Path,
             "sweeps/budget", "reports/comparison", "reports/sweep-budget",
             "reports/index", "validation/server_only", "validation/specedge-2e",
             "validation/validate", "projection/setup-specedge", "projection/edges",
-            "reports/projection"]
+            "projection/ablation-specedge-2e-cache", "reports/projection"]
     for job in jobs:  # every rule has a log and a benchmark record
         assert (work / "logs" / f"{job}.log").exists(), job
         assert (work / "benchmarks" / f"{job}.tsv").exists(), job
@@ -71,7 +76,9 @@ def test_reports_all_builds_runs_reports_and_is_incremental(tmp_path: Path,
     assert "http://" not in comparison and "https://" not in comparison  # self-contained
     projection = (reports / "projection.html").read_text()
     for label in ("measured vs simulated", "specedge-2e", "/ server-only",
-                  "The paper&#39;s setup (SIMULATED)", "Edges per server (SIMULATED)"):
+                  "The paper&#39;s setup (SIMULATED)", "Edges per server (SIMULATED)",
+                  "Ablation: proactive drafting and tree policy", "expected hit rate",
+                  "adaptive", "<td>cache</td>"):
         assert label in projection, label
 
     again = _snakemake(work, config, "-n", "reports/all")

@@ -9,15 +9,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
+from transformers import PreTrainedModel
 
 from specedge.baselines import serve
-from specedge.config import CompileMode
+from specedge.config import CompileMode, ProactiveConfig, ProactiveType
 from specedge.datasets import Request
 from specedge.drafting import TreeShape
 from specedge.kv_cache import KVPool
 from specedge.models import load_model, load_tokenizer
+from specedge.rounds import Drafter
 from specedge.sequence import Sequence
-from specedge.verification import Chooser, top_p_filter
+from specedge.verification import Chooser, top_p_filter, verify_trees
 
 
 def _kept(probs: list[float], p: float) -> list[int]:
@@ -45,14 +47,9 @@ def test_top_p_is_the_smallest_sufficient_set(weights: list[float], p: float) ->
     assert mass - probs[kept].min().item() < p + 1e-6  # and no token more than needed
 
 
-def test_speculative_sampling_matches_target_distribution(micro_pair: Path) -> None:
-    """Chi-square on the first two sampled tokens: (t1, t2) ~ p(t1) p(t2 | t1)."""
-    tok = load_tokenizer(str(micro_pair / "target"))
-    target = load_model(str(micro_pair / "target"), "fp32", "cpu")
-    draft = load_model(str(micro_pair / "draft"), "fp32", "cpu")
-    temperature, top_p, n = 0.6, 0.8, 2000
-    prompt = tok("Enter HAMLET")["input_ids"]
-
+def _two_token_distribution(target: PreTrainedModel, prompt: list[int], temperature: float,
+                            top_p: float) -> dict[tuple[int, int], float]:
+    """The target's own law of its first two sampled tokens: p(t1) p(t2 | t1)."""
     def dist(ids: list[int]) -> torch.Tensor:
         with torch.no_grad():
             logits = target(torch.tensor([ids])).logits[0, -1] / temperature
@@ -64,7 +61,32 @@ def test_speculative_sampling_matches_target_distribution(micro_pair: Path) -> N
         p2 = dist([*prompt, t1])
         for t2 in p2.nonzero().flatten().tolist():
             expected[(t1, t2)] = p1[t1].item() * p2[t2].item()
+    return expected
 
+
+def _chi_square(samples: list[tuple[int, int]], expected: dict[tuple[int, int], float]) -> None:
+    """Cells with enough expected mass, the rest pooled, as chi-square needs."""
+    n = len(samples)
+    observed: dict[tuple[int, int], int] = {}
+    for key in samples:
+        assert key in expected, f"sampled {key}, which the target's top-p set excludes"
+        observed[key] = observed.get(key, 0) + 1
+    big = sorted(k for k, v in expected.items() if v * n >= 10)
+    assert len(big) >= 5
+    obs = [observed.get(k, 0) for k in big] + [n - sum(observed.get(k, 0) for k in big)]
+    exp = [expected[k] * n for k in big] + [n * (1 - sum(expected[k] for k in big))]
+    result = chisquare(obs, exp)
+    assert result.pvalue > 0.001, (result, list(zip(obs, exp, strict=True)))
+
+
+def test_speculative_sampling_matches_target_distribution(micro_pair: Path) -> None:
+    """Chi-square on the first two sampled tokens: (t1, t2) ~ p(t1) p(t2 | t1)."""
+    tok = load_tokenizer(str(micro_pair / "target"))
+    target = load_model(str(micro_pair / "target"), "fp32", "cpu")
+    draft = load_model(str(micro_pair / "draft"), "fp32", "cpu")
+    temperature, top_p, n = 0.6, 0.8, 2000
+    prompt = tok("Enter HAMLET")["input_ids"]
+    expected = _two_token_distribution(target, prompt, temperature, top_p)
     seqs = [Sequence(request=Request(i, "test", "Enter HAMLET"), prompt_ids=prompt,
                      max_new_tokens=2, eos_token_id=None) for i in range(n)]
     chooser = Chooser(temperature=temperature, top_p=top_p,
@@ -74,16 +96,39 @@ def test_speculative_sampling_matches_target_distribution(micro_pair: Path) -> N
           target=KVPool(target, 64, 64, 32, CompileMode.static),
           draft=KVPool(draft, 64, 64, 32, CompileMode.static),
           shape=TreeShape(4, 3, 3, 8), choose=chooser)
-    observed: dict[tuple[int, int], int] = {}
-    for s in seqs:
-        key = (s.generated[0], s.generated[1])
-        assert key in expected, f"sampled {key}, which the target's top-p set excludes"
-        observed[key] = observed.get(key, 0) + 1
+    _chi_square([(s.generated[0], s.generated[1]) for s in seqs], expected)
 
-    # Cells with enough expected mass, the rest pooled, as chi-square needs.
-    big = sorted(k for k, v in expected.items() if v * n >= 10)
-    assert len(big) >= 5
-    obs = [observed.get(k, 0) for k in big] + [n - sum(observed.get(k, 0) for k in big)]
-    exp = [expected[k] * n for k in big] + [n * (1 - sum(expected[k] for k in big))]
-    result = chisquare(obs, exp)
-    assert result.pvalue > 0.001, (result, list(zip(obs, exp, strict=True)))
+
+def test_sampling_through_the_speculation_cache_matches_target_distribution(
+        micro_pair: Path) -> None:
+    """One-node trees leave the second token to a second round about half the time, whose
+    tree is often a sub-tree the speculation cache adopted: (t1, t2) must still follow the
+    target's law."""
+    tok = load_tokenizer(str(micro_pair / "target"))
+    target = load_model(str(micro_pair / "target"), "fp32", "cpu")
+    temperature, top_p, n = 0.6, 0.8, 1500
+    prompt = tok("Enter HAMLET")["input_ids"]
+    expected = _two_token_distribution(target, prompt, temperature, top_p)
+    t_pool = KVPool(target, 1, 64, 32, CompileMode.eager)
+    d_pool = KVPool(target, 1, 64, 32, CompileMode.eager)
+    t_row = t_pool.acquire()
+    pcfg = ProactiveConfig(type=ProactiveType.cache, max_n_beams=2, max_beam_len=1,
+                           max_branch_width=1, max_budget=2, max_guesses=6)
+    drafter = Drafter(d_pool, d_pool.acquire(), TreeShape(1, 1, 1, 1), pcfg)
+    choose = Chooser.seeded(temperature, top_p, seed=99)
+    samples, adopted = [], 0
+    for _ in range(n):
+        t_pool.reset(t_row)
+        drafter.reset()
+        tokens = list(prompt)
+        while len(tokens) < len(prompt) + 2:
+            adopted += drafter.from_proactive
+            d = drafter.draft(tokens[drafter.row.length:-1], tokens[-1])
+            guesses = drafter.draft_proactively(d)
+            (verdict,) = verify_trees(t_pool, [t_row], [tokens[t_row.length:-1]], [d.tree],
+                                      choose)
+            drafter.commit(d, verdict, guesses)
+            tokens += verdict.new_tokens(d.tree)
+        samples.append((tokens[len(prompt)], tokens[len(prompt) + 1]))
+    assert adopted >= n // 10, adopted
+    _chi_square(samples, expected)

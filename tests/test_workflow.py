@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from specedge import PROJECT_ROOT
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -65,6 +67,17 @@ def test_config_schema_rejects_an_override_without_a_value(tmp_path: Path) -> No
     result = _snakemake("-n", "reports/all", "--configfile", str(bad))
     assert result.returncode != 0
     assert "max_budget" in result.stdout + result.stderr
+
+
+def test_an_ablation_of_runs_that_are_not_validation_runs_is_refused(tmp_path: Path) -> None:
+    cfg = yaml.safe_load((PROJECT_ROOT / "workflow" / "config.yaml").read_text())
+    cfg["validation"]["ablation"] = ["specedge-4e", "specedge-9e"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    result = _snakemake("-n", "reports/all", "--configfile", str(bad))
+    assert result.returncode != 0
+    assert "validation.ablation names ['specedge-9e'], which are not validation runs" in \
+        result.stdout + result.stderr
 
 
 def test_slurm_profile_plans_the_same_workflow(tmp_path: Path) -> None:

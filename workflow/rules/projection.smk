@@ -5,6 +5,20 @@ VALIDATION = config["validation"]
 PROJECTION = config["projection"]
 VALIDATION_DIRS = [f"results/validation/{name}" for name in VALIDATION["runs"]]
 ORDERED_BASELINES = ["auto_batch", "server_only", "specedge"]
+ABLATION = VALIDATION.get("ablation", [])
+EDGE_TRACES = PROJECTION["edge_traces"]
+for _where, _names in (("validation.ablation", ABLATION),
+                       ("projection.edge_traces", list(EDGE_TRACES.values()))):
+    _unknown = sorted(set(_names) - set(VALIDATION["runs"]))
+    if _unknown:
+        raise ValueError(f"workflow/config.yaml: {_where} names {_unknown}, which are not "
+                         f"validation runs; accepted: {sorted(VALIDATION['runs'])}")
+
+
+def run_baseline(overrides):
+    """The baseline a run's overrides select (the Hydra default: specedge)."""
+    chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("baseline=")]
+    return chosen[-1] if chosen else "specedge"
 
 
 def validation_overrides(wildcards):
@@ -53,14 +67,26 @@ rule validate:
         "> {log} 2>&1"
 
 
-def setup_overrides(wildcards):
+def concurrency(baseline):
     n = PROJECTION["concurrency"]
-    per_baseline = {
+    return {
         "specedge": [f"simulate.edges={n}", f"server.max_batch_size={n}"],
         "server_only": [f"baseline.max_batch_size={n}"],
         "auto_batch": [f"baseline.batch_size={n}"],
-    }
-    return hydra_overrides(PROJECTION["overrides"] + per_baseline[wildcards.baseline])
+    }[baseline]
+
+
+def setup_overrides(wildcards):
+    return hydra_overrides(PROJECTION["overrides"] + concurrency(wildcards.baseline))
+
+
+def ablation_overrides(wildcards):
+    """The run's own settings (baseline, proactive rule, tree policy) in the paper's setup;
+    any hardware settings of the run give way to the projection's."""
+    own = [o for o in VALIDATION["runs"][wildcards.name]
+           if not o.startswith(("hardware.", "server.num_clients"))]
+    return hydra_overrides(PROJECTION["overrides"] + own
+                           + concurrency(run_baseline(own)))
 
 
 rule projection_setup:
@@ -81,40 +107,67 @@ rule projection_setup:
         "hydra.run.dir=results/projection/setup/{wildcards.baseline} > {log} 2>&1"
 
 
-rule projection_edges:
-    """SpecEdge with 1 to 256 edges per server, proactive drafting on and off (a multirun)."""
+rule projection_ablation:
+    """One run of the ablation in the paper's setup, simulated from its own rounds and hits."""
     input:
-        trace="results/runs/specedge/summary.json",
+        trace="results/validation/{name}/summary.json",
+    output:
+        summary="results/projection/ablation/{name}/summary.json",
+    params:
+        overrides=ablation_overrides,
+    log:
+        "logs/projection/ablation-{name}.log",
+    benchmark:
+        "benchmarks/projection/ablation-{name}.tsv"
+    shell:
+        "{PY} -m specedge.simulate simulate.trace=results/validation/{wildcards.name} "
+        "{params.overrides} hydra.run.dir=results/projection/ablation/{wildcards.name} "
+        "> {log} 2>&1"
+
+
+rule projection_edges:
+    """SpecEdge with 1 to 256 edges per server, one multirun per proactive rule, each drawing
+    the rounds and hit rate of its own validation run (projection.edge_traces)."""
+    input:
+        traces=[f"results/validation/{name}/summary.json" for name in EDGE_TRACES.values()],
     output:
         directory("results/projection/edges"),
     params:
         overrides=hydra_overrides(PROJECTION["overrides"]),
         edges=",".join(str(n) for n in PROJECTION["edges"]),
         batch=PROJECTION["max_batch_size"],
+        sweeps=" ".join(f"{rule}:{name}" for rule, name in EDGE_TRACES.items()),
     log:
         "logs/projection/edges.log",
     benchmark:
         "benchmarks/projection/edges.tsv"
     shell:
-        "{PY} -m specedge.simulate -m simulate.trace=results/runs/specedge {params.overrides} "
-        "simulate.edges={params.edges} server.max_batch_size={params.batch} "
-        "edge.proactive.type=disabled,excluded hydra.sweep.dir={output} > {log} 2>&1"
+        "for pair in {params.sweeps}; do rule=${{pair%%:*}}; name=${{pair#*:}}; "
+        "{PY} -m specedge.simulate -m simulate.trace=results/validation/$name "
+        "{params.overrides} simulate.edges={params.edges} server.max_batch_size={params.batch} "
+        "edge.proactive.type=$rule hydra.sweep.dir={output}/$rule || exit 1; "
+        "done > {log} 2>&1"
 
 
 rule report_projection:
-    """Validation table, the paper setup's cost table and the edges-per-server sweep."""
+    """Validation table, the ablation, the paper setup's cost table and the edges sweep."""
     input:
         validation=rules.validate.output.table,
         setup=expand(rules.projection_setup.output.summary, baseline=ORDERED_BASELINES),
         edges=rules.projection_edges.output,
+        ablation=expand(rules.projection_ablation.output.summary, name=ABLATION),
     output:
         "reports/projection.html",
     params:
         setup=" ".join(f"results/projection/setup/{b}" for b in ORDERED_BASELINES),
+        sweeps=" ".join(f"results/projection/edges/{rule}" for rule in EDGE_TRACES),
+        ablation=" ".join(f"results/validation/{name}" for name in ABLATION),
+        ablation_setup=" ".join(f"results/projection/ablation/{name}" for name in ABLATION),
     log:
         "logs/reports/projection.log",
     benchmark:
         "benchmarks/reports/projection.tsv"
     shell:
-        "{PY} -m specedge.report projection {params.setup} --sweep {input.edges} "
+        "{PY} -m specedge.report projection {params.setup} --sweep {params.sweeps} "
+        "--ablation {params.ablation} --ablation-setup {params.ablation_setup} "
         "--validation {input.validation} --out {output} > {log} 2>&1"
