@@ -101,7 +101,7 @@ class ProactiveType(StrEnum):
     excluded = "excluded"  # proactive depth is extra, on top of max_beam_len
     included = "included"  # proactive depth counts toward max_beam_len
     # the speculation cache: sub-trees for the max_guesses likeliest verification outcomes,
-    # inner nodes included (specedge.outcomes); an adopted sub-tree's depth counts as included
+    # inner nodes included (specedge.outcomes); an adopted sub-tree grows on as with excluded
     cache = "cache"
 
 

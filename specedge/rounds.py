@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from specedge.config import ProactiveConfig, ProactiveType, TreePolicy
 from specedge.drafting import Draft, TreeShape, commit_draft, draft_tree, resume_draft
 from specedge.kv_cache import KVPool, KVRow
+from specedge.outcomes import Calibration
 from specedge.proactive import (
     Guess,
     adopt,
@@ -56,9 +57,10 @@ class Drafter:
         self.pool, self.row, self.shape = pool, row, shape
         enabled = proactive is not None and proactive.type != ProactiveType.disabled
         self.proactive = proactive if enabled else None
-        self.top_k = next_tokens_kept(proactive, shape.max_branch_width) \
-            if self.proactive is not None and proactive is not None else 0
+        self.top_k = 0 if self.proactive is None else next_tokens_kept(
+            self.proactive, shape.max_branch_width)
         self.planner = TreePlanner(shape, policy)
+        self.calibration = Calibration()  # the outcome model's, learned from the verdicts
         self.adopted: Draft | None = None  # the sub-tree a proactive hit handed over
         self.steps_left = shape.max_beam_len
         self.round_shape = shape
@@ -97,7 +99,7 @@ class Drafter:
             return []
         if self.proactive.type == ProactiveType.cache:
             stop = _expected_by(stop, self.planner.costs.wait_s, self.planner.costs.step_s)
-        return draft_proactively(self.pool, draft, self.proactive, stop)
+        return draft_proactively(self.pool, draft, self.proactive, stop, self.calibration)
 
     def commit(self, draft: Draft, verdict: Verdict, guesses: list[Guess] | None = None) -> bool:
         """Keep the accepted path's KV; on a proactive hit also keep the guessed sub-tree as
@@ -117,6 +119,8 @@ class Drafter:
             hit_p=0.0 if rank is None else guesses[rank].probability,
             guessed_p=sum(g.probability for g in guesses), drafted_forwards=self._forwards)
         self._verdict_depth = (max(draft.tree.depths), len(verdict.path) - 1)
+        if self.proactive is not None:
+            self.calibration.observe(draft.tree, draft.dists, verdict.path, verdict.bonus)
         return rank is not None
 
     def observe(self, draft_s: float, wait_s: float) -> None:

@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from specedge.outcomes import Outcome, accepted_probabilities, outcomes, unforwarded_mass
+from specedge.outcomes import (
+    Calibration,
+    Outcome,
+    accepted_probabilities,
+    outcomes,
+    unforwarded_mass,
+)
 from specedge.tree import TokenTree
 
 
@@ -66,3 +72,22 @@ def test_outcomes_of_a_fully_forwarded_tree_sum_to_one(case: tuple[TokenTree, di
     kids = {(tree.parents[i], tree.tokens[i]) for i in range(1, len(tree))}
     assert not {(o.node, o.token) for o in found} & kids  # a drafted child is no outcome
     assert unforwarded_mass(tree, dists) == 0.0
+
+
+def test_calibration_learns_how_often_the_target_takes_a_token() -> None:
+    """Greedy verification of a close pair: the target takes the draft's top token (q = 0.45)
+    every time. The calibration learns that, and then ranks the deep outcome first."""
+    cal = Calibration()
+    assert cal(0.45, 0) == pytest.approx(0.45) and cal(0.05, 3) == pytest.approx(0.05)
+    tree = TokenTree.from_wire([9, 10, 20], [-1, 0, 1])  # a chain root -> 10 -> 20
+    dists = {0: _dist({10: 0.45, 11: 0.3, 12: 0.05}), 1: _dist({20: 0.45, 21: 0.3}),
+             2: _dist({30: 0.45, 31: 0.3})}
+    # Uncalibrated, stopping at the root with 11 (0.3) beats the whole chain's 0.45^3.
+    assert (outcomes(tree, dists)[0].node, outcomes(tree, dists)[0].token) == (0, 11)
+    for _ in range(50):
+        cal.observe(tree, dists, path=[0, 1, 2], bonus=30)
+    assert cal(0.45, 0) > 0.9 and cal(0.3, 1) < 0.1  # chosen always / never
+    best = outcomes(tree, dists, calibration=cal)[0]
+    assert (best.node, best.token) == (2, 30) and best.probability > 0.7
+    # Probabilities at a node never sum past one, whatever the calibration says.
+    assert sum(o.probability for o in outcomes(tree, dists, calibration=lambda q, rank: 1.0)) <= 1.0
