@@ -47,7 +47,7 @@ class Guess:
     token: int  # the bonus token the server is expected to emit after it
     probability: float  # the outcome model's estimate of this outcome
     draft: Draft  # the sub-tree rooted at ``token``, in the same work area as the main tree
-    steps: int  # levels of the sub-tree forwarded (0: its root has no KV yet)
+    steps: int  # cache: levels of its sub-tree forwarded (0: no KV yet); upstream: steps taken
 
 
 def next_tokens_kept(cfg: ProactiveConfig, max_branch_width: int) -> int:
