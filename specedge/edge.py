@@ -208,7 +208,7 @@ async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,
         finished=seq.finished, tokens=kept, tree_budget=stats.budget, tree_depth=stats.depth,
         proactive_guesses=stats.guesses, proactive_hit_rank=stats.hit_rank,
         proactive_hit_p=stats.hit_p, proactive_guessed_p=stats.guessed_p,
-        proactive_forwards=draft.forwards - stats.drafted_forwards)
+        proactive_forwards=stats.proactive_forwards)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,7 +45,7 @@ class RoundStats:
     hit_rank: int = -1  # which of them the server's outcome was (-1: none)
     hit_p: float = 0.0  # that outcome's estimated probability (0: no hit)
     guessed_p: float = 0.0  # estimated probability that some guess hits (their sum)
-    drafted_forwards: int = 0  # draft forwards of the tree before it was sent
+    proactive_forwards: int = 0  # of the tree's draft forwards: while it was being verified
 
 
 class Drafter:
@@ -117,7 +117,8 @@ class Drafter:
             budget=self.round_shape.max_budget, depth=self.round_shape.max_beam_len,
             guesses=len(guesses), hit_rank=-1 if rank is None else rank,
             hit_p=0.0 if rank is None else guesses[rank].probability,
-            guessed_p=sum(g.probability for g in guesses), drafted_forwards=self._forwards)
+            guessed_p=sum(g.probability for g in guesses),
+            proactive_forwards=draft.forwards - self._forwards)
         self._verdict_depth = (max(draft.tree.depths), len(verdict.path) - 1)
         if self.proactive is not None:
             self.calibration.observe(draft.tree, draft.dists, verdict.path, verdict.bonus)
