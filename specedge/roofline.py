@@ -1,10 +1,10 @@
-"""Derived latency profiles: GPUs nobody here has measured, from a roofline fitted on one that was.
+"""Derived latency profiles: GPUs nobody here has measured, from a roofline of sourced efficiencies.
 
-``python -m specedge.roofline [--measured JSON] [--out DIR]`` writes one ``specedge.profile``
+``python -m specedge.roofline [--measured JSON...] [--out DIR]`` writes one ``specedge.profile``
 JSON per GPU of :data:`GPUS` and forward path, for every shipped architecture, over batch x new
 tokens x prefix. A forward costs
 
-    t = max(host, max(bytes / (eff * bandwidth), flops / (eff * peak_bf16)))
+    t = max(host, bytes / (eff_bw * bandwidth), flops / (eff_compute * peak_bf16))
 
 - ``bytes``: every weight once (an untied input embedding only looks up rows) plus the KV
   cache read and written, ``batch * (prefix + nodes) * layers * 2 * kv_heads * head_dim``;
@@ -12,12 +12,14 @@ tokens x prefix. A forward costs
   ``4 * layers * heads * head_dim * tokens * (prefix + nodes)``;
 - ``host``: launching the kernels. ``eager``: ``host_ms_per_layer * layers`` (Hugging Face
   launches a layer's kernels one by one from Python); ``graphs``: 0, the assumption that a
-  replayed CUDA graph hides the launches (not measured yet: the GPU-path issue measures it).
+  replayed CUDA graph hides the launches.
 
-``eff`` (one efficiency for bandwidth and compute) and ``host_ms_per_layer`` are fitted on a
-measured profile (:data:`MEASURED`, an H200 with the eager path) by least squares on the
-logarithm of the time; the fitted values and the fit's error are written into every derived
-file, and every file and row is marked ``derived``.
+The two efficiencies are per device and come from measured figures whose source each GPU names
+(:data:`GPUS`): the bandwidth a compiled decode step reaches, the throughput of a bf16 matrix
+product. A measured profile refits what it identifies: an eager one (host-bound: about 1 ms a
+layer whatever the work) only the host cost, a graphs-mode one (``forward_path: graphs``) the two
+efficiencies of its GPU. The fitted values, what they were fitted on and the fit's error are
+written into every derived file, and every file and row is marked ``derived``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,23 +38,53 @@ MEASURED = PROFILES_DIR / "h200-eager-2026-11-26.json"
 
 
 @dataclass(frozen=True)
+class Efficiency:
+    """Fractions of the datasheet peaks a forward reaches, and where the figures come from."""
+
+    bandwidth: float
+    compute: float
+    source: str
+
+
+# Measured figures (public benchmarks; no GPU here measured them):
+# - bandwidth: gpt-fast's README (pytorch-labs/gpt-fast), Llama-2-7B bf16 with a compiled decode
+#   step on an A100 80GB power-limited to 330 W: 1397.31 GB/s of 2039 = 0.685;
+# - compute: the MAMF table of stas00/ml-engineering (compute/accelerator), the best bf16
+#   matmul found, torch 2.6.0+cu126: A100 SXM 271.2 of 312 TFLOPS = 0.869; GH200 (the H200's
+#   die and 141 GB HBM3e) 828.6 of 989 = 0.838.
+GPT_FAST_A100 = "gpt-fast README: Llama-2-7B bf16 compiled decode, 1397 GB/s on an A100 80GB"
+MAMF_A100 = "ml-engineering MAMF table: A100 SXM bf16 matmul 271.2 of 312 TFLOPS"
+MAMF_GH200 = "ml-engineering MAMF table: GH200 bf16 matmul 828.6 of 989 TFLOPS"
+A100_BANDWIDTH = round(1397.31 / 2039.0, 3)
+
+
+@dataclass(frozen=True)
 class Gpu:
-    """Datasheet peaks: memory bandwidth and dense bf16 tensor throughput (no sparsity)."""
+    """Datasheet peaks (memory bandwidth, dense bf16 tensor throughput without sparsity) and
+    the efficiencies a forward reaches on them."""
 
     key: str  # file name stem and hardware config name
     name: str
     bandwidth_gbs: float
     bf16_tflops: float
+    efficiency: Efficiency
 
 
 # Vendors' datasheets: A100 (SXM4) 40 GB 1555 GB/s and 80 GB 2039 GB/s, 312 TFLOPS bf16;
 # GeForce RTX 4090 1008 GB/s, 165 TFLOPS bf16 with fp32 accumulation (Ada whitepaper);
-# H200 4800 GB/s, 989 TFLOPS.
+# H200 4800 GB/s, 989 TFLOPS. Where no figure was measured on the device itself, another's is
+# the proxy, and its source says so.
 GPUS: tuple[Gpu, ...] = (
-    Gpu("a100_40", "NVIDIA A100 40GB", 1555.0, 312.0),
-    Gpu("a100_80", "NVIDIA A100 80GB", 2039.0, 312.0),
-    Gpu("rtx4090", "NVIDIA GeForce RTX 4090", 1008.0, 165.0),
-    Gpu("h200", "NVIDIA H200", 4800.0, 989.0),
+    Gpu("a100_40", "NVIDIA A100 40GB", 1555.0, 312.0, Efficiency(
+        A100_BANDWIDTH, 0.869, f"proxy (the A100 80GB's figures): {GPT_FAST_A100}; {MAMF_A100}")),
+    Gpu("a100_80", "NVIDIA A100 80GB", 2039.0, 312.0, Efficiency(
+        A100_BANDWIDTH, 0.869, f"{GPT_FAST_A100}; {MAMF_A100}")),
+    Gpu("rtx4090", "NVIDIA GeForce RTX 4090", 1008.0, 165.0, Efficiency(
+        A100_BANDWIDTH, 0.869, f"proxy (no published figure for this card; the A100 80GB's): "
+        f"{GPT_FAST_A100}; {MAMF_A100}")),
+    Gpu("h200", "NVIDIA H200", 4800.0, 989.0, Efficiency(
+        A100_BANDWIDTH, 0.838, f"bandwidth proxy (the A100 80GB's): {GPT_FAST_A100}; "
+        f"{MAMF_GH200}")),
 )
 PATHS = ("eager", "graphs")
 BATCHES = (1, 2, 4, 8, 16, 32)
@@ -113,19 +145,55 @@ def architectures() -> dict[str, Architecture]:
 
 @dataclass(frozen=True)
 class Roofline:
-    efficiency: float  # fraction of the datasheet peaks a forward reaches
+    bandwidth_eff: float  # fraction of the datasheet bandwidth a forward reaches
+    compute_eff: float  # fraction of the datasheet bf16 throughput
     host_ms_per_layer: float  # eager launch cost per decoder layer (0 for graphs)
 
-    def ms(self, arch: Architecture, gpu: Gpu, batch: int, nodes: int, prefix: int) -> float:
+    @classmethod
+    def of(cls, gpu: Gpu, host_ms_per_layer: float = 0.0) -> Roofline:
+        return cls(gpu.efficiency.bandwidth, gpu.efficiency.compute, host_ms_per_layer)
+
+    def terms(self, arch: Architecture, gpu: Gpu, batch: int, nodes: int,
+              prefix: int) -> tuple[float, float, float]:
+        """Milliseconds of (host, memory, compute): the forward takes the largest."""
         memory = (arch.weights * BYTES + arch.kv_bytes(batch, nodes, prefix)) / (
-            self.efficiency * gpu.bandwidth_gbs * 1e6)
-        compute = arch.flops(batch, nodes, prefix) / (self.efficiency * gpu.bf16_tflops * 1e9)
-        return max(self.host_ms_per_layer * arch.layers, memory, compute)
+            self.bandwidth_eff * gpu.bandwidth_gbs * 1e6)
+        compute = arch.flops(batch, nodes, prefix) / (self.compute_eff * gpu.bf16_tflops * 1e9)
+        return self.host_ms_per_layer * arch.layers, memory, compute
+
+    def ms(self, arch: Architecture, gpu: Gpu, batch: int, nodes: int, prefix: int) -> float:
+        return max(self.terms(arch, gpu, batch, nodes, prefix))
 
 
-def fit(measured: dict[str, Any], gpu: Gpu) -> tuple[Roofline, float]:
-    """``eff`` and the host cost per layer that best explain a measured eager profile (least
-    squares on log time over a grid), and the mean absolute relative error of the fit."""
+@dataclass(frozen=True)
+class Fit:
+    """What a measured profile says: the roofline that explains it and how well."""
+
+    roofline: Roofline
+    error: float  # mean absolute relative error over the measured points
+    host_bound: float  # share of the points whose fitted time is the host term
+    fitted: str  # "host" (an eager profile) or "efficiencies" (a graphs-mode one)
+
+
+def is_graphs(measured: dict[str, Any]) -> bool:
+    return str(measured.get("forward_path", "")).startswith("graphs")
+
+
+def gpu_of(measured: dict[str, Any]) -> Gpu:
+    """The GPU a measured profile names (``device_name``)."""
+    name = measured.get("device_name")
+    for gpu in GPUS:
+        if gpu.name == name:
+            return gpu
+    raise ValueError(f"device_name {name!r} is not a GPU the roofline knows "
+                     f"({', '.join(g.name for g in GPUS)})")
+
+
+def fit(measured: dict[str, Any], gpu: Gpu) -> Fit:
+    """The roofline that best explains a measured profile (least squares on log time over a
+    grid). An eager profile fits only the host cost per layer, the efficiencies staying the
+    GPU's sourced ones: host-bound points say nothing about bandwidth or compute. A
+    graphs-mode profile fits the two efficiencies, with no host term."""
     archs = architectures()
     points = []
     for r in measured["rows"]:
@@ -138,15 +206,23 @@ def fit(measured: dict[str, Any], gpu: Gpu) -> tuple[Roofline, float]:
     def loss(model: Roofline) -> float:
         return sum(math.log(model.ms(a, gpu, b, n, p) / t) ** 2 for a, b, n, p, t in points)
 
-    grid = [Roofline(e / 100, h / 100) for e in range(5, 101) for h in range(10, 301, 2)]
+    graphs = is_graphs(measured)
+    if graphs:
+        grid = [Roofline(b / 100, c / 100, 0.0) for b in range(5, 101) for c in range(5, 101)]
+    else:
+        grid = [Roofline.of(gpu, h / 100) for h in range(10, 301, 2)]
     best = min(grid, key=loss)
     error = sum(abs(best.ms(a, gpu, b, n, p) / t - 1) for a, b, n, p, t in points) / len(points)
-    return best, error
+    host = sum(max(t := best.terms(a, gpu, b, n, p)) == t[0] > 0
+               for a, b, n, p, _ in points) / len(points)
+    return Fit(best, error, host, "efficiencies" if graphs else "host")
 
 
-def derive(gpu: Gpu, path: str, fitted: Roofline, error: float, source: str) -> dict[str, Any]:
-    """A ``specedge.profile`` JSON for ``gpu``, every shipped architecture, marked derived."""
-    model = Roofline(fitted.efficiency, fitted.host_ms_per_layer if path == "eager" else 0.0)
+def derive(gpu: Gpu, path: str, model: Roofline, fits: dict[str, str]) -> dict[str, Any]:
+    """A ``specedge.profile`` JSON for ``gpu``, every shipped architecture, marked derived.
+    ``fits`` names what each parameter was fitted on, where it was."""
+    model = replace(model, host_ms_per_layer=model.host_ms_per_layer if path == "eager"
+                    else 0.0)
     rows = []
     for arch in architectures().values():
         for prefix in PREFIXES:
@@ -157,19 +233,22 @@ def derive(gpu: Gpu, path: str, fitted: Roofline, error: float, source: str) -> 
                                      model.ms(arch, gpu, batch, nodes, prefix), 4)})
     host = ("host_ms_per_layer * layers" if path == "eager"
             else "0 (assumed: CUDA graph replay hides kernel launches; not measured)")
+    efficiencies = fits.get("efficiencies", gpu.efficiency.source)
     return {
         "device": "cuda", "device_name": gpu.name, "dtype": "bf16",
         "bandwidth_gbs": gpu.bandwidth_gbs,
         "bf16_tflops": gpu.bf16_tflops, "forward_path": path, "weights": "derived",
         "derived": True,
-        "formula": ("max(host, (weights*2 + kv_bytes) / (eff * bandwidth), flops / (eff * "
-                    "peak_bf16)); host = " + host),
-        "parameters": {"eff": model.efficiency,
+        "formula": ("max(host, (weights*2 + kv_bytes) / (eff_bw * bandwidth), flops / "
+                    "(eff_compute * peak_bf16)); host = " + host),
+        "parameters": {"eff_bw": model.bandwidth_eff, "eff_compute": model.compute_eff,
                        "host_ms_per_layer": model.host_ms_per_layer},
-        "fitted_on": source, "fit_mean_abs_error": round(error, 4),
+        "sources": {"efficiencies": efficiencies,
+                    **({"host_ms_per_layer": fits["host"]} if path == "eager" else {})},
         "note": (f"derived, not measured: a roofline of the {gpu.name}'s datasheet peaks "
-                 f"({gpu.bandwidth_gbs:g} GB/s, {gpu.bf16_tflops:g} TFLOPS bf16) with the "
-                 f"efficiency fitted on {Path(source).name} (mean error {error:.0%})"),
+                 f"({gpu.bandwidth_gbs:g} GB/s, {gpu.bf16_tflops:g} TFLOPS bf16) at "
+                 f"{model.bandwidth_eff:.0%} of its bandwidth and {model.compute_eff:.0%} of "
+                 f"its compute ({efficiencies})"),
         "rows": rows,
     }
 
@@ -181,32 +260,57 @@ def dumps(profile: dict[str, Any]) -> str:
     return head[:-2] + ',\n "rows": [\n' + rows + "\n ]\n}\n"
 
 
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m specedge.roofline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--measured", type=Path, default=MEASURED,
-                        help="a measured profile JSON of an eager forward on a GPU")
-    parser.add_argument("--gpu", default="h200", choices=[g.key for g in GPUS],
-                        help="the GPU the measured profile was taken on")
+    parser.add_argument("--measured", type=Path, nargs="+", default=[MEASURED],
+                        help="measured profile JSONs (specedge.profile's, naming their GPU "
+                             "in device_name): eager ones refit the host cost, graphs-mode "
+                             "ones their GPU's efficiencies")
     parser.add_argument("--out", type=Path, default=PROFILES_DIR)
     args = parser.parse_args(argv)
-    try:
-        measured = json.loads(args.measured.read_text())
-        fitted, error = fit(measured, next(g for g in GPUS if g.key == args.gpu))
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"specedge: error: --measured {args.measured}: {exc}", file=sys.stderr)
+    host: tuple[float, str] | None = None
+    refit: dict[str, tuple[Roofline, str]] = {}
+    for path in args.measured:
+        try:
+            measured = json.loads(path.read_text())
+            gpu = gpu_of(measured)
+            result = fit(measured, gpu)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"specedge: error: --measured {path}: {exc}", file=sys.stderr)
+            return 2
+        where = (f"{_relative(path)} ({gpu.name}, {result.fitted} fitted, mean error "
+                 f"{result.error:.0%}, {result.host_bound:.0%} of points host-bound)")
+        if result.fitted == "host":
+            host = (result.roofline.host_ms_per_layer, where)
+            print(f"{path}: host-bound eager profile: host {host[0]:.2f} ms per layer; "
+                  f"{result.host_bound:.0%} of its points are host-bound, so it does not "
+                  f"identify the efficiencies (kept from their sources); mean error "
+                  f"{result.error:.1%}")
+        else:
+            refit[gpu.key] = (result.roofline, where)
+            print(f"{path}: graphs-mode profile: bandwidth {result.roofline.bandwidth_eff:.2f},"
+                  f" compute {result.roofline.compute_eff:.2f} of {gpu.name}'s peaks; mean "
+                  f"error {result.error:.1%}")
+    if host is None:
+        print("specedge: error: --measured needs an eager profile for the host cost of the "
+              "eager path", file=sys.stderr)
         return 2
-    print(f"fitted on {args.measured}: eff {fitted.efficiency:.2f}, host "
-          f"{fitted.host_ms_per_layer:.2f} ms per layer, mean error {error:.1%}")
     args.out.mkdir(parents=True, exist_ok=True)
-    try:
-        source = str(args.measured.resolve().relative_to(PROJECT_ROOT))
-    except ValueError:
-        source = str(args.measured)
     for gpu in GPUS:
-        for path in PATHS:
-            out = args.out / f"{gpu.key}-{path}-derived.json"
-            out.write_text(dumps(derive(gpu, path, fitted, error, source)))
+        model, where = refit.get(gpu.key, (Roofline.of(gpu), gpu.efficiency.source))
+        fits = {"host": host[1], "efficiencies": where}
+        for forward_path in PATHS:
+            out = args.out / f"{gpu.key}-{forward_path}-derived.json"
+            out.write_text(dumps(derive(gpu, forward_path, replace(
+                model, host_ms_per_layer=host[0]), fits)))
             print(f"wrote {out}")
     return 0
 
