@@ -5,7 +5,8 @@
 #   snakemake --cores 1 build_models     only the tiny target/draft pair (models.pair: tiny)
 #   snakemake --cores 1 bench            the benchmarks (results/bench/)
 #   snakemake --cores 1 reports/projection.html   the performance model: validation against
-#                                        real runs here, the paper's setup (simulated)
+#                                        real runs here, the paper's setup, protocol, maps
+#                                        and sensitivity (simulated)
 # Parameters live in workflow/config.yaml (validated by workflow/schemas/config.schema.yaml).
 
 configfile: "workflow/config.yaml"
@@ -28,6 +29,7 @@ localrules:
     report_index,
     validate,
     projection_setup,
+    projection_scenarios,
     projection_ablation,
     projection_edges,
     report_projection,

@@ -530,6 +530,9 @@ class SimulateConfig:
     requests_per_edge: int | None = None
     # P(k drafted tokens accepted in a round), k = 0, 1, ...: replaces the trace's acceptance
     acceptance: list[float] | None = None
+    # rounds are chains of this many drafted tokens (with published chain acceptance): the
+    # tree sizes and draft forwards follow it instead of the trace's
+    chain: int | None = None
 
     def __post_init__(self) -> None:
         if self.acceptance is not None:
@@ -537,15 +540,20 @@ class SimulateConfig:
                      and abs(sum(self.acceptance) - 1) < 1e-6, "simulate.acceptance",
                      self.acceptance, "null or probabilities of 0, 1, 2, ... accepted tokens "
                      "that sum to 1")
+        _require(self.chain is None or self.acceptance is None
+                 or len(self.acceptance) <= self.chain + 1, "simulate.acceptance",
+                 self.acceptance, f"at most simulate.chain + 1 = {(self.chain or 0) + 1} "
+                 "probabilities (a chain accepts 0 to all of its tokens)")
         _require(self.requests is None or self.requests_per_edge is None,
                  "simulate.requests_per_edge", self.requests_per_edge,
                  "null when simulate.requests is set (one of the two)")
-        for key in ("edges", "requests", "requests_per_edge"):
+        for key in ("edges", "requests", "requests_per_edge", "chain"):
             value = getattr(self, key)
             _require(value is None or value >= 1, f"simulate.{key}", value,
                      "null or an integer >= 1")
-        _require(self.trace is None or Path(self.trace).expanduser().is_dir(),
-                 "simulate.trace", self.trace, "null or an existing run directory")
+        _require(self.trace is None or Path(self.trace).expanduser().exists(),
+                 "simulate.trace", self.trace,
+                 "null, an existing run directory or a trace file (specedge.simulate.save_trace)")
         for key in ("profile", "edge_profile"):
             _check_profile(f"simulate.{key}", getattr(self, key))
 

@@ -36,7 +36,7 @@ import math
 import random
 import sys
 from collections.abc import Generator
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +213,9 @@ class Trace:
     output_lengths: list[tuple[int, str, int, int]]
 
     acceptance: list[float] | None = None  # P(k accepted): replaces the rounds' own counts
+    # Rounds are chains of this many drafted tokens (published chain acceptance): the tree
+    # holds them and the root, drafted in as many forwards.
+    chain: int | None = None
     by_request: dict[int, list[TraceRound]] = field(default_factory=dict)  # in round order
     # Replay: request r's k-th round is the trace's (a run re-simulated as it happened);
     # otherwise rounds are drawn at random from the pools above.
@@ -228,14 +231,44 @@ class Trace:
         pool = self.prefill if prefill and self.prefill else (
             self.adopted if adopted and self.adopted else self.plain or self.prefill)
         r = rng.choice(pool)
+        if self.chain is not None:
+            r = replace(r, tree_size=self.chain + 1, draft_forwards=self.chain)
         if self.acceptance is None:
             return r
         k = rng.choices(range(len(self.acceptance)), weights=self.acceptance)[0]
         return replace(r, accepted=k, new_tokens=k + 1)
 
 
+TRACE_FORMAT = "specedge.trace/1"
+
+
+def save_trace(trace: Trace, path: Path, provenance: str) -> None:
+    """A run's rounds as one JSON file: what simulations draw from, without the records.
+    ``provenance`` says what was measured where (the file is data, kept in the repository)."""
+    pools = {k: [asdict(r) for r in getattr(trace, k)] for k in ("prefill", "plain", "adopted")}
+    path.write_text(json.dumps({"format": TRACE_FORMAT, "source": trace.source,
+                                "provenance": provenance, "hit_rate": trace.hit_rate,
+                                "output_lengths": trace.output_lengths, **pools}) + "\n")
+
+
+def _load_trace(path: Path) -> Trace:
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != TRACE_FORMAT:
+            raise ValueError(f"format {data.get('format')!r}, not {TRACE_FORMAT!r}")
+        pools = {k: [TraceRound(**r) for r in data[k]] for k in ("prefill", "plain", "adopted")}
+        return Trace(source=f"{path} ({data['provenance']})", hit_rate=float(data["hit_rate"]),
+                     output_lengths=[tuple(x) for x in data["output_lengths"]],  # type: ignore[misc]
+                     **pools)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SimulationError(f"{path}: not a trace file written by save_trace ({exc})") from None
+
+
 def trace_of(run_dir: Path) -> Trace:
-    """The acceptance trace of a real run: its rounds and its requests' output lengths."""
+    """The acceptance trace of a real run (its rounds and its requests' output lengths), or
+    of a trace file (:func:`save_trace`)."""
+    if Path(run_dir).is_file():
+        return _load_trace(Path(run_dir))
     rec = load_records(run_dir)
     if rec.outputs is None:
         raise SimulationError(f"{run_dir}: no {OUTPUTS_FILE}: the output lengths are unknown")
@@ -688,6 +721,9 @@ def plan_of_config(cfg: RunConfig) -> Plan:
     if sim.acceptance is not None:
         trace.acceptance = list(sim.acceptance)
         trace.source += f" (acceptance {sim.acceptance})"
+    if sim.chain is not None:
+        trace.chain = sim.chain
+        trace.source += f" (chains of {sim.chain} drafted tokens)"
     if cfg.baseline.name == BaselineName.specedge:
         streams = cfg.server.num_clients
     else:

@@ -38,7 +38,14 @@ def _config(path: Path, server_only: list[str]) -> Path:
                                      "hardware.link.delay_ms=7", "simulate.requests=8"],
                        "concurrency": 2, "edges": [1, 4], "max_batch_size": 4,
                        "edge_traces": {"excluded": "specedge-2e",
-                                       "cache": "specedge-2e-cache"}}}))
+                                       "cache": "specedge-2e-cache"},
+                       "scenario_runs": ["specedge-2e"],
+                       "scenario_overrides": [
+                           "scenarios=[{name:real,label:micro pair,source:this test,"
+                           "trace:results/validation/specedge-2e}]", "main_scenario=real",
+                           "batch_sizes=[1,2]", "headline_batch=2", "requests_per_slot=1",
+                           "maps.hardware=[a100_80]", "maps.concurrency=[1,4]",
+                           "maps.tokens_per_round=[2.5]", "maps.rtt_ms=[0,14]"]}}))
     return path
 
 
@@ -63,12 +70,14 @@ def test_reports_all_builds_runs_reports_and_is_incremental(tmp_path: Path,
             "sweeps/budget", "reports/comparison", "reports/sweep-budget",
             "reports/index", "validation/server_only", "validation/specedge-2e",
             "validation/validate", "projection/setup-specedge", "projection/edges",
-            "projection/ablation-specedge-2e-cache", "reports/projection"]
+            "projection/ablation-specedge-2e-cache", "projection/scenarios",
+            "reports/projection"]
     for job in jobs:  # every rule has a log and a benchmark record
         assert (work / "logs" / f"{job}.log").exists(), job
         assert (work / "benchmarks" / f"{job}.tsv").exists(), job
     index = (reports / "index.html").read_text()
     assert 'href="comparison.html"' in index and 'href="sweep-budget.html"' in index
+    assert "cannot show" in index and 'href="projection.html#headline"' in index
     comparison = (reports / "comparison.html").read_text()
     for label in ("Autoregressive", "Server-only", "SpecEdge", "Timeline of a SpecEdge run",
                   "wall", "busy", "Prompts and replies", "same as greedy", "--- prompt"):
@@ -76,7 +85,9 @@ def test_reports_all_builds_runs_reports_and_is_incremental(tmp_path: Path,
     assert "http://" not in comparison and "https://" not in comparison  # self-contained
     projection = (reports / "projection.html").read_text()
     for label in ("measured vs simulated", "specedge-2e", "/ server-only",
-                  "The paper&#39;s setup (SIMULATED)", "Edges per server (SIMULATED)",
+                  "The paper&#39;s setup at equal concurrency (SIMULATED)",
+                  "Edges per server (SIMULATED)", "micro pair", "break-even",
+                  "Headline: the paper&#39;s protocol (SIMULATED)", "Sensitivity",
                   "Ablation: proactive drafting and tree policy", "expected hit rate",
                   "adaptive", "<td>cache</td>"):
         assert label in projection, label

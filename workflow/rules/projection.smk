@@ -1,14 +1,24 @@
 # The performance model (specedge.simulate): validated against real runs here, then projected
 # onto the paper's hardware. Everything under results/projection/ is simulated.
 
+import glob
+import os
+
 VALIDATION = config["validation"]
+# The shipped latency profiles every projection simulation reads (hardware entries name them):
+# regenerating them (python -m specedge.roofline) re-runs the projection.
+SHIPPED = os.path.join(workflow.basedir, "specedge", "data")
+DERIVED_PROFILES = sorted(glob.glob(os.path.join(SHIPPED, "profiles", "*-derived.json")))
+SHIPPED_TRACES = sorted(glob.glob(os.path.join(SHIPPED, "traces", "*.json")))
 PROJECTION = config["projection"]
 VALIDATION_DIRS = [f"results/validation/{name}" for name in VALIDATION["runs"]]
 ORDERED_BASELINES = ["auto_batch", "server_only", "specedge"]
 ABLATION = VALIDATION.get("ablation", [])
 EDGE_TRACES = PROJECTION["edge_traces"]
+SCENARIO_RUNS = PROJECTION.get("scenario_runs", [])
 for _where, _names in (("validation.ablation", ABLATION),
-                       ("projection.edge_traces", list(EDGE_TRACES.values()))):
+                       ("projection.edge_traces", list(EDGE_TRACES.values())),
+                       ("projection.scenario_runs", SCENARIO_RUNS)):
     _unknown = sorted(set(_names) - set(VALIDATION["runs"]))
     if _unknown:
         raise ValueError(f"workflow/config.yaml: {_where} names {_unknown}, which are not "
@@ -93,6 +103,7 @@ rule projection_setup:
     """One system in the paper's setup, simulated from the embedded default's rounds."""
     input:
         trace="results/runs/{baseline}/summary.json",
+        profiles=DERIVED_PROFILES,
     output:
         summary="results/projection/setup/{baseline}/summary.json",
     params:
@@ -111,6 +122,7 @@ rule projection_ablation:
     """One run of the ablation in the paper's setup, simulated from its own rounds and hits."""
     input:
         trace="results/validation/{name}/summary.json",
+        profiles=DERIVED_PROFILES,
     output:
         summary="results/projection/ablation/{name}/summary.json",
     params:
@@ -130,6 +142,7 @@ rule projection_edges:
     the rounds and hit rate of its own validation run (projection.edge_traces)."""
     input:
         traces=[f"results/validation/{name}/summary.json" for name in EDGE_TRACES.values()],
+        profiles=DERIVED_PROFILES,
     output:
         directory("results/projection/edges"),
     params:
@@ -149,6 +162,26 @@ rule projection_edges:
         "done > {log} 2>&1"
 
 
+rule projection_scenarios:
+    """The paper's protocol under every acceptance scenario, the maps of where SpecEdge pays
+    and the sensitivity table (`python -m specedge.projection`, conf/projection.yaml)."""
+    input:
+        runs=[f"results/validation/{name}/summary.json" for name in SCENARIO_RUNS],
+        profiles=DERIVED_PROFILES,
+        traces=SHIPPED_TRACES,
+    output:
+        directory("results/projection/scenarios"),
+    params:
+        overrides=hydra_overrides(PROJECTION.get("scenario_overrides", [])),
+    log:
+        "logs/projection/scenarios.log",
+    benchmark:
+        "benchmarks/projection/scenarios.tsv"
+    shell:
+        "{PY} -m specedge.projection out_dir={output} {params.overrides} "
+        "hydra.run.dir=logs/projection/scenarios > {log} 2>&1"
+
+
 rule report_projection:
     """Validation table, the ablation, the paper setup's cost table and the edges sweep."""
     input:
@@ -156,6 +189,7 @@ rule report_projection:
         setup=expand(rules.projection_setup.output.summary, baseline=ORDERED_BASELINES),
         edges=rules.projection_edges.output,
         ablation=expand(rules.projection_ablation.output.summary, name=ABLATION),
+        scenarios=rules.projection_scenarios.output,
     output:
         "reports/projection.html",
     params:
@@ -170,4 +204,5 @@ rule report_projection:
     shell:
         "{PY} -m specedge.report projection {params.setup} --sweep {params.sweeps} "
         "--ablation {params.ablation} --ablation-setup {params.ablation_setup} "
-        "--validation {input.validation} --out {output} > {log} 2>&1"
+        "--validation {input.validation} --scenarios {input.scenarios} --out {output} "
+        "> {log} 2>&1"

@@ -41,6 +41,7 @@ rule report_index:
         comparison=rules.report_comparison.output,
         projection=rules.report_projection.output,
         sweeps=SWEEP_REPORTS,
+        scenarios=rules.projection_scenarios.output,
     output:
         "reports/index.html",
     log:
@@ -49,7 +50,7 @@ rule report_index:
         "benchmarks/reports/index.tsv"
     shell:
         "{PY} -m specedge.report index {input.comparison} {input.projection} {input.sweeps} "
-        "--out {output} "
+        "--scenarios {input.scenarios} --out {output} "
         "> {log} 2>&1"
 
 

@@ -1,0 +1,216 @@
+"""The projection: scenarios, the paper's protocol, maps and sensitivity (all simulated)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from specedge import CONF_DIR, PROJECT_ROOT
+from specedge.config import ConfigError, to_run_config
+from specedge.projection import (
+    MapGrid,
+    ProjectionConfig,
+    Scenario,
+    chain_acceptance,
+    figures,
+    map_point,
+    run,
+    simulate_point,
+    system_overrides,
+    two_point_acceptance,
+)
+from specedge.report import index_page, projection_report
+from specedge.simulate import (
+    SimulationError,
+    Trace,
+    TraceRound,
+    plan_of_config,
+    save_trace,
+    simulate,
+    trace_of,
+    with_edges,
+)
+
+TINY = "specedge/data/traces/tiny-4e-noproactive.json"
+
+
+@pytest.mark.parametrize(("tokens", "drafted"), [(3.13, 4), (3.40, 5), (1.0, 3), (5.0, 4)])
+def test_a_published_chain_acceptance_keeps_its_mean(tokens: float, drafted: int) -> None:
+    probs = chain_acceptance(tokens, drafted)
+    assert len(probs) == drafted + 1 and sum(probs) == pytest.approx(1.0)
+    assert 1 + sum(k * p for k, p in enumerate(probs)) == pytest.approx(tokens, abs=1e-4)
+    # a constant per-token rate: each count is a times the one before (but the last)
+    if 1 < tokens < drafted + 1:
+        rate = 1 - probs[0]
+        assert probs[2] / probs[1] == pytest.approx(rate, rel=1e-3)
+
+
+@pytest.mark.parametrize("tokens", [1.0, 1.5, 2.5, 3.25, 5.0])
+def test_the_maps_acceptance_has_the_tokens_per_round_asked(tokens: float) -> None:
+    probs = two_point_acceptance(tokens)
+    assert sum(probs) == pytest.approx(1.0)
+    assert 1 + sum(k * p for k, p in enumerate(probs)) == pytest.approx(tokens)
+    assert sum(p > 0 for p in probs) <= 2
+
+
+def test_bad_scenarios_and_settings_are_refused_with_what_is_accepted() -> None:
+    with pytest.raises(ConfigError, match="between 1 and drafted"):
+        Scenario("x", "x", "x", TINY, tokens_per_round=7.0, drafted=4)
+    with pytest.raises(ConfigError, match="given together"):
+        Scenario("x", "x", "x", TINY, tokens_per_round=3.0)
+    with pytest.raises(ConfigError, match="main_scenario"):
+        ProjectionConfig(main_scenario="nope")
+    with pytest.raises(ConfigError, match="headline_batch"):
+        ProjectionConfig(batch_sizes=[1, 2], headline_batch=8)
+    with pytest.raises(ConfigError, match="not hardware entries"):
+        ProjectionConfig(maps=MapGrid(hardware=["tpu9"]))
+    with pytest.raises(ConfigError, match=r"at most simulate\.chain"):
+        simulate_point(["simulate.trace=" + TINY, "simulate.chain=1",
+                        "simulate.acceptance=[0.2,0.3,0.5]"])
+    with pytest.raises(ConfigError, match="accounting"):
+        figures({}, "monthly")
+
+
+def test_a_trace_file_round_trips_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    trace = trace_of(PROJECT_ROOT / TINY)
+    assert "measured 2026-12-01" in trace.source and trace.plain and trace.prefill
+    copy = tmp_path / "copy.json"
+    save_trace(trace, copy, "copied")
+    again = trace_of(copy)
+    assert again.plain == trace.plain and again.output_lengths == trace.output_lengths
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "other"}')
+    with pytest.raises(SimulationError, match="not a trace file"):
+        trace_of(bad)
+
+
+def _constant_profile(path: Path, target_ms: float, draft_ms: float) -> Path:
+    rows = [{"model": role, "batch": b, "nodes": n, "prefix": 0, "ms_median": ms}
+            for role, ms in (("target", target_ms), ("draft", draft_ms))
+            for b in (1, 64) for n in (1, 4096)]
+    path.write_text(json.dumps({"device_name": "test", "forward_path": "graphs",
+                                "rows": rows}))
+    return path
+
+
+def test_one_edge_matches_the_closed_forms(tmp_path: Path) -> None:
+    """1 edge, chains of k tokens all accepted, constant forwards: a round is k draft steps,
+    the link both ways and one verification; server-only drafts on the server instead;
+    autoregressive is one forward a token."""
+    k, verify_ms, draft_ms, delay_ms = 2, 20.0, 3.0, 5.0
+    r = TraceRound(draft_s=0.0, accepted=k, new_tokens=k + 1, tree_size=k + 1, bytes=64,
+                   draft_forwards=k)
+    trace = tmp_path / "trace.json"
+    save_trace(Trace("closed form", [r], [r], [], 0.0, [(0, "t", 30, 8), (1, "t", 30, 8)]),
+               trace, "synthetic")
+    profile = _constant_profile(tmp_path / "profile.json", verify_ms, draft_ms)
+    common = ["hardware=a100_80", "model=qwen3_14b", f"hardware.link.delay_ms={delay_ms}",
+              f"simulate.trace={trace}", f"simulate.profile={profile}",
+              f"simulate.chain={k}", f"simulate.acceptance={[0.0] * k + [1.0]}",
+              "edge.proactive.type=disabled"]
+    se = simulate_point([*common, *system_overrides("specedge", 1, 1)])
+    so = simulate_point([*common, *system_overrides("server_only", 1)])
+    ab = simulate_point([*common, *system_overrides("auto_batch", 1)])
+    round_ms = k * draft_ms + 2 * delay_ms + verify_ms
+    assert se["upstream"]["itl_ms"] == pytest.approx(round_ms / (k + 1))
+    assert so["upstream"]["itl_ms"] == pytest.approx((k * draft_ms + verify_ms) / (k + 1))
+    assert ab["itl_ms"]["mean"] == pytest.approx(verify_ms)
+    server_price = so["prices"]["server_per_hour"]
+    # Server-only's server does the drafting, busy for whole rounds, and drafts each prompt
+    # once (one more constant draft forward a request): 2 requests of 30 tokens, 20 rounds.
+    busy_ms = 20 * (k * draft_ms + verify_ms) + 2 * draft_ms
+    assert figures(so, "busy")["usd_per_mtok"] == pytest.approx(
+        busy_ms / 1e3 / 3600 * server_price / 60 * 1e6)
+    assert figures(ab, "busy")["usd_per_mtok"] == pytest.approx(
+        verify_ms / 1e3 / 3600 * server_price * 1e6)
+    # SpecEdge bills the edge's drafting (k steps a round, and each prompt once) at its price
+    assert se["edge_busy_s"] == pytest.approx((20 * k + 2) * draft_ms / 1e3)
+
+
+def _small(tmp_path: Path) -> ProjectionConfig:
+    tiny = Scenario("tiny", "tiny pair", "the committed trace", TINY)
+    chain = Scenario("chain", "a published chain", "test", TINY, 3.13, 4)
+    return ProjectionConfig(
+        out_dir=str(tmp_path / "out"), scenarios=[tiny, chain], main_scenario="tiny",
+        batch_sizes=[1, 2], headline_batch=2, requests_per_slot=1,
+        maps=MapGrid(hardware=["a100_80"], concurrency=[1, 4], tokens_per_round=[1.5, 3.0],
+                     rtt_ms=[0.0, 14.0]))
+
+
+def test_the_projection_is_deterministic_labelled_and_its_maps_are_their_points(
+        tmp_path: Path) -> None:
+    cfg = _small(tmp_path)
+    run(cfg)
+    out = tmp_path / "out"
+    first = {n: (out / f"{n}.json").read_text() for n in ("protocol", "maps", "sensitivity")}
+    for name in ("protocol", "maps", "sensitivity"):
+        assert json.loads(first[name])["simulated"] is True
+    run(cfg)
+    assert {n: (out / f"{n}.json").read_text() for n in first} == first  # same seed, same
+    protocol = json.loads(first["protocol"])
+    edges = {(p["system"], p["batch"]): p["edges"] for p in protocol["points"]}
+    assert edges[("specedge", 2)] == 4 and edges[("server_only", 2)] is None  # 2B edges
+    assert len(protocol["table"]) == 2 * 2
+    for p in protocol["points"]:  # each point names its trace and its derived latencies
+        assert "tiny-4e-noproactive" in p["trace"]
+        assert "derived" in p["latency_model"]["target"]["source"]
+        assert ("acceptance" in p["trace"]) == (p["scenario"] == "chain")
+    cells = json.loads(first["maps"])["cells"]
+    assert len(cells) == 1 * 2 * 2 * 2
+    cell = next(c for c in cells if c["concurrency"] == 4 and c["rtt_ms"] == 14.0
+                and c["tokens_per_round"] == 3.0)
+    assert cell["overrides"]["specedge"] == map_point(cfg, "a100_80", "specedge", 4, 3.0, 14.0)
+    se = figures(simulate_point(cell["overrides"]["specedge"]))
+    so = figures(simulate_point(cell["overrides"]["server_only"]))
+    assert cell["vs_server_only"] == se["usd_per_mtok"] / so["usd_per_mtok"]
+    assert cell["specedge_tokens_per_round"] == pytest.approx(3.0, abs=0.35)
+    sens = json.loads(first["sensitivity"])
+    assumptions = [r["assumption"] for r in sens["rows"]]
+    assert assumptions[0] == "baseline" and {"acceptance", "efficiency", "edges per batch",
+                                             "accounting"} <= set(assumptions)
+    assert len(sens["verdict"]) == 3 and all("reproduced" in v for v in sens["verdict"])
+
+
+def _projection_inputs(tmp_path: Path) -> tuple[list[Path], list[Path], Path]:
+    """What the rest of the projection page reads: the paper's setup simulated per system,
+    an edges sweep's index (one job) and a validation table."""
+    setup = []
+    for system in ("auto_batch", "server_only", "specedge"):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            composed = compose(config_name="config", overrides=[
+                "hardware=a100_80", "model=qwen3_14b", f"simulate.trace={TINY}",
+                *system_overrides(system, 2)])
+        with_edges(composed)
+        setup.append(tmp_path / "setup" / system)
+        summary = simulate(plan_of_config(to_run_config(composed)), setup[-1])
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "index.json").write_text(json.dumps({"sweep_dir": str(sweep), "jobs": [
+        {"status": "completed", "params": {"edge.proactive.type": "disabled"},
+         "summary": summary}]}))
+    validation = tmp_path / "validation.json"
+    validation.write_text(json.dumps([{"run": "r/specedge", "baseline": "specedge",
+                                       "metric": "ITL ms", "measured": 10.0,
+                                       "simulated": 10.5, "error": 0.05}]))
+    return setup, [sweep], validation
+
+
+def test_the_reports_show_the_projection_and_say_what_this_run_cannot_show(
+        tmp_path: Path) -> None:
+    """The projection page leads with the protocol, sensitivity and maps; the index says what
+    one CPU can and cannot show and links the headline."""
+    cfg = _small(tmp_path)
+    run(cfg)
+    setup, sweeps, validation = _projection_inputs(tmp_path)
+    page = projection_report(setup, sweeps, validation, tmp_path / "projection.html", "P",
+                             scenarios=tmp_path / "out")
+    html = page.read_text()
+    assert html.index('id="headline"') < html.index('id="sensitivity"') < html.index(
+        'id="maps"') < html.index("Validation")
+    assert "break-even" in html and "SIMULATED" in html and "the paper" in html
+    index = index_page([page], tmp_path / "index.html", tmp_path / "out").read_text()
+    assert "cannot show" in index and "projection.html#headline" in index
+    assert "reproduced" in index
