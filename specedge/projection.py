@@ -151,7 +151,7 @@ def _default_scenarios() -> list[Scenario]:
 class MapGrid:
     hardware: list[str] = field(default_factory=lambda: ["a100_80", "a100_40", "rtx4090"])
     concurrency: list[int] = field(default_factory=lambda: [1, 4, 16, 64, 256])
-    tokens_per_round: list[float] = field(default_factory=lambda: [1.5, 2.5, 3.5, 5.0])
+    tokens_per_round: list[float] = field(default_factory=lambda: [1.5, 3.0, 4.5])
     rtt_ms: list[float] = field(default_factory=lambda: [0.0, 14.0, 50.0])
     requests_per_slot: int = 1  # requests per edge / batch place at each point
 

@@ -717,7 +717,8 @@ def protocol_section(data: dict[str, Any]) -> Section:
     for key, short in (("cost_efficiency_x", "cost"), ("throughput_x", "throughput"),
                        ("itl_reduction", "ITL")):
         scale = 100 if key == "itl_reduction" else 1
-        table[f"{short} gap to paper"] = scale * t[f"{key}_gap"]
+        table[f"{short} gap to paper{' (points)' if scale == 100 else ''}"] = (
+            scale * t[f"{key}_gap"])
     gaps = []
     for _, r in t[t["batch"] == 1].iterrows():
         gaps.append({"acceptance (scenario)": labels[r["scenario"]], **{
