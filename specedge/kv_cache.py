@@ -1,7 +1,7 @@
 """The KV cache: one preallocated pool per model, and the one forward every method makes.
 
 A :class:`KVPool` holds the keys and values of every request a process serves, as one tensor
-each of shape ``[layers, rows + 1, kv_heads, capacity, head_dim]`` allocated once. A request
+each of shape ``[layers, rows + 1, kv_heads, columns, head_dim]`` allocated once. A request
 owns a row (:class:`KVRow`): columns ``[0, length)`` are its committed tokens; the columns after
 them are a *work area* where forwards append speculative tokens (tree nodes). Keeping the
 accepted ones is a gather on the device that moves their columns down to ``length``; nothing
@@ -15,7 +15,8 @@ attends to its row's committed prefix plus the work columns it names. How it run
 
 - ``eager``: exact shapes, attention over the columns in use only (fastest on a CPU);
 - ``static``: shapes rounded up to buckets (batch: powers of two; new tokens and work area:
-  ``model.token_buckets``), attention over the whole row: exactly what a graph replays;
+  ``model.token_buckets``; KV columns read: the longest row's, rounded up to a power of two of
+  at least 64, :meth:`KVPool.kv_bucket`): exactly what a graph replays;
 - ``graphs``: ``static``, with each bucket's forward captured once as a CUDA graph and replayed.
 
 The attention mask is built on the device from each row's prefix length and a small boolean
@@ -25,6 +26,8 @@ mask.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import time
 from collections.abc import Callable, Sequence
@@ -32,9 +35,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel
+from transformers import AttentionInterface, PreTrainedModel
 
 from specedge.config import CompileMode, EdgeConfig, ModelConfig, ProactiveType, resolve_compile
+
+CAPACITY_ALIGN = 64  # a row's allocated columns are rounded up to a multiple of this
 
 
 class KVCapacityError(RuntimeError):
@@ -115,8 +120,9 @@ class _Plan:
     kv_len: int  # columns attention reads
 
     @property
-    def key(self) -> tuple[int, int, int]:
-        return (*self.input_ids.shape, self.block.shape[2])
+    def key(self) -> tuple[int, int, int, int]:
+        """(batch, new tokens, work width, KV columns read): a static shape, a graph."""
+        return (*self.input_ids.shape, self.block.shape[2], self.kv_len)
 
     def packed(self) -> np.ndarray:
         """Every integer input in one array: one host-to-device copy (plus the block's)."""
@@ -170,6 +176,37 @@ class _PoolView:
         return len(self.pool.keys)
 
 
+GQA_ATTENTION = "specedge_gqa_sdpa"
+
+
+def gqa_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
+                  value: torch.Tensor, attention_mask: torch.Tensor | None,
+                  dropout: float = 0.0, scaling: float | None = None,
+                  **kwargs: object) -> tuple[torch.Tensor, None]:
+    """SDPA for grouped-query attention with a mask, without repeating K/V: the query heads
+    that share a KV head become extra query rows of it (the mask repeated to match, which is
+    tokens x columns, not columns x heads x dims). Transformers' SDPA path repeats K/V
+    whenever there is a mask on CUDA, since SDPA's ``enable_gqa`` with a mask falls back to
+    the math kernel; a tree verification always has a mask. Returns ``[B, N, H, D]``."""
+    batch, heads, n_new, dim = query.shape
+    kv_heads = key.shape[1]
+    rep = heads // kv_heads
+    q = query.reshape(batch, kv_heads, rep * n_new, dim)  # head h uses KV head h // rep
+    mask = attention_mask
+    if mask is not None:
+        mask = mask[..., : key.shape[-2]]
+        if rep > 1:
+            mask = mask.repeat(1, 1, rep, 1) if mask.shape[1] == 1 else mask.reshape(
+                batch, kv_heads, rep * n_new, -1)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q, key, value, attn_mask=mask, dropout_p=dropout if module.training else 0.0,
+        scale=scaling)
+    return out.reshape(batch, heads, n_new, dim).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(GQA_ATTENTION, gqa_attention)
+
+
 def cache_argument(model: PreTrainedModel) -> str:
     """The forward's cache keyword: ``cache`` in newer transformers 5.x, ``past_key_values``
     before (both declared versions must work)."""
@@ -211,7 +248,7 @@ class KVPool:
     work: int  # work-area columns beyond it (largest tree round, see drafting.work_columns)
     mode: CompileMode = CompileMode.eager
     token_buckets: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
-    on_forward: Callable[[tuple[int, int, int]], None] | None = None  # sees each forward's shape
+    on_forward: Callable[[tuple[int, int, int, int]], None] | None = None  # each forward's key
     capture: Capture | None = None  # graphs mode: how a bucket is captured (None: CUDA graph)
     keys: torch.Tensor = field(init=False)
     values: torch.Tensor = field(init=False)
@@ -225,8 +262,12 @@ class KVPool:
         if self.mode == CompileMode.auto:
             raise ValueError("resolve CompileMode.auto first (specedge.config.resolve_compile)")
         layers, kv_heads, head_dim = kv_shape(self.model)
-        self.capacity = self.max_len + self.work
-        shape = (layers, self.rows + 1, kv_heads, self.capacity, head_dim)
+        self.capacity = self.max_len + self.work  # what a row may hold
+        # Allocated as a multiple of 64: attention kernels tile the key length (SDPA's
+        # memory-efficient kernel re-pads a mask whose last dimension is not a multiple of 8,
+        # in every layer); static forwards read up to here.
+        self.columns = -(-self.capacity // CAPACITY_ALIGN) * CAPACITY_ALIGN
+        shape = (layers, self.rows + 1, kv_heads, self.columns, head_dim)
         # Read once: the model's .device/.dtype walk its modules on every access.
         self._device, self._dtype = self.model.device, self.model.dtype
         self._min = torch.finfo(self._dtype).min
@@ -236,9 +277,15 @@ class KVPool:
         self.scratch = self.rows
         self._free = list(range(self.rows))
         self._cache_arg = cache_argument(self.model)
-        self._graphs: dict[tuple[int, int, int], _Graph] = {}
+        self._graphs: dict[tuple[int, int, int, int], _Graph] = {}
         self.token_buckets = tuple(sorted(self.token_buckets))
-        self._columns = torch.arange(self.capacity, device=self._device)
+        self._columns = torch.arange(self.columns, device=self._device)
+        if self._device.type == "cuda" and kv_heads < int(text_config(self.model)
+                                                          .num_attention_heads):
+            # Grouped-query attention with our masks, without repeating K/V (gqa_attention).
+            self.model.set_attn_implementation(GQA_ATTENTION)
+        self._graph_memory: object = None  # graphs mode: this pool's CUDA graph memory
+        self._logits: dict[tuple[int, int], torch.Tensor] = {}  # graphs mode: per (B, N)
 
     @property
     def device(self) -> torch.device:
@@ -297,9 +344,18 @@ class KVPool:
             dst += range(row.length, row.length + len(cols))
         if not rows or src == dst:
             return
-        r, s, d = (torch.tensor(x, device=self.device) for x in (rows, src, dst))
+        r, s, d = self._upload(np.array([rows, src, dst], dtype=np.int64))
         self.keys[:, r, :, d] = self.keys[:, r, :, s]  # the right side is gathered first
         self.values[:, r, :, d] = self.values[:, r, :, s]
+
+    def _upload(self, host: np.ndarray) -> torch.Tensor:
+        """One host-to-device copy of an index array; on CUDA from pinned memory and without
+        blocking the host (the caching host allocator keeps the pinned block alive until the
+        copy is done)."""
+        tensor = torch.from_numpy(host)
+        if self.device.type != "cuda":
+            return tensor.to(self.device)
+        return tensor.pin_memory().to(self.device, non_blocking=True)
 
     def export(self, row: KVRow) -> tuple[torch.Tensor, torch.Tensor]:
         """The committed KV of ``row`` ([layers, kv_heads, length, head_dim] each), on the CPU."""
@@ -361,6 +417,7 @@ class KVPool:
                                   f"bucket of model.token_buckets ({self.max_tokens})")
         if static and len(queries) > self.rows:
             raise KVCapacityError(f"a batch of {len(queries)} exceeds the pool's {self.rows} rows")
+        ends = max(q.row.used + len(q.tokens) for q in queries)
         batch = _pow2_at_least(len(queries)) if static else len(queries)
         n_new = bucket(n_real, self.token_buckets) if static else n_real
         width = bucket(max(w_real, n_new), self.token_buckets) if static else w_real
@@ -372,7 +429,7 @@ class KVPool:
             read_rows=np.full(batch, self.scratch, np.int64),
             lengths=np.zeros(batch, np.int64),
             block=np.zeros((batch, n_new, width), bool),
-            kv_len=self.capacity if static else max(q.row.used + len(q.tokens) for q in queries),
+            kv_len=self.kv_bucket(ends) if static else ends,
         )
         plan.block[:, :, 0] = True  # padding sees one finite column: no NaN rows
         for b, q in enumerate(queries):
@@ -397,6 +454,27 @@ class KVPool:
             if not plan.block[b, np.arange(n), own].all():
                 raise ValueError("every query token must see its own column")
         return plan
+
+    def kv_bucket(self, columns: int) -> int:
+        """KV columns a static forward reads: the batch's longest row rounded up to a power
+        of two, at least :data:`CAPACITY_ALIGN`, at most the row (attention and the rows'
+        gather then grow with the context, not with ``model.max_len``)."""
+        return min(self.columns, max(CAPACITY_ALIGN, _pow2_at_least(columns)))
+
+    def kv_traffic(self, batch: int, columns: int) -> tuple[int, int]:
+        """Bytes of KV one forward of ``batch`` rows, the longest ``columns`` long, moves on
+        this pool's path: (read by attention over every layer, extra moved by gathering the
+        rows: the gather reads them and writes a copy that attention then reads). One row is
+        a view, nothing gathered: a one-row batch, or any batch of a one-row pool in graphs
+        mode."""
+        layers, kv_heads, head_dim = kv_shape(self.model)
+        size = torch.finfo(self._dtype).bits // 8
+        static = self.mode != CompileMode.eager
+        rows = _pow2_at_least(batch) if static else batch
+        cols = self.kv_bucket(columns) if static else columns
+        read = rows * cols * layers * 2 * kv_heads * head_dim * size
+        view = rows == 1 and (self.mode != CompileMode.graphs or self.rows == 1)
+        return read, 0 if view else 2 * read
 
     def _to_device(self, plan: _Plan) -> tuple[torch.Tensor, torch.Tensor]:
         """The packed integers and the block, on the device."""
@@ -424,7 +502,19 @@ class KVPool:
 
     # --- CUDA graphs ---------------------------------------------------------------------
 
+    def _on_device(self) -> contextlib.AbstractContextManager[object]:
+        """The model's own CUDA device as the current one: streams, events, graph memory
+        and captures all belong to the current device, which need not be the model's (a
+        model on cuda:1 in a process whose current device is cuda:0)."""
+        if self.device.type == "cuda":
+            return torch.cuda.device(self.device)
+        return contextlib.nullcontext()
+
     def _replay(self, plan: _Plan) -> torch.Tensor:
+        with self._on_device():
+            return self._replay_here(plan)
+
+    def _replay_here(self, plan: _Plan) -> torch.Tensor:
         graph = self._graphs.get(plan.key)
         if graph is None:
             graph = self._capture(plan)
@@ -450,10 +540,28 @@ class KVPool:
         so a warm-up run writes the same KV values to the same columns."""
         packed, block = self._to_device(plan)
         views = _unpacked(packed, block)
-        capture = self.capture or cuda_graph
+        if self.capture is not None:
+            capture = self.capture
+        else:  # this pool's own graph memory: see cuda_graph
+            if self._graph_memory is None:
+                self._graph_memory = torch.cuda.graph_pool_handle()
+            capture = functools.partial(cuda_graph, device=self.device,
+                                        memory=self._graph_memory)
+
+        # A pool of one row always reads row 0: the graph can take it as a view (no gather).
+        single = 0 if self.rows == 1 else None
+        # Graphs of one (batch, tokens) write their logits into one shared buffer, allocated
+        # outside any graph's memory: only inputs, KV and this stay live between replays.
+        batch, n_new = plan.key[:2]
+        out = self._logits.get((batch, n_new))
+        if out is None:
+            head = self.model.get_output_embeddings()  # the logits' width and dtype
+            out = torch.empty((batch, n_new, int(head.out_features)), dtype=head.weight.dtype,
+                              device=self._device)
+            self._logits[(batch, n_new)] = out
 
         def step() -> torch.Tensor:
-            return self._run(views, self.capacity, None)
+            return out.copy_(self._run(views, plan.kv_len, single))
 
         replay, logits = capture(step)
         self.captures += 1
@@ -468,24 +576,34 @@ class KVPool:
 
 
 Capture = Callable[[Callable[[], torch.Tensor]], tuple[Callable[[], None], torch.Tensor]]
-_GRAPH_MEMORY: dict[int, object] = {}  # one memory pool per device, shared by every graph
 
 
-def cuda_graph(step: Callable[[], torch.Tensor]) -> tuple[Callable[[], None], torch.Tensor]:
-    """Record ``step`` as a CUDA graph (after two warm-up runs on a side stream, as capture
-    requires); returns its replay and its output buffer."""
-    device = torch.cuda.current_device()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(2):
-            step()
-    torch.cuda.current_stream().wait_stream(stream)
-    memory = _GRAPH_MEMORY.setdefault(device, torch.cuda.graph_pool_handle())
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, pool=memory):
-        out = step()
-    return graph.replay, out
+def cuda_graph(step: Callable[[], torch.Tensor], device: torch.device,
+               memory: object) -> tuple[Callable[[], None], torch.Tensor]:
+    """Record ``step`` as a CUDA graph on ``device`` (after two warm-up runs on a side stream
+    of that device, as capture requires), in the graph memory ``memory``; returns its replay
+    (on ``device``'s current stream) and its output buffer.
+
+    Graphs sharing ``memory`` share their intermediate and output allocations: an output is
+    valid until the next replay of any graph captured in the same memory. Each
+    :class:`KVPool` keeps its own, so a pool's logits stay valid until that pool's next
+    forward (the rule :meth:`KVPool.forward` states)."""
+    with torch.cuda.device(device):
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                step()
+        torch.cuda.current_stream(device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=memory):
+            out = step()
+
+    def replay() -> None:
+        with torch.cuda.device(device):
+            graph.replay()
+
+    return replay, out
 
 
 def work_columns(edge: EdgeConfig) -> int:

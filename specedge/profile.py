@@ -4,7 +4,9 @@ Times the forward every method makes (:meth:`specedge.kv_cache.KVPool.forward`, 
 ``model.compile`` selects for ``hardware.server_device``) over batch x new tokens x prefix
 length, synchronised, median and minimum of ``profile.repeats`` after warm-up (which also
 captures the CUDA graphs). Each row stands beside its memory-bandwidth floor (weights streamed
-once plus the KV read, over the device's bandwidth) where the bandwidth is known. Prints a
+once plus the KV read, over the device's bandwidth) where the bandwidth is known, and the
+bytes this path moves (whole KV buckets, the gather of several rows) with its floor on the same
+terms. Prints a
 table and writes JSON (``profile.out``) that the performance model reads. With
 ``model.weights=random`` no weights need to exist anywhere: ``model=qwen3_14b
 model.weights=random`` profiles Qwen3-14B on any GPU that fits it.
@@ -69,19 +71,30 @@ class Row:
     ms_min: float
     floor_ms: float | None  # (weights + KV read) / bandwidth; None where it is unknown
     floor_bytes: int
+    # What this path moves (KVPool.kv_traffic): the weights, the KV its attention reads (whole
+    # buckets on static shapes) and the extra of gathering several rows; its floor on the
+    # same terms
+    weight_bytes: int = 0
+    kv_read_bytes: int = 0
+    kv_gathered_bytes: int = 0
+    path_floor_ms: float | None = None
 
 
-def floor_bytes(model: PreTrainedModel, batch: int, nodes: int, prefix: int) -> int:
-    """Bytes a forward must read at least: every weight once (an untied input embedding only
-    looks up rows) and the KV of every sequence's prefix and new tokens."""
+def weight_bytes(model: PreTrainedModel) -> int:
+    """Every weight a forward reads once (an untied input embedding only looks up rows)."""
     cfg = text_config(model)
-    size = torch.finfo(model.dtype).bits // 8
     params = sum(p.numel() for p in model.parameters())
     if not getattr(cfg, "tie_word_embeddings", False):
         params -= model.get_input_embeddings().weight.numel()
+    return params * (torch.finfo(model.dtype).bits // 8)
+
+
+def floor_bytes(model: PreTrainedModel, batch: int, nodes: int, prefix: int) -> int:
+    """Bytes a forward must read at least: every weight once and the KV of every sequence's
+    prefix and new tokens."""
     layers, kv_heads, head_dim = kv_shape(model)
     kv = batch * (prefix + nodes) * layers * 2 * kv_heads * head_dim
-    return (params + kv) * size
+    return weight_bytes(model) + kv * (torch.finfo(model.dtype).bits // 8)
 
 
 def profile_model(pool: KVPool, which: str, name: str, cfg: RunConfig,
@@ -119,13 +132,18 @@ def profile_model(pool: KVPool, which: str, name: str, cfg: RunConfig,
                     if i >= p.warmup:
                         times.append((time.perf_counter() - t0) * 1e3)
                 nbytes = floor_bytes(pool.model, batch, nodes, prefix)
+                weights = weight_bytes(pool.model)
+                kv_read, kv_gathered = pool.kv_traffic(batch, prefix + nodes)
+                moved = weights + kv_read + kv_gathered
                 rows_out.append(Row(
                     model=which, name=name, device=str(dev), device_name=device_name(str(dev)),
                     dtype=cfg.model.dtype.value, forward_path=pool.mode.value,
                     weights=cfg.model.weights.value, batch=batch, nodes=nodes, prefix=prefix,
                     ms_median=round(statistics.median(times), 4), ms_min=round(min(times), 4),
                     floor_ms=None if bandwidth is None else round(nbytes / bandwidth / 1e6, 4),
-                    floor_bytes=nbytes))
+                    floor_bytes=nbytes, weight_bytes=weights, kv_read_bytes=kv_read,
+                    kv_gathered_bytes=kv_gathered, path_floor_ms=None if bandwidth is None
+                    else round(moved / bandwidth / 1e6, 4)))
         for row in rows:
             pool.release(row)
     return rows_out

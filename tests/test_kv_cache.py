@@ -83,17 +83,19 @@ def test_static_shapes_are_few_and_bucketed(models) -> None:
     chunks of the largest bucket; eager forwards keep their exact shapes."""
     target, _, prompt = models
     long = (prompt * 8)[:70]
-    seen: list[tuple[int, int, int]] = []
+    seen: list[tuple[int, int, int, int]] = []
     static = KVPool(target, 3, 256, 64, CompileMode.static, (1, 2, 4, 8, 16), seen.append)
     row = static.acquire()
     prefill(static, row, long)
     assert row.length == 70
     assert [s[:2] for s in seen] == [(1, 16)] * 4 + [(1, 8)]  # 16+16+16+16+6: 6 rounds up
-    assert all(w in (1, 2, 4, 8, 16, 32, 64, 128) for _, _, w in seen)
+    assert all(w in (1, 2, 4, 8, 16, 32, 64, 128) for _, _, w, _ in seen)
+    # KV columns read: the row's end rounded up to a power of two >= 64, never the whole row
+    assert [kv for *_, kv in seen] == [64, 64, 64, 64, 128] and static.columns == 320
     eager = KVPool(target, 1, 256, 64, CompileMode.eager)
     erow = eager.acquire()
     prefill(eager, erow, long)
-    assert eager.shapes == {(1, 70, 70)}
+    assert eager.shapes == {(1, 70, 70, 70)}
     torch.testing.assert_close(static.keys[:, row.index, :, :70],
                                eager.keys[:, erow.index, :, :70], atol=1e-4, rtol=1e-4)
 
@@ -154,6 +156,11 @@ def test_graphs_replay_each_bucket_without_recapturing(models) -> None:
     # One capture per bucket ever used, however many steps ran.
     assert recorder.captured == len(t_pool.shapes) + len(d_pool.shapes)
     assert t_pool.captures == len(t_pool.shapes) < steps
+    # Graphs of one (batch, tokens) share one logits buffer, whatever their width or KV length.
+    buffers: dict[tuple[int, int], set[int]] = {}
+    for key, graph in t_pool._graphs.items():
+        buffers.setdefault(key[:2], set()).add(graph.logits.data_ptr())
+    assert len(t_pool._graphs) > len(buffers) and all(len(b) == 1 for b in buffers.values())
 
 
 def test_tree_query_sees_ancestors_only(models) -> None:

@@ -31,6 +31,12 @@ def test_profile_of_the_micro_pair(tmp_path: Path, micro_pair: Path) -> None:
     for r in rows:  # the floor is the bytes a forward must read over the stated bandwidth
         assert r["floor_ms"] == pytest.approx(r["floor_bytes"] / 20e9 * 1e3, abs=1e-4)
     assert rows[3]["floor_bytes"] > rows[0]["floor_bytes"]  # more KV read
+    for r in rows:  # static shapes read whole KV buckets (>= 64 columns) and gather batches
+        assert r["weight_bytes"] + r["kv_read_bytes"] + r["kv_gathered_bytes"] >= \
+            r["floor_bytes"]
+        assert r["path_floor_ms"] >= r["floor_ms"]
+        assert (r["kv_gathered_bytes"] == 0) == (r["batch"] == 1)
+    assert rows[0]["kv_read_bytes"] == rows[1]["kv_read_bytes"]  # 21 and 25 columns: one bucket
 
 
 def test_profile_of_a_random_weight_architecture(tmp_path: Path, micro_pair: Path) -> None:
