@@ -193,7 +193,7 @@ class ProjectionConfig:
         if min(self.maps.tokens_per_round, default=0) < 1:
             raise ConfigError(f"maps.tokens_per_round = {self.maps.tokens_per_round} is not "
                               "accepted: tokens per round >= 1 (the bonus token)")
-        known = {g.key for g in GPUS} | {"cpu", "one_gpu", "slurm"}
+        known = {p.stem for p in (CONF_DIR / "hardware").glob("*.yaml")}
         unknown = sorted(set(self.maps.hardware) - known)
         if unknown:
             raise ConfigError(f"maps.hardware names {unknown}: not hardware entries "
