@@ -228,6 +228,12 @@ def kv_shape(model: PreTrainedModel) -> tuple[int, int, int]:
     return int(cfg.num_hidden_layers), kv_heads, head_dim
 
 
+def kv_bytes_per_column(model: PreTrainedModel) -> int:
+    """Bytes of keys and values one token takes in ``model``'s cache, over all layers."""
+    layers, kv_heads, head_dim = kv_shape(model)
+    return layers * 2 * kv_heads * head_dim * (torch.finfo(model.dtype).bits // 8)
+
+
 @dataclass
 class _Graph:
     replay: Callable[[], None]
@@ -467,12 +473,10 @@ class KVPool:
         rows: the gather reads them and writes a copy that attention then reads). One row is
         a view, nothing gathered: a one-row batch, or any batch of a one-row pool in graphs
         mode."""
-        layers, kv_heads, head_dim = kv_shape(self.model)
-        size = torch.finfo(self._dtype).bits // 8
         static = self.mode != CompileMode.eager
         rows = _pow2_at_least(batch) if static else batch
         cols = self.kv_bucket(columns) if static else columns
-        read = rows * cols * layers * 2 * kv_heads * head_dim * size
+        read = rows * cols * kv_bytes_per_column(self.model)
         view = rows == 1 and (self.mode != CompileMode.graphs or self.rows == 1)
         return read, 0 if view else 2 * read
 

@@ -33,7 +33,14 @@ from transformers import PreTrainedModel
 
 from specedge import CONF_DIR
 from specedge.config import CompileMode, ConfigError, RunConfig, resolve_compile, to_run_config
-from specedge.kv_cache import KVPool, KVRow, causal_query, kv_shape, prefill, text_config
+from specedge.kv_cache import (
+    KVPool,
+    KVRow,
+    causal_query,
+    kv_bytes_per_column,
+    prefill,
+    text_config,
+)
 from specedge.models import ModelLoadError, device_name, load_member
 
 # Peak memory bandwidth in GB/s, from the vendors' datasheets, matched against the name torch
@@ -92,9 +99,7 @@ def weight_bytes(model: PreTrainedModel) -> int:
 def floor_bytes(model: PreTrainedModel, batch: int, nodes: int, prefix: int) -> int:
     """Bytes a forward must read at least: every weight once and the KV of every sequence's
     prefix and new tokens."""
-    layers, kv_heads, head_dim = kv_shape(model)
-    kv = batch * (prefix + nodes) * layers * 2 * kv_heads * head_dim
-    return weight_bytes(model) + kv * (torch.finfo(model.dtype).bits // 8)
+    return weight_bytes(model) + batch * (prefix + nodes) * kv_bytes_per_column(model)
 
 
 def profile_model(pool: KVPool, which: str, name: str, cfg: RunConfig,

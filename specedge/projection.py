@@ -279,11 +279,16 @@ def protocol(cfg: ProjectionConfig, scenario: Scenario) -> list[dict[str, Any]]:
     return rows
 
 
+def _by_point(rows: list[dict[str, Any]]) -> dict[tuple[str, int, str], dict[str, Any]]:
+    """Protocol points by (scenario, batch, system)."""
+    return {(r["scenario"], r["batch"], r["system"]): r for r in rows}
+
+
 def protocol_table(rows: list[dict[str, Any]], paper: PaperFigures) -> list[dict[str, Any]]:
     """Per scenario and batch size: the upstream-defined figures of each system, SpecEdge's
     ratios to server-only, and at batch 1 the gap to upstream's $ per 1M tokens."""
     out = []
-    keyed = {(r["scenario"], r["batch"], r["system"]): r for r in rows}
+    keyed = _by_point(rows)
     for (scenario, batch, system), r in keyed.items():
         if system != "specedge":
             continue
@@ -378,7 +383,7 @@ def sensitivity(cfg: ProjectionConfig, protocol_rows: list[dict[str, Any]],
     assumption changed at a time."""
     b = cfg.headline_batch
     main = cfg.scenario(cfg.main_scenario)
-    keyed = {(r["scenario"], r["batch"], r["system"]): r for r in protocol_rows}
+    keyed = _by_point(protocol_rows)
 
     def row(assumption: str, value: str, se: dict[str, Any], so: dict[str, Any],
             accounting: str = "upstream") -> dict[str, Any]:
