@@ -14,10 +14,13 @@ attends to its row's committed prefix plus the work columns it names. How it run
 ``model.compile`` setting (:class:`~specedge.config.CompileMode`):
 
 - ``eager``: exact shapes, attention over the columns in use only (fastest on a CPU);
-- ``static``: shapes rounded up to buckets (batch: powers of two; new tokens and work area:
-  ``model.token_buckets``; KV columns read: the longest row's, rounded up to a power of two of
-  at least 64, :meth:`KVPool.kv_bucket`): exactly what a graph replays;
+- ``static``: shapes rounded up to buckets (batch: powers of two; new tokens:
+  ``model.token_buckets``; work area: one width per pool; KV columns read: the longest row's,
+  rounded up to a power of two of at least 64, :meth:`KVPool.kv_bucket`): exactly what a graph
+  replays;
 - ``graphs``: ``static``, with each bucket's forward captured once as a CUDA graph and replayed.
+  :func:`pool_for` captures every bucket a run can use at start-up
+  (:meth:`KVPool.capture_all`), so no capture happens inside a served round.
 
 The attention mask is built on the device from each row's prefix length and a small boolean
 block over its work area, so the host never builds (or copies) a ``[batch, tokens, columns]``
@@ -29,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +44,7 @@ from transformers import AttentionInterface, PreTrainedModel
 from specedge.config import CompileMode, EdgeConfig, ModelConfig, ProactiveType, resolve_compile
 
 CAPACITY_ALIGN = 64  # a row's allocated columns are rounded up to a multiple of this
+log = logging.getLogger(__name__)
 
 
 class KVCapacityError(RuntimeError):
@@ -244,6 +249,15 @@ class _Graph:
     copied: object = None  # a CUDA event: the last copy out of the staging buffers is done
 
 
+@dataclass(frozen=True)
+class Captured:
+    """What capturing a pool's buckets at start-up took."""
+
+    graphs: int
+    seconds: float
+    memory_bytes: int  # device memory reserved by the graphs, their buffers and the logits
+
+
 @dataclass
 class KVPool:
     """Preallocated KV of ``rows`` requests for ``model``; every forward goes through here."""
@@ -256,12 +270,14 @@ class KVPool:
     token_buckets: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
     on_forward: Callable[[tuple[int, int, int, int]], None] | None = None  # each forward's key
     capture: Capture | None = None  # graphs mode: how a bucket is captured (None: CUDA graph)
+    batch: int | None = None  # most queries in one forward (None: rows); static shapes go to it
     keys: torch.Tensor = field(init=False)
     values: torch.Tensor = field(init=False)
     timed: bool = False  # synchronise after each forward and add up calls and seconds
     calls: int = field(init=False, default=0)
     seconds: float = field(init=False, default=0.0)
     captures: int = field(init=False, default=0)  # CUDA graphs captured (graphs mode)
+    late: int = field(init=False, default=0)  # captured inside a forward after capture_all
     shapes: set[tuple[int, int, int]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
@@ -285,13 +301,20 @@ class KVPool:
         self._cache_arg = cache_argument(self.model)
         self._graphs: dict[tuple[int, int, int, int], _Graph] = {}
         self.token_buckets = tuple(sorted(self.token_buckets))
+        self.max_batch = self.rows if self.batch is None else self.batch
+        if not 1 <= self.max_batch <= self.rows:
+            raise ValueError(f"batch must lie in [1, rows = {self.rows}], not {self.batch}")
+        # Static forwards all see one work width: a round's work area (drafting.work_columns
+        # bounds it) or a prefill chunk, so the width never multiplies the graphs.
+        self.width = bucket(max(self.work, self.token_buckets[-1]), self.token_buckets)
         self._columns = torch.arange(self.columns, device=self._device)
         if self._device.type == "cuda" and kv_heads < int(text_config(self.model)
                                                           .num_attention_heads):
             # Grouped-query attention with our masks, without repeating K/V (gqa_attention).
             self.model.set_attn_implementation(GQA_ATTENTION)
         self._graph_memory: object = None  # graphs mode: this pool's CUDA graph memory
-        self._logits: dict[tuple[int, int], torch.Tensor] = {}  # graphs mode: per (B, N)
+        self._logits: torch.Tensor | None = None  # graphs mode: every graph's output, flat
+        self._started = False  # capture_all ran: a capture in a forward is late
 
     @property
     def device(self) -> torch.device:
@@ -421,23 +444,18 @@ class KVPool:
         if static and n_real > self.max_tokens:
             raise KVCapacityError(f"{n_real} new tokens in one forward exceed the largest "
                                   f"bucket of model.token_buckets ({self.max_tokens})")
-        if static and len(queries) > self.rows:
-            raise KVCapacityError(f"a batch of {len(queries)} exceeds the pool's {self.rows} rows")
+        if static and len(queries) > self.max_batch:
+            raise KVCapacityError(f"a batch of {len(queries)} exceeds the pool's limit of "
+                                  f"{self.max_batch} (its rows, or the batch it was made for)")
+        if static and w_real > self.width:
+            raise KVCapacityError(f"{w_real} work columns exceed the pool's static work width "
+                                  f"{self.width} (drafting.work_columns bounds a round's)")
         ends = max(q.row.used + len(q.tokens) for q in queries)
-        batch = _pow2_at_least(len(queries)) if static else len(queries)
-        n_new = bucket(n_real, self.token_buckets) if static else n_real
-        width = bucket(max(w_real, n_new), self.token_buckets) if static else w_real
-        plan = _Plan(
-            input_ids=np.zeros((batch, n_new), np.int64),
-            position_ids=np.zeros((batch, n_new), np.int64),
-            write_rows=np.full((batch, n_new), self.scratch, np.int64),
-            write_cols=np.tile(np.arange(n_new, dtype=np.int64), (batch, 1)),
-            read_rows=np.full(batch, self.scratch, np.int64),
-            lengths=np.zeros(batch, np.int64),
-            block=np.zeros((batch, n_new, width), bool),
-            kv_len=self.kv_bucket(ends) if static else ends,
-        )
-        plan.block[:, :, 0] = True  # padding sees one finite column: no NaN rows
+        if static:
+            plan = self._padding(_pow2_at_least(len(queries)), bucket(n_real, self.token_buckets),
+                                 self.kv_bucket(ends))
+        else:
+            plan = self._padding(len(queries), n_real, ends, w_real)
         for b, q in enumerate(queries):
             n, row = len(q.tokens), q.row
             if len(q.positions) != n or len(q.visible) != n:
@@ -460,6 +478,57 @@ class KVPool:
             if not plan.block[b, np.arange(n), own].all():
                 raise ValueError("every query token must see its own column")
         return plan
+
+    def _padding(self, batch: int, n_new: int, kv_len: int, width: int | None = None) -> _Plan:
+        """A plan of padding only: every token writes to the scratch row and sees one finite
+        column of it (no NaN rows); ``width`` defaults to the pool's static one."""
+        plan = _Plan(
+            input_ids=np.zeros((batch, n_new), np.int64),
+            position_ids=np.zeros((batch, n_new), np.int64),
+            write_rows=np.full((batch, n_new), self.scratch, np.int64),
+            write_cols=np.tile(np.arange(n_new, dtype=np.int64), (batch, 1)),
+            read_rows=np.full(batch, self.scratch, np.int64),
+            lengths=np.zeros(batch, np.int64),
+            block=np.zeros((batch, n_new, self.width if width is None else width), bool),
+            kv_len=kv_len,
+        )
+        plan.block[:, :, 0] = True
+        return plan
+
+    def buckets(self) -> list[tuple[int, int, int, int]]:
+        """Every static shape a forward of this pool can take, as graph keys: batches of
+        powers of two up to its batch limit x every token bucket (a verification's first
+        round carries its prompt's tail, so any batch may meet any bucket) x every KV bucket
+        up to the row, at the pool's one work width."""
+        kv, b = [], CAPACITY_ALIGN
+        while b < self.columns:
+            kv.append(b)
+            b *= 2
+        kv.append(self.columns)
+        batches = [1 << i for i in range(_pow2_at_least(self.max_batch).bit_length())]
+        return [(batch, n, self.width, c) for batch in batches for n in self.token_buckets
+                for c in kv]
+
+    def capture_all(self) -> Captured:
+        """Capture every bucket of :meth:`buckets` now, before any request: a served round
+        then only replays. The captures run padding (the scratch row's KV only) and touch
+        none of the records' counters (``calls``, ``seconds``, ``shapes``)."""
+        if self.mode != CompileMode.graphs:
+            raise ValueError(f"capture_all needs model.compile = graphs, not {self.mode.value}")
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize(self.device)
+        before = torch.cuda.memory_reserved(self.device) if cuda else 0
+        t0, n0 = time.perf_counter(), self.captures
+        with torch.inference_mode(), self._on_device():
+            for key in self.buckets():
+                if key not in self._graphs:
+                    self._capture(self._padding(key[0], key[1], key[3]))
+        if cuda:
+            torch.cuda.synchronize(self.device)
+        self._started = True
+        memory = torch.cuda.memory_reserved(self.device) - before if cuda else 0
+        return Captured(self.captures - n0, time.perf_counter() - t0, memory)
 
     def kv_bucket(self, columns: int) -> int:
         """KV columns a static forward reads: the batch's longest row rounded up to a power
@@ -521,6 +590,10 @@ class KVPool:
     def _replay_here(self, plan: _Plan) -> torch.Tensor:
         graph = self._graphs.get(plan.key)
         if graph is None:
+            if self._started:  # a shape buckets() missed: correct, but captured mid-run
+                self.late += 1
+                log.warning("captured bucket %s inside a forward (not among the %d captured "
+                            "at start-up)", plan.key, len(self._graphs))
             graph = self._capture(plan)
         elif graph.staging is None:  # a CPU stand-in (tests): plain copies
             graph.ints.copy_(torch.from_numpy(plan.packed()))
@@ -554,15 +627,17 @@ class KVPool:
 
         # A pool of one row always reads row 0: the graph can take it as a view (no gather).
         single = 0 if self.rows == 1 else None
-        # Graphs of one (batch, tokens) write their logits into one shared buffer, allocated
-        # outside any graph's memory: only inputs, KV and this stay live between replays.
+        # Every graph writes its logits into the front of one buffer, allocated outside any
+        # graph's memory and sized for the largest shape: an output is only read before the
+        # pool's next forward, so one buffer serves them all, and only inputs, KV and it
+        # stay live between replays.
+        head = self.model.get_output_embeddings()  # the logits' width and dtype
+        vocab = int(head.out_features)
+        if self._logits is None:
+            most = _pow2_at_least(self.max_batch) * self.token_buckets[-1] * vocab
+            self._logits = torch.empty(most, dtype=head.weight.dtype, device=self._device)
         batch, n_new = plan.key[:2]
-        out = self._logits.get((batch, n_new))
-        if out is None:
-            head = self.model.get_output_embeddings()  # the logits' width and dtype
-            out = torch.empty((batch, n_new, int(head.out_features)), dtype=head.weight.dtype,
-                              device=self._device)
-            self._logits[(batch, n_new)] = out
+        out = self._logits[: batch * n_new * vocab].view(batch, n_new, vocab)
 
         def step() -> torch.Tensor:
             return out.copy_(self._run(views, plan.kv_len, single))
@@ -624,9 +699,17 @@ def work_columns(edge: EdgeConfig) -> int:
 
 
 def pool_for(model: PreTrainedModel, rows: int, mcfg: ModelConfig, edge: EdgeConfig,
-             device: str) -> KVPool:
+             device: str, batch: int | None = None) -> KVPool:
     """The run's KV pool for ``model``: ``rows`` requests of ``model.max_len`` tokens, each
-    with room for the configured trees, run as ``model.compile`` says for ``device``."""
-    return KVPool(model=model, rows=rows, max_len=mcfg.max_len, work=work_columns(edge),
+    with room for the configured trees, forwarded ``batch`` at most at a time (None: all
+    rows), run as ``model.compile`` says for ``device``; in graphs mode with every bucket
+    captured before it returns."""
+    pool = KVPool(model=model, rows=rows, max_len=mcfg.max_len, work=work_columns(edge),
                   mode=resolve_compile(mcfg.compile, device),
-                  token_buckets=tuple(mcfg.token_buckets))
+                  token_buckets=tuple(mcfg.token_buckets), batch=batch)
+    if pool.mode == CompileMode.graphs:
+        done = pool.capture_all()
+        log.info("captured %d CUDA graphs for %s at start-up in %.1f s, %.0f MiB of device "
+                 "memory", done.graphs, getattr(model, "name_or_path", "the model"),
+                 done.seconds, done.memory_bytes / 2**20)
+    return pool

@@ -127,11 +127,10 @@ class RecordedGraphs:
         return replay, out
 
 
-def test_graphs_replay_each_bucket_without_recapturing(models) -> None:
-    target, draft, prompt = models
-    recorder = RecordedGraphs()
-    t_pool = KVPool(target, 2, 256, 64, CompileMode.graphs, BUCKETS, capture=recorder)
-    d_pool = KVPool(draft, 2, 256, 64, CompileMode.graphs, BUCKETS, capture=recorder)
+def _rounds_against_eager(models, t_pool: KVPool, d_pool: KVPool) -> int:
+    """SpecExec rounds of two requests of different lengths on the pools, each round's
+    verdicts checked against an eager pool's; returns the rounds run."""
+    target, _, prompt = models
     eager = KVPool(target, 2, 256, 64, CompileMode.eager)
     rows, erows = [t_pool.acquire(), t_pool.acquire()], [eager.acquire(), eager.acquire()]
     d_rows = [d_pool.acquire(), d_pool.acquire()]
@@ -152,15 +151,66 @@ def test_graphs_replay_each_bucket_without_recapturing(models) -> None:
         for s, t, v in zip(seqs, trees, verdicts, strict=True):
             s += v.new_tokens(t)
         steps += 1
+    return steps
+
+
+def test_graphs_replay_each_bucket_without_recapturing(models) -> None:
+    target, draft, _ = models
+    recorder = RecordedGraphs()
+    t_pool = KVPool(target, 2, 256, 64, CompileMode.graphs, BUCKETS, capture=recorder)
+    d_pool = KVPool(draft, 2, 256, 64, CompileMode.graphs, BUCKETS, capture=recorder)
+    steps = _rounds_against_eager(models, t_pool, d_pool)
     assert steps >= 10
     # One capture per bucket ever used, however many steps ran.
     assert recorder.captured == len(t_pool.shapes) + len(d_pool.shapes)
     assert t_pool.captures == len(t_pool.shapes) < steps
-    # Graphs of one (batch, tokens) share one logits buffer, whatever their width or KV length.
-    buffers: dict[tuple[int, int], set[int]] = {}
-    for key, graph in t_pool._graphs.items():
-        buffers.setdefault(key[:2], set()).add(graph.logits.data_ptr())
-    assert len(t_pool._graphs) > len(buffers) and all(len(b) == 1 for b in buffers.values())
+    assert t_pool.late == 0  # nothing was captured at start-up: no capture is late
+    # Every graph writes into the front of the pool's one logits buffer.
+    assert len({g.logits.data_ptr() for g in t_pool._graphs.values()}) == 1 < len(t_pool._graphs)
+
+
+def test_start_up_capture_covers_every_forward_of_a_run(models) -> None:
+    """capture_all captures every bucket up front, from padding that touches no request's KV;
+    a run afterwards replays only (no late capture) and gives eager's verdicts, and the
+    captures left the records' counters alone."""
+    target, draft, _ = models
+    recorder = RecordedGraphs()
+    t_pool = KVPool(target, 2, 256, 64, CompileMode.graphs, BUCKETS, capture=recorder)
+    d_pool = KVPool(draft, 2, 256, 64, CompileMode.graphs, BUCKETS, capture=recorder, batch=1)
+    # 2 batches x 6 token buckets x KV 64/128/256/320 columns; the draft pool batch 1 only.
+    assert len(t_pool.buckets()) == 48 and len(d_pool.buckets()) == 24
+    done = [t_pool.capture_all(), d_pool.capture_all()]
+    assert [d.graphs for d in done] == [48, 24] and recorder.captured == 72
+    assert t_pool.calls == 0 and not t_pool.shapes and t_pool.seconds == 0
+    _rounds_against_eager(models, t_pool, d_pool)
+    assert t_pool.late == d_pool.late == 0 and recorder.captured == 72
+    assert t_pool.shapes <= set(t_pool.buckets()) and len(t_pool.shapes) > 3
+    assert t_pool.capture_all().graphs == 0  # idempotent
+
+
+def test_a_capture_after_start_up_is_counted_late(models, caplog) -> None:
+    target, _, prompt = models
+    pool = KVPool(target, 2, 256, 64, CompileMode.graphs, BUCKETS, capture=RecordedGraphs())
+    pool._started = True  # as if capture_all had run and missed every bucket
+    prefill(pool, pool.acquire(), prompt[:5])
+    assert pool.late == 1 and "inside a forward" in caplog.text
+
+
+def test_static_pools_refuse_what_their_buckets_cannot_hold(models) -> None:
+    target, _, prompt = models
+    pool = KVPool(target, 4, 256, 8, CompileMode.static, (1, 2, 4, 8), batch=2)
+    rows = [pool.acquire() for _ in range(3)]
+    with pytest.raises(KVCapacityError, match="limit of 2"):
+        pool.forward([causal_query(r, prompt[:2], 0) for r in rows])
+    row = rows[0]
+    for _ in range(2):  # grow the work area past the pool's static width of 8
+        pool.forward([causal_query(row, prompt[:4], row.used)])
+    with pytest.raises(KVCapacityError, match="static work width 8"):
+        pool.forward([causal_query(row, prompt[:1], row.used)])
+    with pytest.raises(ValueError, match=r"batch must lie in \[1, rows = 4\]"):
+        KVPool(target, 4, 256, 8, CompileMode.static, (1, 2, 4, 8), batch=5)
+    with pytest.raises(ValueError, match="needs model.compile = graphs"):
+        pool.capture_all()
 
 
 def test_tree_query_sees_ancestors_only(models) -> None:

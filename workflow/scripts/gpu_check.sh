@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU figures of the forward path, in one short run (about 8 min on an H100/H200):
-#  0. tests/test_gpu.py: the CUDA graphs path gives eager's tokens, one capture per bucket;
+#  0. tests/test_gpu.py: the CUDA graphs path gives eager's tokens, every bucket captured at start-up;
 #  1. profile Qwen3-14B (target) and Qwen3-0.6B (draft), random bf16 weights, CUDA graphs,
 #     then the same points eager;
 #  2. `bench spec` and `bench edge` on the tiny pair (models/tiny, built beforehand), all
