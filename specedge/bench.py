@@ -13,11 +13,24 @@ server's cores) on the same prompts and prints server throughput under busy and 
 accounting, inter-token latency, bytes per round and the proactive hit rate; when proactive
 drafting is on, SpecEdge also runs without it, so its effect is measured, not assumed. Every
 run's output must equal server-only's token for token.
+
+``python -m specedge.bench paths [HYDRA_OVERRIDES...]`` decodes seeded random prompts with the
+configured pair on the eager path and on ``model.compile``'s (graphs on a GPU, static where it
+is asked for), batched greedy and server-only SpecExec, and gives each request's first token
+where the two paths differ (none in fp32; half precision may round a near-tie differently).
+It needs no tokenizer, so it runs with ``model.weights=random``.
+
+``python -m specedge.bench summary DIR`` prints, from what ``workflow/scripts/gpu_check.sh``
+wrote to DIR (``profile-*.json``, ``paths.json``, ``spec.json``), one table: each profiled
+point on the eager and graphs paths beside its bandwidth floor, then the GPU path's bar (one
+step within 1.5x its floor, a 64-node verification within 1.2x a step, a batch of 8 trees of
+16 nodes within 1.5x, SpecExec's wall >= 2x plain greedy) and eager-vs-graphs exactness.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import subprocess
@@ -35,14 +48,21 @@ from rich.table import Table
 
 from specedge import CONF_DIR
 from specedge.baselines import serve
-from specedge.config import DType, ProactiveType, RunConfig, resolve_compile, to_run_config
-from specedge.datasets import load_requests
+from specedge.config import (
+    CompileMode,
+    DType,
+    ProactiveType,
+    RunConfig,
+    resolve_compile,
+    to_run_config,
+)
+from specedge.datasets import Request, load_requests
 from specedge.drafting import TreeShape
-from specedge.kv_cache import KVPool, pool_for
+from specedge.kv_cache import KVPool, pool_for, text_config
 from specedge.metrics import run_summary
 from specedge.models import device_name, load_member, load_run_tokenizer
 from specedge.records import OUTPUTS_FILE, OutputRecord, read_jsonl
-from specedge.sequence import make_sequences
+from specedge.sequence import Sequence, make_sequences
 from specedge.verification import Chooser, greedy_reference
 
 
@@ -328,13 +348,150 @@ def print_edge(results: list[dict[str, Any]], console: Console) -> None:
     console.print(t)
 
 
+PATH_PROMPTS = (17, 100, 300, 600)  # prompt lengths of bench paths: one to several chunks
+
+
+def bench_paths(cfg: RunConfig) -> dict[str, Any]:
+    """Eager against ``model.compile``'s path on the same weights and prompts: per method,
+    each request's first differing token (None: identical)."""
+    device = cfg.hardware.server_device
+    path = resolve_compile(cfg.model.compile, device)
+    if path == CompileMode.eager:
+        raise SystemExit("bench paths compares eager with model.compile's path: set "
+                         "model.compile to static or graphs (auto is eager on a CPU)")
+    longest = max(PATH_PROMPTS) + cfg.generation.max_new_tokens
+    if longest > cfg.model.max_len:
+        raise SystemExit(f"bench paths needs model.max_len >= {longest} (its longest prompt, "
+                         f"{max(PATH_PROMPTS)} tokens, plus generation.max_new_tokens)")
+    target = load_member(cfg.model, "target", device)
+    draft = load_member(cfg.model, "draft", device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    vocab = int(text_config(target).vocab_size)
+    prompts = [torch.randint(vocab, (n,), generator=gen).tolist() for n in PATH_PROMPTS]
+    rows, shape = len(prompts), TreeShape.of(cfg.edge)
+    outputs: dict[str, dict[str, list[list[int]]]] = {}
+    for mode in (CompileMode.eager, path):
+        mcfg = dataclasses.replace(cfg.model, compile=mode)
+        t_pool = pool_for(target, rows, mcfg, cfg.edge, device)
+        d_pool = pool_for(draft, rows, mcfg, cfg.edge, device, batch=1)
+        for method in ("auto_batch", "server_only"):
+            seqs = [Sequence(request=Request(i, "random", ""), prompt_ids=list(p),
+                             max_new_tokens=cfg.generation.max_new_tokens, eos_token_id=None)
+                    for i, p in enumerate(prompts)]
+            speculate = method == "server_only"
+            serve(baseline=method, sequences=seqs, capacity=rows, target=t_pool,
+                  draft=d_pool if speculate else None, shape=shape if speculate else None,
+                  choose=Chooser())
+            outputs.setdefault(method, {})[mode.value] = [s.generated for s in seqs]
+        del t_pool, d_pool
+        if torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()
+
+    def first_difference(a: list[int], b: list[int]) -> int | None:
+        return next((i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y), None)
+
+    methods = {method: [first_difference(e, o) for e, o in zip(
+        by_mode[CompileMode.eager.value], by_mode[path.value], strict=True)]
+        for method, by_mode in outputs.items()}
+    return {"model": cfg.model.name, "device": device, "device_name": device_name(device),
+            "path": path.value, "dtype": cfg.model.dtype.value, "weights": cfg.model.weights.value,
+            "prompt_tokens": list(PATH_PROMPTS), "new_tokens": cfg.generation.max_new_tokens,
+            "first_difference": methods}
+
+
+def print_paths(result: dict[str, Any], console: Console) -> None:
+    t = Table(title=f"eager vs {result['path']} on {result['device_name']} ({result['dtype']}, "
+                    f"{result['weights']} weights, {result['new_tokens']} new tokens)")
+    t.add_column("method")
+    for n in result["prompt_tokens"]:
+        t.add_column(f"{n}-token prompt", justify="right")
+    for method, diffs in result["first_difference"].items():
+        t.add_row(method, *("identical" if d is None else f"differs at token {d}"
+                            for d in diffs))
+    console.print(t)
+
+
+GPU_BAR = (  # (what, measured as, at most / at least, limit)
+    ("one-token step, batch 1 / its bandwidth floor", "floor", "<=", 1.5),
+    ("64-node verification / one-token step (batch 1)", "verify", "<=", 1.2),
+    ("8 trees of 16 nodes / one-token step (batch 1)", "batched", "<=", 1.5),
+    ("SpecExec wall speed-up over plain greedy (tiny pair)", "spec", ">=", 2.0),
+)
+
+
+def summary(out_dir: Path) -> tuple[Table, list[str]]:
+    """The GPU check's results in one table, and its bar, line by line."""
+    by_path: dict[str, dict[tuple[str, int, int, int], dict[str, Any]]] = {}
+    gpu = "unknown device"
+    for f in sorted(out_dir.glob("profile-*.json")):
+        prof = json.loads(f.read_text())
+        gpu = prof["device_name"]
+        for r in prof["rows"]:
+            key = (r["name"], r["batch"], r["nodes"], r["prefix"])
+            by_path.setdefault(r["forward_path"], {})[key] = r
+    if not by_path:
+        raise SystemExit(f"{out_dir}: no profile-*.json (written by specedge.profile) to sum up")
+    # graphs, else the other non-eager path profiled (static on a CPU), else eager alone
+    fast = max(by_path, key=lambda m: (m == "graphs", m != "eager", len(by_path[m])))
+    eager = by_path.get("eager", {})
+    t = Table(title=f"GPU check on {gpu}: forward ms, eager vs {fast} vs the bandwidth floor")
+    for col in ("model", "batch", "nodes", "prefix", "eager ms", f"{fast} ms", "floor ms",
+                f"{fast} / floor", f"eager / {fast}"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    points = by_path[fast]
+    for key, r in sorted(points.items()):
+        e = eager.get(key)
+        floor = r["floor_ms"]
+        t.add_row(key[0], *map(str, key[1:]), "-" if e is None else f"{e['ms_median']:.2f}",
+                  f"{r['ms_median']:.2f}", "-" if floor is None else f"{floor:.2f}",
+                  "-" if floor is None else f"{r['ms_median'] / floor:.2f}x",
+                  "-" if e is None else f"{e['ms_median'] / r['ms_median']:.2f}x")
+    targets = {k: r for k, r in points.items() if r["model"] == "target"}
+
+    def step(batch: int, nodes: int) -> dict[str, Any] | None:
+        return next((r for (_, b, n, _), r in sorted(targets.items())
+                     if b == batch and n == nodes), None)
+
+    one = step(1, 1)
+    measured: dict[str, float | None] = {"floor": None, "verify": None, "batched": None,
+                                         "spec": None}
+    if one is not None:
+        if one["floor_ms"]:
+            measured["floor"] = one["ms_median"] / one["floor_ms"]
+        for name, (batch, nodes) in (("verify", (1, 64)), ("batched", (8, 16))):
+            if (r := step(batch, nodes)) is not None:
+                measured[name] = r["ms_median"] / one["ms_median"]
+    if (spec := out_dir / "spec.json").is_file():
+        walls = {r["method"]: r["wall_s"] for r in json.loads(spec.read_text())["results"]}
+        measured["spec"] = walls["target greedy"] / walls["SpecExec (ours)"]
+    lines = []
+    for what, name, sense, limit in GPU_BAR:
+        value = measured[name]
+        if value is None:
+            lines.append(f"{what}: not measured")
+            continue
+        ok = value <= limit if sense == "<=" else value >= limit
+        lines.append(f"{what}: {value:.2f}x ({'meets' if ok else 'misses'} {sense} {limit}x)")
+    if (paths := out_dir / "paths.json").is_file():
+        p = json.loads(paths.read_text())
+        for method, diffs in p["first_difference"].items():
+            same = sum(d is None for d in diffs)
+            first = [d for d in diffs if d is not None]
+            lines.append(f"eager vs {p['path']}, {method} ({p['dtype']}): {same}/{len(diffs)} "
+                         "requests identical" + (f", first difference at token {min(first)}"
+                                                 if first else ""))
+    return t, [f"on {gpu}: {line}" for line in lines]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m specedge.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["spec", "edge", "ablation"],
+    parser.add_argument("which", choices=["spec", "edge", "ablation", "paths", "summary"],
                         help="spec: speculative decoding methods side by side; edge: SpecEdge "
                         "vs server-only runs; ablation: proactive drafting (off / upstream's "
-                        "rule / speculation cache) and tree policy (fixed / adaptive)")
+                        "rule / speculation cache) and tree policy (fixed / adaptive); paths: "
+                        "eager vs model.compile's forward path, token for token; summary "
+                        "DIR: the GPU check's table from gpu_check.sh's output folder")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. edge.max_budget=64")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, help="write the table as JSON here")
@@ -351,6 +508,24 @@ def main(argv: list[str] | None = None) -> int:
         # there the count of equal outputs is measured (the table's last column), not failed.
         fp32 = _compose(args.overrides).model.dtype == DType.fp32
         return 0 if not fp32 or all(r["identical_to_server_only"] for r in results) else 1
+    if args.which == "summary":
+        if len(args.overrides) != 1:
+            parser.error("summary takes one argument: the folder gpu_check.sh wrote")
+        table, lines = summary(Path(args.overrides[0]))
+        console = Console(width=160)
+        console.print(table)
+        for line in lines:
+            console.print(line)
+        return 0
+    if args.which == "paths":
+        cfg = _compose(["generation.max_new_tokens=32", *args.overrides])
+        paths = bench_paths(cfg)
+        print_paths(paths, Console(width=132))
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(paths, indent=2) + "\n")
+        same = all(d is None for diffs in paths["first_difference"].values() for d in diffs)
+        return 0 if same or cfg.model.dtype != DType.fp32 else 1
     defaults = ["dataset.max_requests=12", "generation.max_new_tokens=64"]
     cfg = _compose(defaults + args.overrides)
     table = bench_spec(cfg, args.repeats)

@@ -304,9 +304,9 @@ class KVPool:
         self.max_batch = self.rows if self.batch is None else self.batch
         if not 1 <= self.max_batch <= self.rows:
             raise ValueError(f"batch must lie in [1, rows = {self.rows}], not {self.batch}")
-        # Static forwards all see one work width: a round's work area (drafting.work_columns
-        # bounds it) or a prefill chunk, so the width never multiplies the graphs.
-        self.width = bucket(max(self.work, self.token_buckets[-1]), self.token_buckets)
+        # Static forwards all see one work width, so it never multiplies the graphs: a
+        # round's work area (work_columns bounds it) after a catch-up of up to a bucket.
+        self.width = bucket(self.work + self.token_buckets[-1], self.token_buckets)
         self._columns = torch.arange(self.columns, device=self._device)
         if self._device.type == "cuda" and kv_heads < int(text_config(self.model)
                                                           .num_attention_heads):
@@ -449,7 +449,8 @@ class KVPool:
                                   f"{self.max_batch} (its rows, or the batch it was made for)")
         if static and w_real > self.width:
             raise KVCapacityError(f"{w_real} work columns exceed the pool's static work width "
-                                  f"{self.width} (drafting.work_columns bounds a round's)")
+                                  f"{self.width} (a catch-up of up to the largest bucket, "
+                                  f"then work_columns)")
         ends = max(q.row.used + len(q.tokens) for q in queries)
         if static:
             plan = self._padding(_pow2_at_least(len(queries)), bucket(n_real, self.token_buckets),

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from specedge.bench import main
+import pytest
+
+from specedge.bench import main, summary
+from specedge.profile import main as profile_main
 
 
 def test_spec_bench_reports_exact_methods(tmp_path: Path, micro_pair: Path) -> None:
@@ -43,3 +46,38 @@ def test_edge_bench_compares_real_runs(tmp_path: Path, micro_pair: Path) -> None
     assert results[0]["proactive_hit_rate"] >= 0.0  # measured, not NaN, when proactive is on
     assert all(r["server_busy_s"] > 0 for r in results)
     assert (tmp_path / "edge-runs" / "specedge-no-proactive" / "summary.json").is_file()
+
+
+def test_paths_bench_compares_eager_with_the_static_path(tmp_path: Path, micro_pair: Path,
+                                                         capsys) -> None:
+    """The eager and static paths decode the same random prompts to the same tokens, batched
+    and with SpecExec trees; the JSON gives each request's first difference (none)."""
+    out = tmp_path / "paths.json"
+    code = main(["paths", f"model.target={micro_pair / 'target'}",
+                 f"model.draft={micro_pair / 'draft'}", "model.compile=static",
+                 "generation.max_new_tokens=12", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert code == 0 and result["path"] == "static"
+    assert result["first_difference"] == {"auto_batch": [None] * 4, "server_only": [None] * 4}
+    assert "identical" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match=r"set model\.compile to static or graphs"):
+        main(["paths", f"model.target={micro_pair / 'target'}",
+              f"model.draft={micro_pair / 'draft'}", "model.compile=eager"])
+
+    # What gpu_check.sh sums up, here on the CPU's static path: profiles beside paths.json.
+    for path in ("static", "eager"):
+        assert profile_main([f"model.target={micro_pair / 'target'}",
+                             f"model.draft={micro_pair / 'draft'}", f"model.compile={path}",
+                             "profile.batches=[1,8]", "profile.nodes=[1,16,64]",
+                             "profile.prefixes=[32]", "profile.repeats=1", "profile.warmup=0",
+                             "profile.bandwidth_gbs=100",
+                             f"profile.out={tmp_path / f'profile-{path}.json'}"]) == 0
+    table, lines = summary(tmp_path)
+    assert table.row_count == 12 and "eager vs static" in str(table.title)
+    assert any(line.startswith("on CPU") and "one-token step, batch 1 / its bandwidth floor: "
+               in line and ("meets" in line or "misses" in line) for line in lines)
+    assert any("8 trees of 16 nodes / one-token step (batch 1): " in line for line in lines)
+    assert any("SpecExec wall speed-up over plain greedy (tiny pair): not measured" in line
+               for line in lines)
+    assert any("eager vs static, server_only (fp32): 4/4 requests identical" in line
+               for line in lines)
