@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from specedge import PROJECT_ROOT
-from specedge.build_models import ArchConfig, BuildConfig, build_pair
+from specedge.commands.build_models import ArchConfig, BuildConfig, build_pair
 
 
 def micro_build_config(out_dir: Path, seed: int = 0) -> BuildConfig:
@@ -35,7 +35,7 @@ def micro_build_config(out_dir: Path, seed: int = 0) -> BuildConfig:
 
 
 def micro_build_overrides(corpus_dir: Path) -> list[str]:
-    """The micro recipe as Hydra overrides of `python -m specedge.build_models`."""
+    """The micro recipe as Hydra overrides of `python -m specedge.commands.build_models`."""
     cfg = micro_build_config(Path("models/tiny"))
     cfg.corpus_dir = str(corpus_dir)
     out = []

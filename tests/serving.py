@@ -21,10 +21,9 @@ from cryptography.x509.oid import NameOID
 from hydra import compose, initialize_config_dir
 
 from specedge import CONF_DIR, PROJECT_ROOT, records
-from specedge.config import RunConfig, load_run_config, save_run_config
-from specedge.models import load_model
-from specedge.protocol import pb, rpc
-from specedge.records import (
+from specedge.algorithm.verification import greedy_reference
+from specedge.base.config import RunConfig, load_run_config, save_run_config
+from specedge.base.records import (
     EDGE_FILES,
     OUTPUTS_FILE,
     SERVER_FILE,
@@ -34,7 +33,8 @@ from specedge.records import (
     ServerStepRecord,
     StepRecord,
 )
-from specedge.verification import greedy_reference
+from specedge.engine.models import load_model
+from specedge.serving.protocol import pb, rpc
 
 
 def run_command(run_dir: Path, pair: Path, *overrides: str) -> list[str]:
@@ -78,10 +78,11 @@ def write_run_config(run_dir: Path, pair: Path, *overrides: str) -> RunConfig:
 @contextlib.contextmanager
 def live_server(run_dir: Path, port: int | None = None) -> Iterator[tuple[subprocess.Popen[bytes],
                                                                            int]]:
-    """``python -m specedge.server`` on the run dir's config; yields the process and its port."""
+    """``python -m specedge.serving.server`` on the run dir's config; yields the process and its
+    port."""
     port_file = run_dir / "server.port"
     port_file.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "specedge.server", str(run_dir), str(port_file)]
+    cmd = [sys.executable, "-m", "specedge.serving.server", str(run_dir), str(port_file)]
     if port is not None:
         cmd += ["--port", str(port)]
     with (run_dir / "server.log").open("ab") as log:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from specedge.bench import main, summary
-from specedge.profile import main as profile_main
+from specedge.analysis.profile import main as profile_main
+from specedge.commands.bench import main, summary
 
 
 def test_spec_bench_reports_exact_methods(tmp_path: Path, micro_pair: Path) -> None:

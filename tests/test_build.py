@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from specedge.build_models import BuildConfig, build_pair
+from specedge.commands.build_models import BuildConfig, build_pair
 from tests.conftest import micro_build_config
 
 
@@ -47,7 +47,7 @@ def test_a_failed_build_keeps_the_previous_pair(tmp_path: Path, micro_pair: Path
     def boom(*_: object, **__: object) -> None:
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr("specedge.build_models.val_ce", boom)
+    monkeypatch.setattr("specedge.commands.build_models.val_ce", boom)
     with pytest.raises(RuntimeError, match="interrupted"):
         build_pair(micro_build_config(out, seed=3))
     assert _digest(out / "target") == before

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from specedge import PROJECT_ROOT
-from specedge.config import DatasetConfig, DatasetFormat, DatasetName
-from specedge.datasets import (
+from specedge.base.config import DatasetConfig, DatasetFormat, DatasetName
+from specedge.engine.datasets import (
     SPEC_BENCH_CATEGORIES,
     DatasetError,
     load_requests,
     read_dataset,
     select,
 )
-from specedge.models import load_tokenizer
+from specedge.engine.models import load_tokenizer
 
 
 def test_builtin_set_covers_spec_bench_categories() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from specedge import PROJECT_ROOT
-from specedge.records import OUTPUTS_FILE
+from specedge.base.records import OUTPUTS_FILE
 from tests.serving import assert_outputs_exact, read_records, run_command
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -144,8 +144,8 @@ def test_a_remote_edge_is_stopped_by_its_process_id_not_by_name(
     from fabric import Config as FabricConfig
     from fabric import Connection
 
-    from specedge.launcher import RemoteEdge, _run_remote_edge
-    from specedge.records import edge_file, edge_pid_file
+    from specedge.base.records import edge_file, edge_pid_file
+    from specedge.serving.launcher import RemoteEdge, _run_remote_edge
     from tests.serving import live_server, write_run_config
 
     node, sshd_dir = sshd
@@ -154,7 +154,7 @@ def test_a_remote_edge_is_stopped_by_its_process_id_not_by_name(
                      "hardware.nodes={localhost:[{device:cpu}]}",
                      "dataset.max_requests=64", "generation.max_new_tokens=200")
     decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
-                              "-m", "specedge.edge", str(run_dir), "--client-id", "0",
+                              "-m", "specedge.serving.edge", str(run_dir), "--client-id", "0",
                               "--server", "elsewhere:1"])
     conn = Connection(node, config=FabricConfig(runtime_ssh_path=str(sshd_dir / "ssh_config")),
                       connect_kwargs={"key_filename": str(sshd_dir / "client_key")})

@@ -17,7 +17,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from specedge import PROJECT_ROOT
-from specedge.records import OUTPUTS_FILE
+from specedge.base.records import OUTPUTS_FILE
 from tests.serving import assert_outputs_exact, read_records, run_command
 
 MAX_NEW = 48
@@ -82,7 +82,8 @@ def test_a_killed_edge_is_restarted_and_resumes_every_request_exactly(
     cached sub-trees nor its planner's estimates, and must still resume exactly.)"""
     run_dir = tmp_path / "run"
     run = _run_and_kill(run_dir, micro_pair, "edge-1.jsonl",
-                        f"specedge.edge {run_dir} --client-id 1 ", "edge.proactive.type=cache",
+                        f"specedge.serving.edge {run_dir} --client-id 1 ",
+                        "edge.proactive.type=cache",
                         "edge.tree_policy=adaptive")
     outputs = _served_all_exactly(run, run_dir, micro_pair)
     assert "edge 1 exited with code -9" in (run_dir / "run.log").read_text()
@@ -103,7 +104,7 @@ def test_an_edge_killed_past_its_restarts_is_reported_and_the_others_finish_exac
         tmp_path: Path, micro_pair: Path) -> None:
     run_dir = tmp_path / "run"
     run = _run_and_kill(run_dir, micro_pair, "edge-1.jsonl",
-                        f"specedge.edge {run_dir} --client-id 1 ", "edge.max_restarts=0")
+                        f"specedge.serving.edge {run_dir} --client-id 1 ", "edge.max_restarts=0")
     _, stderr = run.communicate(timeout=300)  # it must not hang
     assert run.returncode == 2, stderr[-3000:]
     assert "edges [1] failed" in stderr
@@ -128,7 +129,7 @@ def test_an_edge_killed_past_its_restarts_is_reported_and_the_others_finish_exac
 def test_a_restarted_server_is_rejoined_and_outputs_stay_exact(tmp_path: Path,
                                                                micro_pair: Path) -> None:
     run_dir = tmp_path / "run"
-    run = _run_and_kill(run_dir, micro_pair, "edge-0.jsonl", f"specedge.server {run_dir} ")
+    run = _run_and_kill(run_dir, micro_pair, "edge-0.jsonl", f"specedge.serving.server {run_dir} ")
     _served_all_exactly(run, run_dir, micro_pair)
     assert "restarting it on port" in (run_dir / "run.log").read_text()
     rounds = [r for c in range(4) for r in read_records(run_dir / f"edge-{c}.jsonl")]

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from specedge.baselines import serve
-from specedge.config import CompileMode, ProactiveConfig, ProactiveType
-from specedge.datasets import Request
-from specedge.drafting import TreeShape, commit_draft, draft_tree, resume_draft
-from specedge.kv_cache import KVPool
-from specedge.models import load_model, load_tokenizer
-from specedge.proactive import adopt, draft_proactively, hit_of
-from specedge.sequence import Sequence
-from specedge.verification import Chooser, verify_trees
+from specedge.algorithm.drafting import TreeShape, commit_draft, draft_tree, resume_draft
+from specedge.algorithm.proactive import adopt, draft_proactively, hit_of
+from specedge.algorithm.sequence import Sequence
+from specedge.algorithm.verification import Chooser, verify_trees
+from specedge.base.config import CompileMode, ProactiveConfig, ProactiveType
+from specedge.engine.datasets import Request
+from specedge.engine.kv_cache import KVPool
+from specedge.engine.models import load_model, load_tokenizer
+from specedge.serving.baselines import serve
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 PROMPTS = ["KING. What say you, lords?", "Enter HAMLET", "O", "Of Man's first disobedience"]

@@ -9,12 +9,12 @@ import pytest
 import torch
 from transformers import PreTrainedModel
 
-from specedge.config import CompileMode
-from specedge.drafting import TreeShape, draft_tree
-from specedge.kv_cache import KVCapacityError, KVPool, KVRow, bucket, causal_query, prefill
-from specedge.models import load_model, load_tokenizer
-from specedge.tree import TokenTree
-from specedge.verification import Chooser, tree_query, verify_trees
+from specedge.algorithm.drafting import TreeShape, draft_tree
+from specedge.algorithm.tree import TokenTree
+from specedge.algorithm.verification import Chooser, tree_query, verify_trees
+from specedge.base.config import CompileMode
+from specedge.engine.kv_cache import KVCapacityError, KVPool, KVRow, bucket, causal_query, prefill
+from specedge.engine.models import load_model, load_tokenizer
 
 BUCKETS = (1, 2, 4, 8, 16, 32)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from specedge.loadtest import run_load
+from specedge.commands.loadtest import run_load
 
 
 def test_load_with_many_edges_loses_nothing_and_stays_exact(tmp_path: Path,

@@ -13,14 +13,14 @@ from hypothesis import strategies as st
 from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from specedge.baselines import serve
-from specedge.config import CompileMode
-from specedge.datasets import Request
-from specedge.drafting import TreeShape
-from specedge.kv_cache import KVPool
-from specedge.models import load_model, load_tokenizer
-from specedge.sequence import Sequence
-from specedge.verification import Chooser, greedy_reference
+from specedge.algorithm.drafting import TreeShape
+from specedge.algorithm.sequence import Sequence
+from specedge.algorithm.verification import Chooser, greedy_reference
+from specedge.base.config import CompileMode
+from specedge.engine.datasets import Request
+from specedge.engine.kv_cache import KVPool
+from specedge.engine.models import load_model, load_tokenizer
+from specedge.serving.baselines import serve
 
 PROMPTS = [
     "KING. What say you, lords?",

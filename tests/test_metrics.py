@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from specedge import PROJECT_ROOT
-from specedge.metrics import (
+from specedge.analysis.metrics import (
     Accounting,
     MetricsError,
     Prices,
@@ -22,7 +22,7 @@ from specedge.metrics import (
     load_records,
     summarize,
 )
-from specedge.records import EdgeRoundRecord, OutputRecord, ServerStepRecord, StepRecord
+from specedge.base.records import EdgeRoundRecord, OutputRecord, ServerStepRecord, StepRecord
 
 PRICES = Prices("test", "S", 3.6, "E", 0.36)  # $0.001 per server second, $0.0001 per edge s
 
@@ -140,8 +140,8 @@ def test_hardware_prices_come_from_the_hardware_group() -> None:
 
 def test_metrics_command_reprices_a_run(tmp_path: Path) -> None:
     _server_side_run(tmp_path)
-    cmd = [sys.executable, "-m", "specedge.metrics", str(tmp_path), "--hardware", "a100_40",
-           "--json"]
+    cmd = [sys.executable, "-m", "specedge.analysis.metrics", str(tmp_path), "--hardware",
+           "a100_40", "--json"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
     s = json.loads(done.stdout)
     assert s["prices"]["server_per_hour"] == 4.05

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from specedge.models import ModelLoadError, load_model, load_tokenizer
+from specedge.engine.models import ModelLoadError, load_model, load_tokenizer
 
 
 @pytest.mark.parametrize(("dtype", "torch_dtype"),

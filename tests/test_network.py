@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from specedge.config import ConfigError, LinkConfig
-from specedge.network import EmulatedLink
+from specedge.base.config import ConfigError, LinkConfig
+from specedge.serving.network import EmulatedLink
 
 
 def test_zero_link_costs_nothing() -> None:

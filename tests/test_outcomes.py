@@ -8,14 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from specedge.outcomes import (
+from specedge.algorithm.outcomes import (
     Calibration,
     Outcome,
     accepted_probabilities,
     outcomes,
     unforwarded_mass,
 )
-from specedge.tree import TokenTree
+from specedge.algorithm.tree import TokenTree
 
 
 def _dist(pairs: dict[int, float]) -> tuple[list[int], list[float]]:

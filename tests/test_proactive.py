@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import PreTrainedModel
 
-from specedge.config import CompileMode, ProactiveConfig, ProactiveType, TreePolicy
-from specedge.drafting import Draft, TreeShape
-from specedge.kv_cache import KVPool
-from specedge.models import load_model, load_tokenizer
-from specedge.rounds import Drafter
-from specedge.verification import Chooser, greedy_reference, verify_trees
+from specedge.algorithm.drafting import Draft, TreeShape
+from specedge.algorithm.rounds import Drafter
+from specedge.algorithm.verification import Chooser, greedy_reference, verify_trees
+from specedge.base.config import CompileMode, ProactiveConfig, ProactiveType, TreePolicy
+from specedge.engine.kv_cache import KVPool
+from specedge.engine.models import load_model, load_tokenizer
 
 
 def _edge_rounds(target: PreTrainedModel, draft: PreTrainedModel, prompt: list[int],
@@ -26,7 +26,7 @@ def _edge_rounds(target: PreTrainedModel, draft: PreTrainedModel, prompt: list[i
                  stop: Callable[[], Callable[[], bool]] | None = None,
                  mode: CompileMode = CompileMode.eager,
                  policy: TreePolicy = TreePolicy.fixed) -> tuple[list[int], int]:
-    """The edge's rounds (:class:`specedge.rounds.Drafter`) with the server's verification
+    """The edge's rounds (:class:`specedge.algorithm.rounds.Drafter`) with the server's verification
     done in-process.
 
     ``stop`` makes each round's "reply is in" signal (as the edge's Event.is_set). Each round

@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from specedge.models import ModelLoadError, architecture, load_model, shipped_architectures
-from specedge.profile import bandwidth_gbs, main
+from specedge.analysis.profile import bandwidth_gbs, main
+from specedge.engine.models import ModelLoadError, architecture, load_model, shipped_architectures
 
 POINTS = ["profile.batches=[1,3]", "profile.nodes=[1,5]", "profile.prefixes=[20]",
           "profile.repeats=2", "profile.warmup=1"]

@@ -9,8 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from specedge import CONF_DIR, PROJECT_ROOT
-from specedge.config import ConfigError, to_run_config
-from specedge.projection import (
+from specedge.analysis.projection import (
     MapGrid,
     ProjectionConfig,
     Scenario,
@@ -22,8 +21,8 @@ from specedge.projection import (
     system_overrides,
     two_point_acceptance,
 )
-from specedge.report import index_page, projection_report
-from specedge.simulate import (
+from specedge.analysis.report import index_page, projection_report
+from specedge.analysis.simulate import (
     SimulationError,
     Trace,
     TraceRound,
@@ -33,6 +32,7 @@ from specedge.simulate import (
     trace_of,
     with_edges,
 )
+from specedge.base.config import ConfigError, to_run_config
 
 TINY = "specedge/data/traces/tiny-4e-noproactive.json"
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from specedge.roofline import (
+from specedge.analysis.simulate import profile_latencies
+from specedge.base.roofline import (
     ARCHITECTURES_DIR,
     GPUS,
     MEASURED,
@@ -23,7 +24,6 @@ from specedge.roofline import (
     gpu_of,
     main,
 )
-from specedge.simulate import profile_latencies
 
 
 @pytest.mark.parametrize("path", sorted(ARCHITECTURES_DIR.glob("*.json")), ids=lambda p: p.stem)

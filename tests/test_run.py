@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from specedge import PROJECT_ROOT
-from specedge.records import OUTPUTS_FILE, STEPS_FILE, StepRecord
+from specedge.base.records import OUTPUTS_FILE, STEPS_FILE, StepRecord
 from tests.serving import assert_outputs_exact, read_records, run_command
 
 

@@ -11,15 +11,15 @@ from hypothesis import strategies as st
 from scipy.stats import chisquare
 from transformers import PreTrainedModel
 
-from specedge.baselines import serve
-from specedge.config import CompileMode, ProactiveConfig, ProactiveType
-from specedge.datasets import Request
-from specedge.drafting import TreeShape
-from specedge.kv_cache import KVPool
-from specedge.models import load_model, load_tokenizer
-from specedge.rounds import Drafter
-from specedge.sequence import Sequence
-from specedge.verification import Chooser, top_p_filter, verify_trees
+from specedge.algorithm.drafting import TreeShape
+from specedge.algorithm.rounds import Drafter
+from specedge.algorithm.sequence import Sequence
+from specedge.algorithm.verification import Chooser, top_p_filter, verify_trees
+from specedge.base.config import CompileMode, ProactiveConfig, ProactiveType
+from specedge.engine.datasets import Request
+from specedge.engine.kv_cache import KVPool
+from specedge.engine.models import load_model, load_tokenizer
+from specedge.serving.baselines import serve
 
 
 def _kept(probs: list[float], p: float) -> list[int]:

@@ -6,8 +6,10 @@ import asyncio
 
 import pytest
 
-from specedge.kv_cache import KVRow
-from specedge.scheduler import (
+from specedge.algorithm.tree import TokenTree
+from specedge.algorithm.verification import Verdict
+from specedge.engine.kv_cache import KVRow
+from specedge.serving.scheduler import (
     DynamicPolicy,
     Job,
     PipelinePolicy,
@@ -15,8 +17,6 @@ from specedge.scheduler import (
     StaticPolicy,
     make_policy,
 )
-from specedge.tree import TokenTree
-from specedge.verification import Verdict
 
 
 def _jobs(loop: asyncio.AbstractEventLoop, clients: list[int]) -> list[Job]:

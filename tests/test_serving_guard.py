@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from specedge.protocol import pb, rpc
+from specedge.serving.protocol import pb, rpc
 from tests.serving import (
     argmax_continuation,
     channel,

@@ -11,9 +11,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from specedge import CONF_DIR, PROJECT_ROOT
-from specedge.config import RunConfig, to_run_config
-from specedge.report import main as report_main
-from specedge.simulate import (
+from specedge.analysis.report import main as report_main
+from specedge.analysis.simulate import (
     LatencyModel,
     Plan,
     ProfileLatency,
@@ -25,6 +24,7 @@ from specedge.simulate import (
     profile_latencies,
     simulate,
 )
+from specedge.base.config import RunConfig, to_run_config
 from tests.serving import run_command
 
 DRAFT_S, VERIFY_S = 0.010, 0.004
@@ -154,7 +154,7 @@ def test_validate_resimulates_real_runs(tmp_path: Path, micro_pair: Path,
 
 
 def _profile(path: Path) -> Path:
-    """A specedge.profile JSON: target 2 ms + 0.1 ms a token, draft 0.5 ms a forward."""
+    """A specedge.analysis.profile JSON: target 2 ms + 0.1 ms a token, draft 0.5 ms a forward."""
     rows = [{"model": "target", "batch": b, "nodes": n, "ms_median": 2 + 0.1 * b * n}
             for b in (1, 4) for n in (1, 16)]
     rows += [{"model": "draft", "batch": 1, "nodes": n, "ms_median": 0.5} for n in (1, 8)]

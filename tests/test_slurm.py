@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from specedge import PROJECT_ROOT
-from specedge.records import OUTPUTS_FILE
+from specedge.base.records import OUTPUTS_FILE
 from tests.serving import assert_outputs_exact, read_records, run_command
 from tests.slurm_cluster import PARTITION, OneNodeCluster, missing_daemons, one_node_cluster
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from specedge import PROJECT_ROOT
-from specedge.config import DType
-from specedge.convert import ConvertConfig, ConvertError, convert, load_gguf, sha256_of
-from specedge.distill import DistillConfig, distill, draft_from, user_turn
-from specedge.models import load_model, load_tokenizer
-from specedge.records import OUTPUTS_FILE
+from specedge.base.config import DType
+from specedge.base.records import OUTPUTS_FILE
+from specedge.commands.convert import ConvertConfig, ConvertError, convert, load_gguf, sha256_of
+from specedge.commands.distill import DistillConfig, distill, draft_from, user_turn
+from specedge.engine.models import load_model, load_tokenizer
 from tests.serving import assert_outputs_exact, read_records, run_command
 
 WHEELS = PROJECT_ROOT / "models" / "wheels"  # git-ignored: the one download is kept here
@@ -147,7 +147,7 @@ def test_specedge_on_the_real_target_is_its_greedy_decode(tmp_path: Path, smollm
 
 
 def test_an_unbuilt_pair_names_the_command_that_builds_it() -> None:
-    from specedge.models import ModelLoadError
+    from specedge.engine.models import ModelLoadError
     with pytest.raises(ModelLoadError, match=r"models/smollm2/absent.*does not exist.*"
                                              r"snakemake --cores 1 models/smollm2/draft/card.json"):
         load_model("models/smollm2/absent")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from specedge import PROJECT_ROOT
-from specedge.records import OUTPUTS_FILE, EdgeRoundRecord, ServerStepRecord
+from specedge.base.records import OUTPUTS_FILE, EdgeRoundRecord, ServerStepRecord
 from tests.serving import assert_outputs_exact, read_records, run_command
 
 MAX_NEW = 12

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from specedge import PROJECT_ROOT
-from specedge.records import JsonlWriter, OutputRecord, RecordsError, read_jsonl
+from specedge.base.records import JsonlWriter, OutputRecord, RecordsError, read_jsonl
 
 HEAVY = ("torch", "transformers", "grpc", "fabric")
 
@@ -19,8 +19,8 @@ HEAVY = ("torch", "transformers", "grpc", "fabric")
 def test_the_analysis_side_imports_no_torch_grpc_or_fabric() -> None:
     """Reports, metrics, sweeps and the simulator run where no model or network stack is
     installed (and start in a fraction of the time)."""
-    code = ("import sys\nimport specedge.report, specedge.metrics, specedge.sweep, "
-            "specedge.simulate\n"
+    code = ("import sys\nimport specedge.analysis.report, specedge.analysis.metrics, "
+            "specedge.analysis.sweep, specedge.analysis.simulate\n"
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=120, check=False)

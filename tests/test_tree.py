@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from specedge.tree import TokenTree
+from specedge.algorithm.tree import TokenTree
 
 
 def _tree() -> TokenTree:

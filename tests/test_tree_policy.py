@@ -6,9 +6,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from specedge.config import TreePolicy
-from specedge.drafting import TreeShape
-from specedge.tree_policy import TreePlanner, expected_tokens
+from specedge.algorithm.drafting import TreeShape
+from specedge.algorithm.tree_policy import TreePlanner, expected_tokens
+from specedge.base.config import TreePolicy
 
 TOP = TreeShape(max_n_beams=8, max_beam_len=6, max_branch_width=3, max_budget=24)
 

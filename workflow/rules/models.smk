@@ -11,7 +11,7 @@ rule build_models:
     benchmark:
         "benchmarks/build_models.tsv"
     shell:
-        "{PY} -m specedge.build_models out_dir=models/tiny hydra.run.dir=logs/build_models "
+        "{PY} -m specedge.commands.build_models out_dir=models/tiny hydra.run.dir=logs/build_models "
         "{params.overrides} > {log} 2>&1"
 
 
@@ -28,12 +28,12 @@ rule convert_model:
         "benchmarks/convert_model.tsv"
     shell:
         "rm -rf models/smollm2/target && "
-        "{PY} -m specedge.convert out_dir=models/smollm2/target hydra.run.dir=logs/convert "
+        "{PY} -m specedge.commands.convert out_dir=models/smollm2/target hydra.run.dir=logs/convert "
         "> {log} 2>&1"
 
 
 rule distill_draft:
-    """The SmolLM2 target's draft, distilled from it offline (specedge.distill)."""
+    """The SmolLM2 target's draft, distilled from it offline (specedge.commands.distill)."""
     input:
         target=rules.convert_model.output.card,
     output:
@@ -47,5 +47,5 @@ rule distill_draft:
     benchmark:
         "benchmarks/distill_draft.tsv"
     shell:
-        "{PY} -m specedge.distill target=models/smollm2/target out_dir=models/smollm2/draft "
+        "{PY} -m specedge.commands.distill target=models/smollm2/target out_dir=models/smollm2/draft "
         "hydra.run.dir=logs/distill {params.overrides} > {log} 2>&1"

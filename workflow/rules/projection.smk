@@ -1,4 +1,4 @@
-# The performance model (specedge.simulate): validated against real runs here, then projected
+# The performance model (specedge.analysis.simulate): validated against real runs here, then projected
 # onto the paper's hardware. Everything under results/projection/ is simulated.
 
 import glob
@@ -164,7 +164,7 @@ rule projection_edges:
 
 rule projection_scenarios:
     """The paper's protocol under every acceptance scenario, the maps of where SpecEdge pays
-    and the sensitivity table (`python -m specedge.projection`, conf/projection.yaml)."""
+    and the sensitivity table (`python -m specedge.analysis.projection`, conf/projection.yaml)."""
     input:
         runs=[f"results/validation/{name}/summary.json" for name in SCENARIO_RUNS],
         profiles=DERIVED_PROFILES,
@@ -178,7 +178,7 @@ rule projection_scenarios:
     benchmark:
         "benchmarks/projection/scenarios.tsv"
     shell:
-        "{PY} -m specedge.projection out_dir={output} {params.overrides} "
+        "{PY} -m specedge.analysis.projection out_dir={output} {params.overrides} "
         "hydra.run.dir=logs/projection/scenarios > {log} 2>&1"
 
 

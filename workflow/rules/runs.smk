@@ -15,7 +15,7 @@ rule run_baseline:
     input:
         card=PAIR_CARD,
     output:
-        # every baseline writes outputs.jsonl; its other JSONL differs (specedge.records)
+        # every baseline writes outputs.jsonl; its other JSONL differs (specedge.base.records)
         outputs="results/runs/{baseline}/outputs.jsonl",
         summary="results/runs/{baseline}/summary.json",
     params:
@@ -40,7 +40,7 @@ def sweep_args(wildcards):
 
 
 rule run_sweep:
-    """A Hydra multirun; results/sweeps/<name>/index.json lists its jobs (specedge.sweep)."""
+    """A Hydra multirun; results/sweeps/<name>/index.json lists its jobs (specedge.analysis.sweep)."""
     input:
         card=PAIR_CARD,
     output:

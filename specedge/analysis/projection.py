@@ -1,0 +1,472 @@
+"""The projection a reader can decide on: the paper's protocol under labelled acceptance
+scenarios, maps of where SpecEdge pays, and how each assumption moves the headline.
+
+``python -m specedge.analysis.projection [HYDRA_OVERRIDES...]`` (schema :class:`ProjectionConfig`,
+``conf/projection.yaml``) writes ``protocol.json``, ``maps.json``, ``sensitivity.json`` and
+``scenarios.json`` into ``out_dir``. Every number is a simulation
+(:mod:`specedge.analysis.simulate`) of the composed run configuration, never a measurement; each
+point keeps the overrides that give it, so ``python -m specedge.simulate <overrides>`` reproduces
+it exactly (same seed).
+
+- **Acceptance scenarios** (:class:`Scenario`): a trace (a run directory, or a trace file of
+  :func:`specedge.analysis.simulate.save_trace`) whose rounds are drawn as they were, or a published
+  chain acceptance (mean tokens per verification at ``drafted`` tokens) turned into a
+  distribution by a constant per-token acceptance rate, with its source.
+- **The paper's protocol** (:func:`protocol`): for each batch size B, server-only and
+  auto-batch at batch B, and SpecEdge with ``edges_per_batch`` x B edges in pipeline groups of
+  B, compared with upstream's metric definitions (the summaries' ``upstream`` block), beside
+  the paper's figures.
+- **Maps** (:func:`maps`): SpecEdge's cost per token over server-only's and auto-batch's at the
+  same concurrency (users), over concurrency x tokens per round x round-trip time, per hardware
+  entry. At concurrency C SpecEdge serves C edges in two pipeline groups (batch ceil(C/2));
+  the baselines batch all C.
+- **Sensitivity** (:func:`sensitivity`): the headline ratios at one batch size, then one
+  assumption changed at a time: acceptance, efficiency (the single value once fitted on
+  host-bound data), edges per batch, accounting.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
+
+from specedge import CONF_DIR, DATA_DIR
+from specedge.analysis.metrics import MetricsError
+from specedge.analysis.simulate import SimulationError, plan_of_config, simulate, with_edges
+from specedge.base.config import ConfigError, to_run_config
+from specedge.base.roofline import GPUS, Roofline, derive, dumps
+
+SYSTEMS = ("specedge", "server_only", "auto_batch")
+
+
+@dataclass
+class Scenario:
+    """Where a simulation's acceptance comes from. ``trace``: a run directory or trace file
+    whose rounds are drawn (tree sizes, draft forwards, output lengths). With
+    ``tokens_per_round`` and ``drafted``, a published chain acceptance replaces the rounds'
+    (the trace then gives only the output lengths and bytes)."""
+
+    name: str
+    label: str  # what it is, for tables
+    source: str  # where it comes from
+    trace: str
+    tokens_per_round: float | None = None  # mean tokens per verification (bonus included)
+    drafted: int | None = None  # chain length those were measured at
+
+    def __post_init__(self) -> None:
+        if (self.tokens_per_round is None) != (self.drafted is None):
+            raise ConfigError(f"scenario {self.name!r}: tokens_per_round and drafted are "
+                              "given together (a published chain acceptance) or not at all")
+        if self.drafted is not None and not 1 <= self.tokens_per_round <= self.drafted + 1:
+            raise ConfigError(f"scenario {self.name!r}: tokens_per_round = "
+                              f"{self.tokens_per_round} is not accepted: between 1 and "
+                              f"drafted + 1 = {self.drafted + 1}")
+
+    def overrides(self) -> list[str]:
+        out = [f"simulate.trace={self.trace}"]
+        if self.drafted is not None:
+            assert self.tokens_per_round is not None
+            out += [f"simulate.acceptance={chain_acceptance(self.tokens_per_round, self.drafted)}",
+                    f"simulate.chain={self.drafted}"]
+        return out
+
+
+def chain_acceptance(tokens_per_round: float, drafted: int) -> list[float]:
+    """P(k of ``drafted`` chain tokens accepted), k = 0..drafted, for the constant per-token
+    acceptance rate a whose mean tokens per verification, 1 + a + ... + a^drafted, is
+    ``tokens_per_round`` (bisection; the closed form has no inverse)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(100):
+        a = (lo + hi) / 2
+        if sum(a ** j for j in range(drafted + 1)) < tokens_per_round:
+            lo = a
+        else:
+            hi = a
+    a = (lo + hi) / 2
+    probs = [a ** k * (1 - a) for k in range(drafted)] + [a ** drafted]
+    return [round(p, 6) for p in _normalized(probs)]
+
+
+def two_point_acceptance(tokens_per_round: float) -> list[float]:
+    """The acceptance with mean ``tokens_per_round`` - 1 accepted tokens spread over the two
+    nearest counts: the map's tokens-per-round axis, the trace's trees kept."""
+    mean = tokens_per_round - 1
+    low = math.floor(mean)
+    frac = round(mean - low, 6)
+    probs = [0.0] * (low + 2)
+    probs[low], probs[low + 1] = 1 - frac, frac
+    return _normalized(probs if frac else probs[:-1])
+
+
+def _normalized(probs: list[float]) -> list[float]:
+    total = sum(probs)
+    return [p / total for p in probs]
+
+
+@dataclass
+class PaperFigures:
+    """The paper's headline (SpecEdge against server-only) and upstream's cost figure."""
+
+    cost_efficiency_x: float = 1.91  # SpecEdge's tokens per dollar over server-only's
+    throughput_x: float = 2.22  # server throughput
+    itl_reduction: float = 0.1124  # 11.24 % lower inter-token latency
+    # upstream's README figure, Qwen3-14B with a 0.6B draft at batch 1, read off the bars
+    usd_per_mtok_batch1: dict[str, float] = field(default_factory=lambda: {
+        "auto_batch": 60.0, "server_only": 36.0, "specedge": 18.0})
+    source: str = ("SpecEdge (NeurIPS 2025) abstract and upstream README: 2.22x server "
+                   "throughput, 11.24 % lower latency, 1.91x cost efficiency against "
+                   "server-only; $ per 1M tokens at batch 1 read off upstream's figure")
+
+
+def _default_scenarios() -> list[Scenario]:
+    real = "results/validation/specedge-4e-noproactive"
+    return [
+        Scenario("smollm2", "SmolLM2-135M pair (the pipeline's, measured here)",
+                 "the main job's validation run specedge-4e-noproactive (bf16, CPU)", real),
+        Scenario("tiny", "tiny 7 M pair (the CLI default, measured here)",
+                 "specedge/data/traces/tiny-4e-noproactive.json (fp32, CPU)",
+                 str(DATA_DIR / "traces" / "tiny-4e-noproactive.json")),
+        Scenario("qwen3-chain4", "Qwen3-32B + 1.7B, chain of 4 (published)",
+                 "vLLM, Qwen3-32B with a Qwen3-1.7B draft on MT-bench, greedy, one H100: "
+                 "3.13 tokens per verification at 4 drafted (as cited in issue 22)", real,
+                 3.13, 4),
+        Scenario("qwen3-chain5", "Qwen3-32B + 1.7B, chain of 5 (published)",
+                 "vLLM, Qwen3-32B with a Qwen3-1.7B draft on MT-bench, greedy, one H100: "
+                 "3.40 tokens per verification at 5 drafted (as cited in issue 22)", real,
+                 3.40, 5),
+    ]
+
+
+@dataclass
+class MapGrid:
+    hardware: list[str] = field(default_factory=lambda: ["a100_80", "a100_40", "rtx4090"])
+    concurrency: list[int] = field(default_factory=lambda: [1, 4, 16, 64, 256])
+    tokens_per_round: list[float] = field(default_factory=lambda: [1.5, 3.0, 4.5])
+    rtt_ms: list[float] = field(default_factory=lambda: [0.0, 14.0, 50.0])
+    requests_per_slot: int = 1  # requests per edge / batch place at each point
+
+
+@dataclass
+class ProjectionConfig:
+    """What the projection simulates (every figure it writes is simulated)."""
+
+    out_dir: str = "results/projection/scenarios"
+    seed: int = 0
+    # The paper's setup, as run overrides: target, hardware, one-way link delay (7 ms).
+    setup: list[str] = field(default_factory=lambda: [
+        "hardware=a100_80", "model=qwen3_14b", "hardware.link.delay_ms=7",
+        "edge.proactive.type=disabled"])
+    scenarios: list[Scenario] = field(default_factory=_default_scenarios)
+    main_scenario: str = "smollm2"  # the maps' trees and output lengths, the sensitivity's base
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    edges_per_batch: int = 2  # the paper: two pipeline groups of B edges
+    requests_per_slot: int = 4  # requests per edge / batch place in the protocol
+    headline_batch: int = 8  # the batch size the sensitivity table reads the headline at
+    host_bound_efficiency: float = 0.42  # the single value once fitted on host-bound data
+    maps: MapGrid = field(default_factory=MapGrid)
+    paper: PaperFigures = field(default_factory=PaperFigures)
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.scenarios]
+        if self.main_scenario not in names:
+            raise ConfigError(f"main_scenario = {self.main_scenario!r} is not accepted: one "
+                              f"of the scenarios ({', '.join(names)})")
+        if self.headline_batch not in self.batch_sizes:
+            raise ConfigError(f"headline_batch = {self.headline_batch} is not accepted: one "
+                              f"of batch_sizes {self.batch_sizes}")
+        for key, values in (("batch_sizes", self.batch_sizes),
+                            ("maps.concurrency", self.maps.concurrency)):
+            if not values or min(values) < 1:
+                raise ConfigError(f"{key} = {values} is not accepted: integers >= 1")
+        if self.edges_per_batch < 1 or self.requests_per_slot < 1:
+            raise ConfigError("edges_per_batch and requests_per_slot must be >= 1")
+        if min(self.maps.tokens_per_round, default=0) < 1:
+            raise ConfigError(f"maps.tokens_per_round = {self.maps.tokens_per_round} is not "
+                              "accepted: tokens per round >= 1 (the bonus token)")
+        known = {p.stem for p in (CONF_DIR / "hardware").glob("*.yaml")}
+        unknown = sorted(set(self.maps.hardware) - known)
+        if unknown:
+            raise ConfigError(f"maps.hardware names {unknown}: not hardware entries "
+                              f"({', '.join(sorted(known))})")
+
+    def scenario(self, name: str) -> Scenario:
+        return next(s for s in self.scenarios if s.name == name)
+
+
+ConfigStore.instance().store(name="base_projection", node=ProjectionConfig)
+
+
+def system_overrides(system: str, batch: int, edges: int | None = None) -> list[str]:
+    """A system at batch ``batch``: SpecEdge with ``edges`` edges (pipeline groups of
+    ``batch``), the baselines batching ``batch`` requests."""
+    return {
+        "specedge": ["baseline=specedge", f"simulate.edges={edges or batch}",
+                     f"server.max_batch_size={batch}", "server.scheduler=pipeline"],
+        "server_only": ["baseline=server_only", f"baseline.max_batch_size={batch}"],
+        "auto_batch": ["baseline=auto_batch", f"baseline.batch_size={batch}"],
+    }[system]
+
+
+def simulate_point(overrides: list[str], seed: int = 0) -> dict[str, Any]:
+    """One simulated run of the composed overrides: its summary (records are not kept;
+    the overrides reproduce them)."""
+    overrides = [*overrides, f"seed={seed}"]
+    if GlobalHydra.instance().is_initialized():  # inside this module's main: conf/ is loaded
+        composed = compose(config_name="config", overrides=overrides)
+    else:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            composed = compose(config_name="config", overrides=overrides)
+    with_edges(composed)
+    cfg = to_run_config(composed)
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = simulate(plan_of_config(cfg), Path(tmp))
+    return {"overrides": overrides[:-1], **{k: summary[k] for k in (
+        "baseline", "tokens", "server_busy_s", "server_wall_s", "server_utilization",
+        "edge_busy_s", "edge_cost_usd", "server_cost_usd", "usd_per_mtok", "throughput_tok_s",
+        "accounting", "itl_ms", "accepted_per_round", "tokens_per_round", "mean_batch_size",
+        "prices", "upstream", "trace", "latency_model")}}
+
+
+def figures(point: dict[str, Any], accounting: str = "upstream") -> dict[str, float]:
+    """Throughput, ITL and $ per 1M tokens of a point under an accounting: ``upstream`` (the
+    upstream metric scripts'), ``ours`` (our defaults: SpecEdge wall, baselines busy),
+    ``wall`` or ``busy`` (every system billed alike)."""
+    if accounting == "upstream":
+        u = point["upstream"]
+        return {"throughput_tok_s": u["throughput_tok_s"], "itl_ms": u["itl_ms"],
+                "usd_per_mtok": u["usd_per_mtok"]}
+    if accounting == "ours":
+        return {"throughput_tok_s": point["throughput_tok_s"],
+                "itl_ms": point["itl_ms"]["mean"], "usd_per_mtok": point["usd_per_mtok"]}
+    if accounting not in ("wall", "busy"):
+        raise ConfigError(f"accounting {accounting!r} is not accepted: upstream, ours, wall "
+                          "or busy")
+    seconds = point[f"server_{accounting}_s"]
+    cost = seconds / 3600 * point["prices"]["server_per_hour"] + point["edge_cost_usd"]
+    return {"throughput_tok_s": point["tokens"] / seconds, "itl_ms": point["itl_ms"]["mean"],
+            "usd_per_mtok": cost / point["tokens"] * 1e6}
+
+
+def ratios(specedge: dict[str, float], server_only: dict[str, float]) -> dict[str, float]:
+    """The paper's three headline figures: cost efficiency and throughput over server-only,
+    and how much lower the inter-token latency is."""
+    return {"cost_efficiency_x": server_only["usd_per_mtok"] / specedge["usd_per_mtok"],
+            "throughput_x": specedge["throughput_tok_s"] / server_only["throughput_tok_s"],
+            "itl_reduction": 1 - specedge["itl_ms"] / server_only["itl_ms"]}
+
+
+def protocol(cfg: ProjectionConfig, scenario: Scenario) -> list[dict[str, Any]]:
+    """The paper's protocol under one scenario: a row per batch size and system."""
+    rows = []
+    for batch in cfg.batch_sizes:
+        for system in SYSTEMS:
+            edges = cfg.edges_per_batch * batch if system == "specedge" else None
+            overrides = [*cfg.setup, *scenario.overrides(),
+                         f"simulate.requests_per_edge={cfg.requests_per_slot}",
+                         *system_overrides(system, batch, edges)]
+            rows.append({"scenario": scenario.name, "batch": batch, "system": system,
+                         "edges": edges, **simulate_point(overrides, cfg.seed)})
+    return rows
+
+
+def _by_point(rows: list[dict[str, Any]]) -> dict[tuple[str, int, str], dict[str, Any]]:
+    """Protocol points by (scenario, batch, system)."""
+    return {(r["scenario"], r["batch"], r["system"]): r for r in rows}
+
+
+def protocol_table(rows: list[dict[str, Any]], paper: PaperFigures) -> list[dict[str, Any]]:
+    """Per scenario and batch size: the upstream-defined figures of each system, SpecEdge's
+    ratios to server-only, and at batch 1 the gap to upstream's $ per 1M tokens."""
+    out = []
+    keyed = _by_point(rows)
+    for (scenario, batch, system), r in keyed.items():
+        if system != "specedge":
+            continue
+        f = {s: figures(keyed[(scenario, batch, s)]) for s in SYSTEMS}
+        row = {"scenario": scenario, "batch": batch, "edges": r["edges"],
+               **{f"{s}_usd_per_mtok": f[s]["usd_per_mtok"] for s in SYSTEMS},
+               **{f"{s}_itl_ms": f[s]["itl_ms"] for s in SYSTEMS},
+               **{f"{s}_tok_s": f[s]["throughput_tok_s"] for s in SYSTEMS},
+               "server_utilization": r["server_utilization"],
+               **ratios(f["specedge"], f["server_only"])}
+        for key in ("cost_efficiency_x", "throughput_x", "itl_reduction"):
+            row[f"{key}_paper"] = getattr(paper, key)
+            row[f"{key}_gap"] = row[key] - getattr(paper, key)
+        if batch == 1:
+            for s in SYSTEMS:
+                row[f"{s}_usd_per_mtok_paper"] = paper.usd_per_mtok_batch1[s]
+        out.append(row)
+    return out
+
+
+def map_point(cfg: ProjectionConfig, hardware: str, system: str, concurrency: int,
+              tokens_per_round: float, rtt_ms: float) -> list[str]:
+    """The overrides of one map point (the point simulation a map cell summarises)."""
+    batch = concurrency if system != "specedge" else math.ceil(concurrency / 2)
+    edges = concurrency if system == "specedge" else None
+    setup = [o for o in cfg.setup if not o.startswith("hardware")]
+    return [*setup, f"hardware={hardware}", f"hardware.link.delay_ms={rtt_ms / 2:g}",
+            f"simulate.trace={cfg.scenario(cfg.main_scenario).trace}",
+            f"simulate.acceptance={two_point_acceptance(tokens_per_round)}",
+            f"simulate.requests_per_edge={cfg.maps.requests_per_slot}",
+            *system_overrides(system, batch, edges)]
+
+
+def maps(cfg: ProjectionConfig) -> list[dict[str, Any]]:
+    """SpecEdge's cost per token over each baseline's, a row per map cell. The baselines do
+    not depend on the link (server-only, auto-batch) or the acceptance (auto-batch), so each
+    is simulated once and shared by the cells it applies to."""
+    g = cfg.maps
+    rows = []
+    for hardware in g.hardware:
+        auto = {c: simulate_point(map_point(cfg, hardware, "auto_batch", c, 1.0, 0.0),
+                                  cfg.seed) for c in g.concurrency}
+        for t in g.tokens_per_round:
+            for c in g.concurrency:
+                server_only = simulate_point(map_point(cfg, hardware, "server_only", c, t, 0.0),
+                                             cfg.seed)
+                for rtt in g.rtt_ms:
+                    se = simulate_point(map_point(cfg, hardware, "specedge", c, t, rtt),
+                                        cfg.seed)
+                    f, so, ab = figures(se), figures(server_only), figures(auto[c])
+                    rows.append({
+                        "hardware": hardware, "concurrency": c, "tokens_per_round": t,
+                        "rtt_ms": rtt, "specedge_usd_per_mtok": f["usd_per_mtok"],
+                        "server_only_usd_per_mtok": so["usd_per_mtok"],
+                        "auto_batch_usd_per_mtok": ab["usd_per_mtok"],
+                        "vs_server_only": f["usd_per_mtok"] / so["usd_per_mtok"],
+                        "vs_auto_batch": f["usd_per_mtok"] / ab["usd_per_mtok"],
+                        "specedge_tokens_per_round": se["tokens_per_round"],
+                        "server_utilization": se["server_utilization"],
+                        "overrides": {"specedge": se["overrides"],
+                                      "server_only": server_only["overrides"],
+                                      "auto_batch": auto[c]["overrides"]}})
+    return rows
+
+
+def host_bound_profiles(cfg: ProjectionConfig, out_dir: Path) -> list[str]:
+    """Server and edge profiles of the setup's hardware with the one efficiency once fitted
+    on host-bound data, as simulate overrides."""
+    eff = cfg.host_bound_efficiency
+    keys = {"a100_80": ("a100_80", "rtx4090"), "a100_40": ("a100_40", "rtx4090"),
+            "rtx4090": ("rtx4090", "rtx4090")}
+    hardware = next((o.split("=", 1)[1] for o in cfg.setup if o.startswith("hardware=")),
+                    "a100_80")
+    if hardware not in keys:
+        raise ConfigError(f"setup hardware {hardware!r}: the efficiency variant needs a GPU "
+                          f"entry ({', '.join(keys)})")
+    paths = []
+    for key in keys[hardware]:
+        gpu = next(g for g in GPUS if g.key == key)
+        path = out_dir / f"profiles/{key}-graphs-eff{eff:g}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dumps(derive(gpu, "graphs", Roofline(eff, eff, 0.0), {
+            "efficiencies": f"one efficiency {eff:g} for bandwidth and compute, as once "
+                            "fitted on the host-bound H200 eager profile"})))
+        paths.append(str(path))
+    return [f"simulate.profile={paths[0]}", f"simulate.edge_profile={paths[1]}"]
+
+
+def sensitivity(cfg: ProjectionConfig, protocol_rows: list[dict[str, Any]],
+                out_dir: Path) -> list[dict[str, Any]]:
+    """The headline ratios at ``headline_batch`` under the main scenario, then with one
+    assumption changed at a time."""
+    b = cfg.headline_batch
+    main = cfg.scenario(cfg.main_scenario)
+    keyed = _by_point(protocol_rows)
+
+    def row(assumption: str, value: str, se: dict[str, Any], so: dict[str, Any],
+            accounting: str = "upstream") -> dict[str, Any]:
+        return {"assumption": assumption, "value": value,
+                **ratios(figures(se, accounting), figures(so, accounting)),
+                "specedge_overrides": se["overrides"], "server_only_overrides": so["overrides"]}
+
+    base_se, base_so = keyed[(main.name, b, "specedge")], keyed[(main.name, b, "server_only")]
+    rows = [row("baseline", f"{main.label}; sourced efficiencies; {cfg.edges_per_batch * b} "
+                f"edges; upstream accounting", base_se, base_so)]
+    for s in cfg.scenarios:
+        if s.name != main.name:
+            rows.append(row("acceptance", s.label, keyed[(s.name, b, "specedge")],
+                            keyed[(s.name, b, "server_only")]))
+    variant = host_bound_profiles(cfg, out_dir)
+    se, so = (simulate_point([*p["overrides"], *variant], cfg.seed) for p in (base_se, base_so))
+    rows.append(row("efficiency", f"{cfg.host_bound_efficiency:g} for both (fitted on "
+                    "host-bound data)", se, so))
+    for edges in sorted({b, 4 * b} - {cfg.edges_per_batch * b}):
+        se = simulate_point([*base_se["overrides"], f"simulate.edges={edges}"], cfg.seed)
+        rows.append(row("edges per batch", f"{edges} edges ({edges / b:g} x B)", se, base_so))
+    for accounting in ("ours", "wall", "busy"):
+        rows.append(row("accounting", accounting, base_se, base_so, accounting))
+    return rows
+
+
+def verdict(rows: list[dict[str, Any]], paper: PaperFigures) -> list[str]:
+    """Plain sentences: is the paper's direction reproduced, and which assumption moves each
+    figure most toward the paper's."""
+    base = rows[0]
+    lines = []
+    for key, name, better in (("cost_efficiency_x", "cost efficiency", 1.0),
+                              ("throughput_x", "server throughput", 1.0),
+                              ("itl_reduction", "inter-token latency reduction", 0.0)):
+        target = getattr(paper, key)
+        same = (base[key] > better) == (target > better)
+        closest = min(rows[1:], key=lambda r: abs(r[key] - target), default=base)
+        shown = (lambda v: f"{v:.0%}") if key == "itl_reduction" else (lambda v: f"{v:.2f}x")
+        lines.append(
+            f"{name}: the paper {shown(target)}, the projection {shown(base[key])}: the "
+            f"paper's direction is {'reproduced' if same else 'not reproduced'}. The "
+            f"assumption that moves it most toward the paper's: {closest['assumption']} = "
+            f"{closest['value']} ({shown(closest[key])}).")
+    return lines
+
+
+def run(cfg: ProjectionConfig) -> dict[str, Any]:
+    out_dir = Path(cfg.out_dir)  # relative to the working directory, as every run's
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(name: str, data: Any) -> None:
+        (out_dir / name).write_text(json.dumps(data, indent=1) + "\n")
+
+    write("scenarios.json", [{"name": s.name, "label": s.label, "source": s.source,
+                              "overrides": s.overrides(), "simulated": True}
+                             for s in cfg.scenarios])
+    rows = [r for s in cfg.scenarios for r in protocol(cfg, s)]
+    write("protocol.json", {"simulated": True, "setup": cfg.setup,
+                            "edges_per_batch": cfg.edges_per_batch,
+                            "paper": OmegaConf.to_container(OmegaConf.structured(cfg.paper)),
+                            "points": rows, "table": protocol_table(rows, cfg.paper)})
+    table = sensitivity(cfg, rows, out_dir)
+    write("sensitivity.json", {"simulated": True, "headline_batch": cfg.headline_batch,
+                               "rows": table, "verdict": verdict(table, cfg.paper)})
+    write("maps.json", {"simulated": True, "grid": OmegaConf.to_container(
+        OmegaConf.structured(cfg.maps)), "scenario": cfg.main_scenario,
+        "paper_point": {"hardware": "a100_80", "concurrency": 2 * cfg.headline_batch,
+                        "rtt_ms": 14.0}, "cells": maps(cfg)})
+    return {"out_dir": str(out_dir), "points": len(rows), "verdict": verdict(table, cfg.paper)}
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="projection")
+def main(composed: DictConfig) -> None:
+    try:
+        cfg: ProjectionConfig = OmegaConf.to_object(composed)  # type: ignore[assignment]
+        result = run(cfg)
+    except (ConfigError, SimulationError, MetricsError) as exc:
+        print(f"specedge: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print("\n".join(result["verdict"]))
+    print(f"simulated -> {result['out_dir']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,426 @@
+"""A draft for a real target, distilled from it offline on this machine.
+
+A target's truncation does not agree with it (SmolLM2-135M cut to 2-6 layers: under 8 % of
+tokens), and cross-entropy on a few thousand of its replies memorises them. So the draft learns
+the target's *distributions* over the contexts it will draft in:
+
+1. **Prompts** the target writes itself: sampled (seeded) from the chat template's user turn,
+   so no prompt set is needed and none overlaps the held-out ones.
+2. **Replies**: the target's greedy replies to them, decoded in large batches through the KV
+   pool; at each step its top-k log-probabilities are kept (token-level distillation targets
+   along exactly the greedy path the draft will be asked to predict).
+3. **The draft**: a few of the target's own layers (``layers``) with its embeddings, final norm
+   and tied head, the embeddings frozen; trained by cross-entropy against the target's top-k
+   distribution, the softmax taken over every token that appears in any top-k (a shortlist:
+   over the full 49 k-token head a step took 1.7x as long).
+4. **The card**: top-1/top-4 agreement along the target's greedy path on held-out prompts (the
+   built-in set), forward times of both, and SpecExec's tokens per target forward at the edge's
+   default tree, measured in a fresh process on the pair as saved.
+
+Step counts bound everything, each stage seeds its own stream, so a rerun on the same machine gives
+the same bytes. Run it as ``python -m specedge.commands.distill`` (Hydra: ``conf/distill.yaml``) or
+through the ``distill_draft`` Snakemake rule.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import hydra
+import torch
+import transformers
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from rich.progress import Progress
+from transformers import PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from specedge.algorithm.drafting import TreeShape
+from specedge.algorithm.sequence import make_sequences
+from specedge.algorithm.verification import Chooser
+from specedge.base.config import CompileMode, DatasetConfig, DatasetName, DType, EdgeConfig
+from specedge.commands.build_models import measure_forward_ms, start_build, train, training_progress
+from specedge.engine.datasets import Request, load_requests
+from specedge.engine.kv_cache import KVPool, causal_query, work_columns
+from specedge.engine.models import TORCH_DTYPES, load_model, load_tokenizer
+from specedge.serving.baselines import serve
+
+log = logging.getLogger("specedge.commands.distill")
+
+CARD_FILE = "card.json"
+OPENERS = ("", "Write a short story about", "Translate the following text into French:",
+           "Summarize the following article in two sentences:", "Answer briefly:",
+           "Solve this step by step:", "Using the passage below, answer the question.\n\n",
+           "Explain to a beginner", "You are a", "Write a poem about", "Give three tips for",
+           "Rewrite this paragraph in a formal tone:")
+
+
+@dataclass
+class DistillConfig:
+    """The draft recipe; step and token counts, never wall time, bound it."""
+
+    target: str = "models/smollm2/target"
+    out_dir: str = "models/smollm2/draft"
+    seed: int = 0
+    dtype: DType = DType.bf16  # the target's dtype while it generates and is measured
+    layers: list[int] = field(default_factory=lambda: [0, 29])  # target layers the draft keeps
+    prompts: int = 1024  # self-written prompts
+    prompt_tokens: int = 40
+    prompt_temperature: float = 0.8
+    # How self-written prompts begin, in turn: the target writes the rest. One per kind of
+    # request the runs serve (Spec-Bench's writing/roleplay, translation, summarization, QA,
+    # maths, retrieval-augmented answers), so replies cover those kinds; "" lets it choose.
+    openers: list[str] = field(default_factory=lambda: list(OPENERS))
+    reply_tokens: int = 128
+    batch_rows: int = 128  # sequences decoded together
+    top_k: int = 8  # target log-probabilities kept per position
+    steps: int = 400
+    batch_size: int = 16  # replies per training step
+    lr: float = 2e-3
+    bf16_autocast: bool = True
+    eval_prompts: int = 48  # held out: the built-in set's first turns
+    eval_new_tokens: int = 64
+    spec_prompts: int = 8  # of those, served by SpecExec for tokens per target forward
+    timing_repeats: int = 50
+    threads: int = 0  # torch threads; 0: every core this process may use
+
+    def __post_init__(self) -> None:
+        for key in ("prompts", "prompt_tokens", "reply_tokens", "batch_rows", "top_k", "steps",
+                    "batch_size", "eval_prompts", "eval_new_tokens", "spec_prompts",
+                    "timing_repeats"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} = {getattr(self, key)!r} is not accepted: must be >= 1")
+        if not self.layers or len(set(self.layers)) != len(self.layers):
+            raise ValueError(f"layers = {self.layers!r} is not accepted: a non-empty list of "
+                             "distinct target layer indices")
+        if self.prompt_temperature <= 0:
+            raise ValueError(f"prompt_temperature = {self.prompt_temperature!r} is not "
+                             "accepted: must be > 0 (prompts are sampled)")
+
+
+ConfigStore.instance().store(name="base_distill", node=DistillConfig)
+
+
+@dataclass
+class Example:
+    """A prompt, the target's greedy reply, and its top-k at each reply position."""
+
+    prompt: list[int]
+    reply: list[int]
+    top_ids: torch.Tensor  # [len(reply), k]
+    top_logp: torch.Tensor  # [len(reply), k]
+
+
+# ---------------------------------------------------------------------------------- the data
+
+@torch.inference_mode()
+def decode(model: PreTrainedModel, prompts: list[list[int]], max_new: int, eos: int,
+           temperature: float = 0.0, gen: torch.Generator | None = None,
+           top_k: int = 0) -> list[Example]:
+    """Decode every prompt at once through a KV pool (no padding: each row attends to its
+    own prefix); greedy unless ``temperature`` > 0. A reply stops after EOS."""
+    longest = max(len(p) for p in prompts)
+    pool = KVPool(model, len(prompts), longest + max_new + 1, longest, CompileMode.eager)
+    rows = [pool.acquire() for _ in prompts]
+    logits = pool.forward([causal_query(r, p, 0) for r, p in zip(rows, prompts, strict=True)])
+    last = torch.stack([logits[i, len(p) - 1] for i, p in enumerate(prompts)])
+    pool.keep([(r, list(range(len(p)))) for r, p in zip(rows, prompts, strict=True)])
+    replies: list[list[int]] = [[] for _ in prompts]
+    tops: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in prompts]
+    active = list(range(len(prompts)))
+    for _ in range(max_new):
+        scores = last.float()
+        if temperature > 0:
+            probs = torch.softmax(scores / temperature, dim=-1)
+            chosen = torch.multinomial(probs, 1, generator=gen)[:, 0].tolist()
+        else:
+            chosen = scores.argmax(-1).tolist()
+        if top_k:
+            values, ids = torch.log_softmax(scores, dim=-1).topk(top_k, dim=-1)
+        going = []
+        for j, i in enumerate(active):
+            replies[i].append(chosen[j])
+            if top_k:
+                tops[i].append((ids[j], values[j]))
+            if chosen[j] != eos:
+                going.append(j)
+        active = [active[j] for j in going]
+        if not active:
+            break
+        logits = pool.forward([causal_query(rows[i], [replies[i][-1]], rows[i].length)
+                               for i in active])
+        pool.keep([(rows[i], [rows[i].length]) for i in active])
+        last = logits[: len(active), 0]
+    return [Example(p, r, torch.stack([a for a, _ in t]) if t else torch.empty(0, 0),
+                    torch.stack([b for _, b in t]) if t else torch.empty(0, 0))
+            for p, r, t in zip(prompts, replies, tops, strict=True)]
+
+
+def user_turn(tok: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
+    """The chat template's tokens before and after a user message (and the assistant's
+    header), read off the template itself."""
+    marker = "\x00MESSAGE\x00"
+    text = tok.apply_chat_template([{"role": "user", "content": marker}], tokenize=False,
+                                   add_generation_prompt=True)
+    head, tail = text.split(marker)
+    return (tok(head, add_special_tokens=False)["input_ids"],
+            tok(tail, add_special_tokens=False)["input_ids"])
+
+
+def teacher_data(target: PreTrainedModel, tok: PreTrainedTokenizerBase, cfg: DistillConfig,
+                 held_out: set[str], progress: Progress) -> list[Example]:
+    """Self-written prompts and the target's greedy replies with their top-k."""
+    head, tail = user_turn(tok)
+    eos = tok.eos_token_id
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    task = progress.add_task("replies", total=cfg.prompts, loss=float("nan"))
+    openers = cfg.openers or [""]
+    data: list[Example] = []
+    for start in range(0, cfg.prompts, cfg.batch_rows):
+        n = min(cfg.batch_rows, cfg.prompts - start)
+        begun = [openers[(start + i) % len(openers)] for i in range(n)]
+        asked = decode(target, [head + tok(b, add_special_tokens=False)["input_ids"]
+                                for b in begun], cfg.prompt_tokens, eos,
+                       cfg.prompt_temperature, gen)
+        prompts = []
+        for b, ex in zip(begun, asked, strict=True):
+            text = (b + tok.decode([t for t in ex.reply if t != eos],
+                                   skip_special_tokens=True)).strip()
+            if text and text not in held_out:
+                prompts.append(head + tok(text, add_special_tokens=False)["input_ids"] + tail)
+        data += [ex for ex in decode(target, prompts, cfg.reply_tokens, eos, top_k=cfg.top_k)
+                 if ex.reply]
+        progress.update(task, advance=n)
+        log.info("replies: %d prompts, %d reply tokens", len(data),
+                 sum(len(ex.reply) for ex in data))
+    return data
+
+
+# ---------------------------------------------------------------------------------- the draft
+
+def draft_from(target: PreTrainedModel, layers: list[int]) -> PreTrainedModel:
+    """The target with only ``layers`` (in that order): embeddings, norm and head shared."""
+    n = target.config.num_hidden_layers
+    if any(not 0 <= i < n for i in layers):
+        raise ValueError(f"layers = {layers!r} is not accepted: the target has layers 0-{n - 1}")
+    draft = copy.deepcopy(target)
+    draft.model.layers = torch.nn.ModuleList([draft.model.layers[i] for i in layers])
+    for k, layer in enumerate(draft.model.layers):
+        layer.self_attn.layer_idx = k  # the KV cache is indexed by position in the stack
+    draft.config.num_hidden_layers = len(layers)
+    if getattr(draft.config, "layer_types", None):
+        draft.config.layer_types = [draft.config.layer_types[i] for i in layers]
+    draft.model.embed_tokens.weight.requires_grad_(False)  # tied: the head stays the target's
+    return draft
+
+
+def _batches(data: list[Example], cfg: DistillConfig, pad: int) -> Iterator[tuple[torch.Tensor,
+                                                                               ...]]:
+    """Right-padded (prompt + reply) rows, the flat positions whose next token is a reply
+    token, and the target's top-k there."""
+    rng = random.Random(cfg.seed + 2)
+    while True:
+        batch = rng.sample(data, min(cfg.batch_size, len(data)))
+        width = max(len(ex.prompt) + len(ex.reply) for ex in batch)
+        ids = torch.full((len(batch), width), pad)
+        mask = torch.zeros(len(batch), width, dtype=torch.long)
+        positions = []
+        for b, ex in enumerate(batch):
+            seq = ex.prompt + ex.reply
+            ids[b, : len(seq)] = torch.tensor(seq)
+            mask[b, : len(seq)] = 1
+            positions += range(b * width + len(ex.prompt) - 1, b * width + len(seq) - 1)
+        yield (ids, mask, torch.tensor(positions), torch.cat([ex.top_ids for ex in batch]),
+               torch.cat([ex.top_logp for ex in batch]))
+
+
+def kd_loss(draft: PreTrainedModel, batch: tuple[torch.Tensor, ...],
+            shortlist: torch.Tensor, index_of: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the draft against the target's renormalised top-k, the softmax over
+    the shortlist of tokens that ever appear in a top-k."""
+    ids, mask, positions, top_ids, top_logp = batch
+    hidden = draft.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    hidden = hidden.reshape(-1, hidden.size(-1))[positions]
+    logits = (hidden @ draft.lm_head.weight[shortlist].T).float()
+    logq = torch.log_softmax(logits, dim=-1).gather(1, index_of[top_ids])
+    return -(torch.softmax(top_logp.float(), dim=-1) * logq).sum(-1).mean()
+
+
+def train_draft(target32: PreTrainedModel, data: list[Example], cfg: DistillConfig, pad: int,
+                progress: Progress) -> tuple[PreTrainedModel, float]:
+    torch.manual_seed(cfg.seed + 3)
+    draft = draft_from(target32, cfg.layers)
+    shortlist = torch.unique(torch.cat([ex.top_ids.flatten() for ex in data]))
+    index_of = torch.full((draft.config.vocab_size,), -1, dtype=torch.long)
+    index_of[shortlist] = torch.arange(len(shortlist))
+    log.info("draft: target layers %s, shortlist of %d tokens", cfg.layers, len(shortlist))
+    batches = _batches(data, cfg, pad)
+    loss = train(draft, lambda b: kd_loss(draft, b, shortlist, index_of), batches, cfg.steps,
+                 cfg, "draft KD", progress)  # type: ignore[arg-type]
+    return draft, loss
+
+
+# ---------------------------------------------------------------------------------- measuring
+
+def held_out_requests(tok: PreTrainedTokenizerBase, n: int) -> list[Request]:
+    """The built-in prompt set's first turns, as chat prompts (what runs serve)."""
+    return load_requests(DatasetConfig(name=DatasetName.builtin, max_requests=n), tok)
+
+
+@torch.inference_mode()
+def agreement(target: PreTrainedModel, draft: PreTrainedModel, prompts: list[list[int]],
+              new_tokens: int, eos: int) -> dict[str, float]:
+    """Draft top-1/top-4 agreement with the target along the target's own greedy path."""
+    top1 = top4 = total = 0
+    for ex in decode(target, prompts, new_tokens, eos):
+        logits = draft(input_ids=torch.tensor([ex.prompt + ex.reply[:-1]])).logits
+        best = logits[0, len(ex.prompt) - 1 :].topk(4, dim=-1).indices
+        chosen = torch.tensor(ex.reply).unsqueeze(-1)
+        top1 += int((best[:, :1] == chosen).sum())
+        top4 += int((best == chosen).any(-1).sum())
+        total += len(ex.reply)
+    return {"top1": top1 / total, "top4": top4 / total, "positions": total}
+
+
+def speculation(target: PreTrainedModel, draft: PreTrainedModel, tok: PreTrainedTokenizerBase,
+                requests: list[Request], new_tokens: int) -> dict[str, object]:
+    """SpecExec (server-only, one request at a time) at the edge's default tree: tokens per
+    target forward, and how many replies equal plain greedy decoding on the same path."""
+    edge = EdgeConfig()
+    shape = TreeShape.of(edge)
+    n = len(requests)
+    pools = {m: KVPool(m, 1, 1024, work_columns(edge), CompileMode.eager)
+             for m in (target, draft)}
+    outputs: dict[str, list[list[int]]] = {}
+    forwards = 0
+    for name, speculate in (("greedy", False), ("specexec", True)):
+        seqs = make_sequences(requests, tok, True, new_tokens)
+        before = pools[target].calls
+        pools[target].timed = True
+        for seq in seqs:
+            serve(baseline="server_only" if speculate else "auto_batch", sequences=[seq],
+                  capacity=1, target=pools[target], draft=pools[draft] if speculate else None,
+                  shape=shape if speculate else None, choose=Chooser())
+        pools[target].timed = False
+        if speculate:
+            forwards = pools[target].calls - before
+        outputs[name] = [s.generated for s in seqs]
+    tokens = sum(len(o) for o in outputs["specexec"])
+    same = sum(a == b for a, b in zip(outputs["greedy"], outputs["specexec"], strict=True))
+    return {"tree": asdict(shape), "requests": n, "tokens": tokens, "target_forwards": forwards,
+            "tokens_per_target_forward": tokens / forwards,
+            "same_as_greedy": f"{same}/{n}"}
+
+
+def measure_pair(target_dir: str, draft_dir: str, cfg: DistillConfig) -> dict[str, object]:
+    """Everything the card says about the pair, as saved and loaded the way runs load it."""
+    torch.set_num_threads(cfg.threads or len(os.sched_getaffinity(0)))
+    target = load_model(target_dir, cfg.dtype, "cpu")
+    draft = load_model(draft_dir, cfg.dtype, "cpu")
+    tok = load_tokenizer(target_dir)
+    requests = held_out_requests(tok, cfg.eval_prompts)
+    prompts = [seq.prompt_ids for seq in make_sequences(requests, tok, True, cfg.eval_new_tokens)]
+    forward = measure_forward_ms(target, draft, torch.tensor(prompts[0] * 4), cfg.timing_repeats)
+    return {"agreement": agreement(target, draft, prompts, cfg.eval_new_tokens, tok.eos_token_id)
+            | {"held_out": f"built-in prompt set, first turns of {len(prompts)} requests, "
+                           f"{cfg.eval_new_tokens} greedy tokens each, {cfg.dtype.value}"},
+            "forward": forward | {"dtype": cfg.dtype.value},
+            "specexec": speculation(target, draft, tok, requests[: cfg.spec_prompts],
+                                    cfg.eval_new_tokens)}
+
+
+def measure_in_fresh_process(target_dir: str, draft_dir: str, cfg: DistillConfig) -> dict:
+    """:func:`measure_pair` in a new interpreter: training leaves allocator and thread-pool
+    state behind that slows small forwards, which no run (they load the pair anew) would see.
+    (A plain subprocess: multiprocessing's spawn would re-run this module as ``__mp_main__``.)"""
+    job = json.dumps({"target": target_dir, "draft": draft_dir, "cfg": asdict(cfg)})
+    code = "from specedge.commands.distill import _measure_job; _measure_job()"
+    done = subprocess.run([sys.executable, "-c", code], input=job, capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"measuring the pair failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def _measure_job() -> None:
+    job = json.loads(sys.stdin.read())
+    raw = job["cfg"] | {"dtype": DType(job["cfg"]["dtype"])}
+    print(json.dumps(measure_pair(job["target"], job["draft"], DistillConfig(**raw))))
+
+
+# ---------------------------------------------------------------------------------- the build
+
+def distill(cfg: DistillConfig) -> dict:
+    """Build the draft into ``cfg.out_dir`` (written whole, then renamed); returns its card."""
+    t_start = time.perf_counter()
+    out, partial = start_build(cfg.out_dir, cfg.threads)
+    tok = load_tokenizer(cfg.target, "target")
+    target32 = load_model(cfg.target, DType.fp32, "cpu", key="target")
+    teacher = target32 if cfg.dtype == DType.fp32 else copy.deepcopy(target32).to(
+        TORCH_DTYPES[cfg.dtype])
+    held_out = {r.prompt.strip() for r in load_requests(
+        DatasetConfig(name=DatasetName.builtin, chat_template=False), tok)}
+    timings: dict[str, float] = {}
+    with training_progress() as progress:
+        t0 = time.perf_counter()
+        data = teacher_data(teacher, tok, cfg, held_out, progress)
+        timings["data_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        draft, loss = train_draft(target32, data, cfg, tok.pad_token_id, progress)
+        timings["train_s"] = time.perf_counter() - t0
+    draft.generation_config = copy.deepcopy(target32.generation_config)
+    draft.save_pretrained(partial)
+    tok.save_pretrained(partial)
+    t0 = time.perf_counter()
+    measured = measure_in_fresh_process(cfg.target, str(partial), cfg)
+    timings["eval_s"] = time.perf_counter() - t0
+    target_card = Path(cfg.target) / CARD_FILE
+    card = {
+        "draft": f"{len(cfg.layers)} of the target's layers ({cfg.layers}) with its embeddings, "
+                 "norm and tied head, distilled on its top-k log-probabilities along its greedy "
+                 "replies to prompts it wrote itself",
+        "target": cfg.target,
+        "target_weights_sha256": json.loads(target_card.read_text())["weights_sha256"]
+        if target_card.is_file() else None,
+        "data": {"prompts": len(data), "reply_tokens": sum(len(ex.reply) for ex in data)},
+        "config": asdict(cfg),
+        "params": sum(p.numel() for p in draft.parameters()),
+        "weights_sha256": hashlib.sha256((partial / "model.safetensors").read_bytes()
+                                         ).hexdigest(),
+        "threads": torch.get_num_threads(),
+        "train_loss": loss,
+        **measured,
+        "build_seconds": {**timings, "total_s": time.perf_counter() - t_start},
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "python": platform.python_version(), "machine": platform.machine()},
+    }
+    (partial / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+    return card
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="distill")
+def main(cfg: DictConfig) -> None:
+    distill_cfg: DistillConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    card = distill(distill_cfg)
+    summary = {k: card[k] for k in ("agreement", "forward", "specexec", "build_seconds")}
+    print(json.dumps(summary, indent=2))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

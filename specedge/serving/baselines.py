@@ -1,0 +1,143 @@
+"""The two server-side baselines: server-only SpecExec and auto-batch decoding.
+
+Both are the same loop: keep up to ``capacity`` requests active, give each a tree, verify all
+trees in one batched target forward, commit, refill from the queue as requests finish. Server-only
+drafts a SpecExec tree per request with the draft model on the server; auto-batch's tree is
+just the root, so its "verification" is exactly one step of plain batched greedy/sampled
+decoding.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from specedge.algorithm.drafting import Draft, TreeShape
+from specedge.algorithm.rounds import Drafter, RoundStats
+from specedge.algorithm.sequence import Sequence
+from specedge.algorithm.tree import TokenTree
+from specedge.algorithm.verification import Chooser, verify_trees
+from specedge.base.config import TreePolicy
+from specedge.base.records import JsonlWriter, StepRecord
+from specedge.engine.kv_cache import KVPool
+
+
+@dataclass
+class ServeResult:
+    sequences: list[Sequence]
+    steps: int
+    wall_s: float
+
+
+def serve(
+    *,
+    baseline: str,
+    sequences: list[Sequence],
+    capacity: int,
+    target: KVPool,
+    draft: KVPool | None,
+    shape: TreeShape | None,
+    choose: Chooser,
+    steps_out: JsonlWriter | None = None,
+    on_finish: Callable[[Sequence], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
+    policy: TreePolicy = TreePolicy.fixed,
+) -> ServeResult:
+    """Serve ``sequences``, at most ``capacity`` at once; ``draft=None`` is plain batched decoding.
+
+    ``target`` (and ``draft``) hold at least ``capacity`` KV rows; a request holds one of each
+    while it is served."""
+    queue = deque(sequences)
+    active: list[Sequence] = []
+    drafters: dict[int, Drafter] = {}  # by request index: server-only's draft KV rows
+    step = 0
+    t_run = time.perf_counter()
+    while queue or active:
+        while queue and len(active) < capacity:
+            seq = queue.popleft()
+            seq.target_row = target.acquire()
+            if draft is not None and shape is not None:
+                drafters[seq.request.index] = Drafter(draft, draft.acquire(), shape,
+                                                      policy=policy)
+            active.append(seq)
+        t_start = time.time()
+        drafts, draft_times = _draft_each(active, drafters)
+        trees = [d.tree if d is not None else TokenTree.rooted(s.root)
+                 for d, s in zip(drafts, active, strict=True)]
+        t0 = time.perf_counter()
+        rows = [s.target_row for s in active]
+        assert all(r is not None for r in rows)
+        prefixes = [r.length for r in rows]  # type: ignore[union-attr]
+        verdicts = verify_trees(target, rows,  # type: ignore[arg-type]
+                                [s.pending_for(s.target_row) for s in active], trees, choose)
+        timing = _StepTiming(step, t_start, time.time(), time.perf_counter() - t0)
+        produced = 0
+        for seq, d, tree, verdict, d_s, prefix in zip(active, drafts, trees, verdicts,
+                                                      draft_times, prefixes, strict=True):
+            if d is not None:
+                drafter = drafters[seq.request.index]
+                drafter.commit(d, verdict)
+                # Its verdict waited for the batch's forward and the other requests' drafting.
+                drafter.observe(d_s, timing.target_s + sum(draft_times) - d_s)
+            kept = seq.commit(verdict.new_tokens(tree))
+            produced += len(kept)
+            if steps_out is not None:
+                stats = drafters[seq.request.index].stats if d is not None else None
+                steps_out.write(timing.record(baseline, seq, len(active), d, d_s, tree,
+                                              len(verdict.path) - 1, len(kept), prefix, stats))
+            seq.steps += 1
+            if seq.finished:
+                _release(seq, target, drafters)
+                if on_finish is not None:
+                    on_finish(seq)
+        active = [s for s in active if not s.finished]
+        step += 1
+        if on_step is not None:
+            on_step(produced)
+    return ServeResult(sequences=sequences, steps=step, wall_s=time.perf_counter() - t_run)
+
+
+@dataclass(frozen=True)
+class _StepTiming:
+    """What one batched step shares across its requests' step records."""
+
+    step: int
+    t_start: float
+    t_end: float
+    target_s: float
+
+    def record(self, baseline: str, seq: Sequence, batch_size: int, draft: Draft | None,
+               draft_s: float, tree: TokenTree, accepted: int, kept: int,
+               prefix: int, stats: RoundStats | None) -> StepRecord:
+        return StepRecord(
+            baseline=baseline, step=self.step, request_id=seq.request.index,
+            category=seq.request.category, batch_size=batch_size, prefill=seq.steps == 0,
+            draft_s=draft_s, target_s=self.target_s, tree_size=len(tree), accepted=accepted,
+            new_tokens=kept, draft_forwards=draft.forwards if draft is not None else 0,
+            t_start=self.t_start, t_end=self.t_end, finished=seq.finished, prefix=prefix,
+            tree_budget=stats.budget if stats else 0, tree_depth=stats.depth if stats else 0)
+
+
+def _draft_each(active: list[Sequence],
+                drafters: dict[int, Drafter]) -> tuple[list[Draft | None], list[float]]:
+    """Server-only drafts every active request's tree in turn (auto-batch: none)."""
+    drafts: list[Draft | None] = []
+    seconds = []
+    for seq in active:
+        t0 = time.perf_counter()
+        drafter = drafters.get(seq.request.index)
+        drafts.append(drafter.draft(seq.pending_for(drafter.row), seq.root)
+                      if drafter is not None else None)
+        seconds.append(time.perf_counter() - t0)
+    return drafts, seconds
+
+
+def _release(seq: Sequence, target: KVPool, drafters: dict[int, Drafter]) -> None:
+    """A finished request gives its KV rows back."""
+    if seq.target_row is not None:
+        target.release(seq.target_row)
+        seq.target_row = None
+    if (done := drafters.pop(seq.request.index, None)) is not None:
+        done.pool.release(done.row)
