@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 
 from specedge import CONF_DIR, PROJECT_ROOT, records
 from specedge.algorithm.verification import greedy_reference
-from specedge.base.config import RunConfig, load_run_config, save_run_config
+from specedge.base.config.run import RunConfig, load_run_config, save_run_config
 from specedge.base.records import (
     EDGE_FILES,
     OUTPUTS_FILE,

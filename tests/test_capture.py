@@ -19,7 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3Config
 
-from specedge.base.config import CompileMode
+from specedge.base.config.model import CompileMode
 from specedge.engine.kv_cache import (
     CAPACITY_ALIGN,
     GQA_ATTENTION,

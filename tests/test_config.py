@@ -11,7 +11,10 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 from specedge import CONF_DIR, PROJECT_ROOT
-from specedge.base.config import BaselineName, ConfigError, DType, RunConfig, to_run_config
+from specedge.base.config.baseline import BaselineName
+from specedge.base.config.checks import ConfigError
+from specedge.base.config.model import DType
+from specedge.base.config.run import RunConfig, to_run_config
 
 GROUPS = ("server", "edge", "baseline", "hardware", "model", "dataset")
 
@@ -108,7 +111,7 @@ def test_typos_and_types_fail_at_composition(override: str, message: str) -> Non
 
 
 def test_forward_path_defaults_to_graphs_on_cuda_and_eager_on_cpu() -> None:
-    from specedge.base.config import CompileMode, resolve_compile
+    from specedge.base.config.model import CompileMode, resolve_compile
     cfg = _compose()
     assert cfg.model.compile == CompileMode.auto
     assert resolve_compile(cfg.model.compile, "cpu") == CompileMode.eager
@@ -145,7 +148,7 @@ def test_a_saved_run_config_loads_as_it_was_saved(tmp_path: Path) -> None:
     saved one (the schema's default node is not merged in)."""
     from omegaconf import OmegaConf
 
-    from specedge.base.config import load_run_config, save_run_config
+    from specedge.base.config.run import load_run_config, save_run_config
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         composed = compose(config_name="config", overrides=["server.num_clients=3"])
@@ -162,7 +165,7 @@ def test_a_saved_run_config_loads_as_it_was_saved(tmp_path: Path) -> None:
 
 
 def test_slurm_placement_comes_from_the_allocation(monkeypatch: pytest.MonkeyPatch) -> None:
-    from specedge.base.config import EdgePlacement
+    from specedge.base.config.hardware import EdgePlacement
     from specedge.serving import launcher
 
     cfg = _compose("hardware=slurm", "server.num_clients=3", "server.max_batch_size=2")

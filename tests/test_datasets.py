@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from specedge import PROJECT_ROOT
-from specedge.base.config import DatasetConfig, DatasetFormat, DatasetName
+from specedge.base.config.dataset import DatasetConfig, DatasetFormat, DatasetName
 from specedge.engine.datasets import (
     SPEC_BENCH_CATEGORIES,
     DatasetError,

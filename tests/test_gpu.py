@@ -13,7 +13,8 @@ from specedge.algorithm.drafting import TreeShape, commit_draft, draft_tree, res
 from specedge.algorithm.proactive import adopt, draft_proactively, hit_of
 from specedge.algorithm.sequence import Sequence
 from specedge.algorithm.verification import Chooser, verify_trees
-from specedge.base.config import CompileMode, ProactiveConfig, ProactiveType
+from specedge.base.config.edge import ProactiveConfig, ProactiveType
+from specedge.base.config.model import CompileMode
 from specedge.engine.datasets import Request
 from specedge.engine.kv_cache import KVPool
 from specedge.engine.models import load_model, load_tokenizer

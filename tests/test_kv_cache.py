@@ -12,7 +12,7 @@ from transformers import PreTrainedModel
 from specedge.algorithm.drafting import TreeShape, draft_tree
 from specedge.algorithm.tree import TokenTree
 from specedge.algorithm.verification import Chooser, tree_query, verify_trees
-from specedge.base.config import CompileMode
+from specedge.base.config.model import CompileMode
 from specedge.engine.kv_cache import KVCapacityError, KVPool, KVRow, bucket, causal_query, prefill
 from specedge.engine.models import load_model, load_tokenizer
 

@@ -16,7 +16,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from specedge.algorithm.drafting import TreeShape
 from specedge.algorithm.sequence import Sequence
 from specedge.algorithm.verification import Chooser, greedy_reference
-from specedge.base.config import CompileMode
+from specedge.base.config.model import CompileMode
 from specedge.engine.datasets import Request
 from specedge.engine.kv_cache import KVPool
 from specedge.engine.models import load_model, load_tokenizer

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from specedge.base.config import ConfigError, LinkConfig
+from specedge.base.config.checks import ConfigError
+from specedge.base.config.hardware import LinkConfig
 from specedge.serving.network import EmulatedLink
 
 

@@ -16,7 +16,8 @@ from transformers import PreTrainedModel
 from specedge.algorithm.drafting import Draft, TreeShape
 from specedge.algorithm.rounds import Drafter
 from specedge.algorithm.verification import Chooser, greedy_reference, verify_trees
-from specedge.base.config import CompileMode, ProactiveConfig, ProactiveType, TreePolicy
+from specedge.base.config.edge import ProactiveConfig, ProactiveType, TreePolicy
+from specedge.base.config.model import CompileMode
 from specedge.engine.kv_cache import KVPool
 from specedge.engine.models import load_model, load_tokenizer
 

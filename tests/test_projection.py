@@ -9,6 +9,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from specedge import CONF_DIR, PROJECT_ROOT
+from specedge.analysis.pages.index import index_page
+from specedge.analysis.pages.projection import projection_report
 from specedge.analysis.projection import (
     MapGrid,
     ProjectionConfig,
@@ -21,18 +23,12 @@ from specedge.analysis.projection import (
     system_overrides,
     two_point_acceptance,
 )
-from specedge.analysis.report import index_page, projection_report
-from specedge.analysis.simulate import (
-    SimulationError,
-    Trace,
-    TraceRound,
-    plan_of_config,
-    save_trace,
-    simulate,
-    trace_of,
-    with_edges,
-)
-from specedge.base.config import ConfigError, to_run_config
+from specedge.analysis.simulate import with_edges
+from specedge.analysis.simulation.events import plan_of_config, simulate
+from specedge.analysis.simulation.latency import SimulationError
+from specedge.analysis.simulation.traces import Trace, TraceRound, save_trace, trace_of
+from specedge.base.config.checks import ConfigError
+from specedge.base.config.run import to_run_config
 
 TINY = "specedge/data/traces/tiny-4e-noproactive.json"
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from specedge.analysis.simulate import profile_latencies
+from specedge.analysis.simulation.latency import profile_latencies
 from specedge.base.roofline import (
     ARCHITECTURES_DIR,
     GPUS,

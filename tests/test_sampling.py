@@ -15,7 +15,8 @@ from specedge.algorithm.drafting import TreeShape
 from specedge.algorithm.rounds import Drafter
 from specedge.algorithm.sequence import Sequence
 from specedge.algorithm.verification import Chooser, top_p_filter, verify_trees
-from specedge.base.config import CompileMode, ProactiveConfig, ProactiveType
+from specedge.base.config.edge import ProactiveConfig, ProactiveType
+from specedge.base.config.model import CompileMode
 from specedge.engine.datasets import Request
 from specedge.engine.kv_cache import KVPool
 from specedge.engine.models import load_model, load_tokenizer

@@ -12,19 +12,16 @@ from hydra import compose, initialize_config_dir
 
 from specedge import CONF_DIR, PROJECT_ROOT
 from specedge.analysis.report import main as report_main
-from specedge.analysis.simulate import (
+from specedge.analysis.simulate import main
+from specedge.analysis.simulation.events import Plan, _late_s, simulate
+from specedge.analysis.simulation.latency import (
     LatencyModel,
-    Plan,
     ProfileLatency,
     SimulationError,
-    Trace,
-    TraceRound,
-    _late_s,
-    main,
     profile_latencies,
-    simulate,
 )
-from specedge.base.config import RunConfig, to_run_config
+from specedge.analysis.simulation.traces import Trace, TraceRound
+from specedge.base.config.run import RunConfig, to_run_config
 from tests.serving import run_command
 
 DRAFT_S, VERIFY_S = 0.010, 0.004

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from specedge import PROJECT_ROOT
-from specedge.base.config import DType
+from specedge.base.config.model import DType
 from specedge.base.records import OUTPUTS_FILE
 from specedge.commands.convert import ConvertConfig, ConvertError, convert, load_gguf, sha256_of
 from specedge.commands.distill import DistillConfig, distill, draft_from, user_turn

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from specedge.algorithm.drafting import TreeShape
 from specedge.algorithm.tree_policy import TreePlanner, expected_tokens
-from specedge.base.config import TreePolicy
+from specedge.base.config.edge import TreePolicy
 
 TOP = TreeShape(max_n_beams=8, max_beam_len=6, max_branch_width=3, max_budget=24)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from specedge.algorithm.tree import NodeStatus, TokenTree
-from specedge.base.config import EdgeConfig, ProactiveConfig
+from specedge.base.config.edge import EdgeConfig, ProactiveConfig
 from specedge.engine.kv_cache import KVPool, KVRow, Query, causal_query, prefill
 
 DECAY = math.log(0.9)  # per-level score decay of SpecExec's budget

@@ -35,7 +35,7 @@ from specedge.algorithm.outcomes import (
 )
 from specedge.algorithm.tree import NodeStatus, TokenTree
 from specedge.algorithm.verification import Verdict
-from specedge.base.config import ProactiveConfig, ProactiveType
+from specedge.base.config.edge import ProactiveConfig, ProactiveType
 from specedge.engine.kv_cache import KVPool, Query
 
 PROACTIVE_DECAY = math.log(0.95)

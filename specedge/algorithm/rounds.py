@@ -31,7 +31,7 @@ from specedge.algorithm.proactive import (
 )
 from specedge.algorithm.tree_policy import TreePlanner
 from specedge.algorithm.verification import Verdict
-from specedge.base.config import ProactiveConfig, ProactiveType, TreePolicy
+from specedge.base.config.edge import ProactiveConfig, ProactiveType, TreePolicy
 from specedge.engine.kv_cache import KVPool, KVRow
 
 

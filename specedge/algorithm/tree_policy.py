@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 
 from specedge.algorithm.drafting import TreeShape
-from specedge.base.config import TreePolicy
+from specedge.base.config.edge import TreePolicy
 
 FORGET = 0.8  # weight of the previous rounds' evidence after each round (about 5 rounds)
 

@@ -39,12 +39,10 @@ from rich.console import Console
 from rich.table import Table
 
 from specedge import CONF_DIR
-from specedge.base.config import (
-    BaselineName,
-    ConfigError,
-    HardwareConfig,
-    load_run_config,
-)
+from specedge.base.config.baseline import BaselineName
+from specedge.base.config.checks import ConfigError
+from specedge.base.config.hardware import HardwareConfig
+from specedge.base.config.run import load_run_config
 from specedge.base.records import (
     EDGE_FILES,
     LOST_FILE,

@@ -32,7 +32,9 @@ from rich.table import Table
 from transformers import PreTrainedModel
 
 from specedge import CONF_DIR
-from specedge.base.config import CompileMode, ConfigError, RunConfig, resolve_compile, to_run_config
+from specedge.base.config.checks import ConfigError
+from specedge.base.config.model import CompileMode, resolve_compile
+from specedge.base.config.run import RunConfig, to_run_config
 from specedge.engine.kv_cache import (
     KVPool,
     KVRow,

@@ -9,9 +9,9 @@ point keeps the overrides that give it, so ``python -m specedge.simulate <overri
 it exactly (same seed).
 
 - **Acceptance scenarios** (:class:`Scenario`): a trace (a run directory, or a trace file of
-  :func:`specedge.analysis.simulate.save_trace`) whose rounds are drawn as they were, or a published
-  chain acceptance (mean tokens per verification at ``drafted`` tokens) turned into a
-  distribution by a constant per-token acceptance rate, with its source.
+  :func:`specedge.analysis.simulation.traces.save_trace`) whose rounds are drawn as they were,
+  or a published chain acceptance (mean tokens per verification at ``drafted`` tokens) turned
+  into a distribution by a constant per-token acceptance rate, with its source.
 - **The paper's protocol** (:func:`protocol`): for each batch size B, server-only and
   auto-batch at batch B, and SpecEdge with ``edges_per_batch`` x B edges in pipeline groups of
   B, compared with upstream's metric definitions (the summaries' ``upstream`` block), beside
@@ -43,8 +43,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from specedge import CONF_DIR, DATA_DIR
 from specedge.analysis.metrics import MetricsError
-from specedge.analysis.simulate import SimulationError, plan_of_config, simulate, with_edges
-from specedge.base.config import ConfigError, to_run_config
+from specedge.analysis.simulate import with_edges
+from specedge.analysis.simulation.events import plan_of_config, simulate
+from specedge.analysis.simulation.latency import SimulationError
+from specedge.base.config.checks import ConfigError
+from specedge.base.config.run import to_run_config
 from specedge.base.roofline import GPUS, Roofline, derive, dumps
 
 SYSTEMS = ("specedge", "server_only", "auto_batch")

@@ -51,14 +51,9 @@ from specedge.algorithm.drafting import TreeShape
 from specedge.algorithm.sequence import Sequence, make_sequences
 from specedge.algorithm.verification import Chooser, greedy_reference
 from specedge.analysis.metrics import run_summary
-from specedge.base.config import (
-    CompileMode,
-    DType,
-    ProactiveType,
-    RunConfig,
-    resolve_compile,
-    to_run_config,
-)
+from specedge.base.config.edge import ProactiveType
+from specedge.base.config.model import CompileMode, DType, resolve_compile
+from specedge.base.config.run import RunConfig, to_run_config
 from specedge.base.records import OUTPUTS_FILE, OutputRecord, read_jsonl
 from specedge.engine.datasets import Request, load_requests
 from specedge.engine.kv_cache import KVPool, pool_for, text_config

@@ -36,7 +36,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
-from specedge.base.config import CompileMode, DType
+from specedge.base.config.model import CompileMode, DType
 from specedge.commands.corpus import Corpus, load_corpus
 from specedge.engine.kv_cache import KVPool, causal_query, prefill
 from specedge.engine.models import load_model

@@ -51,7 +51,9 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from specedge.algorithm.drafting import TreeShape
 from specedge.algorithm.sequence import make_sequences
 from specedge.algorithm.verification import Chooser
-from specedge.base.config import CompileMode, DatasetConfig, DatasetName, DType, EdgeConfig
+from specedge.base.config.dataset import DatasetConfig, DatasetName
+from specedge.base.config.edge import EdgeConfig
+from specedge.base.config.model import CompileMode, DType
 from specedge.commands.build_models import measure_forward_ms, start_build, train, training_progress
 from specedge.engine.datasets import Request, load_requests
 from specedge.engine.kv_cache import KVPool, causal_query, work_columns

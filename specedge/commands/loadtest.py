@@ -34,7 +34,7 @@ from rich.table import Table
 
 from specedge import DATA_DIR
 from specedge.algorithm.verification import greedy_reference
-from specedge.base.config import load_run_config
+from specedge.base.config.run import load_run_config
 from specedge.base.records import (
     EDGE_FILES,
     OUTPUTS_FILE,

@@ -23,15 +23,9 @@ from specedge.algorithm.drafting import TreeShape
 from specedge.algorithm.sequence import Sequence, make_sequences, output_record
 from specedge.algorithm.verification import Chooser
 from specedge.analysis.metrics import MetricsError, write_summary
-from specedge.base.config import (
-    AutoBatchBaseline,
-    BaselineName,
-    ConfigError,
-    RunConfig,
-    ServerOnlyBaseline,
-    save_run_config,
-    to_run_config,
-)
+from specedge.base.config.baseline import AutoBatchBaseline, BaselineName, ServerOnlyBaseline
+from specedge.base.config.checks import ConfigError
+from specedge.base.config.run import RunConfig, save_run_config, to_run_config
 from specedge.base.records import OUTPUTS_FILE, RUN_INFO_FILE, STEPS_FILE, SUMMARY_FILE, JsonlWriter
 from specedge.engine.datasets import DatasetError, load_requests
 from specedge.engine.kv_cache import KVPool, pool_for

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import datasets
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from specedge.base.config import DatasetConfig, DatasetFormat, DatasetName
+from specedge.base.config.dataset import DatasetConfig, DatasetFormat, DatasetName
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ padding tokens write there.
 Every forward (tree verification, drafting steps, proactive drafting, plain decoding, prefill)
 is :meth:`KVPool.forward`: each query token is written at the end of its row's work area and
 attends to its row's committed prefix plus the work columns it names. How it runs is the
-``model.compile`` setting (:class:`~specedge.base.config.CompileMode`):
+``model.compile`` setting (:class:`~specedge.base.config.model.CompileMode`):
 
 - ``eager``: exact shapes, attention over the columns in use only (fastest on a CPU);
 - ``static``: shapes rounded up to buckets (batch: powers of two; new tokens:
@@ -41,13 +41,8 @@ import numpy as np
 import torch
 from transformers import AttentionInterface, PreTrainedModel
 
-from specedge.base.config import (
-    CompileMode,
-    EdgeConfig,
-    ModelConfig,
-    ProactiveType,
-    resolve_compile,
-)
+from specedge.base.config.edge import EdgeConfig, ProactiveType
+from specedge.base.config.model import CompileMode, ModelConfig, resolve_compile
 
 CAPACITY_ALIGN = 64  # a row's allocated columns are rounded up to a multiple of this
 log = logging.getLogger(__name__)
@@ -289,7 +284,7 @@ class KVPool:
     def __post_init__(self) -> None:
         if self.mode == CompileMode.auto:
             raise ValueError("resolve CompileMode.auto first "
-                             "(specedge.base.config.resolve_compile)")
+                             "(specedge.base.config.model.resolve_compile)")
         layers, kv_heads, head_dim = kv_shape(self.model)
         self.capacity = self.max_len + self.work  # what a row may hold
         # Allocated as a multiple of 64: attention kernels tile the key length (SDPA's

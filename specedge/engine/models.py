@@ -18,7 +18,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from specedge import ARCHITECTURES_DIR
-from specedge.base.config import DType, ModelConfig, Weights
+from specedge.base.config.model import DType, ModelConfig, Weights
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from specedge.algorithm.rounds import Drafter, RoundStats
 from specedge.algorithm.sequence import Sequence
 from specedge.algorithm.tree import TokenTree
 from specedge.algorithm.verification import Chooser, verify_trees
-from specedge.base.config import TreePolicy
+from specedge.base.config.edge import TreePolicy
 from specedge.base.records import JsonlWriter, StepRecord
 from specedge.engine.kv_cache import KVPool
 

@@ -27,7 +27,7 @@ import torch
 from specedge.algorithm.drafting import TreeShape
 from specedge.algorithm.rounds import Drafter
 from specedge.algorithm.sequence import Sequence, encode_prompt, output_record
-from specedge.base.config import RunConfig, load_run_config
+from specedge.base.config.run import RunConfig, load_run_config
 from specedge.base.records import (
     EdgeRoundRecord,
     JsonlWriter,

@@ -32,7 +32,9 @@ from fabric import Connection
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from specedge import PROJECT_ROOT
-from specedge.base.config import ConfigError, EdgePlacement, LauncherName, RunConfig
+from specedge.base.config.checks import ConfigError
+from specedge.base.config.hardware import EdgePlacement, LauncherName
+from specedge.base.config.run import RunConfig
 from specedge.base.records import (
     LOST_FILE,
     OUTPUTS_FILE,

@@ -14,7 +14,7 @@ import asyncio
 import random
 from dataclasses import dataclass
 
-from specedge.base.config import LinkConfig
+from specedge.base.config.hardware import LinkConfig
 
 
 @dataclass

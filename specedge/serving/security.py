@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from specedge.base.config import ServerConfig
+from specedge.base.config.server import ServerConfig
 
 TOKEN_HEADER = "authorization"
 

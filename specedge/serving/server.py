@@ -29,7 +29,8 @@ import torch
 from specedge.algorithm.sequence import encode_prompt
 from specedge.algorithm.tree import TokenTree
 from specedge.algorithm.verification import Chooser, Verdict, request_generator, verify_trees
-from specedge.base.config import RunConfig, load_run_config, max_tree_nodes
+from specedge.base.config.edge import max_tree_nodes
+from specedge.base.config.run import RunConfig, load_run_config
 from specedge.base.records import SERVER_FILE, STATS_FILE, JsonlWriter
 from specedge.engine.datasets import load_requests
 from specedge.engine.kv_cache import KVPool, KVRow, pool_for

@@ -1,0 +1,412 @@
+"""The event model: SpecEdge's edges and server, server-only's and auto-batch's loops as
+SimPy processes over a :class:`Plan`, writing the records a real run writes."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Generator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import simpy
+from omegaconf import OmegaConf
+
+from specedge.analysis.metrics import write_summary
+from specedge.analysis.simulation.latency import (
+    Latency,
+    ProfileLatency,
+    SimulationError,
+    fit_server,
+    profile_latencies,
+)
+from specedge.analysis.simulation.traces import (
+    Trace,
+    TraceRound,
+    trace_of,
+)
+from specedge.base.config.baseline import BaselineName
+from specedge.base.config.edge import ProactiveType
+from specedge.base.config.run import RunConfig, load_run_config
+from specedge.base.records import (
+    OUTPUTS_FILE,
+    RUN_CONFIG_FILE,
+    SERVER_FILE,
+    STEPS_FILE,
+    SUMMARY_FILE,
+    EdgeRoundRecord,
+    JsonlWriter,
+    OutputRecord,
+    ServerStepRecord,
+    StepRecord,
+    edge_file,
+)
+from specedge.serving.network import EmulatedLink
+from specedge.serving.scheduler import make_policy
+
+T0 = 1_700_000_000.0  # simulated runs start at this Unix time (records need absolute times)
+
+
+
+
+@dataclass
+class Plan:
+    """What to simulate: a run's configuration, latency models and a trace.
+
+    Without draft latencies the rounds keep the trace's own drafting times (and the trace
+    machine's proactive lateness); with them, a round's drafting is its traced number of draft
+    forwards timed by the profile of the device that drafts (the edge's, or the server's for
+    server-only), and proactive drafting runs on the edge while it waits for the reply."""
+
+    cfg: RunConfig
+    target: Latency
+    trace: Trace
+    draft_edge: Latency | None = None
+    draft_server: Latency | None = None
+    seed: int = 0
+    prefill_extra_s: float = 0.0  # a prefill forward's extra time over a tree round's
+    step_overhead_s: float = 0.0  # server-side loops: per step, outside drafting and forward
+    step_gap_s: float = 0.0  # server-side loops: between steps (outputs, queue refills)
+    requests: int | None = None  # None: the trace's requests
+
+
+@dataclass
+class _Job:
+    client_id: int
+    tokens: int
+    context: int  # committed tokens the batch attends to (the prefix)
+    enqueued: float
+    reply: simpy.Event
+    prefill: bool
+    queue_s: float = 0.0
+    verify_s: float = 0.0
+
+
+@dataclass
+class _Out:
+    """Record writers of a simulated run."""
+
+    steps: JsonlWriter | None = None
+    server: JsonlWriter | None = None
+    edges: dict[int, JsonlWriter] = field(default_factory=dict)
+    outputs: JsonlWriter | None = None
+
+    def close(self) -> None:
+        for w in (self.steps, self.server, self.outputs, *self.edges.values()):
+            if w is not None:
+                w.close()
+
+
+def _requests(plan: Plan) -> list[tuple[int, str, int, int, int]]:
+    """The trace's requests, repeated (new ids) until there are ``plan.requests``: (id,
+    category, tokens, prompt tokens, the trace request it repeats)."""
+    lengths = plan.trace.output_lengths
+    n = plan.requests or len(lengths)
+    return [(i, *lengths[i % len(lengths)][1:], lengths[i % len(lengths)][0])
+            for i in range(n)]
+
+
+def _draft_s(plan: Plan, latency: Latency | None, r: TraceRound, context: int,
+             prompt: int) -> float:
+    """A round's drafting: traced, or its draft forwards timed by ``latency`` (plus the
+    prompt's prefill in the first round)."""
+    if latency is None:
+        return r.draft_s
+    step = latency.seconds(plan.cfg.edge.max_n_beams, 1, context)
+    return r.draft_forwards * step + (latency.seconds(prompt, 1, 0) if context == prompt
+                                      else 0.0)
+
+
+def _late_s(plan: Plan, context: int, wait: float) -> tuple[float, float]:
+    """Profiled proactive drafting while the edge waits ``wait`` seconds for its reply: the
+    reply waits for the forward in flight (lateness) unless the proactive tree was done.
+    Returns (lateness, proactive drafting time)."""
+    assert plan.draft_edge is not None
+    p = plan.cfg.edge.proactive
+    step = plan.draft_edge.seconds(p.max_n_beams, 1, context)
+    total = p.max_beam_len * step
+    if wait >= total or step <= 0:
+        return 0.0, total
+    if p.type == ProactiveType.cache:  # it stops before a forward that would end too late
+        return 0.0, math.floor(wait / step) * step
+    late = math.ceil(wait / step) * step - wait
+    return late, wait + late
+
+
+def _output(request_id: int, category: str, tokens: int) -> OutputRecord:
+    return OutputRecord(request_id=request_id, category=category, prompt="(simulated)",
+                        prompt_ids=[], output_ids=[0] * tokens, text="", subcategory=category)
+
+
+def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[simpy.Event],
+            active: set[int], out: _Out) -> Generator[simpy.Event, Any, None]:
+    cfg = plan.cfg
+    policy = make_policy(cfg.server.scheduler_policy, cfg.server.max_batch_size,
+                         cfg.server.num_clients)
+    max_wait = cfg.server.max_wait_ms / 1e3
+    step = 0
+    while True:
+        batch = policy.pick(waiting, active)  # type: ignore[arg-type]
+        if batch is None and waiting and env.now - min(j.enqueued for j in waiting) > max_wait:
+            batch = list(waiting)
+        if batch is None:
+            wake[0] = env.event()
+            deadline = min((j.enqueued for j in waiting), default=None)
+            if deadline is None:
+                yield wake[0]
+            else:
+                yield wake[0] | env.timeout(max(0.0, deadline + max_wait - env.now) + 1e-9)
+            continue
+        ids = {id(j) for j in batch}
+        waiting[:] = [j for j in waiting if id(j) not in ids]
+        t0 = env.now
+        forward = plan.target.seconds(sum(j.tokens for j in batch), len(batch),
+                                      sum(j.context for j in batch))
+        forward += plan.prefill_extra_s * sum(j.prefill for j in batch)
+        yield env.timeout(forward)
+        for j in batch:
+            j.queue_s, j.verify_s = t0 - j.enqueued, forward
+            j.reply.succeed()
+        if out.server is not None:
+            out.server.write(ServerStepRecord(
+                step=step, clients=[j.client_id for j in batch], batch_size=len(batch),
+                prefill_count=sum(j.prefill for j in batch),
+                tree_nodes=sum(j.tokens for j in batch),
+                queue_wait_s=max(t0 - j.enqueued for j in batch), forward_s=forward,
+                t_start=T0 + t0, t_end=T0 + env.now,
+                prefix_tokens=sum(j.context for j in batch)))
+        step += 1
+
+
+def _edge(env: simpy.Environment, plan: Plan, client: int,
+          requests: list[tuple[int, str, int, int, int]],
+          waiting: list[_Job], wake: list[simpy.Event], active: set[int], out: _Out,
+          rng: random.Random) -> Generator[simpy.Event, Any, None]:
+    proactive = plan.cfg.edge.proactive.type.value != "disabled"
+    writer = out.edges[client]
+    profiled = plan.draft_edge is not None
+    link = EmulatedLink(plan.cfg.hardware.link, rng)  # the real edge's link arithmetic
+    for request_id, category, total, prompt, source in requests:
+        produced, round_no, adopted = 0, 0, False
+        while produced < total:
+            prefill = round_no == 0
+            r = plan.trace.draw(rng, prefill, adopted, source, round_no)
+            context = prompt + produced
+            t_start = env.now
+            draft_s = _draft_s(plan, plan.draft_edge, r, context, prompt)
+            yield env.timeout(draft_s)
+            t_sent = env.now
+            yield env.timeout(link.one_way_s(r.bytes // 2))
+            # Profiled: the prompt's prefill is a forward of its tokens (a run's fit charges
+            # prefill_extra_s instead).
+            tokens = r.tree_size + (prompt if prefill and isinstance(plan.target, ProfileLatency)
+                                    else 0)
+            job = _Job(client, tokens, 0 if prefill else context, env.now, env.event(), prefill)
+            waiting.append(job)
+            if not wake[0].triggered:
+                wake[0].succeed()
+            yield job.reply
+            yield env.timeout(link.one_way_s(r.bytes - r.bytes // 2) + r.transport_s)
+            arrived = env.now
+            late_s, proactive_s = r.late_s, r.proactive_s
+            if profiled:
+                late_s, proactive_s = _late_s(plan, context, arrived - t_sent) if proactive \
+                    else (0.0, 0.0)
+            yield env.timeout(late_s + r.other_s)
+            new = min(r.new_tokens, total - produced)
+            produced += new
+            hit = r.hit if plan.trace.replay else proactive and rng.random() < plan.trace.hit_rate
+            writer.write(EdgeRoundRecord(
+                client_id=client, request_id=request_id, category=category, round=round_no,
+                prefill=prefill, draft_s=draft_s, wait_s=arrived - t_sent, late_s=late_s,
+                server_queue_s=job.queue_s, server_verify_s=job.verify_s,
+                request_bytes=r.bytes // 2, reply_bytes=r.bytes - r.bytes // 2, retries=0,
+                tree_size=r.tree_size, accepted=min(r.accepted, new), new_tokens=new,
+                draft_forwards=r.draft_forwards, proactive_drafted=proactive,
+                proactive_hit=hit, from_proactive=adopted, proactive_s=proactive_s,
+                t_start=T0 + t_start, t_sent=T0 + t_sent, t_end=T0 + env.now,
+                finished=produced >= total, tokens=[]))  # simulated: counts, no tokens
+            adopted = hit and produced < total
+            round_no += 1
+        assert out.outputs is not None
+        out.outputs.write(_output(request_id, category, total))
+    active.discard(client)
+    if not wake[0].triggered:
+        wake[0].succeed()
+
+
+@dataclass
+class _Active:
+    """A request in a server-side loop's batch."""
+
+    request_id: int
+    category: str
+    total: int
+    prompt: int
+    source: int  # the trace request it repeats
+    produced: int = 0
+    steps: int = 0
+
+
+def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
+                 rng: random.Random) -> Generator[simpy.Event, Any, None]:
+    """server-only (draft each tree, then verify all) and auto-batch (one token each)."""
+    cfg = plan.cfg
+    speculate = cfg.baseline.name == BaselineName.server_only
+    capacity = cfg.baseline.batch_capacity  # type: ignore[union-attr]
+    queue = iter(_requests(plan))
+    profiled = isinstance(plan.target, ProfileLatency)
+    active: list[_Active] = []
+    step = 0
+    assert out.steps is not None and out.outputs is not None
+    while True:
+        while len(active) < capacity and (nxt := next(queue, None)) is not None:
+            active.append(_Active(*nxt))
+        if not active:
+            return
+        t_start = env.now
+        rounds, drafts = [], []
+        for a in active:
+            r = plan.trace.draw(rng, a.steps == 0, False, a.source, a.steps) if speculate else \
+                TraceRound(0.0, 0, 1, 1, 0, 0)
+            rounds.append(r)
+            drafts.append(_draft_s(plan, plan.draft_server, r, a.prompt + a.produced, a.prompt)
+                          if speculate else 0.0)
+        yield env.timeout(sum(drafts))
+        # Profiled: a prefill forwards its prompt (a run's fit charges prefill_extra_s).
+        tokens = sum(r.tree_size + (a.prompt if a.steps == 0 and profiled else 0)
+                     for a, r in zip(active, rounds, strict=True))
+        context = sum(a.prompt + a.produced for a in active if a.steps > 0)
+        forward = plan.target.seconds(tokens, len(active), context)
+        forward += plan.prefill_extra_s * sum(a.steps == 0 for a in active)
+        yield env.timeout(forward + plan.step_overhead_s)
+        for a, r, draft_s in zip(active, rounds, drafts, strict=True):
+            prefix = a.prompt + a.produced if a.steps > 0 else 0
+            new = min(r.new_tokens, a.total - a.produced)
+            a.produced += new
+            out.steps.write(StepRecord(
+                baseline=cfg.baseline.name.value, step=step, request_id=a.request_id,
+                category=a.category, batch_size=len(active), prefill=a.steps == 0,
+                draft_s=draft_s, target_s=forward, tree_size=r.tree_size,
+                accepted=min(r.accepted, new), new_tokens=new,
+                draft_forwards=r.draft_forwards, t_start=T0 + t_start, t_end=T0 + env.now,
+                finished=a.produced >= a.total, prefix=prefix))
+            a.steps += 1
+            if a.produced >= a.total:
+                out.outputs.write(_output(a.request_id, a.category, a.total))
+        active = [a for a in active if a.produced < a.total]
+        step += 1
+        yield env.timeout(plan.step_gap_s)
+
+
+def simulate(plan: Plan, run_dir: Path) -> dict[str, Any]:
+    """Simulate ``plan`` into ``run_dir`` (records, run_config.yaml, summary.json)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in run_dir.glob("*.jsonl"):
+        stale.unlink()
+    # The simulated run's configuration, as a real run keeps it (metrics take prices from it).
+    (run_dir / RUN_CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(plan.cfg)))
+    rng = random.Random(plan.seed)
+    env = simpy.Environment()
+    out = _Out(outputs=JsonlWriter(run_dir / OUTPUTS_FILE))
+    cfg = plan.cfg
+    try:
+        if cfg.baseline.name == BaselineName.specedge:
+            n = cfg.server.num_clients
+            out.server = JsonlWriter(run_dir / SERVER_FILE)
+            waiting: list[_Job] = []
+            wake = [env.event()]
+            active = set(range(n))
+            requests = _requests(plan)
+            env.process(_server(env, plan, waiting, wake, active, out))
+            for c in range(n):
+                out.edges[c] = JsonlWriter(edge_file(run_dir, c))
+                env.process(_edge(env, plan, c, requests[c::n], waiting, wake, active, out,
+                                  random.Random(rng.random())))
+            env.run()
+        else:
+            out.steps = JsonlWriter(run_dir / STEPS_FILE)
+            env.run(env.process(_server_side(env, plan, out, rng)))
+    finally:
+        out.close()
+    summary = write_summary(run_dir)
+    summary |= {"simulated": True, "latency_model": {
+                    "target": plan.target.describe(),
+                    "draft_edge": plan.draft_edge.describe() if plan.draft_edge else "traced",
+                    "draft_server": (plan.draft_server.describe() if plan.draft_server
+                                     else "traced")},
+                "trace": plan.trace.source, "simulated_s": env.now}
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+
+
+def plan_of_run(run_dir: Path, seed: int = 0) -> Plan:
+    """A real run re-simulated from its own config, forwards and rounds."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_CONFIG_FILE).exists():
+        raise SimulationError(f"{run_dir}: no {RUN_CONFIG_FILE}: not a run directory")
+    fit = fit_server(run_dir)
+    trace = trace_of(run_dir)
+    trace.replay = True  # each request's own rounds, in order: no sampling noise
+    return Plan(cfg=load_run_config(run_dir), target=fit.target, trace=trace,
+                seed=seed, prefill_extra_s=fit.prefill_extra_s,
+                step_overhead_s=fit.step_overhead_s, step_gap_s=fit.step_gap_s)
+
+
+
+
+def plan_of_config(cfg: RunConfig) -> Plan:
+    """The composed configuration, with rounds drawn from ``simulate.trace`` and latencies
+    from the profiles (``simulate.profile`` / ``simulate.edge_profile``, else the hardware
+    entry's ``server_profile`` / ``edge_profile``) or, without one, the trace run's own."""
+    sim = cfg.simulate
+    if sim.trace is None:
+        raise SimulationError("simulate.trace = None is not accepted: name a run directory "
+                              "(the same pair and dataset) whose rounds to draw from")
+    trace_dir = Path(sim.trace)
+    trace = trace_of(trace_dir)
+    # simulate.profile / edge_profile replace the hardware entry's pair as a whole.
+    if sim.profile is not None or sim.edge_profile is not None:
+        server, edge = sim.profile, sim.edge_profile or sim.profile
+    else:
+        server, edge = cfg.hardware.server_profile, cfg.hardware.edge_profile
+    edge = edge or server
+    if server is None:
+        if edge is not None:
+            raise SimulationError(f"an edge profile ({edge}) needs a server profile too "
+                                  "(simulate.profile or hardware.server_profile)")
+        fit = fit_server(trace_dir)
+        plan = Plan(cfg=cfg, target=fit.target, trace=trace, seed=cfg.seed,
+                    prefill_extra_s=fit.prefill_extra_s, step_overhead_s=fit.step_overhead_s,
+                    step_gap_s=fit.step_gap_s)
+    else:
+        on_server = profile_latencies(server, {"target": cfg.model.target,
+                                                        "draft": cfg.model.draft})
+        on_edge = profile_latencies(edge, {"draft": cfg.model.draft})["draft"]
+        # The trace machine's own timings (its gRPC stack, its shared cores) are left out.
+        def untimed(rounds: list[TraceRound]) -> list[TraceRound]:
+            return [replace(r, late_s=0.0, proactive_s=0.0, other_s=0.0, transport_s=0.0)
+                    for r in rounds]
+        trace = Trace(f"{trace.source} (timed by {server}"
+                      + (f" and {edge})" if edge != server else ")"),
+                      untimed(trace.prefill), untimed(trace.plain), untimed(trace.adopted),
+                      trace.hit_rate, trace.output_lengths)
+        plan = Plan(cfg=cfg, target=on_server["target"], trace=trace, seed=cfg.seed,
+                    draft_edge=on_edge, draft_server=on_server["draft"])
+    if sim.acceptance is not None:
+        trace.acceptance = list(sim.acceptance)
+        trace.source += f" (acceptance {sim.acceptance})"
+    if sim.chain is not None:
+        trace.chain = sim.chain
+        trace.source += f" (chains of {sim.chain} drafted tokens)"
+    if cfg.baseline.name == BaselineName.specedge:
+        streams = cfg.server.num_clients
+    else:
+        streams = cfg.baseline.batch_capacity  # type: ignore[union-attr]
+    plan.requests = sim.requests or (sim.requests_per_edge * streams if sim.requests_per_edge
+                                     else max(len(trace.output_lengths), streams))
+    return plan

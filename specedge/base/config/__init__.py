@@ -1,0 +1,12 @@
+"""Typed schemas for every Hydra config group, and the checks that run at start-up.
+
+Each group under ``conf/`` extends one of these dataclasses (``defaults: [base_<group>]``), so a
+misspelt key or a wrongly typed value fails while Hydra composes. Range and cross-field checks
+live in ``__post_init__`` and run when :func:`~specedge.base.config.run.to_run_config` turns the
+composed DictConfig into objects, before any model is loaded: a bad value never costs a model
+load or a partial run.
+
+One module per config group (``model``, ``edge``, ``server``, ``hardware``, ``baseline``,
+``dataset`` with ``generation``, ``tools`` for ``profile`` and ``simulate``), the shared checks
+(``checks``), and the whole run (``run``: :class:`RunConfig`, registration, the saved copy).
+"""

@@ -1,0 +1,85 @@
+"""``server``: the verification server, its scheduler and its serving limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from specedge.base.config.checks import require
+
+
+class BatchType(StrEnum):
+    static = "static"  # wait until max_batch_size Validate calls are queued
+    dynamic = "dynamic"  # take whatever is queued
+
+
+
+
+class SchedulerName(StrEnum):
+    batch = "batch"  # plain batching of queued calls, as batch_type says
+    pipeline = "pipeline"  # pipeline-aware: groups of edges take turns (specedge.serving.scheduler)
+
+
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"  # bind address; edges connect to host:port
+    port: int = 0  # 0 picks a free port at start-up
+    max_batch_size: int = 2
+    num_clients: int = 4  # must equal the number of edges listed under hardware.nodes
+    batch_type: BatchType = BatchType.dynamic
+    scheduler: SchedulerName = SchedulerName.pipeline
+    max_wait_ms: float = 2000.0  # a batch never waits longer than this for stragglers
+    cache_prefill: bool = False  # true: prompts' KV precomputed once, kept on disk
+    prefill_cache_dir: str = "models/prefill_cache"
+    client_timeout_s: float = 60.0  # free the request of an edge silent this long (it died?)
+    rpc_timeout_s: float = 600.0  # deadline of every edge RPC
+    reconnect_s: float = 120.0  # how long an edge keeps retrying a server it cannot reach
+    max_restarts: int = 1  # the launcher restarts a server that died this many times
+    max_message_bytes: int = 4 * 1024 * 1024  # larger requests get RESOURCE_EXHAUSTED
+    # Security. Secrets are only ever named by file, so configs, logs and run directories
+    # never hold them.
+    auth_token_file: str | None = None  # shared token (the file's first line); None: no auth
+    tls_cert: str | None = None  # server certificate (PEM); with tls_key, the server uses TLS
+    tls_key: str | None = None
+    tls_client_ca: str | None = None  # CA (PEM) edges' certificates must chain to: mutual TLS
+    tls_client_cert: str | None = None  # an edge's certificate and key, for mutual TLS
+    tls_client_key: str | None = None
+
+    def __post_init__(self) -> None:
+        require(0 <= self.port <= 65535, "server.port", self.port, "0 (any free port) to 65535")
+        require(self.max_batch_size >= 1, "server.max_batch_size", self.max_batch_size,
+                 "an integer >= 1")
+        require(self.num_clients >= 1, "server.num_clients", self.num_clients, "an integer >= 1")
+        require(self.max_wait_ms > 0, "server.max_wait_ms", self.max_wait_ms, "a time > 0 ms")
+        for key in ("client_timeout_s", "rpc_timeout_s", "reconnect_s"):
+            require(getattr(self, key) > 0, f"server.{key}", getattr(self, key),
+                     "a time > 0 seconds")
+        require(self.max_restarts >= 0, "server.max_restarts", self.max_restarts,
+                 "an integer >= 0")
+        require(self.max_message_bytes >= 1024, "server.max_message_bytes",
+                 self.max_message_bytes, "an integer >= 1024 bytes")
+        require((self.tls_cert is None) == (self.tls_key is None), "server.tls_cert",
+                 self.tls_cert, "set together with server.tls_key (both or neither)")
+        require((self.tls_client_cert is None) == (self.tls_client_key is None),
+                 "server.tls_client_cert", self.tls_client_cert,
+                 "set together with server.tls_client_key (both or neither)")
+        require(self.tls_client_ca is None or self.tls_cert is not None, "server.tls_client_ca",
+                 self.tls_client_ca, "null unless server.tls_cert/tls_key turn TLS on")
+        require(self.tls_client_ca is None or self.tls_client_cert is not None,
+                 "server.tls_client_ca", self.tls_client_ca,
+                 "set with server.tls_client_cert/tls_client_key (the edges' certificate)")
+        for key in ("auth_token_file", "tls_cert", "tls_key", "tls_client_ca", "tls_client_cert",
+                    "tls_client_key"):
+            path = getattr(self, key)
+            require(path is None or Path(path).expanduser().is_file(), f"server.{key}", path,
+                     "null or an existing file")
+
+    @property
+    def scheduler_policy(self) -> str:
+        """The scheduling policy's name: 'pipeline', or the batch type."""
+        if self.scheduler == SchedulerName.pipeline:
+            return "pipeline"
+        return self.batch_type.value
