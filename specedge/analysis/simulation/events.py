@@ -22,11 +22,7 @@ from specedge.analysis.simulation.latency import (
     fit_server,
     profile_latencies,
 )
-from specedge.analysis.simulation.traces import (
-    Trace,
-    TraceRound,
-    trace_of,
-)
+from specedge.analysis.simulation.traces import Trace, TraceRound, trace_of
 from specedge.base.config.baseline import BaselineName
 from specedge.base.config.edge import ProactiveType
 from specedge.base.config.run import RunConfig, load_run_config

@@ -14,12 +14,7 @@ import pandas as pd
 
 from specedge.analysis.metrics import read_frame
 from specedge.base.config.checks import project_file
-from specedge.base.records import (
-    SERVER_FILE,
-    STEPS_FILE,
-    ServerStepRecord,
-    StepRecord,
-)
+from specedge.base.records import SERVER_FILE, STEPS_FILE, ServerStepRecord, StepRecord
 from specedge.base.roofline import plain_name
 
 

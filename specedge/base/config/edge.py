@@ -5,10 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from specedge.base.config.checks import (
-    check_tree,
-    require,
-)
+from specedge.base.config.checks import check_tree, require
 
 
 class ProactiveType(StrEnum):

@@ -9,11 +9,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from specedge.base.config.checks import (
-    check_device,
-    check_profile,
-    require,
-)
+from specedge.base.config.checks import check_device, check_profile, require
 
 
 class LauncherName(StrEnum):

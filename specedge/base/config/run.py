@@ -17,19 +17,10 @@ from specedge.base.config.baseline import (
     ServerOnlyBaseline,
     SpecEdgeBaseline,
 )
-from specedge.base.config.checks import (
-    ConfigError,
-    require,
-)
+from specedge.base.config.checks import ConfigError, require
 from specedge.base.config.dataset import DatasetConfig, GenerationConfig
-from specedge.base.config.edge import (
-    EdgeConfig,
-    max_tree_nodes,
-)
-from specedge.base.config.hardware import (
-    HardwareConfig,
-    LauncherName,
-)
+from specedge.base.config.edge import EdgeConfig, max_tree_nodes
+from specedge.base.config.hardware import HardwareConfig, LauncherName
 from specedge.base.config.model import CompileMode, ModelConfig
 from specedge.base.config.server import ServerConfig
 from specedge.base.config.tools import ProfileConfig, SimulateConfig

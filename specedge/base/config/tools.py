@@ -5,10 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from specedge.base.config.checks import (
-    check_profile,
-    require,
-)
+from specedge.base.config.checks import check_profile, require
 
 
 @dataclass
