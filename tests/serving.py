@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from hydra import compose, initialize_config_dir
 
-from specedge import CONF_DIR, PROJECT_ROOT, records
+from specedge import CONF_DIR, PROJECT_ROOT
 from specedge.algorithm.verification import greedy_reference
+from specedge.base import records
 from specedge.base.config.run import RunConfig, load_run_config, save_run_config
 from specedge.base.records import (
     EDGE_FILES,
