@@ -143,14 +143,14 @@ def test_sigterm_stops_the_run_and_every_process(tmp_path: Path, micro_pair: Pat
     run_dir = tmp_path / "run"
     run = _start(run_dir, micro_pair)
     _wait_for_rounds(run, run_dir / "edge-2.jsonl", 2)
-    assert len(_pids(f"specedge.(edge|server) {run_dir} ")) == 5
+    assert len(_pids(f"specedge.serving.(edge|server) {run_dir} ")) == 5
     run.send_signal(signal.SIGTERM)
     _, stderr = run.communicate(timeout=60)
     assert run.returncode == 130, stderr[-3000:]
     assert "interrupted" in stderr
     deadline = time.monotonic() + 30
-    while _pids(f"specedge.(edge|server) {run_dir} ") and time.monotonic() < deadline:
+    while _pids(f"specedge.serving.(edge|server) {run_dir} ") and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _pids(f"specedge.(edge|server) {run_dir} ")  # no orphans
+    assert not _pids(f"specedge.serving.(edge|server) {run_dir} ")  # no orphans
     summary = json.loads((run_dir / "summary.json").read_text())  # what there was, kept
     assert summary["partial"] and summary["rounds"] > 0
