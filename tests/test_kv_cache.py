@@ -13,7 +13,15 @@ from specedge.algorithm.drafting import TreeShape, draft_tree
 from specedge.algorithm.tree import TokenTree
 from specedge.algorithm.verification import Chooser, tree_query, verify_trees
 from specedge.base.config.model import CompileMode
-from specedge.engine.kv_cache import KVCapacityError, KVPool, KVRow, bucket, causal_query, prefill
+from specedge.engine.kv_cache import (
+    GQA_ATTENTION,
+    KVCapacityError,
+    KVPool,
+    KVRow,
+    bucket,
+    causal_query,
+    prefill,
+)
 from specedge.engine.models import load_model, load_tokenizer
 
 BUCKETS = (1, 2, 4, 8, 16, 32)
@@ -226,3 +234,28 @@ def test_tree_query_sees_ancestors_only(models) -> None:
             alone = target(torch.tensor([prompt[:-1] + path])).logits[0, -1]
         torch.testing.assert_close(logits[0, node], alone, atol=1e-4, rtol=1e-4)
     assert isinstance(row, KVRow)
+
+
+def test_hf_generate_is_unchanged_under_the_pools_gqa_attention(micro_pair: Path) -> None:
+    """On CUDA a pool switches the shared model to GQA_ATTENTION; Hugging Face's own forward
+    and generate on that model (the benchmarks' reference) must stay causal. Switched here by
+    hand, as the pool does on a GPU, on a grouped-query model (2 query heads, 1 KV head)."""
+    model = load_model(str(micro_pair / "target"))
+    assert model.config.num_key_value_heads < model.config.num_attention_heads
+    tok = load_tokenizer(str(micro_pair / "target"))
+    ids = torch.tensor([tok("Of Man's first disobedience, and the fruit")["input_ids"]])
+
+    @torch.no_grad()
+    def outputs() -> tuple[torch.Tensor, list[int]]:
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
+                             do_sample=False, pad_token_id=tok.pad_token_id)
+        return logits, out[0].tolist()
+
+    logits, tokens = outputs()
+    KVPool(model, 1, 128, 32, CompileMode.eager)
+    model.set_attn_implementation(GQA_ATTENTION)
+    gqa_logits, gqa_tokens = outputs()
+    # every position's logits: a prefill without its causal mask changes all but the last
+    torch.testing.assert_close(gqa_logits, logits, rtol=1e-5, atol=1e-5)
+    assert gqa_tokens == tokens

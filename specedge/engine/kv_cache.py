@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from transformers import AttentionInterface, PreTrainedModel
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
 from specedge.base.config.edge import EdgeConfig, ProactiveType
 from specedge.base.config.model import CompileMode, ModelConfig, resolve_compile
@@ -194,16 +196,19 @@ def gqa_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tenso
     tokens x columns, not columns x heads x dims). Transformers' SDPA path repeats K/V
     whenever there is a mask on CUDA, since SDPA's ``enable_gqa`` with a mask falls back to
     the math kernel; a tree verification always has a mask. Returns ``[B, N, H, D]``."""
+    if attention_mask is None:
+        # Hugging Face's own calls (generate, a causal prefill) may skip the mask: the stock
+        # path then sets ``is_causal``, which SDPA here would not.
+        return sdpa_attention_forward(module, query, key, value, attention_mask,
+                                      dropout=dropout, scaling=scaling, **kwargs)
     batch, heads, n_new, dim = query.shape
     kv_heads = key.shape[1]
     rep = heads // kv_heads
     q = query.reshape(batch, kv_heads, rep * n_new, dim)  # head h uses KV head h // rep
-    mask = attention_mask
-    if mask is not None:
-        mask = mask[..., : key.shape[-2]]
-        if rep > 1:
-            mask = mask.repeat(1, 1, rep, 1) if mask.shape[1] == 1 else mask.reshape(
-                batch, kv_heads, rep * n_new, -1)
+    mask = attention_mask[..., : key.shape[-2]]
+    if rep > 1:
+        mask = mask.repeat(1, 1, rep, 1) if mask.shape[1] == 1 else mask.reshape(
+            batch, kv_heads, rep * n_new, -1)
     out = torch.nn.functional.scaled_dot_product_attention(
         q, key, value, attn_mask=mask, dropout_p=dropout if module.training else 0.0,
         scale=scaling)
@@ -211,6 +216,9 @@ def gqa_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tenso
 
 
 AttentionInterface.register(GQA_ATTENTION, gqa_attention)
+# Masks as for SDPA: without an entry here, Hugging Face's mask builders give our attention no
+# mask at all, and a model's own ``generate`` would attend bidirectionally.
+AttentionMaskInterface.register(GQA_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
 
 
 def cache_argument(model: PreTrainedModel) -> str:
