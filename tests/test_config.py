@@ -97,7 +97,7 @@ def test_bad_values_name_the_key(overrides: list[str], key: str, accepted: str) 
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("model.dtype=fp64", "expected one of [fp16, bf16, fp32]"),
+        ("model.dtype=fp64", "expected one of [auto, fp16, bf16, fp32]"),
         ("edge.max_budgte=3", "Key 'max_budgte' not in 'EdgeConfig'"),
         ("edge.max_budget=many", "edge.max_budget"),
         ("server.batch_type=eager", "expected one of [static, dynamic]"),

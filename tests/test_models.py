@@ -8,7 +8,43 @@ from pathlib import Path
 import pytest
 import torch
 
-from specedge.engine.models import ModelLoadError, load_model, load_tokenizer
+from specedge.base.config.model import DType
+from specedge.engine.models import (
+    ModelLoadError,
+    cpu_autocast,
+    load_model,
+    load_tokenizer,
+    resolve_dtype,
+)
+
+
+def fake_cpu(monkeypatch: pytest.MonkeyPatch, capability: str) -> None:
+    """Make torch report a CPU of ``capability``: AMX, AVX512-BF16 (native bf16 instructions),
+    or a plain dispatch level such as AVX2."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: capability == "AMX")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported",
+                        lambda: capability in ("AMX", "AVX512-BF16"))
+    level = "AVX512" if capability in ("AMX", "AVX512-BF16") else capability
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: level)
+
+
+@pytest.mark.parametrize(("capability", "expected"),
+                         [("AVX2", DType.fp32), ("AVX512", DType.fp32), ("DEFAULT", DType.fp32),
+                          ("AMX", DType.bf16), ("AVX512-BF16", DType.bf16)])
+def test_auto_dtype_is_bf16_only_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch,
+                                                      micro_pair: Path, capability: str,
+                                                      expected: DType) -> None:
+    fake_cpu(monkeypatch, capability)
+    dtype, why = resolve_dtype(DType.auto, "cpu")
+    assert dtype == expected and capability in why
+    assert cpu_autocast(None) == (expected == DType.bf16)
+    model = load_model(str(micro_pair / "draft"), "auto", "cpu")
+    assert next(model.parameters()).dtype == {DType.fp32: torch.float32,
+                                              DType.bf16: torch.bfloat16}[expected]
+    # explicit dtypes and autocast settings stay as asked, whatever the CPU
+    assert resolve_dtype(DType.bf16, "cpu")[0] == DType.bf16
+    assert resolve_dtype("fp32", "cpu")[0] == DType.fp32
+    assert cpu_autocast(True) and not cpu_autocast(False)
 
 
 @pytest.mark.parametrize(("dtype", "torch_dtype"),

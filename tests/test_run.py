@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 
-from specedge import PROJECT_ROOT
-from specedge.base.records import OUTPUTS_FILE, STEPS_FILE, StepRecord
+from specedge import CONF_DIR, PROJECT_ROOT
+from specedge.base.config.run import to_run_config
+from specedge.base.records import DTYPE_FILE, OUTPUTS_FILE, STEPS_FILE, StepRecord
+from specedge.commands.run import execute
 from tests.serving import assert_outputs_exact, read_records, run_command
+from tests.test_models import fake_cpu
 
 
 def _run(run_dir: Path, pair: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
@@ -72,3 +77,24 @@ def test_dry_run_finds_what_would_fail_later(tmp_path: Path, micro_pair: Path,
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert not (tmp_path / "dry" / "run_config.yaml").exists()  # nothing started
+
+
+@pytest.mark.parametrize(("capability", "expected"), [("AVX2", "fp32"), ("AMX", "bf16")])
+def test_auto_dtype_reaches_the_runs_records(tmp_path: Path, micro_pair: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             caplog: pytest.LogCaptureFixture,
+                                             capability: str, expected: str) -> None:
+    """In-process (the capability is faked in this interpreter): auto-batch on the micro pair
+    with model.dtype=auto, then dtype.json, summary.json and the log name what ran."""
+    fake_cpu(monkeypatch, capability)
+    run_dir = tmp_path / capability
+    run_dir.mkdir()
+    overrides = run_command(run_dir, micro_pair, "baseline=auto_batch", "model.dtype=auto",
+                            "dataset.max_requests=2", "generation.max_new_tokens=6")[3:]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        composed = compose(config_name="config", overrides=overrides)
+    with caplog.at_level(logging.INFO):
+        execute(to_run_config(composed), run_dir, composed)
+    assert json.loads((run_dir / DTYPE_FILE).read_text())["dtype"] == expected
+    assert json.loads((run_dir / "summary.json").read_text())["dtype"] == expected
+    assert f"model.dtype=auto -> {expected} on cpu" in caplog.text and capability in caplog.text

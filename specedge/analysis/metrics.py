@@ -58,6 +58,7 @@ from specedge.base.records import (
     ServerStepRecord,
     StepRecord,
     read_jsonl,
+    run_dtype,
 )
 
 
@@ -394,7 +395,7 @@ def run_meta(run_dir: Path) -> dict[str, Any]:
         return {}
     cfg = load_run_config(run_dir)
     return {"exp_name": cfg.exp_name, "model": cfg.model.name, "target": cfg.model.target,
-            "draft": cfg.model.draft, "dtype": cfg.model.dtype.value,
+            "draft": cfg.model.draft, "dtype": run_dtype(run_dir, cfg.model.dtype.value),
             "weights": cfg.model.weights.value,  # random: timing only, acceptance means nothing
             "dataset": cfg.dataset.name.value, "hardware": cfg.hardware.name,
             "edges": cfg.server.num_clients if cfg.baseline.name == BaselineName.specedge

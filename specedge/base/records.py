@@ -40,6 +40,14 @@ EDGE_FILES = "edge-*.jsonl"
 PORT_FILE = "server.port"
 STATS_FILE = "server_stats.json"
 LOST_FILE = "lost_edges.json"
+DTYPE_FILE = "dtype.json"  # the dtype the target ran in, and why (model.dtype=auto)
+
+
+def run_dtype(run_dir: Path, asked: str) -> str:
+    """The dtype the run's target ran in (``dtype.json``, written where it was loaded: the
+    rule of ``model.dtype=auto`` depends on that machine); ``asked`` where it has none."""
+    path = Path(run_dir) / DTYPE_FILE
+    return str(json.loads(path.read_text())["dtype"]) if path.is_file() else asked
 
 
 def edge_file(run_dir: Path, client_id: int) -> Path:

@@ -25,6 +25,7 @@ through the ``distill_draft`` Snakemake rule.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -57,7 +58,13 @@ from specedge.base.config.model import CompileMode, DType
 from specedge.commands.build_models import measure_forward_ms, start_build, train, training_progress
 from specedge.engine.datasets import Request, load_requests
 from specedge.engine.kv_cache import KVPool, causal_query, work_columns
-from specedge.engine.models import TORCH_DTYPES, load_model, load_tokenizer
+from specedge.engine.models import (
+    TORCH_DTYPES,
+    cpu_autocast,
+    load_model,
+    load_tokenizer,
+    resolve_dtype,
+)
 from specedge.serving.baselines import serve
 
 log = logging.getLogger("specedge.commands.distill")
@@ -77,7 +84,8 @@ class DistillConfig:
     target: str = "models/smollm2/target"
     out_dir: str = "models/smollm2/draft"
     seed: int = 0
-    dtype: DType = DType.bf16  # the target's dtype while it generates and is measured
+    # the target's dtype while it generates and is measured; auto: bf16 where the CPU has it
+    dtype: DType = DType.auto
     layers: list[int] = field(default_factory=lambda: [0, 29])  # target layers the draft keeps
     prompts: int = 1024  # self-written prompts
     prompt_tokens: int = 40
@@ -92,7 +100,7 @@ class DistillConfig:
     steps: int = 400
     batch_size: int = 16  # replies per training step
     lr: float = 2e-3
-    bf16_autocast: bool = True
+    bf16_autocast: bool | None = None  # null: where the CPU has native bf16
     eval_prompts: int = 48  # held out: the built-in set's first turns
     eval_new_tokens: int = 64
     spec_prompts: int = 8  # of those, served by SpecExec for tokens per target forward
@@ -368,6 +376,9 @@ def _measure_job() -> None:
 def distill(cfg: DistillConfig) -> dict:
     """Build the draft into ``cfg.out_dir`` (written whole, then renamed); returns its card."""
     t_start = time.perf_counter()
+    dtype, why = resolve_dtype(cfg.dtype, "cpu")
+    log.info("teacher dtype %s: %s", dtype.value, why)
+    cfg = dataclasses.replace(cfg, dtype=dtype, bf16_autocast=cpu_autocast(cfg.bf16_autocast))
     out, partial = start_build(cfg.out_dir, cfg.threads)
     tok = load_tokenizer(cfg.target, "target")
     target32 = load_model(cfg.target, DType.fp32, "cpu", key="target")

@@ -110,8 +110,8 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
     else:
         assert isinstance(baseline, AutoBatchBaseline)
         draft, shape, capacity = None, None, baseline.batch_capacity
-    target = pool_for(load_member(cfg.model, "target", device), capacity, cfg.model, cfg.edge,
-                      device)
+    target = pool_for(load_member(cfg.model, "target", device, record_in=run_dir), capacity,
+                      cfg.model, cfg.edge, device)
     log.info("forward path: %s (model.compile = %s)", target.mode.value, cfg.model.compile.value)
     torch.manual_seed(cfg.seed)
     choose = Chooser.seeded(cfg.generation.temperature, cfg.generation.top_p, cfg.seed)

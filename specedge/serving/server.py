@@ -31,7 +31,7 @@ from specedge.algorithm.tree import TokenTree
 from specedge.algorithm.verification import Chooser, Verdict, request_generator, verify_trees
 from specedge.base.config.edge import max_tree_nodes
 from specedge.base.config.run import RunConfig, load_run_config
-from specedge.base.records import SERVER_FILE, STATS_FILE, JsonlWriter
+from specedge.base.records import SERVER_FILE, STATS_FILE, JsonlWriter, run_dtype
 from specedge.engine.datasets import load_requests
 from specedge.engine.kv_cache import KVPool, KVRow, pool_for
 from specedge.engine.models import load_member, load_run_tokenizer
@@ -226,7 +226,8 @@ def make_verify(pool: KVPool, choose: Chooser) -> Callable[[list[Job]], list[Ver
 
 async def serve(cfg: RunConfig, run_dir: Path, port_file: Path | None = None) -> None:
     device = cfg.hardware.server_device
-    pool = pool_for(load_member(cfg.model, "target", device), cfg.server.num_clients,
+    pool = pool_for(load_member(cfg.model, "target", device, record_in=run_dir),
+                    cfg.server.num_clients,
                     cfg.model, cfg.edge, device)
     log.info("forward path: %s", pool.mode.value)
     choose = Chooser(cfg.generation.temperature, cfg.generation.top_p)
@@ -241,7 +242,8 @@ async def serve(cfg: RunConfig, run_dir: Path, port_file: Path | None = None) ->
         tok = load_run_tokenizer(cfg.model)
         prompts = {r.index: encode_prompt(tok, r, cfg.dataset.chat_template)
                    for r in load_requests(cfg.dataset, tok)}
-        prefilled = load_or_build(pool, cfg.model.target, cfg.model.dtype.value,
+        prefilled = load_or_build(pool, cfg.model.target,
+                                  run_dtype(run_dir, cfg.model.dtype.value),
                                   cfg.hardware.server_device, prompts,
                                   Path(cfg.server.prefill_cache_dir))
     server = make_server(cfg.server)

@@ -11,6 +11,7 @@ from specedge.base.config.checks import require
 
 
 class DType(StrEnum):
+    auto = "auto"  # by the hardware (specedge.engine.models.resolve_dtype): bf16 where native
     fp16 = "fp16"
     bf16 = "bf16"
     fp32 = "fp32"
@@ -49,7 +50,7 @@ class ModelConfig:
     name: str = MISSING  # label used in reports, e.g. "tiny" or "qwen3-14b+1.7b"
     target: str = MISSING
     draft: str = MISSING
-    dtype: DType = DType.fp32
+    dtype: DType = DType.auto
     max_len: int = 2048  # KV cache capacity in tokens (upstream: max_len)
     attn_implementation: str = "sdpa"
     compile: CompileMode = CompileMode.auto  # the forward path (specedge.engine.kv_cache)
