@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
+from specedge import PROJECT_ROOT
 from specedge.analysis.profile import main as profile_main
 from specedge.commands.bench import main, summary
 
@@ -77,7 +81,35 @@ def test_paths_bench_compares_eager_with_the_static_path(tmp_path: Path, micro_p
     assert any(line.startswith("on CPU") and "one-token step, batch 1 / its bandwidth floor: "
                in line and ("meets" in line or "misses" in line) for line in lines)
     assert any("8 trees of 16 nodes / one-token step (batch 1): " in line for line in lines)
-    assert any("SpecExec wall speed-up over plain greedy (tiny pair): not measured" in line
+    assert any("SpecExec wall speed-up over plain greedy (bench spec's pair): not measured"
+               in line for line in lines)
+    assert any("eager vs static, tiny server_only (fp32): 4/4 requests identical" in line
                for line in lines)
-    assert any("eager vs static, server_only (fp32): 4/4 requests identical" in line
-               for line in lines)
+
+
+def test_gpu_check_fits_the_device_and_runs_on_the_cpu(tmp_path: Path, micro_pair: Path) -> None:
+    """The GPU check's plumbing, here with --cpu (the micro pair for Qwen3, static for graphs):
+    its limits fit one device command, and what comes back is one tarball and summary.txt."""
+    script = ["bash", str(PROJECT_ROOT / "workflow" / "scripts" / "gpu_check.sh")]
+    limits = subprocess.run([*script, "--limits"], capture_output=True, text=True, check=True)
+    assert 0 < int(limits.stdout) <= 480
+    out = tmp_path / "out"
+    done = subprocess.run([*script, str(out), "--cpu", "--pair", str(micro_pair), "--python",
+                           sys.executable, "--steps", "profile,paths-fp32,spec-4"],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["gpu-check.tar.gz", "summary.txt"]
+    text = (out / "summary.txt").read_text()
+    for step in ("profile-static", "profile-eager", "paths-fp32", "spec-4"):
+        assert f"{step}: rc 0 in" in text
+    assert "paths: rc" not in text and "edge-8" not in text  # --steps left them out
+    assert "eager vs static, micro server_only (fp32): 4/4 requests identical" in text
+    assert "bench spec, micro (fp32, eager), 4 requests: HF generate 4/4 exact" in text
+    with tarfile.open(out / "gpu-check.tar.gz") as tar:
+        names = {Path(n).name for n in tar.getnames()}
+    assert {"profile-static.json", "profile-eager.json", "paths-fp32.json", "spec-4.json",
+            "spec-4.log", "summary.txt", "device.txt"} <= names
+    wrong = subprocess.run([*script, str(out), "--gpu"], capture_output=True, text=True,
+                           check=False)
+    assert wrong.returncode == 2 and "unknown argument --gpu (accepted: --cpu" in wrong.stderr

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import statistics
 import sys
@@ -43,7 +44,7 @@ from specedge.engine.kv_cache import (
     prefill,
     text_config,
 )
-from specedge.engine.models import ModelLoadError, device_name, load_member
+from specedge.engine.models import ModelLoadError, device_name, load_member, with_resolved_dtype
 
 # Peak memory bandwidth in GB/s, from the vendors' datasheets, matched against the name torch
 # reports (first match wins; profile.bandwidth_gbs overrides).
@@ -213,9 +214,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (conf/, profile.*)")
     args = parser.parse_args(argv)
+    # The loads and the start-up capture (graphs, seconds, device memory) go to the log.
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = to_run_config(compose(config_name="config", overrides=args.overrides))
+            cfg = with_resolved_dtype(to_run_config(compose(config_name="config",
+                                                            overrides=args.overrides)))
         result = run_profile(cfg)
     except (ConfigError, ModelLoadError) as exc:
         print(f"specedge: error: {exc}", file=sys.stderr)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -57,7 +58,7 @@ from specedge.base.config.run import RunConfig, to_run_config
 from specedge.base.records import OUTPUTS_FILE, OutputRecord, read_jsonl
 from specedge.engine.datasets import Request, load_requests
 from specedge.engine.kv_cache import KVPool, pool_for, text_config
-from specedge.engine.models import device_name, load_member, load_run_tokenizer
+from specedge.engine.models import device_name, load_member, load_run_tokenizer, with_resolved_dtype
 from specedge.serving.baselines import serve
 
 
@@ -110,8 +111,11 @@ class ForwardCounter:
 
 
 def _compose(overrides: list[str]) -> RunConfig:
+    """The run's config with ``model.dtype=auto`` resolved for the server's device, so the
+    tables name the dtype that ran and exactness is required where it is fp32."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return to_run_config(compose(config_name="config", overrides=overrides))
+        cfg = to_run_config(compose(config_name="config", overrides=overrides))
+    return with_resolved_dtype(cfg)
 
 
 class PoolCounter:
@@ -264,7 +268,8 @@ ABLATION = [
 ]
 
 
-def edge_variants(overrides: list[str], ablation: bool = False) -> list[tuple[str, list[str]]]:
+def edge_variants(overrides: list[str], ablation: bool = False,
+                  proactive_run: bool = True) -> list[tuple[str, list[str]]]:
     """The runs to compare: SpecEdge as configured, without proactive drafting when that is on
     (so its effect shows), and server-only. ``ablation``: SpecEdge without proactive drafting,
     with upstream's rule and with the speculation cache, fixed and adaptive trees, then
@@ -275,17 +280,17 @@ def edge_variants(overrides: list[str], ablation: bool = False) -> list[tuple[st
                 ("server-only", ["baseline=server_only", "edge.tree_policy=fixed"])]
     cfg = _compose(["baseline=specedge", *overrides])
     variants = [("SpecEdge", ["baseline=specedge"])]
-    if cfg.edge.proactive.type != ProactiveType.disabled:
+    if proactive_run and cfg.edge.proactive.type != ProactiveType.disabled:
         variants.append(("SpecEdge, no proactive",
                          ["baseline=specedge", "edge.proactive.type=disabled"]))
     return [*variants, ("server-only", ["baseline=server_only"])]
 
 
-def bench_edge(overrides: list[str], out_dir: Path,
-               ablation: bool = False) -> list[dict[str, Any]]:
+def bench_edge(overrides: list[str], out_dir: Path, ablation: bool = False,
+               proactive_run: bool = True) -> list[dict[str, Any]]:
     """Each variant as a real run (its own processes), same prompts."""
     results = []
-    for name, extra in edge_variants(overrides, ablation):
+    for name, extra in edge_variants(overrides, ablation, proactive_run):
         run_dir = out_dir / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
         cmd = [sys.executable, "-m", "specedge.run", *overrides, *extra,  # the variant wins
                f"hydra.run.dir={run_dir}"]
@@ -410,7 +415,7 @@ GPU_BAR = (  # (what, measured as, at most / at least, limit)
     ("one-token step, batch 1 / its bandwidth floor", "floor", "<=", 1.5),
     ("64-node verification / one-token step (batch 1)", "verify", "<=", 1.2),
     ("8 trees of 16 nodes / one-token step (batch 1)", "batched", "<=", 1.5),
-    ("SpecExec wall speed-up over plain greedy (tiny pair)", "spec", ">=", 2.0),
+    ("SpecExec wall speed-up over plain greedy (bench spec's pair)", "spec", ">=", 2.0),
 )
 
 
@@ -424,9 +429,13 @@ def summary(out_dir: Path) -> tuple[Table, list[str]]:
         for r in prof["rows"]:
             key = (r["name"], r["batch"], r["nodes"], r["prefix"])
             by_path.setdefault(r["forward_path"], {})[key] = r
-    if not by_path:
-        raise SystemExit(f"{out_dir}: no profile-*.json (written by specedge.analysis.profile) "
-                         "to sum up")
+    if not any(out_dir.glob("*.json")):
+        raise SystemExit(f"{out_dir}: none of gpu_check.sh's JSON files (profile-*.json, "
+                         "paths*.json, spec*.json) to sum up")
+    if not by_path:  # a run of other steps only: the lines below, under an empty table
+        by_path["eager"] = {}
+    for f in sorted(out_dir.glob("spec*.json")):
+        gpu = json.loads(f.read_text()).get("device_name", gpu)
     # graphs, else the other non-eager path profiled (static on a CPU), else eager alone
     fast = max(by_path, key=lambda m: (m == "graphs", m != "eager", len(by_path[m])))
     eager = by_path.get("eager", {})
@@ -457,8 +466,10 @@ def summary(out_dir: Path) -> tuple[Table, list[str]]:
         for name, (batch, nodes) in (("verify", (1, 64)), ("batched", (8, 16))):
             if (r := step(batch, nodes)) is not None:
                 measured[name] = r["ms_median"] / one["ms_median"]
-    if (spec := out_dir / "spec.json").is_file():
-        walls = {r["method"]: r["wall_s"] for r in json.loads(spec.read_text())["results"]}
+    specs = {f: json.loads(f.read_text()) for f in sorted(out_dir.glob("spec*.json"))}
+    if specs:  # the bar on the most requests measured (spec-8.json over spec-4.json)
+        spec = max(specs.values(), key=lambda s: s["results"][0]["requests"])
+        walls = {r["method"]: r["wall_s"] for r in spec["results"]}
         measured["spec"] = walls["target greedy"] / walls["SpecExec (ours)"]
     lines = []
     for what, name, sense, limit in GPU_BAR:
@@ -468,14 +479,27 @@ def summary(out_dir: Path) -> tuple[Table, list[str]]:
             continue
         ok = value <= limit if sense == "<=" else value >= limit
         lines.append(f"{what}: {value:.2f}x ({'meets' if ok else 'misses'} {sense} {limit}x)")
-    if (paths := out_dir / "paths.json").is_file():
+    for paths in sorted(out_dir.glob("paths*.json")):
         p = json.loads(paths.read_text())
         for method, diffs in p["first_difference"].items():
             same = sum(d is None for d in diffs)
             first = [d for d in diffs if d is not None]
-            lines.append(f"eager vs {p['path']}, {method} ({p['dtype']}): {same}/{len(diffs)} "
-                         "requests identical" + (f", first difference at token {min(first)}"
-                                                 if first else ""))
+            lines.append(f"eager vs {p['path']}, {p['model']} {method} ({p['dtype']}): "
+                         f"{same}/{len(diffs)} requests identical"
+                         + (f", first difference at token {min(first)}" if first else ""))
+    for spec in specs.values():
+        lines.append(f"bench spec, {spec['model']} ({spec['dtype']}, {spec['forward_path']}), "
+                     f"{spec['results'][0]['requests']} requests: " + ", ".join(
+                         f"{r['method']} {r['matching']}/{r['requests']} exact"
+                         for r in spec["results"]))
+    for edge in sorted(out_dir.glob("edge-*/edge.json")):
+        lines.append(f"bench edge, {edge.parent.name}: " + ", ".join(
+            f"{r['variant']} {r['requests_as_server_only']}/{r['requests']} as server-only"
+            for r in json.loads(edge.read_text())))
+    for log_file in sorted(out_dir.glob("*.log")):  # start-up capture: graphs, time, memory
+        lines += [f"{log_file.stem}: {line.split('] ')[-1].strip()}"
+                  for line in log_file.read_text(errors="replace").splitlines()
+                  if "at start-up in" in line]
     return t, [f"on {gpu}: {line}" for line in lines]
 
 
@@ -491,14 +515,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. edge.max_budget=64")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, help="write the table as JSON here")
+    parser.add_argument("--no-proactive-run", dest="proactive_run", action="store_false",
+                        help="edge: leave out the run without proactive drafting (one process "
+                        "set fewer where start-up dominates, as on the GPU check)")
+    parser.add_argument("--log", action="store_true",
+                        help="log loads and start-up capture (graphs, seconds, device memory)")
     args = parser.parse_args(argv)
+    if args.log:
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     if args.which in ("edge", "ablation"):
         out_dir = args.out.parent / f"{args.which}-runs" if args.out else Path(
             f"results/bench/{args.which}-runs")
         results = bench_edge(["dataset.max_requests=32", *args.overrides], out_dir,
-                             ablation=args.which == "ablation")
+                             ablation=args.which == "ablation",
+                             proactive_run=args.proactive_run)
         print_edge(results, Console(width=200))
         if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(results, indent=2) + "\n")
         # Half precision: batches of different make-up may round a near-tie differently, so
         # there the count of equal outputs is measured (the table's last column), not failed.

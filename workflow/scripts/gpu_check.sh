@@ -1,48 +1,127 @@
 #!/usr/bin/env bash
-# The GPU figures of the forward path, in one short run (within 8 min on an H100/H200):
-#  0. tests/test_gpu.py: the CUDA graphs path gives eager's tokens, every bucket captured at
-#     start-up;
-#  1. profile Qwen3-14B (target) with Qwen3-0.6B and Qwen3-1.7B (drafts), random bf16 weights,
-#     batch 1/4/8 x new tokens 1/16/64 after a 512-token prefix, CUDA graphs then eager;
-#  2. `bench paths`: eager against graphs on the same random Qwen3-14B + 0.6B, batched greedy
-#     and server-only SpecExec, each request's first differing token (bf16);
-#  3. `bench spec` and `bench edge` on the tiny pair (models/tiny, built beforehand), all
-#     methods on the graphs path, server and four edges sharing the one GPU;
-#  4. `bench summary`: one table of it all, with the GPU path's bar, the GPU's name on it.
-# Usage: bash workflow/scripts/gpu_check.sh OUT_DIR [PYTHON]   (writes JSON and logs there)
-# Needs there: the project's dependencies (workflow/scripts/offline_wheels.sh) plus pytest,
-# pytest-timeout and hypothesis, and models/corpus carried (the micro pair of the tests is
-# built from it) and models/tiny for the benchmarks.
+# The GPU check: the forward path's figures on a lent GPU, in one command of at most 480 s of
+# step limits, most important first, so that a run cut short still gives the main figures:
+#  1. profile: random bf16 Qwen3-14B (target) and Qwen3-0.6B (draft), batch 1 and 8 x new tokens
+#     1/16/64 after a 512-token prefix, CUDA graphs (start-up capture time and memory logged)
+#     then eager, beside the bandwidth floor;
+#  2. bench paths: eager against graphs token for token on the same random 14B + 0.6B (bf16,
+#     8 new tokens, a budget-8 tree), then an fp32 exact-or-fail run on the micro pair (16);
+#  3. bench spec with 4 and 8 requests, bench edge (SpecEdge and server-only, server and four
+#     edges sharing the one GPU) with 8, on the micro pair. Every process there spends about
+#     15 s starting (measured on an H200, 2026-12-04: one SpecEdge run of 4 requests 37 s),
+#     so one edge size fits, not two;
+#  4. tests/test_gpu.py; then bench summary: one table with the GPU's name on every line.
+# It writes into a temporary folder and leaves OUT/gpu-check.tar.gz (everything) and
+# OUT/summary.txt (the table, each step's exit status and time); it exits 1 if a step failed.
+#
+# Usage: bash workflow/scripts/gpu_check.sh OUT [--cpu] [--steps NAME,...]
+#   --cpu: the same steps on this machine's CPU with every size shrunk (the micro pair in place
+#          of Qwen3, static in place of graphs), to test the plumbing where no GPU is;
+#   --steps: only these (profile, paths, paths-fp32, spec-4, spec-8, edge-8, test-gpu; a
+#          prefix takes its group: spec, paths), e.g. to finish a run that was cut short;
+#   --pair DIR: the small pair (default models/micro, built by gpu_prepare.sh);
+#   --python PY: the interpreter (default python3; here, .venv/bin/python).
+# OUT/summary.txt and the tarball are rewritten after every step: a run killed from outside
+# still leaves what it measured.
+# Each step's limit is in LIMITS below (at most 480 s together; --limits prints the sum).
+# Prepared here by workflow/scripts/gpu_prepare.sh (wheels in .whl/, the micro pair in
+# models/micro); on the GPU machine, carrying .whl, models/micro and models/corpus:
+#   bash workflow/scripts/gpu_run.sh bash workflow/scripts/gpu_check.sh OUT
 set -uo pipefail
-out=${1:?usage: gpu_check.sh OUT_DIR [PYTHON]}
-py=${2:-python}
-mkdir -p "$out"
-"$py" -c "import torch; print('GPU:', torch.cuda.get_device_name(0))" | tee "$out/gpu.txt"
-timeout 120 "$py" -m pytest -q -p no:cacheprovider tests/test_gpu.py > "$out/test_gpu.log" 2>&1
-echo "tests/test_gpu.py: rc $?"; tail -n 15 "$out/test_gpu.log"
-points=(profile.batches=[1,4,8] profile.nodes=[1,16,64] profile.prefixes=[512] profile.repeats=6)
-random=(model=qwen3_14b model.weights=random model.dtype=bf16 hardware=one_gpu)
-for path in graphs eager; do
-    timeout 150 "$py" -m specedge.profile "${random[@]}" model.draft=Qwen/Qwen3-0.6B \
-        "${points[@]}" "model.compile=$path" "profile.out=$out/profile-$path.json" \
-        > "$out/profile-$path.log" 2>&1
-    echo "profile $path: rc $?"; tail -n 25 "$out/profile-$path.log"
-    timeout 60 "$py" -m specedge.profile "${random[@]}" model.draft=Qwen/Qwen3-1.7B \
-        profile.models=[draft] "${points[@]}" "model.compile=$path" \
-        "profile.out=$out/profile-draft-1.7b-$path.json" > "$out/profile-draft-1.7b-$path.log" 2>&1
-    echo "profile Qwen3-1.7B $path: rc $?"; tail -n 12 "$out/profile-draft-1.7b-$path.log"
-done
-timeout 150 "$py" -m specedge.bench paths "${random[@]}" model.draft=Qwen/Qwen3-0.6B \
-    model.compile=graphs --out "$out/paths.json" > "$out/paths.log" 2>&1
-echo "bench paths: rc $?"; tail -n 12 "$out/paths.log"
-if [ -f models/tiny/card.json ]; then
-    timeout 120 "$py" -m specedge.bench spec hardware=one_gpu --out "$out/spec.json" \
-        > "$out/spec.log" 2>&1
-    echo "bench spec: rc $?"; tail -n 30 "$out/spec.log"
-    timeout 120 "$py" -m specedge.bench edge hardware=one_gpu --out "$out/edge.json" \
-        > "$out/edge.log" 2>&1
-    echo "bench edge: rc $?"; tail -n 20 "$out/edge.log"
-else
-    echo "models/tiny is missing: bench spec/edge skipped (build it, then carry it)"
+declare -A LIMITS=([profile-graphs]=45 [profile-eager]=40 [paths]=75 [paths-fp32]=30
+                   [spec-4]=30 [spec-8]=35 [edge-8]=120 [test-gpu]=90)
+if [ "${1:-}" = --limits ]; then
+    sum=0
+    for name in "${!LIMITS[@]}"; do sum=$((sum + LIMITS[$name])); done
+    echo "$sum"
+    exit 0
 fi
-"$py" -m specedge.bench summary "$out" | tee "$out/summary.txt"
+out=$(realpath -m "${1:?usage: gpu_check.sh OUT [--cpu] [--steps NAME,...] [--pair DIR] [--python PY] | --limits}")
+shift
+cpu=0 only= micro=models/micro py=python3
+while [ $# -gt 0 ]; do
+    case $1 in
+        --cpu) cpu=1 ;;
+        --steps) only=",${2:?--steps needs a comma-separated list},"; shift ;;
+        --pair) micro=${2:?--pair needs a folder}; shift ;;
+        --python) py=${2:?--python needs an interpreter}; shift ;;
+        *) echo "gpu_check: unknown argument $1 (accepted: --cpu, --steps NAME,...," \
+                "--pair DIR, --python PY)" >&2
+           exit 2 ;;
+    esac
+    shift
+done
+[ -f "$micro/card.json" ] || { echo "gpu_check: $micro is missing: run" \
+    "workflow/scripts/gpu_prepare.sh first (it builds the micro pair and the wheels)" >&2; exit 2; }
+work=$(mktemp -d)
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+pair=(model=tiny "model.name=micro" "model.target=$micro/target" "model.draft=$micro/draft")
+small_tree=(edge.max_budget=8 edge.max_beam_len=3 generation.max_new_tokens=8)
+if [ $cpu = 1 ]; then
+    fast=static hw=(hardware=cpu)
+    big=("${pair[@]}" model.dtype=fp32 model.max_len=1024)
+    points=(profile.batches=[1,2] profile.nodes=[1,4] profile.prefixes=[16] profile.repeats=2
+            profile.warmup=1)
+    tests=(tests/test_gpu.py::test_graphs_give_eager_tokens_and_capture_once_per_bucket)
+else
+    fast=graphs hw=(hardware=one_gpu)
+    big=(model=qwen3_14b model.weights=random model.dtype=bf16 model.draft=Qwen/Qwen3-0.6B)
+    points=(profile.batches=[1,8] profile.nodes=[1,16,64] profile.prefixes=[512]
+            profile.repeats=5)
+    tests=(tests/test_gpu.py)
+fi
+total=0 failed=0
+status=()
+# step NAME COMMAND...: run it under LIMITS[NAME], log into the work folder, keep going
+step() {
+    local name=$1; shift
+    local limit=${LIMITS[${name/-static/-graphs}]}
+    case $only in ""|*",$name,"*|*",${name%%-*},"*) ;; *) return ;; esac
+    total=$((total + limit))
+    local t0=$SECONDS
+    timeout "$limit" "$@" > "$work/$name.log" 2>&1
+    local rc=$?
+    local line="$name: rc $rc in $((SECONDS - t0)) s (limit $limit s)"
+    [ $rc = 124 ] && line="$line: TIMED OUT"
+    [ $rc = 0 ] || failed=$((failed + 1))
+    status+=("$line")
+    echo "$line"
+    tail -n 25 "$work/$name.log"
+    report > /dev/null
+}
+# report: the summary and the tarball of everything so far, into OUT
+report() {
+    {
+        "$py" -m specedge.bench summary "$work" 2>&1
+        echo
+        printf '%s\n' "${status[@]}"
+        echo "step limits: $total s"
+    } > "$work/summary.txt"
+    cp "$work/summary.txt" "$out/summary.txt"
+    tar -czf "$out/gpu-check.tar.gz" -C "$work" .
+    cat "$work/summary.txt"
+}
+"$py" -c "import torch, transformers; print('device:', torch.cuda.get_device_name(0) \
+if torch.cuda.is_available() else 'no CUDA', '| torch', torch.__version__, '| transformers', \
+transformers.__version__)" | tee "$work/device.txt"
+for path in "$fast" eager; do
+    step "profile-$path" "$py" -m specedge.profile "${big[@]}" "${hw[@]}" "${points[@]}" \
+        "model.compile=$path" "profile.out=$work/profile-$path.json"
+done
+step paths "$py" -m specedge.bench paths "${big[@]}" "${hw[@]}" "${small_tree[@]}" \
+    model.compile=$fast --log --out "$work/paths.json"
+step paths-fp32 "$py" -m specedge.bench paths "${pair[@]}" "${hw[@]}" model.dtype=fp32 \
+    model.compile=$fast generation.max_new_tokens=16 --out "$work/paths-fp32.json"
+for n in 4 8; do
+    step "spec-$n" "$py" -m specedge.bench spec "${pair[@]}" "${hw[@]}" \
+        "dataset.max_requests=$n" generation.max_new_tokens=32 --repeats 1 --log \
+        --out "$work/spec-$n.json"
+done
+step edge-8 "$py" -m specedge.bench edge "${pair[@]}" "${hw[@]}" dataset.max_requests=8 \
+    generation.max_new_tokens=32 --no-proactive-run --out "$work/edge-8/edge.json"
+step test-gpu "$py" -m pytest -q -p no:cacheprovider -o addopts= "${tests[@]}"
+report
+rm -rf "$work"
+echo "wrote $out/summary.txt and $out/gpu-check.tar.gz; $failed step(s) failed"
+[ $failed = 0 ]
