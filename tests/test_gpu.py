@@ -30,7 +30,7 @@ def _serve(micro_pair: Path, mode: CompileMode, speculate: bool) -> tuple[list[l
     target = load_model(str(micro_pair / "target"), "fp32", "cuda:0")
     draft = load_model(str(micro_pair / "draft"), "fp32", "cuda:0")
     t_pool = KVPool(target, 3, 256, 128, mode)
-    d_pool = KVPool(draft, 3, 256, 128, mode, batch=1)
+    d_pool = KVPool(draft, 3, 256, 128, mode)
     if mode == CompileMode.graphs:  # as pool_for does: every bucket before the first request
         for pool in (t_pool, d_pool):
             assert pool.capture_all().graphs == len(pool.buckets())

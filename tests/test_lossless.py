@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -13,10 +14,11 @@ from hypothesis import strategies as st
 from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from specedge.algorithm.drafting import TreeShape
+from specedge.algorithm.drafting import TreeShape, draft_tree, draft_trees
 from specedge.algorithm.sequence import Sequence
 from specedge.algorithm.verification import Chooser, greedy_reference
 from specedge.base.config.model import CompileMode
+from specedge.base.records import STEPS_FILE, JsonlWriter
 from specedge.engine.datasets import Request
 from specedge.engine.kv_cache import KVPool
 from specedge.engine.models import load_model, load_tokenizer
@@ -138,3 +140,52 @@ def test_speculation_accepts_more_than_one_token_per_forward(pair: Pair) -> None
                    draft=draft, shape=TreeShape(1, 5, 1, 5), choose=Chooser())
     assert tuple(seq.generated) == reference(3)
     assert result.steps == -(-MAX_NEW // 6)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(tree_shapes=st.lists(shapes, min_size=2, max_size=4), mode=st.sampled_from(MODES))
+def test_batched_drafting_grows_the_trees_drafted_alone(pair: Pair, tree_shapes: list[TreeShape],
+                                                        mode: CompileMode) -> None:
+    """Server-only drafts its batch together, one draft forward per level: each request's
+    tree (tokens, structure, scores, forwards) is the one it gets drafted alone, whatever the
+    batch and each request's shape."""
+    tok = pair.tok
+    # within one bucket: a longer catch-up would add a prefill forward of its own
+    prompts = [tok(PROMPTS[i])["input_ids"][: BUCKETS[-1]] for i in range(len(tree_shapes))]
+    _, alone_pool = pair.pools(mode)
+    alone = []
+    for ids, shape in zip(prompts, tree_shapes, strict=True):
+        row = alone_pool.acquire()
+        alone.append(draft_tree(alone_pool, row, ids[:-1], ids[-1], shape))
+        alone_pool.release(row)
+    _, pool = pair.pools(mode, rows=len(tree_shapes))
+    pool.timed = True
+    together = draft_trees(pool, [pool.acquire() for _ in tree_shapes],
+                           [ids[:-1] for ids in prompts], [ids[-1] for ids in prompts],
+                           tree_shapes)
+    for a, b in zip(alone, together, strict=True):
+        assert (b.tree.tokens, b.tree.parents, b.forwards) == (a.tree.tokens, a.tree.parents,
+                                                                a.forwards)
+        assert b.tree.scores == pytest.approx(a.tree.scores, abs=1e-5)
+    assert pool.calls == max(d.forwards for d in alone)  # one forward per level for all
+
+
+def test_server_only_drafts_each_step_in_one_forward_per_level(pair: Pair,
+                                                               tmp_path: Path) -> None:
+    """Every step's draft forwards are its deepest tree's, not the sum over its requests."""
+    tok, _, _, reference = pair
+    seqs = _seqs(tok, list(range(len(PROMPTS))))
+    target, draft = pair.pools(CompileMode.eager, rows=3)
+    draft.timed = True
+    with JsonlWriter(tmp_path / STEPS_FILE) as out:
+        serve(baseline="server_only", sequences=seqs, capacity=3, target=target, draft=draft,
+              shape=TreeShape(4, 4, 3, 12), choose=Chooser(), steps_out=out)
+    assert [tuple(s.generated) for s in seqs] == [reference(i) for i in range(len(PROMPTS))]
+    steps: dict[int, list[dict]] = {}
+    for line in (tmp_path / STEPS_FILE).read_text().splitlines():
+        rec = json.loads(line)
+        steps.setdefault(rec["step"], []).append(rec)
+    assert draft.calls == sum(max(r["draft_forwards"] for r in recs) for recs in steps.values())
+    assert draft.calls < sum(r["draft_forwards"] for recs in steps.values() for r in recs)
+    # every request of a step waited for the batch's drafting: one time on each record
+    assert all(len({r["draft_s"] for r in recs}) == 1 for recs in steps.values())

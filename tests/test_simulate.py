@@ -22,6 +22,7 @@ from specedge.analysis.simulation.latency import (
 )
 from specedge.analysis.simulation.traces import Trace, TraceRound
 from specedge.base.config.run import RunConfig, to_run_config
+from specedge.base.records import STEPS_FILE
 from tests.serving import run_command
 
 DRAFT_S, VERIFY_S = 0.010, 0.004
@@ -275,3 +276,24 @@ def test_latency_fit_recovers_a_context_term_and_keeps_coefficients_non_negative
     assert (fit.a_s, fit.b_s, fit.c_s) == pytest.approx((0.001, 0.002, 0.0005))
     falling = LatencyModel.fit(tokens, 0.05 - 0.001 * tokens, "noise", context)
     assert min(falling.a_s, falling.b_s, falling.c_s) >= 0.0
+
+
+def test_server_only_drafts_its_batch_together(tmp_path: Path) -> None:
+    """Server-only drafts a batch's trees with one draft forward per level for them all:
+    traced, a step drafts for its rounds' longest drafting (the batch's, as a run records
+    it), not their sum; profiled, each level is one forward of 4 beams x 4 requests."""
+    cfg = _cfg("baseline=server_only", "baseline.max_batch_size=4", "edge.max_n_beams=4")
+    simulate(_plan(cfg, requests=4, tokens=30), tmp_path / "traced")
+    steps = [json.loads(x) for x in (tmp_path / "traced" / STEPS_FILE).read_text().splitlines()]
+    assert {s["batch_size"] for s in steps} == {4}
+    assert {s["draft_s"] for s in steps} == {DRAFT_S}
+    plan = _plan(cfg, requests=4, tokens=30)
+    plan.draft_server = LatencyModel(0.001, 0.0001, "1 ms + 0.1 ms a token")
+    simulate(plan, tmp_path / "profiled")
+    steps = [json.loads(x) for x in (tmp_path / "profiled" / STEPS_FILE).read_text()
+             .splitlines()]
+    later = {round(s["draft_s"], 9) for s in steps if not s["prefill"]}
+    assert later == {round(3 * (0.001 + 0.0001 * 16), 9)}  # 3 levels, 16 nodes each
+    # the first step adds each request's prompt prefill (8 tokens), one request at a time
+    first = {round(s["draft_s"], 9) for s in steps if s["prefill"]}
+    assert first == {round(3 * (0.001 + 0.0001 * 16) + 4 * (0.001 + 0.0001 * 8), 9)}

@@ -8,7 +8,9 @@ are kept. Drafting stops early once no child of any candidate could enter a full
 
 :func:`grow_forest` grows several trees on one KV row as one budget (the proactive speculation
 cache's sub-trees, each rooted at a guessed bonus token and ranked by that guess's
-probability); :func:`grow` is its one-tree case.
+probability); :func:`grow` is its one-tree case. :func:`grow_forests` grows many rows' forests
+with one batched forward per step: :func:`draft_trees` drafts a batch of requests' trees so
+(server-only), each the tree its request would get alone.
 """
 
 from __future__ import annotations
@@ -90,13 +92,73 @@ def _candidates(drafts: list[Draft], bases: list[float], shape: TreeShape,
     return [(t, i) for _, t, i in open_nodes[: shape.max_n_beams]]
 
 
+@dataclass
+class Forest:
+    """Trees grown on one KV row as one step and node budget: a request's tree, or the
+    proactive cache's sub-trees of one request (tree ``t``'s nodes rank by ``bases[t]`` plus
+    their own score, so a likelier tree gets more of the forwards and of the budget)."""
+
+    drafts: list[Draft]
+    bases: list[float]
+    shape: TreeShape
+    root_positions: list[int]  # each tree's root position
+    seens: list[list[int]]  # work columns each tree's nodes see beyond the committed prefix
+    steps: int  # expansion steps it may take
+    taken: int = 0  # expansion steps taken
+    done: bool = False  # no open node could enter its budget
+
+
+def grow_forests(pool: KVPool, forests: list[Forest], decay: float = DECAY,
+                 stop: Callable[[], bool] | None = None) -> None:
+    """Grow every forest, each on its own KV row, with one draft forward per step for all
+    those still growing: a forest's step forwards its best open nodes exactly as it would
+    alone, so a batch drafts the trees its requests would draft one by one (server-only's
+    drafting). ``stop`` is asked before each step (proactive drafting ends when the server's
+    reply is in)."""
+    while True:
+        growing = [f for f in forests if not f.done and f.taken < f.steps]
+        if not growing or (stop is not None and stop()):
+            return
+        queries, picked = [], []
+        for f in growing:
+            cands = _candidates(f.drafts, f.bases, f.shape, decay)
+            if not cands:
+                f.done = True
+                continue
+            row = f.drafts[0].row
+            start = row.used
+            tokens, positions, visible = [], [], []
+            for i, (t, node) in enumerate(cands):
+                d = f.drafts[t]
+                tokens.append(d.tree.tokens[node])
+                positions.append(f.root_positions[t] + d.tree.depths[node])
+                visible.append([*f.seens[t], *(d.columns[a] for a in d.tree.path_to(node)[:-1]),
+                                start + i])
+            queries.append(Query(row, tokens, positions, visible))
+            picked.append((f, cands, start))
+        if not queries:
+            return
+        logits = pool.forward(queries)
+        for b, (f, cands, start) in enumerate(picked):
+            f.taken += 1
+            f.drafts[0].forwards += 1
+            for t, d in enumerate(f.drafts):
+                mine = [(i, node) for i, (u, node) in enumerate(cands) if u == t]
+                if not mine:
+                    continue
+                for i, node in mine:
+                    d.columns[node] = start + i
+                children_of(d, [node for _, node in mine], logits[b, [i for i, _ in mine]],
+                            f.shape.max_branch_width, decay)
+            _prune_forest(f.drafts, f.bases, f.shape.max_budget)
+
+
 def grow(pool: KVPool, draft: Draft, shape: TreeShape, steps: int, root_pos: int,
          seen: list[int], decay: float = DECAY, stop: Callable[[], bool] | None = None) -> int:
     """Run up to ``steps`` SpecExec expansion steps on ``draft``; returns the steps taken.
 
     ``seen`` lists work columns every node attends to beyond the committed prefix (catch-up
     tokens, or the path a proactive tree hangs from); ``root_pos`` is the root's position.
-    ``stop`` is asked before each step (proactive drafting ends when the server's reply is in).
     """
     return grow_forest(pool, [draft], [0.0], shape, steps, [root_pos], [seen], decay, stop)
 
@@ -104,60 +166,49 @@ def grow(pool: KVPool, draft: Draft, shape: TreeShape, steps: int, root_pos: int
 def grow_forest(pool: KVPool, drafts: list[Draft], bases: list[float], shape: TreeShape,
                 steps: int, root_positions: list[int], seens: list[list[int]],
                 decay: float = DECAY, stop: Callable[[], bool] | None = None) -> int:
-    """:func:`grow` for several trees on one KV row sharing one step and node budget: tree
-    ``t``'s nodes rank by ``bases[t]`` plus their own score, so a likelier tree gets more of
-    the forwards and of the budget. One forward per step serves the whole forest."""
-    row = drafts[0].row
-    for step in range(steps):
-        if stop is not None and stop():
-            return step
-        cands = _candidates(drafts, bases, shape, decay)
-        if not cands:
-            return step
-        start = row.used
-        tokens, positions, visible = [], [], []
-        for i, (t, node) in enumerate(cands):
-            d = drafts[t]
-            tokens.append(d.tree.tokens[node])
-            positions.append(root_positions[t] + d.tree.depths[node])
-            visible.append([*seens[t], *(d.columns[a] for a in d.tree.path_to(node)[:-1]),
-                            start + i])
-        logits = pool.forward([Query(row, tokens, positions, visible)])
-        drafts[0].forwards += 1
-        for t, d in enumerate(drafts):
-            mine = [(i, node) for i, (u, node) in enumerate(cands) if u == t]
-            if not mine:
-                continue
-            for i, node in mine:
-                d.columns[node] = start + i
-            children_of(d, [node for _, node in mine], logits[0, [i for i, _ in mine]],
-                        shape.max_branch_width, decay)
-        _prune_forest(drafts, bases, shape.max_budget)
-    return steps
+    """One :class:`Forest` grown alone; returns the steps it took."""
+    forest = Forest(drafts, bases, shape, root_positions, seens, steps)
+    grow_forests(pool, [forest], decay, stop)
+    return forest.taken
 
 
 @torch.inference_mode()
+def draft_trees(pool: KVPool, rows: list[KVRow], pendings: list[list[int]], roots: list[int],
+                shapes: list[TreeShape], top_k: int = 0) -> list[Draft]:
+    """Draft one tree per request (its draft KV row, the committed tokens not yet in it, its
+    root, its shape), with one batched draft forward per level for them all; each tree is
+    the one :func:`draft_tree` grows for that request alone. ``top_k``: next tokens to
+    remember per forwarded node (for the outcome model)."""
+    queries, drafts = [], []
+    for row, pending, root in zip(rows, pendings, roots, strict=True):
+        pool.drop_work(row)
+        excess = len(pending) + 1 - pool.max_tokens
+        if excess > 0:  # more catch-up than the largest bucket: commit the excess first
+            prefill(pool, row, pending[:excess])
+            pending = pending[excess:]
+        # Step one forwards the catch-up tokens (causal) together with the root.
+        start = row.used
+        queries.append(causal_query(row, [*pending, root], row.length))
+        drafts.append(Draft(tree=TokenTree.rooted(root), row=row,
+                            pending_cols=[start + i for i in range(len(pending))],
+                            columns={0: start + len(pending)}, forwards=1, top_k=top_k))
+    logits = pool.forward(queries)
+    forests = []
+    for b, (d, shape) in enumerate(zip(drafts, shapes, strict=True)):
+        n0 = len(d.pending_cols) + 1
+        children_of(d, [0], logits[b, n0 - 1 : n0], shape.max_branch_width, DECAY)
+        _prune_forest([d], [0.0], shape.max_budget)
+        root_pos = d.row.length + len(d.pending_cols)
+        forests.append(Forest([d], [0.0], shape, [root_pos], [d.pending_cols],
+                              shape.max_beam_len - 1))
+    grow_forests(pool, forests)
+    return drafts
+
+
 def draft_tree(pool: KVPool, row: KVRow, pending: list[int], root: int,
                shape: TreeShape, top_k: int = 0) -> Draft:
-    """Draft one request's tree. ``pending`` are committed tokens not yet in ``row``;
-    ``top_k``: next tokens to remember per forwarded node (for the outcome model)."""
-    pool.drop_work(row)
-    excess = len(pending) + 1 - pool.max_tokens
-    if excess > 0:  # more catch-up than the largest bucket: commit the excess first
-        prefill(pool, row, pending[:excess])
-        pending = pending[excess:]
-    root_pos = row.length + len(pending)
-    n0 = len(pending) + 1
-    # Step one forwards the catch-up tokens (causal) together with the root.
-    start = row.used
-    logits = pool.forward([causal_query(row, [*pending, root], row.length)])
-    draft = Draft(tree=TokenTree.rooted(root), row=row,
-                  pending_cols=[start + i for i in range(len(pending))],
-                  columns={0: start + len(pending)}, forwards=1, top_k=top_k)
-    children_of(draft, [0], logits[0, n0 - 1 : n0], shape.max_branch_width, DECAY)
-    _prune_forest([draft], [0.0], shape.max_budget)
-    grow(pool, draft, shape, shape.max_beam_len - 1, root_pos, draft.pending_cols)
-    return draft
+    """Draft one request's tree (:func:`draft_trees` for one)."""
+    return draft_trees(pool, [row], [pending], [root], [shape], top_k)[0]
 
 
 @torch.inference_mode()

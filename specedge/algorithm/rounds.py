@@ -19,7 +19,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from specedge.algorithm.drafting import Draft, TreeShape, commit_draft, draft_tree, resume_draft
+from specedge.algorithm.drafting import (
+    Draft,
+    TreeShape,
+    commit_draft,
+    draft_tree,
+    draft_trees,
+    resume_draft,
+)
 from specedge.algorithm.outcomes import Calibration
 from specedge.algorithm.proactive import (
     Guess,
@@ -89,6 +96,34 @@ class Drafter:
             d = draft_tree(self.pool, self.row, pending, root, shape, self.top_k)
         self._forwards = d.forwards
         return d
+
+    @staticmethod
+    def draft_batch(drafters: list[Drafter], pendings: list[list[int]],
+                    roots: list[int]) -> list[Draft]:
+        """Server-only's drafting: every drafter's tree for this round (``pendings``: each one's
+        committed tokens not yet in its row; ``roots``: its root), new trees with one batched
+        draft forward per level for them all, each the tree :meth:`Drafter.draft` gives alone.
+        The drafters share one draft pool. An adopted proactive sub-tree (never in server-only)
+        is grown on by its own drafter."""
+        if len({id(d.pool) for d in drafters}) > 1:
+            raise ValueError("draft_batch needs drafters on one draft pool")
+        drafts: list[Draft | None] = [None] * len(drafters)
+        fresh = []
+        for i, (drafter, pending, root) in enumerate(zip(drafters, pendings, roots, strict=True)):
+            if drafter.from_proactive:
+                drafts[i] = drafter.draft(pending, root)
+            else:
+                drafter.round_shape = drafter.planner.shape()
+                fresh.append(i)
+        if fresh:
+            grown = draft_trees(drafters[fresh[0]].pool, [drafters[i].row for i in fresh],
+                                [pendings[i] for i in fresh], [roots[i] for i in fresh],
+                                [drafters[i].round_shape for i in fresh],
+                                max(drafters[i].top_k for i in fresh))
+            for i, d in zip(fresh, grown, strict=True):
+                drafters[i]._forwards = d.forwards
+                drafts[i] = d
+        return [d for d in drafts if d is not None]
 
     def draft_proactively(self, draft: Draft,
                           stop: Callable[[], bool] | None = None) -> list[Guess]:

@@ -19,8 +19,8 @@ The model is the real system's structure, each piece a SimPy process:
   (:mod:`specedge.serving.scheduler`: pipeline-aware groups, static, dynamic, ``max_wait_ms``) and
   verifies a batch in the target's modelled latency; the reply crosses the link back. Rounds
   adopted from a proactive guess draw from the trace's adopted rounds, at its hit rate.
-- server-only: one loop drafts every active request's tree in turn, then verifies them in one
-  batched forward.
+- server-only: one loop drafts every active request's tree together (one batched draft forward
+  per level, at that batch), then verifies them in one batched forward.
 - auto-batch: one loop decodes one token per active request per batched forward.
 
 Requests keep their traced output lengths. The simulation writes the same JSONL records a real run

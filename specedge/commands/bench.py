@@ -373,7 +373,7 @@ def bench_paths(cfg: RunConfig) -> dict[str, Any]:
     for mode in (CompileMode.eager, path):
         mcfg = dataclasses.replace(cfg.model, compile=mode)
         t_pool = pool_for(target, rows, mcfg, cfg.edge, device)
-        d_pool = pool_for(draft, rows, mcfg, cfg.edge, device, batch=1)
+        d_pool = pool_for(draft, rows, mcfg, cfg.edge, device)
         for method in ("auto_batch", "server_only"):
             seqs = [Sequence(request=Request(i, "random", ""), prompt_ids=list(p),
                              max_new_tokens=cfg.generation.max_new_tokens, eos_token_id=None)

@@ -103,9 +103,9 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
     baseline = cfg.baseline
     if isinstance(baseline, ServerOnlyBaseline):
         capacity = baseline.batch_capacity
-        # One request's tree at a time (baselines._draft_each): graphs for batch 1 only.
+        # Every active request's tree drafted together (baselines._draft_all).
         draft: KVPool | None = pool_for(load_member(cfg.model, "draft", device), capacity,
-                                        cfg.model, cfg.edge, device, batch=1)
+                                        cfg.model, cfg.edge, device)
         shape: TreeShape | None = TreeShape.of(cfg.edge)
     else:
         assert isinstance(baseline, AutoBatchBaseline)

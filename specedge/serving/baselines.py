@@ -2,7 +2,8 @@
 
 Both are the same loop: keep up to ``capacity`` requests active, give each a tree, verify all
 trees in one batched target forward, commit, refill from the queue as requests finish. Server-only
-drafts a SpecExec tree per request with the draft model on the server; auto-batch's tree is
+drafts a SpecExec tree per request with the draft model on the server, all of them together
+(one batched draft forward per level, as upstream's server-only does); auto-batch's tree is
 just the root, so its "verification" is exactly one step of plain batched greedy/sampled
 decoding.
 """
@@ -63,7 +64,7 @@ def serve(
                                                       policy=policy)
             active.append(seq)
         t_start = time.time()
-        drafts, draft_times = _draft_each(active, drafters)
+        drafts, draft_s = _draft_all(active, drafters)
         trees = [d.tree if d is not None else TokenTree.rooted(s.root)
                  for d, s in zip(drafts, active, strict=True)]
         t0 = time.perf_counter()
@@ -74,13 +75,13 @@ def serve(
                                 [s.pending_for(s.target_row) for s in active], trees, choose)
         timing = _StepTiming(step, t_start, time.time(), time.perf_counter() - t0)
         produced = 0
-        for seq, d, tree, verdict, d_s, prefix in zip(active, drafts, trees, verdicts,
-                                                      draft_times, prefixes, strict=True):
+        for seq, d, tree, verdict, prefix in zip(active, drafts, trees, verdicts, prefixes,
+                                                 strict=True):
+            d_s = draft_s if d is not None else 0.0  # its tree was ready with the batch's
             if d is not None:
                 drafter = drafters[seq.request.index]
                 drafter.commit(d, verdict)
-                # Its verdict waited for the batch's forward and the other requests' drafting.
-                drafter.observe(d_s, timing.target_s + sum(draft_times) - d_s)
+                drafter.observe(d_s, timing.target_s)  # its verdict waited for the forward
             kept = seq.commit(verdict.new_tokens(tree))
             produced += len(kept)
             if steps_out is not None:
@@ -120,18 +121,21 @@ class _StepTiming:
             tree_budget=stats.budget if stats else 0, tree_depth=stats.depth if stats else 0)
 
 
-def _draft_each(active: list[Sequence],
-                drafters: dict[int, Drafter]) -> tuple[list[Draft | None], list[float]]:
-    """Server-only drafts every active request's tree in turn (auto-batch: none)."""
-    drafts: list[Draft | None] = []
-    seconds = []
-    for seq in active:
-        t0 = time.perf_counter()
-        drafter = drafters.get(seq.request.index)
-        drafts.append(drafter.draft(seq.pending_for(drafter.row), seq.root)
-                      if drafter is not None else None)
-        seconds.append(time.perf_counter() - t0)
-    return drafts, seconds
+def _draft_all(active: list[Sequence],
+               drafters: dict[int, Drafter]) -> tuple[list[Draft | None], float]:
+    """Server-only drafts every active request's tree together, one batched draft forward per
+    level (auto-batch: none); returns the drafts and the batch's drafting time."""
+    mine = [(i, drafters[s.request.index]) for i, s in enumerate(active)
+            if s.request.index in drafters]
+    drafts: list[Draft | None] = [None] * len(active)
+    t0 = time.perf_counter()
+    if mine:
+        grown = Drafter.draft_batch([d for _, d in mine],
+                                    [active[i].pending_for(d.row) for i, d in mine],
+                                    [active[i].root for i, _ in mine])
+        for (i, _), d in zip(mine, grown, strict=True):
+            drafts[i] = d
+    return drafts, time.perf_counter() - t0
 
 
 def _release(seq: Sequence, target: KVPool, drafters: dict[int, Drafter]) -> None:

@@ -115,6 +115,23 @@ def _draft_s(plan: Plan, latency: Latency | None, r: TraceRound, context: int,
                                       else 0.0)
 
 
+def _batch_draft_s(plan: Plan, active: list[_Active], rounds: list[TraceRound]) -> float:
+    """Server-only's drafting of a batch, every tree together: traced, the longest of its
+    rounds' (a run records the batch's time on each); profiled, one draft forward per level
+    for the requests still drafting at that level (``max_n_beams`` nodes each, at that
+    batch), plus the prompt prefill of each new request."""
+    latency = plan.draft_server
+    if latency is None:
+        return max(r.draft_s for r in rounds)
+    beams = plan.cfg.edge.max_n_beams
+    total = sum(latency.seconds(a.prompt, 1, 0) for a in active if a.steps == 0)
+    for level in range(max(r.draft_forwards for r in rounds)):
+        at = [a for a, r in zip(active, rounds, strict=True) if r.draft_forwards > level]
+        total += latency.seconds(beams * len(at), len(at), sum(a.prompt + a.produced
+                                                               for a in at))
+    return total
+
+
 def _late_s(plan: Plan, context: int, wait: float) -> tuple[float, float]:
     """Profiled proactive drafting while the edge waits ``wait`` seconds for its reply: the
     reply waits for the forward in flight (lateness) unless the proactive tree was done.
@@ -263,14 +280,10 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
         if not active:
             return
         t_start = env.now
-        rounds, drafts = [], []
-        for a in active:
-            r = plan.trace.draw(rng, a.steps == 0, False, a.source, a.steps) if speculate else \
-                TraceRound(0.0, 0, 1, 1, 0, 0)
-            rounds.append(r)
-            drafts.append(_draft_s(plan, plan.draft_server, r, a.prompt + a.produced, a.prompt)
-                          if speculate else 0.0)
-        yield env.timeout(sum(drafts))
+        rounds = [plan.trace.draw(rng, a.steps == 0, False, a.source, a.steps) if speculate
+                  else TraceRound(0.0, 0, 1, 1, 0, 0) for a in active]
+        draft_s = _batch_draft_s(plan, active, rounds) if speculate else 0.0
+        yield env.timeout(draft_s)
         # Profiled: a prefill forwards its prompt (a run's fit charges prefill_extra_s).
         tokens = sum(r.tree_size + (a.prompt if a.steps == 0 and profiled else 0)
                      for a, r in zip(active, rounds, strict=True))
@@ -278,7 +291,7 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
         forward = plan.target.seconds(tokens, len(active), context)
         forward += plan.prefill_extra_s * sum(a.steps == 0 for a in active)
         yield env.timeout(forward + plan.step_overhead_s)
-        for a, r, draft_s in zip(active, rounds, drafts, strict=True):
+        for a, r in zip(active, rounds, strict=True):
             prefix = a.prompt + a.produced if a.steps > 0 else 0
             new = min(r.new_tokens, a.total - a.produced)
             a.produced += new

@@ -180,7 +180,7 @@ def fit_server(run_dir: Path) -> ServerFit:
         steps = read_frame(run_dir / STEPS_FILE, StepRecord, problems)
         per = steps.groupby("step").agg(tokens=("tree_size", "sum"),
                                         seconds=("target_s", "first"),
-                                        prefill=("prefill", "sum"), draft=("draft_s", "sum"),
+                                        prefill=("prefill", "sum"), draft=("draft_s", "max"),
                                         t_start=("t_start", "first"), t_end=("t_end", "first"),
                                         context=("prefix", "sum"))
         tokens, seconds = per["tokens"].to_numpy(), per["seconds"].to_numpy()
