@@ -113,3 +113,21 @@ def test_gpu_check_fits_the_device_and_runs_on_the_cpu(tmp_path: Path, micro_pai
     wrong = subprocess.run([*script, str(out), "--gpu"], capture_output=True, text=True,
                            check=False)
     assert wrong.returncode == 2 and "unknown argument --gpu (accepted: --cpu" in wrong.stderr
+
+
+def test_drafting_bench_compares_batched_with_in_turn_drafting(tmp_path: Path,
+                                                               micro_pair: Path) -> None:
+    """Server-only at batch 4 and 8 as real runs: drafting the batch together gives the same
+    outputs with a step's draft forwards its deepest tree's, not the sum over its requests."""
+    out = tmp_path / "drafting.json"
+    code = main(["drafting", f"model.target={micro_pair / 'target'}",
+                 f"model.draft={micro_pair / 'draft'}", "dataset.max_requests=8",
+                 "generation.max_new_tokens=8", "--out", str(out)])
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert [(r["batch"], r["batch_drafting"]) for r in results] == [
+        (4, True), (4, False), (8, True), (8, False)]
+    assert all(r["same_outputs_as_batched"] == r["requests"] == 8 for r in results)
+    for batched, in_turn in zip(results[::2], results[1::2], strict=True):
+        assert batched["tokens"] == in_turn["tokens"] == 64
+        assert batched["draft_forwards_per_step"] < in_turn["draft_forwards_per_step"]

@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
 from rich.console import Console
@@ -55,7 +56,7 @@ from specedge.analysis.metrics import run_summary
 from specedge.base.config.edge import ProactiveType
 from specedge.base.config.model import CompileMode, DType, resolve_compile
 from specedge.base.config.run import RunConfig, to_run_config
-from specedge.base.records import OUTPUTS_FILE, OutputRecord, read_jsonl
+from specedge.base.records import OUTPUTS_FILE, STEPS_FILE, OutputRecord, StepRecord, read_jsonl
 from specedge.engine.datasets import Request, load_requests
 from specedge.engine.kv_cache import KVPool, pool_for, text_config
 from specedge.engine.models import device_name, load_member, load_run_tokenizer, with_resolved_dtype
@@ -286,11 +287,12 @@ def edge_variants(overrides: list[str], ablation: bool = False,
     return [*variants, ("server-only", ["baseline=server_only"])]
 
 
-def bench_edge(overrides: list[str], out_dir: Path, ablation: bool = False,
-               proactive_run: bool = True) -> list[dict[str, Any]]:
-    """Each variant as a real run (its own processes), same prompts."""
+def _real_runs(variants: list[tuple[str, list[str]]], overrides: list[str],
+               out_dir: Path) -> list[dict[str, Any]]:
+    """Each variant as a real run (its own processes), same prompts: its summary, outputs and
+    run folder."""
     results = []
-    for name, extra in edge_variants(overrides, ablation, proactive_run):
+    for name, extra in variants:
         run_dir = out_dir / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
         cmd = [sys.executable, "-m", "specedge.run", *overrides, *extra,  # the variant wins
                f"hydra.run.dir={run_dir}"]
@@ -298,7 +300,14 @@ def bench_edge(overrides: list[str], out_dir: Path, ablation: bool = False,
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
         results.append({"variant": name, **run_summary(run_dir),
-                        "outputs": _output_ids(run_dir)})
+                        "outputs": _output_ids(run_dir), "run_dir": str(run_dir)})
+    return results
+
+
+def bench_edge(overrides: list[str], out_dir: Path, ablation: bool = False,
+               proactive_run: bool = True) -> list[dict[str, Any]]:
+    """SpecEdge's variants and server-only as real runs, each against server-only's outputs."""
+    results = _real_runs(edge_variants(overrides, ablation, proactive_run), overrides, out_dir)
     reference = results[-1]["outputs"]
     for r in results:
         outputs = r.pop("outputs")
@@ -306,6 +315,58 @@ def bench_edge(overrides: list[str], out_dir: Path, ablation: bool = False,
         r["requests_as_server_only"] = sum(outputs.get(k) == v for k, v in reference.items())
         r["requests"] = len(reference)
     return results
+
+
+DRAFTING_BATCHES = (4, 8)
+
+
+def bench_drafting(overrides: list[str], out_dir: Path) -> list[dict[str, Any]]:
+    """Server-only at batch 4 and 8, drafting its batch in one forward per level against one
+    request after the other (real runs, same prompts): draft forwards per step, busy
+    throughput, and whether the outputs are the same."""
+    variants = [(f"batch {b}, {'batched' if batched else 'in turn'}",
+                 ["baseline=server_only", f"baseline.max_batch_size={b}",
+                  f"baseline.batch_drafting={str(batched).lower()}"])
+                for b in DRAFTING_BATCHES for batched in (True, False)]
+    results = _real_runs(variants, overrides, out_dir)
+    for r, (b, batched) in zip(results, [(b, x) for b in DRAFTING_BATCHES for x in (True, False)],
+                               strict=True):
+        r["batch"], r["batch_drafting"] = b, batched
+        problems: list[str] = []
+        steps = pd.DataFrame(read_jsonl(Path(r.pop("run_dir")) / STEPS_FILE, StepRecord,
+                                        problems))
+        per_step = steps.groupby("step")["draft_forwards"]
+        # batched: a step's forwards are its deepest tree's; in turn: every tree's, summed
+        r["draft_forwards_per_step"] = float((per_step.max() if batched else per_step.sum())
+                                             .mean())
+    for r in results:
+        same_batch = next(x for x in results if x["batch"] == r["batch"])
+        r["same_outputs_as_batched"] = sum(
+            r["outputs"].get(k) == v for k, v in same_batch["outputs"].items())
+    for r in results:
+        r["requests"] = len(r.pop("outputs"))
+    return results
+
+
+def print_drafting(results: list[dict[str, Any]], console: Console) -> None:
+    t = Table(title="server-only: the batch's trees drafted together vs one after the other "
+                    "(busy = sum of step times)")
+    for col in ("run", "tokens", "busy s", "tok/s busy", "draft forwards / step",
+                "tokens/round", "same output as batched"):
+        t.add_column(col, justify="left" if col == "run" else "right")
+    for r in results:
+        t.add_row(r["variant"], str(r["tokens"]), f"{r['server_busy_s']:.2f}",
+                  f"{r['tokens'] / r['server_busy_s']:.1f}", f"{r['draft_forwards_per_step']:.2f}",
+                  f"{r['tokens_per_round']:.2f}",
+                  f"{r['same_outputs_as_batched']}/{r['requests']}")
+    def tput(r: dict[str, Any]) -> float:
+        return float(r["tokens"] / r["server_busy_s"])
+
+    for batched, in_turn in zip(results[::2], results[1::2], strict=True):
+        fewer = batched["draft_forwards_per_step"] / in_turn["draft_forwards_per_step"]
+        t.add_row(f"{batched['variant']} / in turn", "", "",
+                  f"{tput(batched) / tput(in_turn):.2f}x", f"{fewer:.2f}x", "", "")
+    console.print(t)
 
 
 def _output_ids(run_dir: Path) -> dict[int, list[int]]:
@@ -506,10 +567,13 @@ def summary(out_dir: Path) -> tuple[Table, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m specedge.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["spec", "edge", "ablation", "paths", "summary"],
+    parser.add_argument("which", choices=["spec", "edge", "ablation", "drafting", "paths",
+                                          "summary"],
                         help="spec: speculative decoding methods side by side; edge: SpecEdge "
                         "vs server-only runs; ablation: proactive drafting (off / upstream's "
-                        "rule / speculation cache) and tree policy (fixed / adaptive); paths: "
+                        "rule / speculation cache) and tree policy (fixed / adaptive); drafting: "
+                        "server-only at batch 4 and 8, its trees drafted in one batched forward "
+                        "per level vs one request after the other; paths: "
                         "eager vs model.compile's forward path, token for token; summary "
                         "DIR: the GPU check's table from gpu_check.sh's output folder")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. edge.max_budget=64")
@@ -537,6 +601,17 @@ def main(argv: list[str] | None = None) -> int:
         # there the count of equal outputs is measured (the table's last column), not failed.
         fp32 = _compose(args.overrides).model.dtype == DType.fp32
         return 0 if not fp32 or all(r["identical_to_server_only"] for r in results) else 1
+    if args.which == "drafting":
+        out_dir = args.out.parent / "drafting-runs" if args.out else Path(
+            "results/bench/drafting-runs")
+        results = bench_drafting(["dataset.max_requests=16", *args.overrides], out_dir)
+        print_drafting(results, Console(width=160))
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
+        fp32 = _compose(args.overrides).model.dtype == DType.fp32
+        return 0 if not fp32 or all(r["same_outputs_as_batched"] == r["requests"]
+                                    for r in results) else 1
     if args.which == "summary":
         if len(args.overrides) != 1:
             parser.error("summary takes one argument: the folder gpu_check.sh wrote")

@@ -107,9 +107,11 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
         draft: KVPool | None = pool_for(load_member(cfg.model, "draft", device), capacity,
                                         cfg.model, cfg.edge, device)
         shape: TreeShape | None = TreeShape.of(cfg.edge)
+        batch_drafting = baseline.batch_drafting
     else:
         assert isinstance(baseline, AutoBatchBaseline)
         draft, shape, capacity = None, None, baseline.batch_capacity
+        batch_drafting = True  # nothing to draft
     target = pool_for(load_member(cfg.model, "target", device, record_in=run_dir), capacity,
                       cfg.model, cfg.edge, device)
     log.info("forward path: %s (model.compile = %s)", target.mode.value, cfg.model.compile.value)
@@ -134,7 +136,8 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
 
         result = serve(baseline=baseline.name.value, sequences=seqs, capacity=capacity,
                        target=target, draft=draft, shape=shape, choose=choose, steps_out=steps_out,
-                       on_finish=finished, on_step=stepped, policy=cfg.edge.tree_policy)
+                       on_finish=finished, on_step=stepped, policy=cfg.edge.tree_policy,
+                       batch_drafting=batch_drafting)
     tokens = sum(len(s.generated) for s in result.sequences)
     log.info("%s: %d requests, %d tokens in %d steps, %.1f s (%.1f tokens/s)",
              baseline.name.value, len(seqs), tokens, result.steps, result.wall_s,

@@ -45,11 +45,13 @@ def serve(
     on_finish: Callable[[Sequence], None] | None = None,
     on_step: Callable[[int], None] | None = None,
     policy: TreePolicy = TreePolicy.fixed,
+    batch_drafting: bool = True,
 ) -> ServeResult:
     """Serve ``sequences``, at most ``capacity`` at once; ``draft=None`` is plain batched decoding.
 
     ``target`` (and ``draft``) hold at least ``capacity`` KV rows; a request holds one of each
-    while it is served."""
+    while it is served. ``batch_drafting=False`` drafts the requests' trees one after the other
+    (the same trees, more draft forwards), to compare with."""
     queue = deque(sequences)
     active: list[Sequence] = []
     drafters: dict[int, Drafter] = {}  # by request index: server-only's draft KV rows
@@ -64,7 +66,7 @@ def serve(
                                                       policy=policy)
             active.append(seq)
         t_start = time.time()
-        drafts, draft_s = _draft_all(active, drafters)
+        drafts, draft_s = _draft_all(active, drafters, batch_drafting)
         trees = [d.tree if d is not None else TokenTree.rooted(s.root)
                  for d, s in zip(drafts, active, strict=True)]
         t0 = time.perf_counter()
@@ -121,19 +123,22 @@ class _StepTiming:
             tree_budget=stats.budget if stats else 0, tree_depth=stats.depth if stats else 0)
 
 
-def _draft_all(active: list[Sequence],
-               drafters: dict[int, Drafter]) -> tuple[list[Draft | None], float]:
+def _draft_all(active: list[Sequence], drafters: dict[int, Drafter],
+               batched: bool = True) -> tuple[list[Draft | None], float]:
     """Server-only drafts every active request's tree together, one batched draft forward per
-    level (auto-batch: none); returns the drafts and the batch's drafting time."""
+    level (``batched=False``: one request after the other; auto-batch: none); returns the
+    drafts and the step's drafting time."""
     mine = [(i, drafters[s.request.index]) for i, s in enumerate(active)
             if s.request.index in drafters]
     drafts: list[Draft | None] = [None] * len(active)
     t0 = time.perf_counter()
-    if mine:
-        grown = Drafter.draft_batch([d for _, d in mine],
-                                    [active[i].pending_for(d.row) for i, d in mine],
-                                    [active[i].root for i, _ in mine])
-        for (i, _), d in zip(mine, grown, strict=True):
+    for group in ([mine] if batched else [[m] for m in mine]):
+        if not group:
+            continue
+        grown = Drafter.draft_batch([d for _, d in group],
+                                    [active[i].pending_for(d.row) for i, d in group],
+                                    [active[i].root for i, _ in group])
+        for (i, _), d in zip(group, grown, strict=True):
             drafts[i] = d
     return drafts, time.perf_counter() - t0
 

@@ -36,6 +36,9 @@ class ServerOnlyBaseline(BaselineConfig):
 
     name: BaselineName = BaselineName.server_only
     max_batch_size: int = 4
+    # true: every active request's tree in one batched draft forward per level (upstream's
+    # server-only); false: each request's tree in turn (this project's before, for comparison)
+    batch_drafting: bool = True
 
     @property
     def batch_capacity(self) -> int:
