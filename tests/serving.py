@@ -40,7 +40,7 @@ from specedge.serving.protocol import pb, rpc
 
 def run_command(run_dir: Path, pair: Path, *overrides: str) -> list[str]:
     """``python -m specedge.run`` on ``pair`` into ``run_dir`` (later overrides win)."""
-    return [sys.executable, "-m", "specedge.run", f"model.target={pair / 'target'}",
+    return [sys.executable, "-m", "specedge.run", "model=tiny", f"model.target={pair / 'target'}",
             f"model.draft={pair / 'draft'}", f"hydra.run.dir={run_dir}", *overrides]
 
 
@@ -70,7 +70,7 @@ def assert_outputs_exact(outputs: list[dict], pair: Path, max_new: int) -> None:
 def write_run_config(run_dir: Path, pair: Path, *overrides: str) -> RunConfig:
     run_dir.mkdir(parents=True, exist_ok=True)
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"model.target={pair / 'target'}",
+        cfg = compose("config", overrides=["model=tiny", f"model.target={pair / 'target'}",
                                            f"model.draft={pair / 'draft'}", *overrides])
     save_run_config(cfg, run_dir)
     return load_run_config(run_dir)

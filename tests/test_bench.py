@@ -17,7 +17,7 @@ from specedge.commands.bench import main, summary
 
 def test_spec_bench_reports_exact_methods(tmp_path: Path, micro_pair: Path) -> None:
     out = tmp_path / "bench.json"
-    code = main(["spec", f"model.target={micro_pair / 'target'}",
+    code = main(["spec", "model=tiny", f"model.target={micro_pair / 'target'}",
                  f"model.draft={micro_pair / 'draft'}", "dataset.max_requests=2",
                  "generation.max_new_tokens=8", "model.compile=static", "--repeats", "1",
                  "--out", str(out)])
@@ -35,7 +35,7 @@ def test_edge_bench_compares_real_runs(tmp_path: Path, micro_pair: Path) -> None
     """SpecEdge with and without proactive drafting, and server-only, each a real run; every
     run's output equals server-only's, and the JSON carries what the table prints."""
     out = tmp_path / "edge.json"
-    code = main(["edge", f"model.target={micro_pair / 'target'}",
+    code = main(["edge", "model=tiny", f"model.target={micro_pair / 'target'}",
                  f"model.draft={micro_pair / 'draft'}", "dataset.max_requests=4",
                  "generation.max_new_tokens=8", "edge.proactive.type=excluded",
                  "hardware.nodes={localhost:[{device:cpu},{device:cpu}]}",
@@ -57,7 +57,7 @@ def test_paths_bench_compares_eager_with_the_static_path(tmp_path: Path, micro_p
     """The eager and static paths decode the same random prompts to the same tokens, batched
     and with SpecExec trees; the JSON gives each request's first difference (none)."""
     out = tmp_path / "paths.json"
-    code = main(["paths", f"model.target={micro_pair / 'target'}",
+    code = main(["paths", "model=tiny", f"model.target={micro_pair / 'target'}",
                  f"model.draft={micro_pair / 'draft'}", "model.compile=static",
                  "generation.max_new_tokens=12", "--out", str(out)])
     result = json.loads(out.read_text())
@@ -65,12 +65,12 @@ def test_paths_bench_compares_eager_with_the_static_path(tmp_path: Path, micro_p
     assert result["first_difference"] == {"auto_batch": [None] * 4, "server_only": [None] * 4}
     assert "identical" in capsys.readouterr().out
     with pytest.raises(SystemExit, match=r"set model\.compile to static or graphs"):
-        main(["paths", f"model.target={micro_pair / 'target'}",
+        main(["paths", "model=tiny", f"model.target={micro_pair / 'target'}",
               f"model.draft={micro_pair / 'draft'}", "model.compile=eager"])
 
     # What gpu_check.sh sums up, here on the CPU's static path: profiles beside paths.json.
     for path in ("static", "eager"):
-        assert profile_main([f"model.target={micro_pair / 'target'}",
+        assert profile_main(["model=tiny", f"model.target={micro_pair / 'target'}",
                              f"model.draft={micro_pair / 'draft'}", f"model.compile={path}",
                              "profile.batches=[1,8]", "profile.nodes=[1,16,64]",
                              "profile.prefixes=[32]", "profile.repeats=1", "profile.warmup=0",
@@ -120,7 +120,7 @@ def test_drafting_bench_compares_batched_with_in_turn_drafting(tmp_path: Path,
     """Server-only at batch 4 and 8 as real runs: drafting the batch together gives the same
     outputs with a step's draft forwards its deepest tree's, not the sum over its requests."""
     out = tmp_path / "drafting.json"
-    code = main(["drafting", f"model.target={micro_pair / 'target'}",
+    code = main(["drafting", "model=tiny", f"model.target={micro_pair / 'target'}",
                  f"model.draft={micro_pair / 'draft'}", "dataset.max_requests=8",
                  "generation.max_new_tokens=8", "--out", str(out)])
     assert code == 0

@@ -38,10 +38,11 @@ def test_every_option_composes_and_validates(group: str, option: str) -> None:
     assert isinstance(cfg, RunConfig)
 
 
-def test_defaults_are_the_embedded_pair_on_cpu() -> None:
+def test_defaults_are_the_smollm2_pair_on_cpu_in_the_hardwares_dtype() -> None:
     cfg = _compose()
     assert cfg.baseline.name == BaselineName.specedge
-    assert cfg.model.target == "models/tiny/target" and cfg.model.dtype == DType.fp32
+    assert cfg.model.name == "smollm2" and cfg.model.target == "models/smollm2/target"
+    assert cfg.model.dtype == DType.auto
     assert cfg.hardware.server_device == "cpu"
     assert cfg.server.num_clients == cfg.hardware.num_edges
 

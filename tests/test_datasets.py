@@ -122,7 +122,8 @@ def test_run_loads_an_upstream_specbench_file(tmp_path: Path, micro_pair: Path) 
                                           "turns": [f"Question {i}?"]}) for i in range(5)))
     result = subprocess.run(
         [sys.executable, "-m", "specedge.run", "dataset=specbench", f"dataset.path={path}",
-         f"model.target={micro_pair / 'target'}", f"model.draft={micro_pair / 'draft'}",
+         "model=tiny", f"model.target={micro_pair / 'target'}",
+         f"model.draft={micro_pair / 'draft'}",
          "dataset.stride=2", "dry_run=true", f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
@@ -134,7 +135,8 @@ def test_run_names_a_malformed_dataset_file(tmp_path: Path, micro_pair: Path) ->
     path.write_text('{"question_id": 1, "turns": ["ok"]}\n{"question_id": 2,\n')
     result = subprocess.run(
         [sys.executable, "-m", "specedge.run", "dataset=specbench", f"dataset.path={path}",
-         f"model.target={micro_pair / 'target'}", f"model.draft={micro_pair / 'draft'}",
+         "model=tiny", f"model.target={micro_pair / 'target'}",
+         f"model.draft={micro_pair / 'draft'}",
          "dry_run=true", f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2

@@ -18,7 +18,8 @@ POINTS = ["profile.batches=[1,3]", "profile.nodes=[1,5]", "profile.prefixes=[20]
 
 def test_profile_of_the_micro_pair(tmp_path: Path, micro_pair: Path) -> None:
     out = tmp_path / "profile.json"
-    code = main([f"model.target={micro_pair / 'target'}", f"model.draft={micro_pair / 'draft'}",
+    code = main(["model=tiny", f"model.target={micro_pair / 'target'}",
+                 f"model.draft={micro_pair / 'draft'}",
                  *POINTS, "profile.bandwidth_gbs=20", "model.compile=static",
                  f"profile.out={out}"])
     assert code == 0
@@ -46,7 +47,7 @@ def test_profile_of_a_random_weight_architecture(tmp_path: Path, micro_pair: Pat
     arch.pop("layer_types", None)  # one per layer: derived again from the new count
     (tmp_path / "arch.json").write_text(json.dumps(arch))
     out = tmp_path / "profile.json"
-    code = main([f"model.target={tmp_path / 'arch.json'}", "model.weights=random",
+    code = main(["model=tiny", f"model.target={tmp_path / 'arch.json'}", "model.weights=random",
                  "profile.models=[target]", *POINTS, f"profile.out={out}"])
     assert code == 0
     result = json.loads(out.read_text())
@@ -57,7 +58,7 @@ def test_profile_of_a_random_weight_architecture(tmp_path: Path, micro_pair: Pat
 
 def test_unknown_architecture_is_refused_with_the_choices(capsys: pytest.CaptureFixture[str]
                                                           ) -> None:
-    assert main(["model.target=acme/Giant-9000B", "model.weights=random",
+    assert main(["model=tiny", "model.target=acme/Giant-9000B", "model.weights=random",
                  "profile.models=[target]"]) == 2
     err = capsys.readouterr().err
     assert "model.target = 'acme/Giant-9000B'" in err and "Qwen3-14B" in err

@@ -67,7 +67,7 @@ def test_prompt_longer_than_kv_capacity_is_refused(tmp_path: Path, micro_pair: P
     (["baseline=server_only", "model.max_len=30"], "tree depth 5 + 1"),
     (["baseline=specedge", "model.draft=/nonexistent/draft"],
      "model.draft = '/nonexistent/draft': the model folder does not exist"),
-    (["baseline=auto_batch", "model.target=/nonexistent/target"],
+    (["baseline=auto_batch", "model=tiny", "model.target=/nonexistent/target"],
      "model.target = '/nonexistent/target': the model folder does not exist"),
 ], ids=["specedge-too-long", "server-only-too-long", "missing-draft", "missing-target"])
 def test_dry_run_finds_what_would_fail_later(tmp_path: Path, micro_pair: Path,

@@ -70,7 +70,8 @@ def test_a_hydra_sweep_runs_as_sbatch_jobs_through_submitit(
     done = _run(cluster, [
         sys.executable, "-m", "specedge.run", "-m", "hydra/launcher=submitit_slurm",
         f"hydra.launcher.partition={PARTITION}", f"hydra.sweep.dir={sweep_dir}",
-        f"model.target={micro_pair / 'target'}", f"model.draft={micro_pair / 'draft'}",
+        "model=tiny", f"model.target={micro_pair / 'target'}",
+        f"model.draft={micro_pair / 'draft'}",
         "baseline=server_only", *MICRO, "edge.max_budget=8,12"])
     assert done.returncode == 0, done.stderr[-3000:]
     index = json.loads((sweep_dir / "index.json").read_text())

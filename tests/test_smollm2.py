@@ -16,28 +16,10 @@ from specedge import PROJECT_ROOT
 from specedge.base.config.model import DType
 from specedge.base.records import OUTPUTS_FILE
 from specedge.commands.convert import ConvertConfig, ConvertError, convert, load_gguf, sha256_of
-from specedge.commands.distill import DistillConfig, distill, draft_from, user_turn
+from specedge.commands.distill import distill, draft_from, user_turn
 from specedge.engine.models import load_model, load_tokenizer
+from tests.conftest import WHEELS, quick_recipe
 from tests.serving import assert_outputs_exact, read_records, run_command
-
-WHEELS = PROJECT_ROOT / "models" / "wheels"  # git-ignored: the one download is kept here
-
-
-def quick_recipe(target: Path, out_dir: Path, seed: int = 0) -> DistillConfig:
-    """The default recipe cut to seconds: same code path, fp32, a one-layer draft."""
-    return DistillConfig(target=str(target), out_dir=str(out_dir), seed=seed, dtype=DType.fp32,
-                         layers=[0], prompts=8, prompt_tokens=8, reply_tokens=12, batch_rows=8,
-                         top_k=4, steps=3, batch_size=4, eval_prompts=2, eval_new_tokens=8,
-                         spec_prompts=1, timing_repeats=2)
-
-
-@pytest.fixture(scope="session")
-def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A pair folder: target/ converted from the wheel, draft/ distilled by the quick recipe."""
-    pair = tmp_path_factory.mktemp("smollm2")
-    convert(ConvertConfig(out_dir=str(pair / "target"), wheel_dir=str(WHEELS)))
-    distill(quick_recipe(pair / "target", pair / "draft"))
-    return pair
 
 
 @torch.inference_mode()

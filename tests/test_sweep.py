@@ -13,7 +13,8 @@ from specedge import PROJECT_ROOT
 def test_multirun_writes_one_run_per_job_and_an_index(tmp_path: Path, micro_pair: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     done = subprocess.run(
-        [sys.executable, "-m", "specedge.run", "-m", f"model.target={micro_pair / 'target'}",
+        [sys.executable, "-m", "specedge.run", "-m", "model=tiny",
+         f"model.target={micro_pair / 'target'}",
          f"model.draft={micro_pair / 'draft'}", f"hydra.sweep.dir={sweep_dir}",
          "baseline=server_only", "generation.max_new_tokens=8", "edge.max_n_beams=3",
          "edge.max_budget=2,6",
@@ -46,7 +47,8 @@ def test_sweep_jobs_run_out_of_process_with_the_submitit_launcher(tmp_path: Path
     sweep_dir = tmp_path / "sweep"
     done = subprocess.run(
         [sys.executable, "-m", "specedge.run", "-m", "hydra/launcher=submitit_local",
-         f"model.target={micro_pair / 'target'}", f"model.draft={micro_pair / 'draft'}",
+         "model=tiny", f"model.target={micro_pair / 'target'}",
+         f"model.draft={micro_pair / 'draft'}",
          f"hydra.sweep.dir={sweep_dir}", "baseline=server_only", "dataset.max_requests=2",
          "generation.max_new_tokens=8", "edge.max_budget=8,12"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False)

@@ -136,8 +136,9 @@ def _default_scenarios() -> list[Scenario]:
     real = "results/validation/specedge-4e-noproactive"
     return [
         Scenario("smollm2", "SmolLM2-135M pair (the pipeline's, measured here)",
-                 "the main job's validation run specedge-4e-noproactive (bf16, CPU)", real),
-        Scenario("tiny", "tiny 7 M pair (the CLI default, measured here)",
+                 "the main job's validation run specedge-4e-noproactive (model.dtype=auto, CPU)",
+                 real),
+        Scenario("tiny", "tiny 7 M pair (the tests' toy, measured here)",
                  "specedge/data/traces/tiny-4e-noproactive.json (fp32, CPU)",
                  str(DATA_DIR / "traces" / "tiny-4e-noproactive.json")),
         Scenario("qwen3-chain4", "Qwen3-32B + 1.7B, chain of 4 (published)",
