@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from specedge.commands.loadtest import run_load
+from specedge.commands.loadtest import main, run_load
 
 
 def test_load_with_many_edges_loses_nothing_and_stays_exact(tmp_path: Path,
@@ -17,3 +18,34 @@ def test_load_with_many_edges_loses_nothing_and_stays_exact(tmp_path: Path,
     assert result["failed"] == 0 and result["lost_edges"] == {}
     assert result["exact"] == 16 and result["lost_records"] == []
     assert 0 < result["server_peak_rss_mib"] < 4096  # bounded; the micro server is small
+
+
+def _micro(micro_pair: Path) -> list[str]:
+    return ["model=tiny", f"model.target={micro_pair / 'target'}",
+            f"model.draft={micro_pair / 'draft'}"]
+
+
+def test_chaos_fails_when_its_faults_cannot_happen(tmp_path: Path, micro_pair: Path) -> None:
+    """One token a request: each request ends in its first round, so the run's progress
+    jumps past every fault's point to its end, and no fault can happen: --chaos says so."""
+    code = main(["--edges", "2", "--requests", "2", "--chaos", "--out", str(tmp_path),
+                 *_micro(micro_pair), "generation.max_new_tokens=1"])
+    assert code == 1
+    result = json.loads((tmp_path / "loadtest.json").read_text())
+    assert result["finished"] == result["exact"] == 2  # the run itself was fine
+    assert [f["happened_s"] for f in result["faults"]] == [None, None, None]
+    assert all("never happened (the run ended first)" in f["problem"]
+               for f in result["faults"])
+
+
+def test_chaos_faults_happen_and_recover(tmp_path: Path, micro_pair: Path) -> None:
+    result = run_load(edges=3, requests=6, out_dir=tmp_path, timeout_s=600, chaos=True,
+                      overrides=[*_micro(micro_pair), "generation.max_new_tokens=48"])
+    assert result["exit_code"] == 0, result["stderr_tail"]
+    assert result["finished"] == result["exact"] == 6 and result["lost_records"] == []
+    names = [f["name"] for f in result["faults"]]
+    assert names == ["edge 1 killed", "server killed", "edge 2 stalled 6.5 s"]
+    for f in result["faults"]:
+        assert f["problem"] is None and f["happened_s"] is not None
+        assert f["progress"] >= f["at"] and f["recovered_s"] > 0
+    assert result["faults"][2]["recovered_s"] >= 6.5  # it served again only once continued

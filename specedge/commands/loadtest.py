@@ -9,13 +9,19 @@ their output), peak RSS, wall time, throughput and inter-token latency. It exits
 every request finished, exact, with every record.
 
 ``--chaos`` makes it a fault benchmark: the link loses 2 % of messages with 5 +- 5 ms delay,
-one edge is SIGKILLed once it has done a few rounds (the launcher restarts it and it resumes),
-and the server is SIGKILLed once later (the launcher restarts it and edges re-prefill).
+and the faults of :data:`FAULTS` happen at fixed points of the run's progress (its committed
+tokens over requests x ``generation.max_new_tokens``), so any size of run meets them: an edge
+is SIGKILLed (the launcher restarts it and it resumes), the server is SIGKILLed (restarted;
+edges re-prefill), and an edge is stopped (SIGSTOP) for longer than the server's client
+timeout, then continued. Each fault is reported with when it happened and how the run
+recovered; a planned fault that did not happen, or after which its process never served
+again, fails the run, named.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -25,30 +31,72 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra import compose, initialize_config_dir
 from rich.console import Console
 from rich.table import Table
 
-from specedge import DATA_DIR
+from specedge import CONF_DIR, DATA_DIR
 from specedge.algorithm.verification import greedy_reference
 from specedge.base.config.run import load_run_config
 from specedge.base.records import (
     EDGE_FILES,
     OUTPUTS_FILE,
+    SERVER_FILE,
     STATS_FILE,
     SUMMARY_FILE,
     EdgeRoundRecord,
     OutputRecord,
+    ServerStepRecord,
     read_jsonl,
 )
 from specedge.engine.models import load_model
 
 BUILTIN = DATA_DIR / "builtin_prompts.jsonl"
+CLIENT_TIMEOUT_S = 5.0  # the server's, under --chaos: the stalled edge outlasts it
+STALL_S = CLIENT_TIMEOUT_S + 1.5
 CHAOS_OVERRIDES = ["hardware.link.loss=0.02", "hardware.link.delay_ms=5",
-                   "hardware.link.jitter_ms=5"]
+                   "hardware.link.jitter_ms=5", f"server.client_timeout_s={CLIENT_TIMEOUT_S}"]
+
+
+@dataclass
+class Fault:
+    """A planned fault, and what happened: ``at`` is the run's progress (committed tokens
+    over requests x max_new_tokens) from which it is injected, while requests remain."""
+
+    name: str
+    at: float
+    kind: str  # "kill" (SIGKILL) or "stall" (SIGSTOP for STALL_S, then SIGCONT)
+    process: str  # "server" or "edge N"
+    happened_s: float | None = None  # since the run started
+    progress: float | None = None  # when it happened
+    pids: list[int] = field(default_factory=list)
+    t_wall: float | None = None  # when it happened (time.time(), the records' clock)
+    t_back: float | None = None  # when the process could serve again (stall: continued)
+    recovered_s: float | None = None  # until its process served a round again
+    requests_resumed: int = 0  # requests served before and after it
+    rounds_retried: int = 0  # rounds with a repeated call, from it to the next fault
+
+    @property
+    def problem(self) -> str | None:
+        if self.happened_s is None:
+            return (f"{self.name}: planned at {self.at:.0%} of the run's tokens, it never "
+                    "happened (the run ended first)")
+        if self.recovered_s is None:
+            return f"{self.name}: its process never served again"
+        return None
+
+
+def plan_faults(edges: int) -> list[Fault]:
+    """Kill an edge at 15 % of the run, the server at 40 %, stall an edge at 65 %."""
+    first, second = min(1, edges - 1), min(2, edges - 1)
+    return [Fault(f"edge {first} killed", 0.15, "kill", f"edge {first}"),
+            Fault("server killed", 0.40, "kill", "server"),
+            Fault(f"edge {second} stalled {STALL_S:.1f} s", 0.65, "stall", f"edge {second}")]
 
 
 def write_prompts(path: Path, n: int) -> Path:
@@ -88,22 +136,73 @@ def _pids(pattern: str) -> list[int]:
     return [int(p) for p in found.stdout.split()]
 
 
-def _rounds(run_dir: Path) -> int:
-    return sum(len(p.read_bytes().splitlines()) for p in run_dir.glob(EDGE_FILES))
+def _rounds(run_dir: Path) -> list[dict[str, Any]]:
+    """Every edge's round records so far (a line being written is skipped)."""
+    return [r for p in sorted(run_dir.glob(EDGE_FILES))
+            for r in read_jsonl(p, EdgeRoundRecord, [], missing_ok=True)]
 
 
-def _chaos(run: subprocess.Popen[str], run_dir: Path, kills: list[str]) -> None:
-    """SIGKILL edge 1 once the edges have done 100 rounds, then the server at 500 (of about
-    1,600 in the default 16 x 64 run); ``kills`` says what was killed and when."""
+def _pattern(run_dir: Path, process: str) -> str:
+    if process == "server":
+        return f"specedge.serving.server {run_dir}( |$)"
+    return f"specedge.serving.edge {run_dir} --client-id {process.split()[1]}( |$)"
+
+
+def _chaos(run: subprocess.Popen[str], run_dir: Path, total_tokens: int,
+           faults: list[Fault]) -> None:
+    """Inject each fault once the run's progress reaches its point, while requests remain."""
     t0 = time.monotonic()
-    for pattern, rounds in ((f"specedge.serving.edge {run_dir} --client-id 1 ", 100),
-                            (f"specedge.serving.server {run_dir} ", 500)):
-        while run.poll() is None and _rounds(run_dir) < rounds:
-            time.sleep(0.2)
-        for pid in _pids(pattern):
-            os.kill(pid, signal.SIGKILL)
-            kills.append(f"{pattern.split()[0]} (pid {pid}) after {_rounds(run_dir)} rounds, "
-                         f"{time.monotonic() - t0:.0f} s")
+    while run.poll() is None and any(f.happened_s is None for f in faults):
+        progress = sum(r["new_tokens"] for r in _rounds(run_dir)) / total_tokens
+        for f in faults:
+            if f.happened_s is not None or not f.at <= progress < 1.0:
+                continue
+            pids = _pids(_pattern(run_dir, f.process))
+            if not pids:
+                continue  # between a restart and its process: the next poll
+            sig = signal.SIGKILL if f.kind == "kill" else signal.SIGSTOP
+            for pid in pids:
+                os.kill(pid, sig)
+            f.t_wall, f.happened_s = time.time(), time.monotonic() - t0
+            f.progress, f.pids = progress, pids
+            f.t_back = f.t_wall
+            if f.kind == "stall":
+                time.sleep(STALL_S)
+                for pid in pids:
+                    os.kill(pid, signal.SIGCONT)
+                f.t_back = time.time()
+        time.sleep(0.05)
+
+
+def _recovery(faults: list[Fault], rounds: list[dict[str, Any]], steps: list[dict[str, Any]]
+              ) -> None:
+    """From the records: when each fault's process served again, the requests it carried on,
+    and the rounds that had to repeat a call until the next fault."""
+    happened = sorted((f for f in faults if f.t_wall is not None), key=lambda f: f.t_wall or 0)
+    for i, f in enumerate(happened):
+        nxt = happened[i + 1] if i + 1 < len(happened) else None
+        assert f.t_wall is not None and f.t_back is not None
+        if f.process == "server":
+            after = [s["t_start"] for s in steps if s["t_start"] > f.t_back]
+            mine = rounds
+        else:
+            client = int(f.process.split()[1])
+            mine = [r for r in rounds if r["client_id"] == client]
+            after = [r["t_end"] for r in mine if r["t_end"] > f.t_back]
+        f.recovered_s = min(after) - f.t_wall if after else None
+        before = {r["request_id"] for r in mine if r["t_end"] <= f.t_wall}
+        f.requests_resumed = len(before & {r["request_id"] for r in mine
+                                           if r["t_end"] > f.t_back})
+        end = nxt.t_wall if nxt is not None and nxt.t_wall is not None else float("inf")
+        f.rounds_retried = sum(r["retries"] > 0 for r in rounds if f.t_wall < r["t_end"] <= end)
+
+
+def _max_new_tokens(overrides: list[str]) -> int:
+    """The run's generation.max_new_tokens, as its overrides compose it."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[o for o in overrides
+                                                       if not o.startswith("hydra.")])
+    return int(cfg.generation.max_new_tokens)
 
 
 def run_load(edges: int, requests: int, overrides: list[str], out_dir: Path,
@@ -117,21 +216,27 @@ def run_load(edges: int, requests: int, overrides: list[str], out_dir: Path,
            f"server.num_clients={edges}", f"server.max_batch_size={max(1, edges // 2)}",
            *(CHAOS_OVERRIDES if chaos else []), *overrides]
     t0 = time.perf_counter()
-    kills: list[str] = []
+    faults = plan_faults(edges) if chaos else []
+    total_tokens = requests * _max_new_tokens(overrides)
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as run:
-        chaos_thread = threading.Thread(target=_chaos, args=(run, run_dir, kills), daemon=True)
+        chaos_thread = threading.Thread(target=_chaos, args=(run, run_dir, total_tokens,
+                                                             faults), daemon=True)
         if chaos:
             chaos_thread.start()
         _, stderr = run.communicate(timeout=timeout_s)
+        if chaos:
+            chaos_thread.join(timeout=STALL_S + 5)
     wall_s = time.perf_counter() - t0
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     outputs = read_jsonl(run_dir / OUTPUTS_FILE, OutputRecord, [], missing_ok=True)
     stats_path = run_dir / STATS_FILE
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
-    rounds = [r for p in sorted(run_dir.glob(EDGE_FILES))
-              for r in read_jsonl(p, EdgeRoundRecord, [], missing_ok=True)]
-    return {"edges": edges, "requests": requests, "chaos": chaos, "kills": kills,
+    rounds = _rounds(run_dir)
+    steps = read_jsonl(run_dir / SERVER_FILE, ServerStepRecord, [], missing_ok=True)
+    _recovery(faults, rounds, steps)
+    return {"edges": edges, "requests": requests, "chaos": chaos,
+            "faults": [dataclasses.asdict(f) | {"problem": f.problem} for f in faults],
             "exit_code": run.returncode, "finished": len(outputs),
             "failed": requests - len(outputs), "exact": count_exact(run_dir, outputs),
             "lost_records": lost_records(rounds, outputs),
@@ -155,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds, whole run")
     parser.add_argument("--out", type=Path, default=Path("results/loadtest"))
     parser.add_argument("--chaos", action="store_true", help="2 %% message loss and jitter; "
-                        "kill one edge and the server once each, mid-run")
+                        "kill an edge and the server, stall an edge, at fixed points of the "
+                        "run's progress; fails if a planned fault did not happen or recover")
     args = parser.parse_args(argv)
     r = run_load(args.edges, args.requests, args.overrides, args.out, args.timeout, args.chaos)
     kind = "chaos" if r["chaos"] else "loopback"
@@ -173,13 +279,26 @@ def main(argv: list[str] | None = None) -> int:
             ("ITL ms", f"{r['itl_ms']:.1f}"), ("mean batch", f"{r['mean_batch']:.2f}")):
         table.add_row(name, value)
     Console().print(table)
-    for kill in r["kills"]:
-        print(f"killed: {kill}")
+    if r["faults"]:
+        faults = Table(title="Faults (planned at a share of the run's tokens)")
+        for col in ("fault", "planned", "happened", "after s", "served again after s",
+                    "requests resumed", "rounds retried"):
+            faults.add_column(col, justify="left" if col == "fault" else "right")
+        for f in r["faults"]:
+            faults.add_row(f["name"], f"{f['at']:.0%}",
+                           "no" if f["progress"] is None else f"at {f['progress']:.0%}",
+                           "-" if f["happened_s"] is None else f"{f['happened_s']:.1f}",
+                           "-" if f["recovered_s"] is None else f"{f['recovered_s']:.2f}",
+                           str(f["requests_resumed"]), str(f["rounds_retried"]))
+        Console(width=120).print(faults)
     (args.out / "loadtest.json").write_text(json.dumps(r, indent=2) + "\n")
     if r["stderr_tail"]:
         print(r["stderr_tail"], file=sys.stderr)
+    problems = [f["problem"] for f in r["faults"] if f["problem"]]
+    for problem in problems:
+        print(f"chaos: {problem}", file=sys.stderr)
     ok = r["failed"] == 0 and r["exact"] == r["requests"] and not r["lost_records"]
-    return 0 if ok else 1
+    return 0 if ok and not problems else 1
 
 
 if __name__ == "__main__":
