@@ -49,7 +49,7 @@ def test_every_running_experiments_command_runs_as_written(tmp_path: Path,
         done = _run([*cmd, *extra, f"{where}={tmp_path / f'run-{i}'}"], tmp_path)
         assert done.returncode == 0, f"{shlex.join(cmd)}:\n{done.stderr[-3000:]}"
     # one for real: server-only on the pair, two requests
-    real = next(c for c in commands if "baseline=server_only" in c and "-m" not in c)
+    real = next(c for c in commands if "baseline=server_only" in c and "-m" not in c[3:])
     run_dir = tmp_path / "real"
     done = _run([*real, "dataset.max_requests=2", "generation.max_new_tokens=8",
                  f"hydra.run.dir={run_dir}"], tmp_path)

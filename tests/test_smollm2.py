@@ -17,6 +17,7 @@ from specedge.base.config.model import DType
 from specedge.base.records import OUTPUTS_FILE
 from specedge.commands.convert import ConvertConfig, ConvertError, convert, load_gguf, sha256_of
 from specedge.commands.distill import distill, draft_from, user_turn
+from specedge.commands.loadtest import run_load
 from specedge.engine.models import load_model, load_tokenizer
 from tests.conftest import WHEELS, quick_recipe
 from tests.serving import assert_outputs_exact, read_records, run_command
@@ -133,3 +134,17 @@ def test_an_unbuilt_pair_names_the_command_that_builds_it() -> None:
     with pytest.raises(ModelLoadError, match=r"models/smollm2/absent.*does not exist.*"
                                              r"snakemake --cores 1 models/smollm2/draft/card.json"):
         load_model("models/smollm2/absent")
+
+
+def test_chaos_on_the_real_pair_meets_every_fault_and_stays_exact(tmp_path: Path,
+                                                                  smollm2: Path) -> None:
+    """The fault benchmark on SmolLM2 (fp32, 3 edges, 3 requests): every planned fault
+    happens and its process serves again; every output is the target's greedy decode."""
+    result = run_load(edges=3, requests=3, out_dir=tmp_path, timeout_s=900, chaos=True,
+                      overrides=["model=smollm2", f"model.target={smollm2 / 'target'}",
+                                 f"model.draft={smollm2 / 'draft'}", "model.dtype=fp32",
+                                 "generation.max_new_tokens=32"])
+    assert result["exit_code"] == 0, result["stderr_tail"]
+    assert result["finished"] == result["exact"] == 3 and result["lost_records"] == []
+    assert len(result["faults"]) == 3
+    assert all(f["problem"] is None for f in result["faults"]), result["faults"]
