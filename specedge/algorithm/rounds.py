@@ -23,7 +23,6 @@ from specedge.algorithm.drafting import (
     Draft,
     TreeShape,
     commit_draft,
-    draft_tree,
     draft_trees,
     resume_draft,
 )
@@ -88,41 +87,34 @@ class Drafter:
     def draft(self, pending: list[int], root: int) -> Draft:
         """This round's tree, in the planner's shape: the adopted sub-tree grown on, or a new
         one from ``root`` after catching up on ``pending`` committed tokens."""
-        shape = self.round_shape = self.planner.shape()
-        if self.adopted is not None:
-            steps = min(self.steps_left, shape.max_beam_len)
-            d = resume_draft(self.pool, self.adopted, shape, steps)
-        else:
-            d = draft_tree(self.pool, self.row, pending, root, shape, self.top_k)
-        self._forwards = d.forwards
-        return d
+        return Drafter.draft_batch([self], [pending], [root])[0]
 
     @staticmethod
     def draft_batch(drafters: list[Drafter], pendings: list[list[int]],
                     roots: list[int]) -> list[Draft]:
-        """Server-only's drafting: every drafter's tree for this round (``pendings``: each one's
-        committed tokens not yet in its row; ``roots``: its root), new trees with one batched
-        draft forward per level for them all, each the tree :meth:`Drafter.draft` gives alone.
-        The drafters share one draft pool. An adopted proactive sub-tree (never in server-only)
-        is grown on by its own drafter."""
+        """Every drafter's :meth:`draft` for this round (``pendings``: each one's committed
+        tokens not yet in its row; ``roots``: its root), the new trees with one batched draft
+        forward per level for them all (server-only's drafting), each the tree it gets alone.
+        The drafters share one draft pool."""
         if len({id(d.pool) for d in drafters}) > 1:
             raise ValueError("draft_batch needs drafters on one draft pool")
         drafts: list[Draft | None] = [None] * len(drafters)
-        fresh = []
-        for i, (drafter, pending, root) in enumerate(zip(drafters, pendings, roots, strict=True)):
-            if drafter.from_proactive:
-                drafts[i] = drafter.draft(pending, root)
-            else:
-                drafter.round_shape = drafter.planner.shape()
-                fresh.append(i)
+        for i, drafter in enumerate(drafters):
+            shape = drafter.round_shape = drafter.planner.shape()
+            if drafter.adopted is not None:
+                steps = min(drafter.steps_left, shape.max_beam_len)
+                drafts[i] = resume_draft(drafter.pool, drafter.adopted, shape, steps)
+        fresh = [i for i, d in enumerate(drafts) if d is None]
         if fresh:
-            grown = draft_trees(drafters[fresh[0]].pool, [drafters[i].row for i in fresh],
+            grown = draft_trees(drafters[0].pool, [drafters[i].row for i in fresh],
                                 [pendings[i] for i in fresh], [roots[i] for i in fresh],
                                 [drafters[i].round_shape for i in fresh],
                                 max(drafters[i].top_k for i in fresh))
             for i, d in zip(fresh, grown, strict=True):
-                drafters[i]._forwards = d.forwards
                 drafts[i] = d
+        for drafter, d in zip(drafters, drafts, strict=True):
+            assert d is not None
+            drafter._forwards = d.forwards
         return [d for d in drafts if d is not None]
 
     def draft_proactively(self, draft: Draft,
