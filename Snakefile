@@ -1,7 +1,8 @@
 # SpecEdge experiment pipeline. Targets:
 #   snakemake --cores 1 reports/all      everything missing: models, runs, reports
 #   snakemake --cores 1 models/smollm2/draft/card.json   only the SmolLM2 pair (models.pair:
-#                                        smollm2, the default): conversion, distilled draft
+#                                        smollm2, the default): conversion, shipped draft
+#   snakemake --cores 1 distill_draft    the draft distilled again (on request; about an hour)
 #   snakemake --cores 1 build_models     only the tiny target/draft pair (models.pair: tiny)
 #   snakemake --cores 1 bench            the benchmarks (results/bench/)
 #   snakemake --cores 1 reports/projection.html   the performance model: validation against

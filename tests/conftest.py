@@ -11,7 +11,7 @@ from specedge import PROJECT_ROOT
 from specedge.base.config.model import DType
 from specedge.commands.build_models import ArchConfig, BuildConfig, build_pair
 from specedge.commands.convert import ConvertConfig, convert
-from specedge.commands.distill import DistillConfig, distill
+from specedge.commands.distill import DistillConfig, Mode, assemble, distill
 
 
 def micro_build_config(out_dir: Path, seed: int = 0) -> BuildConfig:
@@ -62,18 +62,22 @@ def micro_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
 WHEELS = PROJECT_ROOT / "models" / "wheels"  # git-ignored: the one download is kept here
 
 
-def quick_recipe(target: Path, out_dir: Path, seed: int = 0) -> DistillConfig:
+def quick_recipe(target: Path, out_dir: Path, seed: int = 0,
+                 cache_dir: Path | None = None) -> DistillConfig:
     """The default recipe cut to seconds: same code path, fp32, a one-layer draft."""
     return DistillConfig(target=str(target), out_dir=str(out_dir), seed=seed, dtype=DType.fp32,
-                         layers=[0], prompts=8, prompt_tokens=8, reply_tokens=12, batch_rows=8,
-                         top_k=4, steps=3, batch_size=4, eval_prompts=2, eval_new_tokens=8,
-                         spec_prompts=1, timing_repeats=2)
+                         layers=[0], prompts=8, reply_tokens=12, batch_rows=8, top_k=4, steps=3,
+                         batch_size=4, eval_prompts=2, eval_new_tokens=8, spec_prompts=1,
+                         timing_repeats=2, cache_dir=str(cache_dir) if cache_dir else None)
 
 
 @pytest.fixture(scope="session")
 def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A pair folder: target/ converted from the wheel, draft/ distilled by the quick recipe."""
+    """A pair folder: target/ converted from the wheel, draft/ the shipped draft assembled on
+    it (what the main job builds), quick/ a draft distilled by the quick recipe."""
     pair = tmp_path_factory.mktemp("smollm2")
     convert(ConvertConfig(out_dir=str(pair / "target"), wheel_dir=str(WHEELS)))
-    distill(quick_recipe(pair / "target", pair / "draft"))
+    assemble(DistillConfig(mode=Mode.assemble, target=str(pair / "target"),
+                           out_dir=str(pair / "draft")))
+    distill(quick_recipe(pair / "target", pair / "quick"))
     return pair

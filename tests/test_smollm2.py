@@ -4,6 +4,7 @@ draft distilled from it, served by SpecEdge token for token as the target alone 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import zipfile
 from dataclasses import replace
@@ -11,12 +12,28 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
-from specedge import PROJECT_ROOT
+from specedge import DATA_DIR, PROJECT_ROOT
+from specedge.algorithm.sequence import make_sequences
 from specedge.base.config.model import DType
 from specedge.base.records import OUTPUTS_FILE
 from specedge.commands.convert import ConvertConfig, ConvertError, convert, load_gguf, sha256_of
-from specedge.commands.distill import distill, draft_from, user_turn
+from specedge.commands.distill import (
+    CARD_FILE,
+    OWN_FILE,
+    SHIPPED_DRAFTS,
+    DistillConfig,
+    DraftError,
+    Mode,
+    agreement,
+    assemble,
+    distill,
+    draft_from,
+    held_out_requests,
+    user_turn,
+)
+from specedge.commands.distill_prompts import KINDS, distill_prompts, overlapping
 from specedge.commands.loadtest import run_load
 from specedge.engine.models import load_model, load_tokenizer
 from tests.conftest import WHEELS, quick_recipe
@@ -77,18 +94,20 @@ def test_bad_wheels_and_folders_are_refused_by_name(tmp_path: Path, smollm2: Pat
 
 
 def test_distilled_draft_card_and_shape(smollm2: Path) -> None:
-    card = json.loads((smollm2 / "draft" / "card.json").read_text())
+    card = json.loads((smollm2 / "quick" / "card.json").read_text())
     target_card = json.loads((smollm2 / "target" / "card.json").read_text())
     assert card["target_weights_sha256"] == target_card["weights_sha256"]
-    assert card["weights_sha256"] == sha256_of(smollm2 / "draft" / "model.safetensors")
+    assert card["weights_sha256"] == sha256_of(smollm2 / "quick" / "model.safetensors")
+    assert card["own_sha256"] == sha256_of(smollm2 / "quick" / OWN_FILE)
     assert 0 <= card["agreement"]["top1"] <= card["agreement"]["top4"] <= 1
     assert card["agreement"]["positions"] > 0
+    assert set(card["agreement"]["by_category"]) == {"mt_bench"}  # the first 2 built-in prompts
     assert card["forward"]["target_ms"] > card["forward"]["draft_ms"] > 0
     assert card["specexec"]["tokens_per_target_forward"] >= 1
     assert card["specexec"]["same_as_greedy"] == "1/1"  # fp32: SpecExec is exact
-    draft = load_model(str(smollm2 / "draft"), DType.fp32)
+    draft = load_model(str(smollm2 / "quick"), DType.fp32)
     assert draft.config.num_hidden_layers == 1
-    assert load_tokenizer(str(smollm2 / "draft")).get_vocab() == \
+    assert load_tokenizer(str(smollm2 / "quick")).get_vocab() == \
         load_tokenizer(str(smollm2 / "target")).get_vocab()
 
 
@@ -106,12 +125,86 @@ def test_draft_starts_as_the_targets_own_layers(smollm2: Path) -> None:
     assert head and tail
 
 
-def test_distilling_again_gives_the_same_weights(smollm2: Path, tmp_path: Path) -> None:
-    card = distill(quick_recipe(smollm2 / "target", tmp_path / "again"))
-    assert card["weights_sha256"] == json.loads(
-        (smollm2 / "draft" / "card.json").read_text())["weights_sha256"]
+def test_distilling_again_gives_the_same_weights(smollm2: Path, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    cache = tmp_path / "cache"
+    card = distill(quick_recipe(smollm2 / "target", tmp_path / "again", cache_dir=cache))
+    assert card["own_sha256"] == json.loads(
+        (smollm2 / "quick" / "card.json").read_text())["own_sha256"]
+    assert len(list(cache.glob("replies-*.pt"))) == 1
+    with caplog.at_level("INFO", logger="specedge.commands.distill"):  # the replies reused
+        cached = distill(quick_recipe(smollm2 / "target", tmp_path / "cached", cache_dir=cache))
+    assert "replies: reused" in caplog.text and cached["own_sha256"] == card["own_sha256"]
     other = distill(quick_recipe(smollm2 / "target", tmp_path / "seed1", seed=1))
-    assert other["weights_sha256"] != card["weights_sha256"]
+    assert other["own_sha256"] != card["own_sha256"]
+
+
+def test_the_shipped_draft_is_assembled_checked_and_refused_when_changed(
+        smollm2: Path, tmp_path: Path) -> None:
+    card = json.loads((SHIPPED_DRAFTS / "smollm2" / CARD_FILE).read_text())
+    assembled = json.loads((smollm2 / "draft" / CARD_FILE).read_text())
+    assert assembled["own_sha256"] == card["own_sha256"] == sha256_of(
+        SHIPPED_DRAFTS / "smollm2" / OWN_FILE)
+    assert assembled["weights_sha256"] == sha256_of(smollm2 / "draft" / "model.safetensors")
+    draft = load_model(str(smollm2 / "draft"), DType.fp32)
+    own = load_file(SHIPPED_DRAFTS / "smollm2" / OWN_FILE)
+    state = draft.state_dict()
+    assert own and all(torch.equal(state[k], v.float()) for k, v in own.items())
+    assert draft.config.num_hidden_layers == len(card["config"]["layers"])
+
+    changed = tmp_path / "changed"
+    shutil.copytree(SHIPPED_DRAFTS / "smollm2", changed)
+    with (changed / OWN_FILE).open("r+b") as f:
+        f.seek(-4, 2)
+        f.write(b"\x00\x01\x02\x03")
+    cfg = DistillConfig(mode=Mode.assemble, target=str(smollm2 / "target"),
+                        shipped=str(changed), out_dir=str(tmp_path / "out"))
+    with pytest.raises(DraftError, match=rf"{OWN_FILE}: sha256 is [0-9a-f]{{64}}, its card says "
+                                         rf"{card['own_sha256']}.*snakemake --cores 1 "
+                                         "distill_draft"):
+        assemble(cfg)
+    with pytest.raises(DraftError, match=r"target = .*quick.*: its weights .* are not the ones"):
+        assemble(replace(cfg, shipped=str(SHIPPED_DRAFTS / "smollm2"),
+                         target=str(smollm2 / "quick")))
+    with pytest.raises(DraftError, match=rf"no {OWN_FILE} and {CARD_FILE} there"):
+        assemble(replace(cfg, shipped=str(tmp_path / "none")))
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_draft_agrees_with_its_target_as_its_card_says(smollm2: Path) -> None:
+    """The card's held-out agreement, measured again on the assembled draft (fp32)."""
+    card = json.loads((SHIPPED_DRAFTS / "smollm2" / CARD_FILE).read_text())
+    target = load_model(str(smollm2 / "target"), DType.fp32)
+    draft = load_model(str(smollm2 / "draft"), DType.fp32)
+    tok = load_tokenizer(str(smollm2 / "target"))
+    requests = held_out_requests(tok, 48)
+    new = card["config"]["eval_new_tokens"]
+    prompts = [s.prompt_ids for s in make_sequences(requests, tok, True, new)]
+    again = agreement(target, draft, prompts, [r.category for r in requests], new,
+                      tok.eos_token_id)
+    assert abs(again["top1"] - card["agreement"]["top1"]) <= 0.02, again
+    assert abs(again["top4"] - card["agreement"]["top4"]) <= 0.02, again
+    # the draft distilled on the target's replies to prompts it wrote itself had 0.24 / 0.43
+    assert again["top1"] >= 0.35 and again["top4"] >= 0.55, again
+    assert set(again["by_category"]) == {"mt_bench", "translation", "summarization", "qa",
+                                         "math_reasoning", "rag"}
+
+
+def test_distillation_prompts_are_disjoint_from_every_evaluated_prompt() -> None:
+    held_out = [turn for line in (DATA_DIR / "builtin_prompts.jsonl").read_text().splitlines()
+                for turn in json.loads(line)["turns"]]
+    prompts = distill_prompts(1024, 0, held_out)
+    assert len({p for _, p in prompts}) == 1024
+    assert {k for k, _ in prompts} == set(KINDS) and len(KINDS) == 6
+    assert overlapping([p for _, p in prompts], held_out) == []
+    # what it is for: a copied passage or quoted sentence is found
+    passage = next(t for t in held_out if t.startswith("Summarize")).split(": ", 1)[1]
+    copied = ["Summarize this: " + passage,
+              'Translate from French: "Le roi est mort, vive le roi."']
+    assert [p for p, _ in overlapping(copied, held_out)] == copied
+    with pytest.raises(ValueError, match=r"prompts = 100000 is not accepted: the templates "
+                                         r"gave only \d+ distinct prompts"):
+        distill_prompts(100_000, 0)
 
 
 def test_specedge_on_the_real_target_is_its_greedy_decode(tmp_path: Path, smollm2: Path) -> None:

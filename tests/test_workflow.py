@@ -24,7 +24,7 @@ def test_dry_run_plans_models_runs_sweeps_and_reports(tmp_path: Path) -> None:
                         "--snakefile", str(PROJECT_ROOT / "Snakefile"),
                         "--configfile", str(PROJECT_ROOT / "workflow" / "config.yaml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    for rule in ("convert_model", "distill_draft", "run_baseline", "run_sweep",
+    for rule in ("convert_model", "draft_model", "run_baseline", "run_sweep",
                  "report_comparison", "report_sweep", "report_index", "reports_all"):
         assert rule in result.stdout
     assert "build_models" not in result.stdout  # the default pair is SmolLM2's
@@ -33,7 +33,8 @@ def test_dry_run_plans_models_runs_sweeps_and_reports(tmp_path: Path) -> None:
                       "--configfile", str(PROJECT_ROOT / "workflow" / "config.yaml"),
                       "--config", "models={pair: tiny}")
     assert tiny.returncode == 0 and "build_models" in tiny.stdout, tiny.stderr
-    assert "distill_draft" not in tiny.stdout
+    assert "draft_model" not in tiny.stdout
+    assert "distill_draft" not in result.stdout  # the draft is shipped: distilled on request
     bench = _snakemake("-n", "--forceall", "bench", "--directory", str(tmp_path),
                        "--snakefile", str(PROJECT_ROOT / "Snakefile"),
                        "--configfile", str(PROJECT_ROOT / "workflow" / "config.yaml"))
@@ -87,7 +88,7 @@ def test_slurm_profile_plans_the_same_workflow(tmp_path: Path) -> None:
                         "--profile", str(PROJECT_ROOT / "workflow" / "profiles" / "slurm"),
                         "--configfile", str(PROJECT_ROOT / "workflow" / "config.yaml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "run_sweep" in result.stdout and "distill_draft" in result.stdout
+    assert "run_sweep" in result.stdout and "draft_model" in result.stdout
     assert "gpu=" not in result.stdout  # the default pair: a CPU cluster, the site's partition
     # a GPU cluster: its settings in one place, `slurm:` of the workflow config
     gpu = _snakemake("-n", "--forceall", "results/runs/specedge/summary.json", "--directory",
@@ -99,5 +100,5 @@ def test_slurm_profile_plans_the_same_workflow(tmp_path: Path) -> None:
     run_job = gpu.stdout.split("rule run_baseline:")[1].split("\n[")[0]
     for resource in ("slurm_partition=gpu", "slurm_account=proj", "gpu=1", "mem_mb=32000"):
         assert resource in run_job, run_job
-    build_job = gpu.stdout.split("rule distill_draft:")[1].split("\n[")[0]
-    assert "gpu=" not in build_job and "runtime=120" in build_job
+    build_job = gpu.stdout.split("rule draft_model:")[1].split("\n[")[0]
+    assert "gpu=" not in build_job and "runtime=60" in build_job

@@ -1,25 +1,28 @@
-"""A draft for a real target, distilled from it offline on this machine.
+"""A draft for a real target, distilled from it offline on this machine, and shipped.
 
 A target's truncation does not agree with it (SmolLM2-135M cut to 2-6 layers: under 8 % of
 tokens), and cross-entropy on a few thousand of its replies memorises them. So the draft learns
 the target's *distributions* over the contexts it will draft in:
 
-1. **Prompts** the target writes itself: sampled (seeded) from the chat template's user turn,
-   so no prompt set is needed and none overlaps the held-out ones.
+1. **Prompts**: requests of Spec-Bench's six kinds written from templates
+   (:mod:`specedge.commands.distill_prompts`), none close to a prompt a report evaluates on.
 2. **Replies**: the target's greedy replies to them, decoded in large batches through the KV
    pool; at each step its top-k log-probabilities are kept (token-level distillation targets
-   along exactly the greedy path the draft will be asked to predict).
+   along exactly the greedy path the draft will be asked to predict). Kept in ``cache_dir``.
 3. **The draft**: a few of the target's own layers (``layers``) with its embeddings, final norm
    and tied head, the embeddings frozen; trained by cross-entropy against the target's top-k
    distribution, the softmax taken over every token that appears in any top-k (a shortlist:
    over the full 49 k-token head a step took 1.7x as long).
 4. **The card**: top-1/top-4 agreement along the target's greedy path on held-out prompts (the
-   built-in set), forward times of both, and SpecExec's tokens per target forward at the edge's
-   default tree, measured in a fresh process on the pair as saved.
+   built-in set), overall and per category, forward times of both, and SpecExec's tokens per
+   target forward at the edge's default tree, measured in a fresh process on the pair as saved.
 
-Step counts bound everything, each stage seeds its own stream, so a rerun on the same machine gives
-the same bytes. Run it as ``python -m specedge.commands.distill`` (Hydra: ``conf/distill.yaml``) or
-through the ``distill_draft`` Snakemake rule.
+Building takes most of an hour on a 2-core CPU, so the draft's own tensors (not the target's
+embeddings and head) ship with the project, with recipe and card: ``mode=assemble`` (the main
+job's ``draft_model`` rule) checks their sha256 and joins them to the target. Step counts bound
+everything and each stage seeds its own stream, so a rebuild (``distill_draft`` rule) on the
+same kind of CPU gives the same bytes. Run it as ``python -m specedge.commands.distill``
+(Hydra: ``conf/distill.yaml``).
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import hydra
+import safetensors.torch
 import torch
 import transformers
 from hydra.core.config_store import ConfigStore
@@ -49,6 +54,7 @@ from rich.progress import Progress
 from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from specedge import DATA_DIR, PROJECT_ROOT
 from specedge.algorithm.drafting import TreeShape
 from specedge.algorithm.sequence import make_sequences
 from specedge.algorithm.verification import Chooser
@@ -56,11 +62,13 @@ from specedge.base.config.dataset import DatasetConfig, DatasetName
 from specedge.base.config.edge import EdgeConfig
 from specedge.base.config.model import CompileMode, DType
 from specedge.commands.build_models import measure_forward_ms, start_build, train, training_progress
+from specedge.commands.distill_prompts import distill_prompts
 from specedge.engine.datasets import Request, load_requests
 from specedge.engine.kv_cache import KVPool, causal_query, work_columns
 from specedge.engine.models import (
     TORCH_DTYPES,
     cpu_autocast,
+    cpu_capability,
     load_model,
     load_tokenizer,
     resolve_dtype,
@@ -70,45 +78,52 @@ from specedge.serving.baselines import serve
 log = logging.getLogger("specedge.commands.distill")
 
 CARD_FILE = "card.json"
-OPENERS = ("", "Write a short story about", "Translate the following text into French:",
-           "Summarize the following article in two sentences:", "Answer briefly:",
-           "Solve this step by step:", "Using the passage below, answer the question.\n\n",
-           "Explain to a beginner", "You are a", "Write a poem about", "Give three tips for",
-           "Rewrite this paragraph in a formal tone:")
+OWN_FILE = "own.safetensors"  # the tensors a draft does not share with its target
+SHIPPED_DRAFTS = DATA_DIR / "drafts"
+SHARED = ("model.embed_tokens.weight", "lm_head.weight")  # the target's, tied
+
+
+class Mode(StrEnum):
+    build = "build"  # distil a draft from the target (about an hour on a CPU without bf16)
+    assemble = "assemble"  # the shipped draft: its own tensors joined to the target's
 
 
 @dataclass
 class DistillConfig:
     """The draft recipe; step and token counts, never wall time, bound it."""
 
+    mode: Mode = Mode.build
     target: str = "models/smollm2/target"
-    out_dir: str = "models/smollm2/draft"
+    out_dir: str = "models/smollm2/distilled"
+    # build: also write the draft's own tensors and card into specedge/data/drafts/<name>,
+    # the draft every clone assembles (replacing what is shipped there)
+    ship: bool = False
+    shipped: str = str(SHIPPED_DRAFTS / "smollm2")  # where mode=assemble reads them
     seed: int = 0
-    # the target's dtype while it generates and is measured; auto: bf16 where the CPU has it
-    dtype: DType = DType.auto
-    layers: list[int] = field(default_factory=lambda: [0, 29])  # target layers the draft keeps
-    prompts: int = 1024  # self-written prompts
-    prompt_tokens: int = 40
-    prompt_temperature: float = 0.8
-    # How self-written prompts begin, in turn: the target writes the rest. One per kind of
-    # request the runs serve (Spec-Bench's writing/roleplay, translation, summarization, QA,
-    # maths, retrieval-augmented answers), so replies cover those kinds; "" lets it choose.
-    openers: list[str] = field(default_factory=lambda: list(OPENERS))
+    # fp32, for the teacher and for training: the shipped draft is rebuilt byte for byte on the
+    # same kind of CPU (dtype=auto, bf16_autocast=null use bf16 where the CPU has it: about half
+    # the time, bytes that depend on the CPU's bf16 kernels)
+    dtype: DType = DType.fp32
+    layers: list[int] = field(default_factory=lambda: [0, 1, 28, 29])  # target layers kept
+    prompts: int = 1024  # requests of Spec-Bench's six kinds (distill_prompts)
     reply_tokens: int = 128
     batch_rows: int = 128  # sequences decoded together
     top_k: int = 8  # target log-probabilities kept per position
     steps: int = 400
     batch_size: int = 16  # replies per training step
     lr: float = 2e-3
-    bf16_autocast: bool | None = None  # null: where the CPU has native bf16
+    bf16_autocast: bool | None = False  # null: where the CPU has native bf16
     eval_prompts: int = 48  # held out: the built-in set's first turns
     eval_new_tokens: int = 64
     spec_prompts: int = 8  # of those, served by SpecExec for tokens per target forward
     timing_repeats: int = 50
     threads: int = 0  # torch threads; 0: every core this process may use
+    # the target's replies, kept by what they depend on (a new training recipe reuses them);
+    # null: not kept
+    cache_dir: str | None = "models/smollm2/distill-cache"
 
     def __post_init__(self) -> None:
-        for key in ("prompts", "prompt_tokens", "reply_tokens", "batch_rows", "top_k", "steps",
+        for key in ("prompts", "reply_tokens", "batch_rows", "top_k", "steps",
                     "batch_size", "eval_prompts", "eval_new_tokens", "spec_prompts",
                     "timing_repeats"):
             if getattr(self, key) < 1:
@@ -116,9 +131,6 @@ class DistillConfig:
         if not self.layers or len(set(self.layers)) != len(self.layers):
             raise ValueError(f"layers = {self.layers!r} is not accepted: a non-empty list of "
                              "distinct target layer indices")
-        if self.prompt_temperature <= 0:
-            raise ValueError(f"prompt_temperature = {self.prompt_temperature!r} is not "
-                             "accepted: must be > 0 (prompts are sampled)")
 
 
 ConfigStore.instance().store(name="base_distill", node=DistillConfig)
@@ -191,31 +203,44 @@ def user_turn(tok: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
 
 
 def teacher_data(target: PreTrainedModel, tok: PreTrainedTokenizerBase, cfg: DistillConfig,
-                 held_out: set[str], progress: Progress) -> list[Example]:
-    """Self-written prompts and the target's greedy replies with their top-k."""
+                 texts: list[str], progress: Progress) -> list[Example]:
+    """The target's greedy replies to ``texts`` (user turns), with their top-k."""
     head, tail = user_turn(tok)
     eos = tok.eos_token_id
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    prompts = [head + tok(text, add_special_tokens=False)["input_ids"] + tail
+               for text in texts]
     task = progress.add_task("replies", total=cfg.prompts, loss=float("nan"))
-    openers = cfg.openers or [""]
     data: list[Example] = []
     for start in range(0, cfg.prompts, cfg.batch_rows):
-        n = min(cfg.batch_rows, cfg.prompts - start)
-        begun = [openers[(start + i) % len(openers)] for i in range(n)]
-        asked = decode(target, [head + tok(b, add_special_tokens=False)["input_ids"]
-                                for b in begun], cfg.prompt_tokens, eos,
-                       cfg.prompt_temperature, gen)
-        prompts = []
-        for b, ex in zip(begun, asked, strict=True):
-            text = (b + tok.decode([t for t in ex.reply if t != eos],
-                                   skip_special_tokens=True)).strip()
-            if text and text not in held_out:
-                prompts.append(head + tok(text, add_special_tokens=False)["input_ids"] + tail)
-        data += [ex for ex in decode(target, prompts, cfg.reply_tokens, eos, top_k=cfg.top_k)
+        batch = prompts[start : start + cfg.batch_rows]
+        data += [ex for ex in decode(target, batch, cfg.reply_tokens, eos, top_k=cfg.top_k)
                  if ex.reply]
-        progress.update(task, advance=n)
+        progress.update(task, advance=len(batch))
         log.info("replies: %d prompts, %d reply tokens", len(data),
                  sum(len(ex.reply) for ex in data))
+    return data
+
+
+def cached_teacher_data(target: PreTrainedModel, tok: PreTrainedTokenizerBase,
+                        cfg: DistillConfig, target_sha: str | None, held_out: list[str],
+                        progress: Progress) -> list[Example]:
+    """:func:`teacher_data`, kept in ``cfg.cache_dir`` under a key of everything the replies
+    depend on, so a new training recipe on the same replies does not decode them again."""
+    texts = [text for _, text in distill_prompts(cfg.prompts, cfg.seed, held_out)]
+    key = hashlib.sha256(json.dumps(
+        {"target": target_sha, "dtype": cfg.dtype.value, "prompts": texts,
+         "reply_tokens": cfg.reply_tokens, "top_k": cfg.top_k, "batch_rows": cfg.batch_rows,
+         "torch": torch.__version__, "cpu": cpu_capability()}, sort_keys=True).encode()
+    ).hexdigest()[:16]
+    path = Path(cfg.cache_dir) / f"replies-{key}.pt" if cfg.cache_dir and target_sha else None
+    if path is not None and path.is_file():
+        log.info("replies: reused %s", path)
+        return [Example(**e) for e in torch.load(path)]
+    data = teacher_data(target, tok, cfg, texts, progress)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save([dataclasses.asdict(e) for e in data], path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").rename(path)
     return data
 
 
@@ -292,17 +317,22 @@ def held_out_requests(tok: PreTrainedTokenizerBase, n: int) -> list[Request]:
 
 @torch.inference_mode()
 def agreement(target: PreTrainedModel, draft: PreTrainedModel, prompts: list[list[int]],
-              new_tokens: int, eos: int) -> dict[str, float]:
-    """Draft top-1/top-4 agreement with the target along the target's own greedy path."""
-    top1 = top4 = total = 0
-    for ex in decode(target, prompts, new_tokens, eos):
+              categories: list[str], new_tokens: int, eos: int) -> dict[str, object]:
+    """Draft top-1/top-4 agreement with the target along the target's own greedy path, over
+    all prompts and per category."""
+    counts: dict[str, list[int]] = {}  # category: [top-1, top-4, positions]
+    for ex, category in zip(decode(target, prompts, new_tokens, eos), categories, strict=True):
         logits = draft(input_ids=torch.tensor([ex.prompt + ex.reply[:-1]])).logits
         best = logits[0, len(ex.prompt) - 1 :].topk(4, dim=-1).indices
         chosen = torch.tensor(ex.reply).unsqueeze(-1)
-        top1 += int((best[:, :1] == chosen).sum())
-        top4 += int((best == chosen).any(-1).sum())
-        total += len(ex.reply)
-    return {"top1": top1 / total, "top4": top4 / total, "positions": total}
+        row = counts.setdefault(category, [0, 0, 0])
+        row[0] += int((best[:, :1] == chosen).sum())
+        row[1] += int((best == chosen).any(-1).sum())
+        row[2] += len(ex.reply)
+    top1, top4, total = (sum(c[i] for c in counts.values()) for i in range(3))
+    return {"top1": top1 / total, "top4": top4 / total, "positions": total,
+            "by_category": {k: {"top1": round(a / n, 4), "top4": round(b / n, 4),
+                                "positions": n} for k, (a, b, n) in counts.items()}}
 
 
 def speculation(target: PreTrainedModel, draft: PreTrainedModel, tok: PreTrainedTokenizerBase,
@@ -344,7 +374,8 @@ def measure_pair(target_dir: str, draft_dir: str, cfg: DistillConfig) -> dict[st
     requests = held_out_requests(tok, cfg.eval_prompts)
     prompts = [seq.prompt_ids for seq in make_sequences(requests, tok, True, cfg.eval_new_tokens)]
     forward = measure_forward_ms(target, draft, torch.tensor(prompts[0] * 4), cfg.timing_repeats)
-    return {"agreement": agreement(target, draft, prompts, cfg.eval_new_tokens, tok.eos_token_id)
+    return {"agreement": agreement(target, draft, prompts, [r.category for r in requests],
+                                   cfg.eval_new_tokens, tok.eos_token_id)
             | {"held_out": f"built-in prompt set, first turns of {len(prompts)} requests, "
                            f"{cfg.eval_new_tokens} greedy tokens each, {cfg.dtype.value}"},
             "forward": forward | {"dtype": cfg.dtype.value},
@@ -373,6 +404,56 @@ def _measure_job() -> None:
 
 # ---------------------------------------------------------------------------------- the build
 
+class DraftError(RuntimeError):
+    """A shipped draft cannot be assembled; the message says why and how to rebuild it."""
+
+
+def own_tensors(draft: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """The draft's trained tensors (not the target's embeddings and head), in bf16: half the
+    bytes to ship, and a run in any dtype loads them as they were measured."""
+    return {k: v.detach().to(torch.bfloat16).contiguous()
+            for k, v in draft.state_dict().items() if k not in SHARED}
+
+
+def join(target32: PreTrainedModel, layers: list[int],
+         own: dict[str, torch.Tensor]) -> PreTrainedModel:
+    """The draft: ``layers`` of the target with ``own`` tensors in place of theirs."""
+    draft = draft_from(target32, layers)
+    missing, unexpected = draft.load_state_dict({k: v.float() for k, v in own.items()},
+                                                strict=False)
+    if unexpected or set(missing) - set(SHARED):
+        raise DraftError(f"the draft's own tensors do not fit {len(layers)} target layers: "
+                         f"unexpected {sorted(unexpected)[:4]}, missing "
+                         f"{sorted(set(missing) - set(SHARED))[:4]}")
+    return draft
+
+
+def _save_draft(draft: PreTrainedModel, target32: PreTrainedModel,
+                tok: PreTrainedTokenizerBase, folder: Path) -> str:
+    """Save a loadable draft folder; returns its weights' sha256."""
+    draft.generation_config = copy.deepcopy(target32.generation_config)
+    draft.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return _sha256(folder / "model.safetensors")
+
+
+def _in_project(path: str) -> str:
+    """``path`` relative to the project root where it lies inside it (a card names no
+    machine's folders)."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(PROJECT_ROOT)) if resolved.is_relative_to(PROJECT_ROOT) \
+        else path
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _target_sha(target: str) -> str | None:
+    card = Path(target) / CARD_FILE
+    return json.loads(card.read_text())["weights_sha256"] if card.is_file() else None
+
+
 def distill(cfg: DistillConfig) -> dict:
     """Build the draft into ``cfg.out_dir`` (written whole, then renamed); returns its card."""
     t_start = time.perf_counter()
@@ -384,52 +465,109 @@ def distill(cfg: DistillConfig) -> dict:
     target32 = load_model(cfg.target, DType.fp32, "cpu", key="target")
     teacher = target32 if cfg.dtype == DType.fp32 else copy.deepcopy(target32).to(
         TORCH_DTYPES[cfg.dtype])
-    held_out = {r.prompt.strip() for r in load_requests(
-        DatasetConfig(name=DatasetName.builtin, chat_template=False), tok)}
+    held_out = [r.prompt.strip() for r in load_requests(
+        DatasetConfig(name=DatasetName.builtin, chat_template=False), tok)]
+    target_sha = _target_sha(cfg.target)
     timings: dict[str, float] = {}
     with training_progress() as progress:
         t0 = time.perf_counter()
-        data = teacher_data(teacher, tok, cfg, held_out, progress)
+        data = cached_teacher_data(teacher, tok, cfg, target_sha, held_out, progress)
         timings["data_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        draft, loss = train_draft(target32, data, cfg, tok.pad_token_id, progress)
+        trained, loss = train_draft(target32, data, cfg, tok.pad_token_id, progress)
         timings["train_s"] = time.perf_counter() - t0
-    draft.generation_config = copy.deepcopy(target32.generation_config)
-    draft.save_pretrained(partial)
-    tok.save_pretrained(partial)
+    safetensors.torch.save_file(own_tensors(trained), partial / OWN_FILE)
+    own = safetensors.torch.load_file(partial / OWN_FILE)
+    weights_sha = _save_draft(join(target32, cfg.layers, own), target32, tok, partial)
     t0 = time.perf_counter()
     measured = measure_in_fresh_process(cfg.target, str(partial), cfg)
     timings["eval_s"] = time.perf_counter() - t0
-    target_card = Path(cfg.target) / CARD_FILE
     card = {
         "draft": f"{len(cfg.layers)} of the target's layers ({cfg.layers}) with its embeddings, "
                  "norm and tied head, distilled on its top-k log-probabilities along its greedy "
-                 "replies to prompts it wrote itself",
+                 "replies to requests of Spec-Bench's six kinds written from templates",
         "target": cfg.target,
-        "target_weights_sha256": json.loads(target_card.read_text())["weights_sha256"]
-        if target_card.is_file() else None,
+        "target_weights_sha256": target_sha,
         "data": {"prompts": len(data), "reply_tokens": sum(len(ex.reply) for ex in data)},
-        "config": asdict(cfg),
-        "params": sum(p.numel() for p in draft.parameters()),
-        "weights_sha256": hashlib.sha256((partial / "model.safetensors").read_bytes()
-                                         ).hexdigest(),
+        "config": asdict(cfg) | {"shipped": _in_project(cfg.shipped)},
+        "params": sum(p.numel() for p in trained.parameters()),
+        "own_sha256": _sha256(partial / OWN_FILE),
+        "weights_sha256": weights_sha,
         "threads": torch.get_num_threads(),
         "train_loss": loss,
         **measured,
         "build_seconds": {**timings, "total_s": time.perf_counter() - t_start},
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "python": platform.python_version(), "machine": platform.machine()},
+                     "python": platform.python_version(), "machine": platform.machine(),
+                     "cpu": cpu_capability()},
     }
     (partial / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)
+    _compare_with_shipped(card, Path(cfg.shipped))
+    if cfg.ship:
+        ship(out, Path(cfg.shipped))
+    return card
+
+
+def _compare_with_shipped(card: dict, shipped: Path) -> None:
+    if not (shipped / CARD_FILE).is_file():
+        return
+    before = json.loads((shipped / CARD_FILE).read_text())["own_sha256"]
+    if before == card["own_sha256"]:
+        log.info("the draft's own tensors are byte for byte the shipped ones (%s)", shipped)
+    else:
+        log.info("the draft's own tensors differ from the shipped ones in %s (sha256 %s, "
+                 "shipped %s); ship=true replaces them", shipped, card["own_sha256"][:12],
+                 before[:12])
+
+
+def ship(built: Path, shipped: Path) -> None:
+    """Copy a built draft's own tensors and card to ``shipped`` (what every clone assembles)."""
+    tmp = shipped.with_name(shipped.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in (OWN_FILE, CARD_FILE):
+        shutil.copyfile(built / name, tmp / name)
+    shutil.rmtree(shipped, ignore_errors=True)
+    tmp.rename(shipped)
+    log.info("shipped %s to %s", built, shipped)
+
+
+def assemble(cfg: DistillConfig) -> dict:
+    """The shipped draft into ``cfg.out_dir``: its own tensors, checked against their card's
+    sha256, joined to the target's embeddings and head; returns its card."""
+    shipped = Path(cfg.shipped)
+    rebuild = ("rebuild it with `snakemake --cores 1 distill_draft` (or `python -m "
+               "specedge.commands.distill ship=true`)")
+    if not (shipped / CARD_FILE).is_file() or not (shipped / OWN_FILE).is_file():
+        raise DraftError(f"shipped = {str(shipped)!r}: no {OWN_FILE} and {CARD_FILE} there; "
+                         f"{rebuild}")
+    card = json.loads((shipped / CARD_FILE).read_text())
+    if (sha := _sha256(shipped / OWN_FILE)) != card["own_sha256"]:
+        raise DraftError(f"{shipped / OWN_FILE}: sha256 is {sha}, its card says "
+                         f"{card['own_sha256']}: the file was changed or truncated; {rebuild}")
+    if (target_sha := _target_sha(cfg.target)) != card["target_weights_sha256"]:
+        raise DraftError(f"target = {cfg.target!r}: its weights (sha256 {target_sha}) are not "
+                         f"the ones the shipped draft was distilled from "
+                         f"({card['target_weights_sha256']}); {rebuild}")
+    out, partial = start_build(cfg.out_dir, cfg.threads)
+    target32 = load_model(cfg.target, DType.fp32, "cpu", key="target")
+    own = safetensors.torch.load_file(shipped / OWN_FILE)
+    weights_sha = _save_draft(join(target32, card["config"]["layers"], own), target32,
+                              load_tokenizer(cfg.target, "target"), partial)
+    card |= {"weights_sha256": weights_sha, "assembled_from": str(shipped)}
+    (partial / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+    log.info("assembled the shipped draft (%s) into %s", shipped, out)
     return card
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="distill")
 def main(cfg: DictConfig) -> None:
     distill_cfg: DistillConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
-    card = distill(distill_cfg)
+    card = (assemble if distill_cfg.mode == Mode.assemble else distill)(distill_cfg)
     summary = {k: card[k] for k in ("agreement", "forward", "specexec", "build_seconds")}
     print(json.dumps(summary, indent=2))
     sys.stdout.flush()

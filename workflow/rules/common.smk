@@ -16,6 +16,9 @@ PAIR = config["models"]["pair"]
 PAIR_CARD = {"tiny": "models/tiny/card.json", "smollm2": "models/smollm2/draft/card.json"}[PAIR]
 RUN_OVERRIDES = [f"model={PAIR}", *config["runs"].get("overrides", [])]
 
+# The SmolLM2 draft every clone assembles: its own tensors and card, tracked in the package.
+SHIPPED_DRAFT = f"{workflow.basedir}/specedge/data/drafts/smollm2"
+
 
 def hydra_overrides(items):
     return " ".join(shlex.quote(str(item)) for item in items)

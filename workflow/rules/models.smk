@@ -32,12 +32,36 @@ rule convert_model:
         "> {log} 2>&1"
 
 
+rule draft_model:
+    """The SmolLM2 target's draft as shipped (specedge/data/drafts/smollm2: its own tensors,
+    recipe and card), sha256-checked and joined to the target's embeddings and head."""
+    input:
+        target=rules.convert_model.output.card,
+        own=f"{SHIPPED_DRAFT}/own.safetensors",
+        card=f"{SHIPPED_DRAFT}/card.json",
+    output:
+        card="models/smollm2/draft/card.json",
+    resources:
+        **slurm_resources(gpus=False),
+    log:
+        "logs/draft_model.log",
+    benchmark:
+        "benchmarks/draft_model.tsv"
+    shell:
+        "{PY} -m specedge.commands.distill mode=assemble target=models/smollm2/target "
+        "shipped={SHIPPED_DRAFT} out_dir=models/smollm2/draft hydra.run.dir=logs/draft_model "
+        "> {log} 2>&1"
+
+
 rule distill_draft:
-    """The SmolLM2 target's draft, distilled from it offline (specedge.commands.distill)."""
+    """On request only: the draft distilled again from the target by its recipe
+    (specedge.commands.distill; about an hour on a 2-core CPU), into models/smollm2/distilled.
+    Its log says whether its own tensors are the shipped ones byte for byte; with
+    `models.distill_overrides: [ship=true]` it replaces them."""
     input:
         target=rules.convert_model.output.card,
     output:
-        card="models/smollm2/draft/card.json",
+        card="models/smollm2/distilled/card.json",
     params:
         overrides=hydra_overrides(config["models"].get("distill_overrides", [])),
     resources:
@@ -47,5 +71,5 @@ rule distill_draft:
     benchmark:
         "benchmarks/distill_draft.tsv"
     shell:
-        "{PY} -m specedge.commands.distill target=models/smollm2/target out_dir=models/smollm2/draft "
-        "hydra.run.dir=logs/distill {params.overrides} > {log} 2>&1"
+        "{PY} -m specedge.commands.distill target=models/smollm2/target "
+        "out_dir=models/smollm2/distilled hydra.run.dir=logs/distill {params.overrides} > {log} 2>&1"
