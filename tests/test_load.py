@@ -26,14 +26,14 @@ def _micro(micro_pair: Path) -> list[str]:
 
 
 def test_chaos_fails_when_its_faults_cannot_happen(tmp_path: Path, micro_pair: Path) -> None:
-    """One token a request: each request ends in its first round, so the run's progress
-    jumps past every fault's point to its end, and no fault can happen: --chaos says so."""
-    code = main(["--edges", "2", "--requests", "2", "--chaos", "--out", str(tmp_path),
+    """One request of one token: it ends in its first round, so the run's progress jumps
+    past every fault's point to its end, and no fault can happen: --chaos says so."""
+    code = main(["--edges", "1", "--requests", "1", "--chaos", "--out", str(tmp_path),
                  *_micro(micro_pair), "generation.max_new_tokens=1"])
     assert code == 1
     result = json.loads((tmp_path / "loadtest.json").read_text())
-    assert result["finished"] == result["exact"] == 2  # the run itself was fine
-    assert [f["happened_s"] for f in result["faults"]] == [None, None, None]
+    assert result["finished"] == result["exact"] == 1  # the run itself was fine
+    assert [f["happened_s"] for f in result["faults"]] == [None] * 5
     assert all("never happened (the run ended first)" in f["problem"]
                for f in result["faults"])
 
@@ -44,8 +44,13 @@ def test_chaos_faults_happen_and_recover(tmp_path: Path, micro_pair: Path) -> No
     assert result["exit_code"] == 0, result["stderr_tail"]
     assert result["finished"] == result["exact"] == 6 and result["lost_records"] == []
     names = [f["name"] for f in result["faults"]]
-    assert names == ["edge 1 killed", "server killed", "edge 2 stalled 6.5 s"]
+    assert names == ["edge 1 killed", "edge 0 link dropped 1 s", "server killed",
+                     "server restarted mid-batch", "edge 2 stalled 6.5 s"]
+    faults = dict(zip(names, result["faults"], strict=True))
     for f in result["faults"]:
         assert f["problem"] is None and f["happened_s"] is not None
         assert f["progress"] >= f["at"] and f["recovered_s"] > 0
-    assert result["faults"][2]["recovered_s"] >= 6.5  # it served again only once continued
+    assert faults["edge 2 stalled 6.5 s"]["recovered_s"] >= 6.5  # served only once continued
+    assert faults["edge 0 link dropped 1 s"]["recovered_s"] >= 1.0  # not while it was down
+    assert faults["edge 0 link dropped 1 s"]["rounds_retried"] >= 1
+    assert faults["server restarted mid-batch"]["in_flight"] >= 1

@@ -9,13 +9,16 @@ their output), peak RSS, wall time, throughput and inter-token latency. It exits
 every request finished, exact, with every record.
 
 ``--chaos`` makes it a fault benchmark: the link loses 2 % of messages with 5 +- 5 ms delay,
-and the faults of :data:`FAULTS` happen at fixed points of the run's progress (its committed
-tokens over requests x ``generation.max_new_tokens``), so any size of run meets them: an edge
-is SIGKILLed (the launcher restarts it and it resumes), the server is SIGKILLed (restarted;
-edges re-prefill), and an edge is stopped (SIGSTOP) for longer than the server's client
-timeout, then continued. Each fault is reported with when it happened and how the run
-recovered; a planned fault that did not happen, or after which its process never served
-again, fails the run, named.
+and the faults of :func:`plan_faults` happen at fixed points of the run's progress (its
+committed tokens over requests x ``generation.max_new_tokens``), so any size of run meets them:
+an edge is SIGKILLed (the launcher restarts it and it resumes), another edge's link drops for
+a second (SIGUSR1: every message lost until it is back), the server is SIGKILLed (restarted;
+edges re-prefill), the server is restarted while it verifies (SIGTERM: it finishes in-flight
+calls within its grace, exits, and the launcher starts it again), and an edge is stopped
+(SIGSTOP) for longer than the server's client timeout, then continued. Each fault is reported
+with when it happened and how the run recovered; a planned fault that did not happen, after
+which its process never served again, or (the mid-batch restart) with no round in flight,
+fails the run, named.
 """
 
 from __future__ import annotations
@@ -59,8 +62,13 @@ from specedge.engine.models import load_model
 BUILTIN = DATA_DIR / "builtin_prompts.jsonl"
 CLIENT_TIMEOUT_S = 5.0  # the server's, under --chaos: the stalled edge outlasts it
 STALL_S = CLIENT_TIMEOUT_S + 1.5
+DROP_S = 1.0  # a dropped link's outage
 CHAOS_OVERRIDES = ["hardware.link.loss=0.02", "hardware.link.delay_ms=5",
-                   "hardware.link.jitter_ms=5", f"server.client_timeout_s={CLIENT_TIMEOUT_S}"]
+                   "hardware.link.jitter_ms=5", f"hardware.link.drop_s={DROP_S}",
+                   f"server.client_timeout_s={CLIENT_TIMEOUT_S}",
+                   "server.max_restarts=2"]  # the server is killed once and restarted once
+SIGNALS = {"kill": signal.SIGKILL, "stall": signal.SIGSTOP, "restart": signal.SIGTERM,
+           "drop": signal.SIGUSR1}
 
 
 @dataclass
@@ -70,7 +78,10 @@ class Fault:
 
     name: str
     at: float
-    kind: str  # "kill" (SIGKILL) or "stall" (SIGSTOP for STALL_S, then SIGCONT)
+    # kill: SIGKILL; stall: SIGSTOP for STALL_S, then SIGCONT; restart: SIGTERM while the
+    # server verifies (it finishes in-flight calls for its grace, exits, and is restarted);
+    # drop: SIGUSR1, the edge's link is down for DROP_S
+    kind: str
     process: str  # "server" or "edge N"
     happened_s: float | None = None  # since the run started
     progress: float | None = None  # when it happened
@@ -79,6 +90,7 @@ class Fault:
     t_back: float | None = None  # when the process could serve again (stall: continued)
     recovered_s: float | None = None  # until its process served a round again
     requests_resumed: int = 0  # requests served before and after it
+    in_flight: int = 0  # rounds sent and not yet answered when it happened
     rounds_retried: int = 0  # rounds with a repeated call, from it to the next fault
 
     @property
@@ -88,15 +100,20 @@ class Fault:
                     "happened (the run ended first)")
         if self.recovered_s is None:
             return f"{self.name}: its process never served again"
+        if self.kind == "restart" and self.in_flight == 0:
+            return f"{self.name}: no round was in flight when it happened"
         return None
 
 
 def plan_faults(edges: int) -> list[Fault]:
-    """Kill an edge at 15 % of the run, the server at 40 %, stall an edge at 65 %."""
+    """Kill an edge at 10 % of the run, drop another's link for a second at 25 %, kill the
+    server at 40 %, restart it while it verifies at 55 %, stall an edge at 70 %."""
     first, second = min(1, edges - 1), min(2, edges - 1)
-    return [Fault(f"edge {first} killed", 0.15, "kill", f"edge {first}"),
+    return [Fault(f"edge {first} killed", 0.10, "kill", f"edge {first}"),
+            Fault(f"edge 0 link dropped {DROP_S:.0f} s", 0.25, "drop", "edge 0"),
             Fault("server killed", 0.40, "kill", "server"),
-            Fault(f"edge {second} stalled {STALL_S:.1f} s", 0.65, "stall", f"edge {second}")]
+            Fault("server restarted mid-batch", 0.55, "restart", "server"),
+            Fault(f"edge {second} stalled {STALL_S:.1f} s", 0.70, "stall", f"edge {second}")]
 
 
 def write_prompts(path: Path, n: int) -> Path:
@@ -160,9 +177,10 @@ def _chaos(run: subprocess.Popen[str], run_dir: Path, total_tokens: int,
             pids = _pids(_pattern(run_dir, f.process))
             if not pids:
                 continue  # between a restart and its process: the next poll
-            sig = signal.SIGKILL if f.kind == "kill" else signal.SIGSTOP
+            if f.kind == "restart" and _cpu_share(pids[0]) == 0:
+                continue  # idle: no batch in flight (the records then say whether one was)
             for pid in pids:
-                os.kill(pid, sig)
+                os.kill(pid, SIGNALS[f.kind])
             f.t_wall, f.happened_s = time.time(), time.monotonic() - t0
             f.progress, f.pids = progress, pids
             f.t_back = f.t_wall
@@ -171,7 +189,37 @@ def _chaos(run: subprocess.Popen[str], run_dir: Path, total_tokens: int,
                 for pid in pids:
                     os.kill(pid, signal.SIGCONT)
                 f.t_back = time.time()
+            elif f.kind == "drop":
+                f.t_back = f.t_wall + DROP_S
+            elif f.kind == "restart":  # served again: by the process started after this one
+                while any(_alive(pid) for pid in pids):
+                    time.sleep(0.02)
+                f.t_back = time.time()
         time.sleep(0.05)
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_share(pid: int, window_s: float = 0.1) -> float:
+    """The share of a core the process used over the next ``window_s``."""
+    before = _cpu_s(pid)
+    time.sleep(window_s)
+    return (_cpu_s(pid) - before) / window_s
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _recovery(faults: list[Fault], rounds: list[dict[str, Any]], steps: list[dict[str, Any]]
@@ -190,6 +238,7 @@ def _recovery(faults: list[Fault], rounds: list[dict[str, Any]], steps: list[dic
             mine = [r for r in rounds if r["client_id"] == client]
             after = [r["t_end"] for r in mine if r["t_end"] > f.t_back]
         f.recovered_s = min(after) - f.t_wall if after else None
+        f.in_flight = sum(r["t_sent"] < f.t_wall < r["t_end"] for r in mine)
         before = {r["request_id"] for r in mine if r["t_end"] <= f.t_wall}
         f.requests_resumed = len(before & {r["request_id"] for r in mine
                                            if r["t_end"] > f.t_back})
@@ -260,8 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800, help="seconds, whole run")
     parser.add_argument("--out", type=Path, default=Path("results/loadtest"))
     parser.add_argument("--chaos", action="store_true", help="2 %% message loss and jitter; "
-                        "kill an edge and the server, stall an edge, at fixed points of the "
-                        "run's progress; fails if a planned fault did not happen or recover")
+                        "kill an edge, drop another's link for a second, kill the server, "
+                        "restart it mid-batch, stall an edge, at fixed points of the run's "
+                        "progress; fails if a planned fault did not happen or recover")
     args = parser.parse_args(argv)
     r = run_load(args.edges, args.requests, args.overrides, args.out, args.timeout, args.chaos)
     kind = "chaos" if r["chaos"] else "loopback"
@@ -282,14 +332,15 @@ def main(argv: list[str] | None = None) -> int:
     if r["faults"]:
         faults = Table(title="Faults (planned at a share of the run's tokens)")
         for col in ("fault", "planned", "happened", "after s", "served again after s",
-                    "requests resumed", "rounds retried"):
+                    "rounds in flight", "requests resumed", "rounds retried"):
             faults.add_column(col, justify="left" if col == "fault" else "right")
         for f in r["faults"]:
             faults.add_row(f["name"], f"{f['at']:.0%}",
                            "no" if f["progress"] is None else f"at {f['progress']:.0%}",
                            "-" if f["happened_s"] is None else f"{f['happened_s']:.1f}",
                            "-" if f["recovered_s"] is None else f"{f['recovered_s']:.2f}",
-                           str(f["requests_resumed"]), str(f["rounds_retried"]))
+                           str(f["in_flight"]), str(f["requests_resumed"]),
+                           str(f["rounds_retried"]))
         Console(width=120).print(faults)
     (args.out / "loadtest.json").write_text(json.dumps(r, indent=2) + "\n")
     if r["stderr_tail"]:

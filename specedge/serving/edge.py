@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -145,6 +146,7 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
                       cfg.edge.tree_policy)
     async with open_channel(cfg.server, address) as channel:
         server = VerifierClient(cfg, rpc.VerifierStub(channel), client_id)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _drop_link, server)
         await server.call("Sync", pb.SyncRequest(client_id=client_id))
         with JsonlWriter(edge_file(run_dir, client_id)) as rounds_out, \
                 JsonlWriter(edge_outputs_file(run_dir, client_id)) as outputs_out:
@@ -164,6 +166,12 @@ async def run_edge(cfg: RunConfig, run_dir: Path, client_id: int, address: str,
         await server.call("Finish", pb.FinishRequest(client_id=client_id))
     log.info("edge %d done: %d requests (%d finished before a restart)", client_id,
              len(requests), len(journal.finished))
+
+
+def _drop_link(server: VerifierClient) -> None:
+    seconds = server.cfg.hardware.link.drop_s
+    log.warning("edge %d: SIGUSR1: the link drops for %.1f s", server.client_id, seconds)
+    server.link.drop(seconds)
 
 
 async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,

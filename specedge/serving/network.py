@@ -5,13 +5,16 @@ applies the emulated link to each Validate round trip (request out, reply back) 
 for ``delay +- jitter + bytes / bandwidth`` each way, so wait times, and therefore pipeline
 behaviour, look like a real link's. A lost message (``loss``, per message) is never
 delivered: the edge notices after ``loss_timeout_ms`` and sends the round again, which the
-server answers idempotently. All zeros (the default) emulates nothing.
+server answers idempotently. All zeros (the default) emulates nothing. A link can also drop
+for a while (:meth:`EmulatedLink.drop`, an edge's answer to SIGUSR1): every message crossing
+it then is lost, as when a Wi-Fi or cellular link goes away and comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import dataclass
 
 from specedge.base.config.hardware import LinkConfig
@@ -21,6 +24,7 @@ from specedge.base.config.hardware import LinkConfig
 class EmulatedLink:
     cfg: LinkConfig
     rng: random.Random
+    down_until: float = 0.0  # time.monotonic() until which the link is down
 
     @classmethod
     def for_client(cls, cfg: LinkConfig, seed: int, client_id: int) -> EmulatedLink:
@@ -34,7 +38,13 @@ class EmulatedLink:
 
     def lost(self) -> bool:
         """Whether the message now crossing is lost."""
+        if time.monotonic() < self.down_until:
+            return True
         return self.cfg.loss > 0 and self.rng.random() < self.cfg.loss
+
+    def drop(self, seconds: float) -> None:
+        """Take the link down for ``seconds`` from now."""
+        self.down_until = time.monotonic() + seconds
 
     async def cross(self, n_bytes: int) -> float:
         """Wait as long as ``n_bytes`` take to cross the link; returns the seconds waited."""

@@ -43,13 +43,16 @@ class LinkConfig:
     bandwidth_mbps: float = 0.0  # 0: unlimited
     loss: float = 0.0  # probability that a message (request or reply) is lost
     loss_timeout_ms: float = 200.0  # how long an edge waits for a lost message before resending
+    # how long the link stays down when its edge gets SIGUSR1 (a dropped link: every message
+    # in that time is lost; the fault benchmark's link drop)
+    drop_s: float = 1.0
 
     def wire_s(self, n_bytes: int) -> float:
         """Seconds ``n_bytes`` take at the link's bandwidth (0 when unlimited)."""
         return n_bytes * 8 / (self.bandwidth_mbps * 1e6) if self.bandwidth_mbps else 0.0
 
     def __post_init__(self) -> None:
-        for key in ("delay_ms", "jitter_ms", "bandwidth_mbps", "loss_timeout_ms"):
+        for key in ("delay_ms", "jitter_ms", "bandwidth_mbps", "loss_timeout_ms", "drop_s"):
             value = getattr(self, key)
             require(value >= 0, f"hardware.link.{key}", value, "a number >= 0")
         require(0 <= self.loss < 1, "hardware.link.loss", self.loss,
