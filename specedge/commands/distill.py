@@ -62,6 +62,7 @@ from specedge.base.config.dataset import DatasetConfig, DatasetName
 from specedge.base.config.edge import EdgeConfig
 from specedge.base.config.model import CompileMode, DType
 from specedge.commands.build_models import measure_forward_ms, start_build, train, training_progress
+from specedge.commands.convert import sha256_of
 from specedge.commands.distill_prompts import distill_prompts
 from specedge.engine.datasets import Request, load_requests
 from specedge.engine.kv_cache import KVPool, causal_query, work_columns
@@ -434,7 +435,7 @@ def _save_draft(draft: PreTrainedModel, target32: PreTrainedModel,
     draft.generation_config = copy.deepcopy(target32.generation_config)
     draft.save_pretrained(folder)
     tok.save_pretrained(folder)
-    return _sha256(folder / "model.safetensors")
+    return sha256_of(folder / "model.safetensors")
 
 
 def _in_project(path: str) -> str:
@@ -443,10 +444,6 @@ def _in_project(path: str) -> str:
     resolved = Path(path).resolve()
     return str(resolved.relative_to(PROJECT_ROOT)) if resolved.is_relative_to(PROJECT_ROOT) \
         else path
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _target_sha(target: str) -> str | None:
@@ -491,7 +488,7 @@ def distill(cfg: DistillConfig) -> dict:
         "data": {"prompts": len(data), "reply_tokens": sum(len(ex.reply) for ex in data)},
         "config": asdict(cfg) | {"shipped": _in_project(cfg.shipped)},
         "params": sum(p.numel() for p in trained.parameters()),
-        "own_sha256": _sha256(partial / OWN_FILE),
+        "own_sha256": sha256_of(partial / OWN_FILE),
         "weights_sha256": weights_sha,
         "threads": torch.get_num_threads(),
         "train_loss": loss,
@@ -501,13 +498,18 @@ def distill(cfg: DistillConfig) -> dict:
                      "python": platform.python_version(), "machine": platform.machine(),
                      "cpu": cpu_capability()},
     }
-    (partial / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)
+    _finish(partial, out, card)
     _compare_with_shipped(card, Path(cfg.shipped))
     if cfg.ship:
         ship(out, Path(cfg.shipped))
     return card
+
+
+def _finish(partial: Path, out: Path, card: dict) -> None:
+    """Write the card, then put the complete folder in the output's place."""
+    (partial / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
 
 
 def _compare_with_shipped(card: dict, shipped: Path) -> None:
@@ -544,7 +546,7 @@ def assemble(cfg: DistillConfig) -> dict:
         raise DraftError(f"shipped = {str(shipped)!r}: no {OWN_FILE} and {CARD_FILE} there; "
                          f"{rebuild}")
     card = json.loads((shipped / CARD_FILE).read_text())
-    if (sha := _sha256(shipped / OWN_FILE)) != card["own_sha256"]:
+    if (sha := sha256_of(shipped / OWN_FILE)) != card["own_sha256"]:
         raise DraftError(f"{shipped / OWN_FILE}: sha256 is {sha}, its card says "
                          f"{card['own_sha256']}: the file was changed or truncated; {rebuild}")
     if (target_sha := _target_sha(cfg.target)) != card["target_weights_sha256"]:
@@ -557,9 +559,7 @@ def assemble(cfg: DistillConfig) -> dict:
     weights_sha = _save_draft(join(target32, card["config"]["layers"], own), target32,
                               load_tokenizer(cfg.target, "target"), partial)
     card |= {"weights_sha256": weights_sha, "assembled_from": str(shipped)}
-    (partial / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)
+    _finish(partial, out, card)
     log.info("assembled the shipped draft (%s) into %s", shipped, out)
     return card
 
