@@ -11,14 +11,23 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
+import sys
 import time
 from itertools import pairwise
 from pathlib import Path
 
 from specedge import PROJECT_ROOT
-from specedge.base.records import OUTPUTS_FILE
-from tests.serving import assert_outputs_exact, read_records, run_command
+from specedge.base.records import OUTPUTS_FILE, edge_outputs_file
+from specedge.serving.launcher import edge_command
+from tests.serving import (
+    assert_outputs_exact,
+    live_server,
+    read_records,
+    run_command,
+    write_run_config,
+)
 
 MAX_NEW = 48
 
@@ -154,3 +163,36 @@ def test_sigterm_stops_the_run_and_every_process(tmp_path: Path, micro_pair: Pat
     assert not _pids(f"specedge.serving.(edge|server) {run_dir} ")  # no orphans
     summary = json.loads((run_dir / "summary.json").read_text())  # what there was, kept
     assert summary["partial"] and summary["rounds"] > 0
+
+
+def test_an_edge_started_while_the_server_is_down_waits_for_it(tmp_path: Path,
+                                                              micro_pair: Path) -> None:
+    """What a restarted edge meets when the server is killed or restarting at the same time:
+    its first call (Sync) finds no server; it must retry for server.reconnect_s, not exit
+    (which would spend its restarts on the server's outage)."""
+    write_run_config(tmp_path, micro_pair, "server.num_clients=1", "server.max_batch_size=1",
+                     "dataset.max_requests=1",
+                     "generation.max_new_tokens=8",
+                     "hardware.nodes={localhost:[{device:cpu}]}")
+    with socket.socket() as s:  # a port nothing listens on, yet
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = tmp_path / "edge-0.log"
+    with log_path.open("wb") as log:
+        edge = subprocess.Popen(edge_command(sys.executable, tmp_path, 0, f"127.0.0.1:{port}",
+                                             "cpu", False),
+                                cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "server unavailable" not in log_path.read_text():
+            assert edge.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the edge never tried the server"
+            time.sleep(0.1)
+        with live_server(tmp_path, port):
+            assert edge.wait(timeout=120) == 0, log_path.read_text()[-3000:]
+    finally:
+        if edge.poll() is None:
+            edge.kill()
+    outputs = [json.loads(line) for line in edge_outputs_file(tmp_path, 0).read_text().splitlines()]
+    assert len(outputs) == 1
+    assert_outputs_exact(outputs, micro_pair, 8)

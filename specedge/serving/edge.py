@@ -63,8 +63,7 @@ class VerifierClient:
         """The reply; when it arrived (the edge may still be drafting proactively); the
         bytes sent; and how many times the call was retried. ``committed``: the request's
         committed tokens, resent as the prompt if the server lost the request."""
-        retries, backoff = 0, 0.25
-        deadline = time.monotonic() + self.cfg.server.reconnect_s
+        retries, reconnect = 0, _Reconnect(self.cfg.server.reconnect_s, self.client_id)
         while True:
             await self.link.cross(msg.ByteSize())
             if self.link.lost():  # the request never arrives: resend after the timeout
@@ -75,13 +74,9 @@ class VerifierClient:
                 reply = await self.stub.Validate(msg, timeout=self.cfg.server.rpc_timeout_s,
                                                  metadata=self.meta)
             except grpc.aio.AioRpcError as exc:
-                code = exc.code()
-                if code == grpc.StatusCode.UNAVAILABLE and time.monotonic() < deadline:
-                    log.warning("edge %d: server unavailable (%s); retrying in %.1f s",
-                                self.client_id, exc.details(), backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(2 * backoff, 5.0)
-                elif code == grpc.StatusCode.FAILED_PRECONDITION and not msg.prefill:
+                if await reconnect.waited(exc):
+                    pass
+                elif exc.code() == grpc.StatusCode.FAILED_PRECONDITION and not msg.prefill:
                     log.warning("edge %d: server lost request %d (%s); prefilling again",
                                 self.client_id, msg.request_id, exc.details())
                     msg = pb.ValidateRequest(
@@ -100,8 +95,35 @@ class VerifierClient:
             return reply, time.perf_counter(), msg.ByteSize(), retries
 
     async def call(self, method: str, msg: Any) -> Any:
-        return await getattr(self.stub, method)(msg, timeout=self.cfg.server.rpc_timeout_s,
-                                                metadata=self.meta)
+        """A Sync or Finish call, retried like ``validate`` while the server is unreachable:
+        an edge restarted while the server is down or restarting must wait for it, not die."""
+        reconnect = _Reconnect(self.cfg.server.reconnect_s, self.client_id)
+        while True:
+            try:
+                return await getattr(self.stub, method)(
+                    msg, timeout=self.cfg.server.rpc_timeout_s, metadata=self.meta)
+            except grpc.aio.AioRpcError as exc:
+                if not await reconnect.waited(exc):
+                    raise
+
+
+class _Reconnect:
+    """Backoff for one call while the server cannot be reached, up to ``reconnect_s``."""
+
+    def __init__(self, reconnect_s: float, client_id: int) -> None:
+        self.deadline = time.monotonic() + reconnect_s
+        self.client_id, self.backoff = client_id, 0.25
+
+    async def waited(self, exc: grpc.aio.AioRpcError) -> bool:
+        """Whether ``exc`` says the server is unreachable and the call may be tried again
+        (after a wait); False when it failed otherwise or for too long."""
+        if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() >= self.deadline:
+            return False
+        log.warning("edge %d: server unavailable (%s); retrying in %.1f s", self.client_id,
+                    exc.details(), self.backoff)
+        await asyncio.sleep(self.backoff)
+        self.backoff = min(2 * self.backoff, 5.0)
+        return True
 
 
 @dataclass
