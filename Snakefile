@@ -8,6 +8,8 @@
 #   snakemake --cores 1 reports/projection.html   the performance model: validation against
 #                                        real runs here, the paper's setup, protocol, maps
 #                                        and sensitivity (simulated)
+#   snakemake --cores 1 heldout          the performance model on held-out configurations:
+#                                        validation.heldout's seeded draw, run and validated
 # Parameters live in workflow/config.yaml (validated by workflow/schemas/config.schema.yaml).
 
 configfile: "workflow/config.yaml"
@@ -29,6 +31,9 @@ localrules:
     report_sweep,
     report_index,
     validate,
+    heldout_validate,
+    heldout,
+    long_prompts,
     projection_setup,
     projection_scenarios,
     projection_ablation,

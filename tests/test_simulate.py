@@ -11,8 +11,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from specedge import CONF_DIR, PROJECT_ROOT
+from specedge.analysis.pages.projection import heldout_section, heldout_tables
 from specedge.analysis.report import main as report_main
 from specedge.analysis.simulate import main
+from specedge.analysis.simulation import heldout
 from specedge.analysis.simulation.events import Plan, _late_s, simulate
 from specedge.analysis.simulation.latency import (
     LatencyModel,
@@ -120,16 +122,18 @@ def test_throughput_saturates_at_the_servers_capacity(tmp_path: Path) -> None:
 
 def test_validate_resimulates_real_runs(tmp_path: Path, micro_pair: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    """(Both runs with adaptive trees, SpecEdge's with the speculation cache: their traces
-    carry the tree sizes and hits those produced.)"""
+    """A held-out draw's two runs (both with adaptive trees, SpecEdge's with the speculation
+    cache and a jittered link: their traces carry the tree sizes and hits those produced),
+    validated, and shown as the projection page's held-out section."""
+    (drawn,) = heldout.draw({"edges": [2], "edge.tree_policy": ["adaptive"],
+                             "edge.proactive.type": ["cache"], "hardware.link.delay_ms": [2],
+                             "hardware.link.jitter_ms": [1]}, {}, 1, seed=0, requests=4)
     runs = []
-    adaptive = ["edge.tree_policy=adaptive"]
-    for baseline, extra in (("server_only", adaptive),
-                            ("specedge", [*_edges(2), *adaptive, "edge.proactive.type=cache"])):
+    for baseline, overrides in (("server_only", drawn.server_only),
+                                ("specedge", drawn.specedge)):
         run_dir = tmp_path / baseline
         result = subprocess.run(
-            run_command(run_dir, micro_pair, f"baseline={baseline}", "dataset.max_requests=4",
-                        "generation.max_new_tokens=12", *extra),
+            run_command(run_dir, micro_pair, "generation.max_new_tokens=12", *overrides),
             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False)
         assert result.returncode == 0, result.stderr[-2000:]
         runs.append(run_dir)
@@ -149,6 +153,15 @@ def test_validate_resimulates_real_runs(tmp_path: Path, micro_pair: Path,
     assert summary["tokens"] == json.loads((runs[1] / "summary.json").read_text())["tokens"]
     assert "measured" in capsys.readouterr().out
     assert main([str(tmp_path / "nothing-here"), "--validate"]) == 2
+    configs, figures = heldout_tables([out / "validation.json"])
+    assert configs.to_dict("records")[0] | {"worst |error| %": 0} == {
+        "draw": "specedge", "edges": 2, "dataset": "builtin", "requests": 4,
+        "proactive": "cache", "tree policy": "adaptive", "budget": 16, "batch": 2,
+        "link": "2±1 ms, unlimited, loss 0", "worst |error| %": 0}
+    assert len(figures) == 9 and list(figures["error %"]) == pytest.approx(
+        [100 * r["error"] for r in rows])
+    section = heldout_section([out / "validation.json"])
+    assert "of 9 figures within 10 %" in section.text[0]
 
 
 def _profile(path: Path) -> Path:

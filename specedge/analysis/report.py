@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="the paper's setup simulated from each --ablation run, same order")
     proj.add_argument("--validation", type=Path, required=True,
                       help="validation.json of python -m specedge.simulate --validate")
+    proj.add_argument("--heldout", type=Path, nargs="*", default=[],
+                      help="validation.json of each held-out draw (results/heldout/simulated/"
+                           "<draw>/validation.json)")
     idx = sub.add_parser("index", help="the page linking the reports")
     idx.add_argument("reports", nargs="+", type=Path)
     for p in (proj, idx):
@@ -64,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.what == "projection":
             projection_report(args.setup_dirs, args.sweep, args.validation, args.out,
                               args.title or "Performance model: validation and projection",
-                              args.ablation, args.ablation_setup, args.scenarios)
+                              args.ablation, args.ablation_setup, args.scenarios,
+                              args.heldout)
         else:
             index_page(args.reports, args.out, args.scenarios)
     except (ReportError, MetricsError, OSError) as exc:

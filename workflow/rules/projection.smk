@@ -4,6 +4,8 @@
 import glob
 import os
 
+from specedge.analysis.simulation import heldout
+
 VALIDATION = config["validation"]
 # The shipped latency profiles every projection simulation reads (hardware entries name them):
 # regenerating them (python -m specedge.roofline) re-runs the projection.
@@ -23,6 +25,17 @@ for _where, _names in (("validation.ablation", ABLATION),
     if _unknown:
         raise ValueError(f"workflow/config.yaml: {_where} names {_unknown}, which are not "
                          f"validation runs; accepted: {sorted(VALIDATION['runs'])}")
+
+
+# Held-out configurations (validation.heldout): each draw a SpecEdge run and its server-only
+# twin into results/heldout/, validated as a pair (their ratios too).
+HELDOUT = VALIDATION.get("heldout", {})
+HELDOUT_DRAWS = heldout.draw(HELDOUT.get("space", {"edges": [1]}), HELDOUT.get("datasets", {}),
+                             HELDOUT.get("draws", 0), HELDOUT.get("seed", 0),
+                             HELDOUT.get("requests", 5))
+HELDOUT_RUNS = heldout.runs(HELDOUT_DRAWS)
+HELDOUT_TABLES = [f"results/heldout/simulated/{d.name}/validation.json" for d in HELDOUT_DRAWS]
+LONG_PROMPTS = "results/datasets/long.jsonl"  # written by rule long_prompts
 
 
 def run_baseline(overrides):
@@ -57,6 +70,67 @@ rule validation_run:
         "rm -rf results/validation/{wildcards.name} && "
         "{PY} -m specedge.run hydra.run.dir=results/validation/{wildcards.name} "
         "{params.overrides} > {log} 2>&1"
+
+
+rule long_prompts:
+    """Prompts with long passages from the corpus (specedge.commands.long_prompts), for the
+    held-out draws that name them."""
+    output:
+        LONG_PROMPTS,
+    log:
+        "logs/datasets/long_prompts.log",
+    shell:
+        "{PY} -m specedge.commands.long_prompts {output} --corpus-dir models/corpus > {log} 2>&1"
+
+
+def heldout_inputs(wildcards):
+    overrides = HELDOUT_RUNS[wildcards.name]
+    return [LONG_PROMPTS] if any(LONG_PROMPTS in o for o in overrides) else []
+
+
+rule heldout_run:
+    """One real run of a held-out draw (`python -m specedge.run`)."""
+    input:
+        card=PAIR_CARD,
+        datasets=heldout_inputs,
+    output:
+        summary="results/heldout/{name}/summary.json",
+    wildcard_constraints:
+        name="|".join(HELDOUT_RUNS) or "no-heldout-runs",
+    params:
+        overrides=lambda wildcards: hydra_overrides(
+            RUN_OVERRIDES + HELDOUT.get("overrides", []) + HELDOUT_RUNS[wildcards.name]),
+    resources:
+        **slurm_resources(),
+    log:
+        "logs/heldout/{name}.log",
+    benchmark:
+        "benchmarks/heldout/{name}.tsv"
+    shell:
+        "rm -rf results/heldout/{wildcards.name} && "
+        "{PY} -m specedge.run hydra.run.dir=results/heldout/{wildcards.name} "
+        "{params.overrides} > {log} 2>&1"
+
+
+rule heldout_validate:
+    """A held-out draw and its server-only twin, measured vs simulated, with their ratios."""
+    input:
+        "results/heldout/{draw}-server_only/summary.json",
+        "results/heldout/{draw}/summary.json",
+    output:
+        table="results/heldout/simulated/{draw}/validation.json",
+    log:
+        "logs/heldout/validate-{draw}.log",
+    shell:
+        "{PY} -m specedge.simulate --validate results/heldout/{wildcards.draw}-server_only "
+        "results/heldout/{wildcards.draw} --out results/heldout/simulated/{wildcards.draw} "
+        "> {log} 2>&1"
+
+
+rule heldout:
+    """Every held-out draw run and validated (`snakemake --cores 1 heldout`)."""
+    input:
+        HELDOUT_TABLES,
 
 
 rule validate:
@@ -190,6 +264,7 @@ rule report_projection:
         edges=rules.projection_edges.output,
         ablation=expand(rules.projection_ablation.output.summary, name=ABLATION),
         scenarios=rules.projection_scenarios.output,
+        heldout=HELDOUT_TABLES,
     output:
         "reports/projection.html",
     params:
@@ -204,5 +279,6 @@ rule report_projection:
     shell:
         "{PY} -m specedge.report projection {params.setup} --sweep {params.sweeps} "
         "--ablation {params.ablation} --ablation-setup {params.ablation_setup} "
-        "--validation {input.validation} --scenarios {input.scenarios} --out {output} "
+        "--validation {input.validation} --scenarios {input.scenarios} "
+        "--heldout {input.heldout} --out {output} "
         "> {log} 2>&1"
