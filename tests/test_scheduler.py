@@ -77,3 +77,29 @@ def test_scheduler_never_waits_past_max_wait_for_a_straggler() -> None:
         return batches
 
     assert asyncio.run(scenario()) == [[0]]
+
+
+def test_a_batch_is_answered_before_the_next_forward_blocks_the_loop() -> None:
+    """Pipeline groups take turns: group 0's edges must get their replies while group 1's
+    batch is verified (and draft meanwhile), not after it."""
+    async def scenario() -> list[str]:
+        events: list[str] = []
+
+        def verify(batch: list[Job]) -> list[Verdict]:
+            events.append(f"verify {[j.client_id for j in batch]}")
+            return [Verdict(path=[0], bonus=7) for _ in batch]
+
+        async def edge(job: Job) -> None:
+            await sched.submit(job)
+            events.append(f"reply {job.client_id}")
+
+        sched = Scheduler(PipelinePolicy(1, 2), verify, num_clients=2, max_wait_s=5)
+        jobs = _jobs(asyncio.get_running_loop(), [0, 1])
+        edges = [asyncio.create_task(edge(j)) for j in jobs]
+        await asyncio.sleep(0)  # both calls queued before the server looks
+        runner = asyncio.create_task(sched.run())
+        await asyncio.wait_for(asyncio.gather(*edges), timeout=5)
+        runner.cancel()
+        return events
+
+    assert asyncio.run(scenario()) == ["verify [0]", "reply 0", "verify [1]", "reply 1"]

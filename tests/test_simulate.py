@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -22,7 +23,7 @@ from specedge.analysis.simulation.latency import (
     SimulationError,
     profile_latencies,
 )
-from specedge.analysis.simulation.traces import Trace, TraceRound
+from specedge.analysis.simulation.traces import Trace, TraceRound, server_busy_at_arrival
 from specedge.base.config.run import RunConfig, to_run_config
 from specedge.base.records import STEPS_FILE
 from tests.serving import run_command
@@ -310,3 +311,13 @@ def test_server_only_drafts_its_batch_together(tmp_path: Path) -> None:
     # the first step adds each request's prompt prefill (8 tokens), one request at a time
     first = {round(s["draft_s"], 9) for s in steps if s["prefill"]}
     assert first == {round(3 * (0.001 + 0.0001 * 16) + 4 * (0.001 + 0.0001 * 8), 9)}
+
+
+def test_a_request_arriving_mid_forward_waits_for_it_as_queueing_not_network() -> None:
+    """The server's forward blocks its loop: a request arriving 0.3 s into a 1 s forward is
+    only enqueued 0.7 s later. That wait is taken out of the trace's network time (the
+    simulated server queues the request behind its forward itself)."""
+    starts, ends = np.array([10.0, 12.0, 11.0]), np.array([11.0, 12.5, 11.5])
+    arrivals = np.array([9.0, 10.3, 11.2, 11.8, 12.5, 13.0])
+    assert list(server_busy_at_arrival(arrivals, starts, ends)) == pytest.approx(
+        [0.0, 0.7, 0.3, 0.0, 0.0, 0.0])

@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from specedge import PROJECT_ROOT
 from specedge.base.config.checks import ConfigError
-from specedge.base.config.hardware import EdgePlacement, LauncherName
+from specedge.base.config.hardware import LOOPBACK, EdgePlacement, LauncherName
 from specedge.base.config.run import RunConfig
 from specedge.base.records import (
     LOST_FILE,
@@ -51,7 +51,6 @@ from specedge.serving.protocol import pb, rpc
 from specedge.serving.security import call_metadata, open_channel
 
 log = logging.getLogger("specedge.serving.launcher")
-LOOPBACK = ("localhost", "127.0.0.1", "::1")  # node names run locally; hosts only it reaches
 
 
 class LaunchError(RuntimeError):

@@ -183,3 +183,7 @@ class Scheduler:
                     queue_wait_s=max(t0 - j.enqueued for j in batch), forward_s=forward_s,
                     t_start=t_start, t_end=time.time(), prefix_tokens=prefix_tokens))
             self._step += 1
+            # Let the answered calls send their replies before the next forward blocks the
+            # loop: without this, a waiting batch ran first and held them for a whole
+            # forward, so a pipeline group's edges could not draft while the other verified.
+            await asyncio.sleep(0)

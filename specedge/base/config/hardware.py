@@ -11,6 +11,8 @@ from omegaconf import MISSING
 
 from specedge.base.config.checks import check_device, check_profile, require
 
+LOOPBACK = ("localhost", "127.0.0.1", "::1")  # node names run locally; hosts only it reaches
+
 
 class LauncherName(StrEnum):
     ssh = "ssh"  # edges of hardware.nodes: local processes, other nodes over SSH (Fabric)
