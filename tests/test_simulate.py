@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -23,7 +24,12 @@ from specedge.analysis.simulation.latency import (
     SimulationError,
     profile_latencies,
 )
-from specedge.analysis.simulation.traces import Trace, TraceRound, server_busy_at_arrival
+from specedge.analysis.simulation.traces import (
+    Trace,
+    TraceRound,
+    served_order,
+    server_busy_at_arrival,
+)
 from specedge.base.config.run import RunConfig, to_run_config
 from specedge.base.records import STEPS_FILE
 from tests.serving import run_command
@@ -321,3 +327,14 @@ def test_a_request_arriving_mid_forward_waits_for_it_as_queueing_not_network() -
     arrivals = np.array([9.0, 10.3, 11.2, 11.8, 12.5, 13.0])
     assert list(server_busy_at_arrival(arrivals, starts, ends)) == pytest.approx(
         [0.0, 0.7, 0.3, 0.0, 0.0, 0.0])
+
+
+def test_requests_are_replayed_in_the_order_the_run_served_them() -> None:
+    """outputs.jsonl is in finishing order; the simulator must admit requests (server-side)
+    and deal them to edges (edge c takes places c, c + n, ...) as the run did."""
+    server_side = pd.DataFrame({"request_id": [7, 3, 5, 3, 7], "client_id": [-1] * 5,
+                                "t_start": [2.0, 1.0, 3.0, 4.0, 5.0]})
+    assert served_order(server_side) == {3: 0, 7: 1, 5: 2}
+    edges = pd.DataFrame({"request_id": [10, 11, 12, 13, 10], "client_id": [0, 1, 0, 1, 0],
+                          "t_start": [1.0, 1.1, 5.0, 4.0, 2.0]})
+    assert served_order(edges) == {10: 0, 11: 1, 12: 2, 13: 3}

@@ -47,6 +47,21 @@ def server_busy_at_arrival(arrivals: np.ndarray, starts: np.ndarray,
     return np.clip(running, 0.0, None)
 
 
+def served_order(rounds: pd.DataFrame) -> dict[int, int]:
+    """Each request's place in the order the run served them, which the simulator deals out
+    the same way: a server-side loop admits them in order; edge c of n takes places c, c + n,
+    ... (as specedge.engine.datasets.edge_share). outputs.jsonl is in finishing order."""
+    first = rounds.groupby("request_id").agg(client=("client_id", "first"),
+                                            t=("t_start", "min")).sort_values("t")
+    clients = sorted(first["client"].unique())
+    if clients == [-1]:  # a server-side loop
+        return {int(k): i for i, k in enumerate(first.index)}
+    rank = first.groupby("client").cumcount()
+    slot = {c: i for i, c in enumerate(clients)}
+    return {int(k): int(rank[k]) * len(clients) + slot[first.loc[k, "client"]]
+            for k in first.index}
+
+
 def _one_clock(cfg: RunConfig) -> bool:
     """Whether the edges' and the server's timestamps share a clock (every process on this
     host): only then can a request's arrival be placed among the server's forwards."""
@@ -166,4 +181,6 @@ def trace_of(run_dir: Path) -> Trace:
         hit_rate=float(hits.mean()) if len(hits) else 0.0,
         by_request={int(k): rounds(g) for k, g in r.groupby("request_id", sort=False)},
         output_lengths=[(int(o.request_id), str(o.category), len(o.output_ids),
-                         len(o.prompt_ids)) for o in rec.outputs.itertuples()])
+                         len(o.prompt_ids)) for o in rec.outputs.sort_values(
+                             "request_id", key=lambda ids: ids.map(served_order(r)))
+                        .itertuples()])
