@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import struct
+import threading
+import time
+from collections.abc import Callable
 
+import grpc
 import pytest
 
 from specedge.algorithm.tree import TokenTree
@@ -20,7 +25,7 @@ from specedge.serving.scheduler import (
 
 
 def _jobs(loop: asyncio.AbstractEventLoop, clients: list[int]) -> list[Job]:
-    return [Job(client_id=c, row=KVRow(c), pending=[], tree=TokenTree.rooted(1),
+    return [Job(client_id=c, row=KVRow(c), committed=[1], tree=TokenTree.rooted(1),
                 prefill=False, future=loop.create_future()) for c in clients]
 
 
@@ -79,27 +84,104 @@ def test_scheduler_never_waits_past_max_wait_for_a_straggler() -> None:
     assert asyncio.run(scenario()) == [[0]]
 
 
-def test_a_batch_is_answered_before_the_next_forward_blocks_the_loop() -> None:
-    """Pipeline groups take turns: group 0's edges must get their replies while group 1's
-    batch is verified (and draft meanwhile), not after it."""
-    async def scenario() -> list[str]:
-        events: list[str] = []
+class _LoopbackVerifier:
+    """A real grpc.aio server on 127.0.0.1 whose one method submits to a real Scheduler
+    (pipeline, groups of one), and a blocking client per edge: the scheduler as the
+    verification server runs it, without a model."""
 
-        def verify(batch: list[Job]) -> list[Verdict]:
-            events.append(f"verify {[j.client_id for j in batch]}")
-            return [Verdict(path=[0], bonus=7) for _ in batch]
+    def __init__(self, verify: Callable[[list[Job]], list[Verdict]]) -> None:
+        self.verify = verify
+        self.started = threading.Event()
+        self.stop = threading.Event()
+        self.sched: Scheduler | None = None
+        self.port = 0
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
 
-        async def edge(job: Job) -> None:
-            await sched.submit(job)
-            events.append(f"reply {job.client_id}")
+    async def _serve(self) -> None:
+        self.sched = Scheduler(PipelinePolicy(1, 2), self.verify, num_clients=2, max_wait_s=30)
 
-        sched = Scheduler(PipelinePolicy(1, 2), verify, num_clients=2, max_wait_s=5)
-        jobs = _jobs(asyncio.get_running_loop(), [0, 1])
-        edges = [asyncio.create_task(edge(j)) for j in jobs]
-        await asyncio.sleep(0)  # both calls queued before the server looks
-        runner = asyncio.create_task(sched.run())
-        await asyncio.wait_for(asyncio.gather(*edges), timeout=5)
+        async def validate(request: bytes, context: object) -> bytes:
+            (job,) = _jobs(asyncio.get_running_loop(), [request[0]])
+            await self.sched.submit(job)
+            return struct.pack("d", job.queue_s)
+
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "test.Verifier", {"Validate": grpc.unary_unary_rpc_method_handler(validate)}),))
+        self.port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        runner = asyncio.create_task(self.sched.run())
+        self.started.set()
+        await asyncio.get_running_loop().run_in_executor(None, self.stop.wait)
         runner.cancel()
-        return events
+        await server.stop(0)
 
-    assert asyncio.run(scenario()) == ["verify [0]", "reply 0", "verify [1]", "reply 1"]
+    def __enter__(self) -> _LoopbackVerifier:
+        self.thread.start()
+        assert self.started.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+    def call(self, client_id: int) -> float:
+        """One Validate round of edge ``client_id``; the queue time the server measured."""
+        with grpc.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+            reply = channel.unary_unary("/test.Verifier/Validate")(bytes([client_id]),
+                                                                    timeout=60)
+        return struct.unpack("d", reply)[0]
+
+
+def test_a_reply_goes_out_while_the_next_forward_runs() -> None:
+    """Pipeline groups take turns: group 0's edge must get its reply while group 1's batch
+    is verified (and draft meanwhile), not after it. Group 1's forward waits, up to 20 s, for
+    group 0's reply to reach its client over gRPC: it must not need to."""
+    replied = threading.Event()
+    seen: dict[int, bool] = {}
+
+    def verify(batch: list[Job]) -> list[Verdict]:
+        if batch[0].client_id == 1:
+            seen[1] = replied.wait(20)
+        return [Verdict(path=[0], bonus=7) for _ in batch]
+
+    with _LoopbackVerifier(verify) as server:
+        def edge(client_id: int) -> None:
+            server.call(client_id)
+            if client_id == 0:
+                replied.set()
+
+        edges = [threading.Thread(target=edge, args=(c,)) for c in (0, 1)]
+        for t in edges:
+            t.start()
+        for t in edges:
+            t.join(60)
+    assert seen == {1: True}
+
+
+def test_a_call_is_queued_while_a_forward_runs() -> None:
+    """A call that arrives during another group's forward is admitted at once, so the
+    server's queue clock (which the records and the performance model use) counts its
+    wait: group 0's forward holds until group 1's call is queued (up to 20 s)."""
+    queued: dict[str, bool] = {}
+    holder: list[_LoopbackVerifier] = []
+
+    def verify(batch: list[Job]) -> list[Verdict]:
+        if batch[0].client_id == 0:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not holder[0].sched._waiting:
+                time.sleep(0.01)
+            queued["during"] = bool(holder[0].sched._waiting)
+            time.sleep(0.2)
+        return [Verdict(path=[0], bonus=7) for _ in batch]
+
+    with _LoopbackVerifier(verify) as server:
+        holder.append(server)
+        waits: dict[int, float] = {}
+        first = threading.Thread(target=lambda: waits.__setitem__(0, server.call(0)))
+        first.start()
+        time.sleep(0.2)  # group 0's forward is under way
+        waits[1] = server.call(1)
+        first.join(60)
+    assert queued == {"during": True}
+    assert waits[1] >= 0.2  # it waited for group 0's forward, and the server counted it

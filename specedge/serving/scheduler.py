@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -37,14 +40,22 @@ class Job:
 
     client_id: int
     row: KVRow  # the client's target KV row
-    pending: list[int]  # committed tokens missing from the cache (the prompt on prefill)
+    committed: list[int]  # the request's committed tokens; the row holds a prefix of them
     tree: TokenTree
     prefill: bool
     future: asyncio.Future[Verdict]
     generator: torch.Generator | None = None  # the request's sample stream (sampling only)
+    # Work on the row the forward thread does first (a new request: reset, load cached KV):
+    # the handler must not write the KV pool while another batch's forward reads it.
+    prepare: Callable[[], None] | None = None
     enqueued: float = field(default_factory=time.perf_counter)
     queue_s: float = 0.0  # set when its batch is done: waiting, then the batched forward
     verify_s: float = 0.0
+
+    @property
+    def pending(self) -> list[int]:
+        """Committed tokens missing from the row's cache (the prompt on prefill)."""
+        return self.committed[self.row.length:-1]
 
 
 class BatchPolicy(Protocol):
@@ -109,14 +120,25 @@ def make_policy(name: str, max_batch_size: int, num_clients: int) -> BatchPolicy
 
 VerifyFn = Callable[[list[Job]], "list[Verdict]"]
 
+# The forward thread's name, for the OS too (``top -H``, /proc/PID/task/*/comm): whoever
+# watches the server can tell when it is verifying (the chaos benchmark restarts it then).
+FORWARD_THREAD = "specedge-fwd"
+_PR_SET_NAME = 15  # prctl(2)
+
+
+def _name_forward_thread() -> None:
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(_PR_SET_NAME, FORWARD_THREAD.encode(), 0, 0, 0)
+
 
 class Scheduler:
-    """Collects jobs, forms batches by policy, runs them one at a time on the event loop.
+    """Collects jobs, forms batches by policy, runs each batch's forward on one worker thread.
 
-    The forward runs on the loop's own thread: calls that arrive meanwhile wait in gRPC's
-    queue, and no batch could start before this one ends anyway. Handing it to a worker
-    thread instead made every step ~14% slower on a one-core server (the thread and the loop
-    contend for the GIL and the core), for no overlap worth having.
+    The forward runs off the event loop so that the loop keeps serving gRPC meanwhile: calls
+    that arrive are admitted and queued at once (their queue time is the server's, measured
+    here, not hidden in the edge's network time), and the batch just answered has its replies
+    sent while the next forward runs, so a pipeline group drafts while the other is verified.
+    One worker thread: batches still run one at a time, and it alone touches the KV pool.
     """
 
     def __init__(self, policy: BatchPolicy, verify: VerifyFn, num_clients: int,
@@ -130,6 +152,8 @@ class Scheduler:
         self._waiting: list[Job] = []
         self._wake = asyncio.Event()
         self._step = 0
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=FORWARD_THREAD,
+                                          initializer=_name_forward_thread)
 
     async def submit(self, job: Job) -> Verdict:
         self.active.add(job.client_id)  # an edge that was retired (silent, lost) may come back
@@ -151,39 +175,50 @@ class Scheduler:
                 batch = DynamicPolicy(len(self._waiting)).pick(self._waiting, self.active)
         return batch
 
+    def _forward(self, batch: list[Job]) -> tuple[list[Verdict], ServerStepRecord, float]:
+        """On the worker thread: the rows' own work, then the batched forward; the verdicts,
+        the step's record and when the forward started (perf_counter)."""
+        t_start = time.time()
+        for job in batch:
+            if job.prepare is not None:
+                job.prepare()
+        prefix_tokens = sum(j.row.length for j in batch)
+        t0 = time.perf_counter()
+        verdicts = self.verify(batch)
+        forward_s = time.perf_counter() - t0
+        return verdicts, ServerStepRecord(
+            step=self._step, clients=[j.client_id for j in batch], batch_size=len(batch),
+            prefill_count=sum(j.prefill for j in batch),
+            tree_nodes=sum(len(j.tree) for j in batch),
+            queue_wait_s=max(t0 - j.enqueued for j in batch), forward_s=forward_s,
+            t_start=t_start, t_end=time.time(), prefix_tokens=prefix_tokens), t0
+
     async def run(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.max_wait_s)
-                continue
-            ids = {id(j) for j in batch}
-            self._waiting = [j for j in self._waiting if id(j) not in ids]
-            prefix_tokens = sum(j.row.length for j in batch)
-            t_start, t0 = time.time(), time.perf_counter()
-            try:
-                verdicts = self.verify(batch)  # blocks the loop by design (see the class)
-            except Exception as exc:  # answer every caller; keep serving
-                for job in batch:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=self.max_wait_s)
+                    continue
+                ids = {id(j) for j in batch}
+                self._waiting = [j for j in self._waiting if id(j) not in ids]
+                try:
+                    verdicts, step, t0 = await loop.run_in_executor(
+                        self._worker, self._forward, batch)
+                except Exception as exc:  # answer every caller; keep serving
+                    for job in batch:
+                        if not job.future.done():
+                            job.future.set_exception(exc)
+                    continue
+                for job, verdict in zip(batch, verdicts, strict=True):
+                    job.queue_s, job.verify_s = t0 - job.enqueued, step.forward_s
                     if not job.future.done():
-                        job.future.set_exception(exc)
-                continue
-            forward_s = time.perf_counter() - t0
-            for job, verdict in zip(batch, verdicts, strict=True):
-                job.queue_s, job.verify_s = t0 - job.enqueued, forward_s
-                if not job.future.done():
-                    job.future.set_result(verdict)
-            if self.on_batch is not None:
-                self.on_batch(ServerStepRecord(
-                    step=self._step, clients=[j.client_id for j in batch], batch_size=len(batch),
-                    prefill_count=sum(j.prefill for j in batch),
-                    tree_nodes=sum(len(j.tree) for j in batch),
-                    queue_wait_s=max(t0 - j.enqueued for j in batch), forward_s=forward_s,
-                    t_start=t_start, t_end=time.time(), prefix_tokens=prefix_tokens))
-            self._step += 1
-            # Let the answered calls send their replies before the next forward blocks the
-            # loop: without this, a waiting batch ran first and held them for a whole
-            # forward, so a pipeline group's edges could not draft while the other verified.
-            await asyncio.sleep(0)
+                        job.future.set_result(verdict)
+                if self.on_batch is not None:
+                    self.on_batch(step)
+                self._step += 1
+        finally:
+            self._worker.shutdown(wait=False, cancel_futures=True)

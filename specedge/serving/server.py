@@ -106,15 +106,14 @@ class VerifierService(rpc.VerifierServicer):
         self._quiet.discard(cid)
         try:
             row = self.rows[cid]
+            prepare = None
             if self.requests.get(cid) is not held:  # only now: a refused request changes no state
                 self.requests[cid] = held
-                self.pool.reset(row)
-                if held.cached is not None:
-                    self.pool.load(row, held.cached.keys, held.cached.values)
+                prepare = self._start_row(row, held.cached)
             future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
-            job = Job(client_id=cid, row=row, pending=held.tokens[row.length:-1],
-                      tree=tree, prefill=request.prefill, future=future,
-                      generator=held.generator)
+            job = Job(client_id=cid, row=row, committed=held.tokens, tree=tree,
+                      prefill=request.prefill, future=future, generator=held.generator,
+                      prepare=prepare)
             verdict = await self.scheduler.submit(job)
             held.tokens.extend(verdict.new_tokens(tree))
             reply = reply_from_verdict(verdict, queue_s=job.queue_s, verify_s=job.verify_s)
@@ -123,6 +122,14 @@ class VerifierService(rpc.VerifierServicer):
             self._in_flight.discard(cid)
             self.last_seen[cid] = time.monotonic()
         return reply
+
+    def _start_row(self, row: KVRow, cached: CachedPrompt | None) -> Callable[[], None]:
+        """A new request's row work, for the forward thread (it owns the KV pool)."""
+        def start() -> None:
+            self.pool.reset(row)
+            if cached is not None:
+                self.pool.load(row, cached.keys, cached.values)
+        return start
 
     def _repeat(self, request: pb.ValidateRequest, wire: bytes) -> pb.ValidateReply | None:
         """The reply already sent for exactly this request, if it is the round this client's

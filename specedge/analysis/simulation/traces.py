@@ -9,13 +9,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from specedge.analysis.metrics import load_records
 from specedge.analysis.simulation.latency import SimulationError
-from specedge.base.config.hardware import LOOPBACK, LauncherName
-from specedge.base.config.run import RunConfig, load_run_config
+from specedge.base.config.run import load_run_config
 from specedge.base.records import OUTPUTS_FILE
 
 
@@ -34,19 +32,6 @@ class TraceRound:
     hit: bool = False  # its proactive guess hit (the next round grows the guessed sub-tree)
 
 
-def server_busy_at_arrival(arrivals: np.ndarray, starts: np.ndarray,
-                           ends: np.ndarray) -> np.ndarray:
-    """For each request arriving at ``arrivals``: how long the server's forward in progress
-    then still ran. The forward blocks the server's event loop (specedge.serving.scheduler),
-    so the request is only enqueued after it: the edge measures that wait as network time,
-    and the server's queue clock never sees it."""
-    order = np.argsort(starts)
-    starts, ends = starts[order], ends[order]
-    i = np.searchsorted(starts, arrivals, side="right") - 1
-    running = np.where(i >= 0, ends[np.clip(i, 0, None)] - arrivals, 0.0)
-    return np.clip(running, 0.0, None)
-
-
 def served_order(rounds: pd.DataFrame) -> dict[int, int]:
     """Each request's place in the order the run served them, which the simulator deals out
     the same way: a server-side loop admits them in order; edge c of n takes places c, c + n,
@@ -60,13 +45,6 @@ def served_order(rounds: pd.DataFrame) -> dict[int, int]:
     slot = {c: i for i, c in enumerate(clients)}
     return {int(k): int(rank[k]) * len(clients) + slot[first.loc[k, "client"]]
             for k in first.index}
-
-
-def _one_clock(cfg: RunConfig) -> bool:
-    """Whether the edges' and the server's timestamps share a clock (every process on this
-    host): only then can a request's arrival be placed among the server's forwards."""
-    return (cfg.hardware.launcher == LauncherName.ssh
-            and all(node in LOOPBACK for node in cfg.hardware.nodes))
 
 
 @dataclass
@@ -146,20 +124,14 @@ def trace_of(run_dir: Path) -> Trace:
     specedge = rec.baseline == "specedge"
     cfg = load_run_config(run_dir)
     link = cfg.hardware.link if specedge else None
-    if specedge and _one_clock(cfg):
-        r = r.assign(server_busy_s=server_busy_at_arrival(
-            r["t_sent"].to_numpy() + cfg.hardware.link.delay_ms / 1e3,
-            rec.server["t_start"].to_numpy(), rec.server["t_end"].to_numpy()))
-    else:
-        r = r.assign(server_busy_s=0.0)
 
     def transport(x: Any) -> float:
-        """What the round's network time was beyond the emulated link's mean and the
-        forward it met at the server (which the simulator queues it behind itself)."""
+        """What the round's network time was beyond the emulated link's mean. The server
+        admits a call while a forward runs (specedge.serving.scheduler), so the time the
+        call then waits is on the server's queue clock, which the simulator replays itself."""
         if link is None:
             return 0.0
-        return max(0.0, float(x.network_s) - 2 * link.delay_ms / 1e3 - link.wire_s(x.bytes)
-                   - float(x.server_busy_s))
+        return max(0.0, float(x.network_s) - 2 * link.delay_ms / 1e3 - link.wire_s(x.bytes))
 
     def rounds(frame: pd.DataFrame) -> list[TraceRound]:
         # Server-side rounds' other_s holds the other requests' drafting: not this round's.
