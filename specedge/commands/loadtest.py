@@ -58,6 +58,7 @@ from specedge.base.records import (
     read_jsonl,
 )
 from specedge.engine.models import load_model
+from specedge.serving.scheduler import FORWARD_THREAD
 
 BUILTIN = DATA_DIR / "builtin_prompts.jsonl"
 CLIENT_TIMEOUT_S = 5.0  # the server's, under --chaos: the stalled edge outlasts it
@@ -177,7 +178,7 @@ def _chaos(run: subprocess.Popen[str], run_dir: Path, total_tokens: int,
             pids = _pids(_pattern(run_dir, f.process))
             if not pids:
                 continue  # between a restart and its process: the next poll
-            if f.kind == "restart" and _cpu_share(pids[0]) == 0:
+            if f.kind == "restart" and not _verifying(pids[0]):
                 continue  # idle: no batch in flight (the records then say whether one was)
             for pid in pids:
                 os.kill(pid, SIGNALS[f.kind])
@@ -198,28 +199,38 @@ def _chaos(run: subprocess.Popen[str], run_dir: Path, total_tokens: int,
         time.sleep(0.05)
 
 
-def _cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) the process has used; 0 once it is gone."""
+def _verifying(pid: int, within_s: float = 2.0) -> bool:
+    """Whether the server ``pid`` is seen running a forward (its forward thread, named
+    FORWARD_THREAD, in state R) within ``within_s``, looked at every millisecond: a CPU-time
+    sample over a window could miss a micro model's 3 ms forwards and restart it between
+    rounds."""
+    threads = [t for t in Path(f"/proc/{pid}/task").glob("*")
+               if _read(t / "comm").strip() == FORWARD_THREAD]
+    deadline = time.monotonic() + within_s
+    while threads and time.monotonic() < deadline:
+        if any(_state(t / "stat") == "R" for t in threads):
+            return True
+        time.sleep(0.001)
+    return False
+
+
+def _read(path: Path) -> str:
+    """A /proc file's text; empty once its process or thread is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return path.read_text()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return ""
 
 
-def _cpu_share(pid: int, window_s: float = 0.1) -> float:
-    """The share of a core the process used over the next ``window_s``."""
-    before = _cpu_s(pid)
-    time.sleep(window_s)
-    return (_cpu_s(pid) - before) / window_s
+def _state(stat: Path) -> str:
+    """The state letter (R, S, Z, ...) in a /proc stat file; empty once it is gone."""
+    fields = _read(stat).rsplit(")", 1)[-1].split()
+    return fields[0] if fields else ""
 
 
 def _alive(pid: int) -> bool:
     """Whether ``pid`` still runs (a zombie, exited but not yet reaped, does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    return _state(Path(f"/proc/{pid}/stat")) not in ("", "Z")
 
 
 def _recovery(faults: list[Fault], rounds: list[dict[str, Any]], steps: list[dict[str, Any]]
