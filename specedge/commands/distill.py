@@ -17,11 +17,11 @@ the target's *distributions* over the contexts it will draft in:
    built-in set), overall and per category, forward times of both, and SpecExec's tokens per
    target forward at the edge's default tree, measured in a fresh process on the pair as saved.
 
-Building takes most of an hour on a 2-core CPU, so the draft's own tensors (not the target's
-embeddings and head) ship with the project, with recipe and card: ``mode=assemble`` (the main
-job's ``draft_model`` rule) checks their sha256 and joins them to the target. Step counts bound
-everything and each stage seeds its own stream, so a rebuild (``distill_draft`` rule) on the
-same kind of CPU gives the same bytes. Run it as ``python -m specedge.commands.distill``
+Building takes about an hour and a half on a 2-core CPU, so the draft's own tensors (not the
+target's embeddings and head) ship with the project, with recipe and card: ``mode=assemble``
+(the main job's ``draft_model`` rule) checks their sha256 and joins them to the target. Step
+counts bound everything and each stage seeds its own stream, so a rebuild (``distill_draft``
+rule) on the same kind of CPU gives the same bytes. Run it as ``python -m specedge.commands.distill``
 (Hydra: ``conf/distill.yaml``).
 """
 
@@ -85,7 +85,7 @@ SHARED = ("model.embed_tokens.weight", "lm_head.weight")  # the target's, tied
 
 
 class Mode(StrEnum):
-    build = "build"  # distil a draft from the target (about an hour on a CPU without bf16)
+    build = "build"  # distil a draft from the target (about 1.5 h on a 2-core CPU, fp32)
     assemble = "assemble"  # the shipped draft: its own tensors joined to the target's
 
 
@@ -105,12 +105,13 @@ class DistillConfig:
     # same kind of CPU (dtype=auto, bf16_autocast=null use bf16 where the CPU has it: about half
     # the time, bytes that depend on the CPU's bf16 kernels)
     dtype: DType = DType.fp32
-    layers: list[int] = field(default_factory=lambda: [0, 1, 28, 29])  # target layers kept
-    prompts: int = 1024  # requests of Spec-Bench's six kinds (distill_prompts)
+    # target layers kept: more cost a draft forward little (the 49 k-token head dominates it)
+    layers: list[int] = field(default_factory=lambda: [0, 1, 2, 27, 28, 29])
+    prompts: int = 3072  # requests of Spec-Bench's six kinds (distill_prompts)
     reply_tokens: int = 128
     batch_rows: int = 128  # sequences decoded together
     top_k: int = 8  # target log-probabilities kept per position
-    steps: int = 400
+    steps: int = 1200
     batch_size: int = 16  # replies per training step
     lr: float = 2e-3
     bf16_autocast: bool | None = False  # null: where the CPU has native bf16
@@ -204,44 +205,52 @@ def user_turn(tok: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
 
 
 def teacher_data(target: PreTrainedModel, tok: PreTrainedTokenizerBase, cfg: DistillConfig,
-                 texts: list[str], progress: Progress) -> list[Example]:
-    """The target's greedy replies to ``texts`` (user turns), with their top-k."""
+                 texts: list[str]) -> list[Example]:
+    """The target's greedy replies to ``texts`` (user turns, decoded together), with their
+    top-k."""
     head, tail = user_turn(tok)
-    eos = tok.eos_token_id
     prompts = [head + tok(text, add_special_tokens=False)["input_ids"] + tail
                for text in texts]
-    task = progress.add_task("replies", total=cfg.prompts, loss=float("nan"))
-    data: list[Example] = []
-    for start in range(0, cfg.prompts, cfg.batch_rows):
-        batch = prompts[start : start + cfg.batch_rows]
-        data += [ex for ex in decode(target, batch, cfg.reply_tokens, eos, top_k=cfg.top_k)
-                 if ex.reply]
-        progress.update(task, advance=len(batch))
-        log.info("replies: %d prompts, %d reply tokens", len(data),
-                 sum(len(ex.reply) for ex in data))
-    return data
+    return [ex for ex in decode(target, prompts, cfg.reply_tokens, tok.eos_token_id,
+                                top_k=cfg.top_k) if ex.reply]
 
 
 def cached_teacher_data(target: PreTrainedModel, tok: PreTrainedTokenizerBase,
                         cfg: DistillConfig, target_sha: str | None, held_out: list[str],
                         progress: Progress) -> list[Example]:
-    """:func:`teacher_data`, kept in ``cfg.cache_dir`` under a key of everything the replies
-    depend on, so a new training recipe on the same replies does not decode them again."""
+    """:func:`teacher_data` in batches of ``cfg.batch_rows`` prompts, each kept in
+    ``cfg.cache_dir`` under a key of everything its replies depend on: a new training recipe
+    decodes nothing again, and more prompts (the templates give the same ones first) decode
+    only the new batches."""
     texts = [text for _, text in distill_prompts(cfg.prompts, cfg.seed, held_out)]
-    key = hashlib.sha256(json.dumps(
-        {"target": target_sha, "dtype": cfg.dtype.value, "prompts": texts,
-         "reply_tokens": cfg.reply_tokens, "top_k": cfg.top_k, "batch_rows": cfg.batch_rows,
-         "torch": torch.__version__, "cpu": cpu_capability()}, sort_keys=True).encode()
-    ).hexdigest()[:16]
-    path = Path(cfg.cache_dir) / f"replies-{key}.pt" if cfg.cache_dir and target_sha else None
-    if path is not None and path.is_file():
-        log.info("replies: reused %s", path)
-        return [Example(**e) for e in torch.load(path)]
-    data = teacher_data(target, tok, cfg, texts, progress)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save([dataclasses.asdict(e) for e in data], path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").rename(path)
+    task = progress.add_task("replies", total=cfg.prompts, loss=float("nan"))
+    data: list[Example] = []
+    reused = 0
+    for start in range(0, cfg.prompts, cfg.batch_rows):
+        batch = texts[start : start + cfg.batch_rows]
+        key = hashlib.sha256(json.dumps(
+            {"target": target_sha, "dtype": cfg.dtype.value, "prompts": batch,
+             "reply_tokens": cfg.reply_tokens, "top_k": cfg.top_k,
+             "torch": torch.__version__, "cpu": cpu_capability()}, sort_keys=True).encode()
+        ).hexdigest()[:16]
+        path = (Path(cfg.cache_dir) / f"replies-{key}.pt"
+                if cfg.cache_dir and target_sha else None)
+        if path is not None and path.is_file():
+            data += [Example(**e) for e in torch.load(path)]
+            reused += len(batch)
+        else:
+            replies = teacher_data(target, tok, cfg, batch)
+            data += replies
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.save([dataclasses.asdict(e) for e in replies], path.with_suffix(".tmp"))
+                path.with_suffix(".tmp").rename(path)
+        progress.update(task, advance=len(batch))
+        log.info("replies: %d prompts, %d reply tokens", len(data),
+                 sum(len(ex.reply) for ex in data))
+    if reused:
+        log.info("replies: reused those of %d of %d prompts from %s", reused, cfg.prompts,
+                 cfg.cache_dir)
     return data
 
 
