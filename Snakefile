@@ -2,7 +2,7 @@
 #   snakemake --cores 1 reports/all      everything missing: models, runs, reports
 #   snakemake --cores 1 models/smollm2/draft/card.json   only the SmolLM2 pair (models.pair:
 #                                        smollm2, the default): conversion, shipped draft
-#   snakemake --cores 1 distill_draft    the draft distilled again (on request; about an hour)
+#   snakemake --cores 1 distill_draft    the draft distilled again (on request; about 1.5 h)
 #   snakemake --cores 1 build_models     only the tiny target/draft pair (models.pair: tiny)
 #   snakemake --cores 1 bench            the benchmarks (results/bench/)
 #   snakemake --cores 1 reports/projection.html   the performance model: validation against

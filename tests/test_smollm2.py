@@ -134,7 +134,13 @@ def test_distilling_again_gives_the_same_weights(smollm2: Path, tmp_path: Path,
     assert len(list(cache.glob("replies-*.pt"))) == 1
     with caplog.at_level("INFO", logger="specedge.commands.distill"):  # the replies reused
         cached = distill(quick_recipe(smollm2 / "target", tmp_path / "cached", cache_dir=cache))
-    assert "replies: reused" in caplog.text and cached["own_sha256"] == card["own_sha256"]
+    assert "replies: reused those of 8 of 8 prompts" in caplog.text
+    assert cached["own_sha256"] == card["own_sha256"]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="specedge.commands.distill"):  # only the new batch
+        distill(quick_recipe(smollm2 / "target", tmp_path / "more", cache_dir=cache, prompts=12))
+    assert "replies: reused those of 8 of 12 prompts" in caplog.text
+    assert len(list(cache.glob("replies-*.pt"))) == 2
     other = distill(quick_recipe(smollm2 / "target", tmp_path / "seed1", seed=1))
     assert other["own_sha256"] != card["own_sha256"]
 
@@ -184,8 +190,9 @@ def test_the_shipped_draft_agrees_with_its_target_as_its_card_says(smollm2: Path
                       tok.eos_token_id)
     assert abs(again["top1"] - card["agreement"]["top1"]) <= 0.02, again
     assert abs(again["top4"] - card["agreement"]["top4"]) <= 0.02, again
-    # the draft distilled on the target's replies to prompts it wrote itself had 0.24 / 0.43
-    assert again["top1"] >= 0.35 and again["top4"] >= 0.55, again
+    # issue 31's bar (the draft distilled on replies to prompts the target wrote itself had
+    # 0.24 / 0.43)
+    assert again["top1"] >= 0.45 and again["top4"] >= 0.70, again
     assert set(again["by_category"]) == {"mt_bench", "translation", "summarization", "qa",
                                          "math_reasoning", "rag"}
 
@@ -193,8 +200,9 @@ def test_the_shipped_draft_agrees_with_its_target_as_its_card_says(smollm2: Path
 def test_distillation_prompts_are_disjoint_from_every_evaluated_prompt() -> None:
     held_out = [turn for line in (DATA_DIR / "builtin_prompts.jsonl").read_text().splitlines()
                 for turn in json.loads(line)["turns"]]
-    prompts = distill_prompts(1024, 0, held_out)
-    assert len({p for _, p in prompts}) == 1024
+    n = DistillConfig().prompts  # the shipped recipe's
+    prompts = distill_prompts(n, 0, held_out)
+    assert len({p for _, p in prompts}) == n
     assert {k for k, _ in prompts} == set(KINDS) and len(KINDS) == 6
     assert overlapping([p for _, p in prompts], held_out) == []
     # what it is for: a copied passage or quoted sentence is found

@@ -55,7 +55,7 @@ rule draft_model:
 
 rule distill_draft:
     """On request only: the draft distilled again from the target by its recipe
-    (specedge.commands.distill; about an hour on a 2-core CPU), into models/smollm2/distilled.
+    (specedge.commands.distill; about 1.5 h on a 2-core CPU), into models/smollm2/distilled.
     Its log says whether its own tensors are the shipped ones byte for byte; with
     `models.distill_overrides: [ship=true]` it replaces them."""
     input:
