@@ -8,6 +8,7 @@ import random
 import pytest
 
 from specedge.algorithm.goodput import (
+    StepTable,
     choose_budget,
     decode,
     encode,
@@ -15,6 +16,9 @@ from specedge.algorithm.goodput import (
     ranked,
     sanitized,
 )
+from specedge.algorithm.tree import TokenTree
+from specedge.serving.admission import Rejected, check_survival
+from specedge.serving.protocol import request_from_tree
 
 
 def random_tree(rng: random.Random, n: int) -> tuple[list[int], list[float]]:
@@ -78,3 +82,22 @@ def test_free_verification_keeps_every_node_and_a_steep_cost_keeps_none() -> Non
     plain = choose_budget(survivals, lambda tokens: float(tokens))  # each token costs a step
     assert plain.kept == [0, 0] and plain.expected_tokens == 2.0  # plain batched decoding
     assert choose_budget(survivals, lambda tokens: 1.0 + 0.7 * tokens).kept == [1, 0]
+
+
+def test_a_goodput_server_takes_one_survival_byte_per_node_and_distrusts_them() -> None:
+    tree = TokenTree.from_wire([5, 6, 7], [-1, 0, 1])
+    msg = request_from_tree(0, 0, tree, survival=[1.0, 0.5, 0.9])  # a child above its parent
+    assert len(msg.survival) == 3
+    assert check_survival(msg, tree) == pytest.approx([1.0, 0.5, 0.5])
+    with pytest.raises(Rejected, match=r"server.verify_budget = goodput needs one survival "
+                                       r"byte per tree node: the tree has 3 nodes, the "
+                                       r"request 0 bytes"):
+        check_survival(request_from_tree(0, 0, tree), tree)
+
+
+def test_the_step_table_is_flat_then_steep_as_measured() -> None:
+    table = StepTable((2, 8, 32, 64), (1.0, 1.0, 1.5, 3.0))
+    assert [table(t) for t in (1, 2, 5, 8, 20, 32, 48, 96)] == pytest.approx(
+        [1.0, 1.0, 1.0, 1.0, 1.25, 1.5, 2.25, 4.5])
+    with pytest.raises(ValueError, match="two or more increasing token counts"):
+        StepTable((8, 2), (1.0, 1.0))

@@ -35,8 +35,11 @@ def _specedge(run_dir: Path, pair: Path, *overrides: str) -> subprocess.Complete
     ["server.scheduler=pipeline", "server.num_clients=4", "server.max_batch_size=2",
      "hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}",
      "model.compile=static", "model.token_buckets=[1,2,4,8,16,32]"],
+    ["server.scheduler=pipeline", "server.num_clients=4", "server.max_batch_size=2",
+     "hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}",
+     "server.verify_budget=goodput"],
 ], ids=["pipeline", "dynamic-link-included", "static-batch-prefill-cache-static-path",
-        "pipeline-4-edges-static-path"])
+        "pipeline-4-edges-static-path", "pipeline-4-edges-goodput-budget"])
 def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
                                         scheduling: list[str]) -> None:
     run_dir = tmp_path / "run"
@@ -75,6 +78,17 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
     steps = read_records(run_dir / "server.jsonl")
     assert set(steps[0]) == set(ServerStepRecord.__dataclass_fields__)
     assert sum(s["batch_size"] for s in steps) == len(rounds)
+    assert sum(s["sent_nodes"] for s in steps) == sum(r["tree_size"] for r in rounds)
+    assert sum(s["emitted_tokens"] for s in steps) == sum(r["accepted"] + 1 for r in rounds)
+    if "server.verify_budget=goodput" in scheduling:  # each step verified its budget's nodes
+        assert all(r["verified_nodes"] <= r["tree_size"] - 1 for r in rounds)
+        assert all(r["accepted"] <= r["verified_nodes"] for r in rounds)
+        assert sum(s["tree_nodes"] for s in steps) == sum(r["verified_nodes"] + 1
+                                                          for r in rounds)
+        assert all(s["expected_tokens"] >= s["batch_size"] for s in steps)
+    else:
+        assert all(r["verified_nodes"] == r["tree_size"] - 1 for r in rounds)
+        assert all(s["tree_nodes"] == s["sent_nodes"] for s in steps)
     assert sum(s["prefill_count"] for s in steps) == 6
     if "server.scheduler=pipeline" in scheduling:
         # two groups of edges take turns while both still have requests to serve

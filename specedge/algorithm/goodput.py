@@ -70,6 +70,29 @@ def kept_nodes(survivals: Sequence[float], count: int) -> list[int]:
 
 
 @dataclass(frozen=True)
+class StepTable:
+    """Seconds of a verification step by its new tokens, measured at a few sizes
+    (piecewise linear between them, extended along the last segment beyond): a roofline is
+    flat while memory-bound and grows once compute-bound, which a straight line misses."""
+
+    tokens: tuple[int, ...]
+    seconds: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.tokens) < 2 or list(self.tokens) != sorted(set(self.tokens)):
+            raise ValueError(f"a step table needs two or more increasing token counts, got "
+                             f"{list(self.tokens)}")
+
+    def __call__(self, tokens: float) -> float:
+        xs, ys = self.tokens, self.seconds
+        if tokens <= xs[0]:
+            return ys[0]
+        i = next((k for k, x in enumerate(xs) if x >= tokens), len(xs) - 1)
+        slope = (ys[i] - ys[i - 1]) / (xs[i] - xs[i - 1])
+        return max(0.0, ys[i - 1] + slope * (tokens - xs[i - 1]))
+
+
+@dataclass(frozen=True)
 class Budget:
     """One step's verification budget: non-root nodes kept per tree."""
 

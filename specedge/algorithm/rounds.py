@@ -26,7 +26,7 @@ from specedge.algorithm.drafting import (
     draft_trees,
     resume_draft,
 )
-from specedge.algorithm.outcomes import Calibration
+from specedge.algorithm.outcomes import Calibration, accepted_probabilities
 from specedge.algorithm.proactive import (
     Guess,
     adopt,
@@ -147,9 +147,13 @@ class Drafter:
             guessed_p=sum(g.probability for g in guesses),
             proactive_forwards=draft.forwards - self._forwards)
         self._verdict_depth = (max(draft.tree.depths), len(verdict.path) - 1)
-        if self.proactive is not None:
-            self.calibration.observe(draft.tree, draft.dists, verdict.path, verdict.bonus)
+        self.calibration.observe(draft.tree, draft.dists, verdict.path, verdict.bonus)
         return rank is not None
+
+    def survival(self, draft: Draft) -> list[float]:
+        """Each node's chance that the target accepts the path to it, by the draft calibrated
+        on the verdicts so far: what a goodput-budget server ranks nodes by."""
+        return accepted_probabilities(draft.tree, draft.dists, self.calibration)
 
     def observe(self, draft_s: float, wait_s: float) -> None:
         """What the last committed round cost: its drafting time (proactive drafting excluded)

@@ -105,6 +105,12 @@ class ServerStepRecord:
     t_start: float
     t_end: float
     prefix_tokens: int = 0  # the batch's tokens in the target KV before the forward
+    # the goodput budget (server.verify_budget=goodput): nodes the edges sent (tree_nodes: of
+    # them, those verified), the tokens the budget expected, and those the step emitted
+    # (accepted plus bonus, every row)
+    sent_nodes: int = 0
+    expected_tokens: float = 0.0
+    emitted_tokens: int = 0
 
 
 @dataclass
@@ -146,6 +152,8 @@ class EdgeRoundRecord:
     proactive_hit_p: float = 0.0  # that outcome's estimated probability
     proactive_guessed_p: float = 0.0  # estimated probability that some guess hits
     proactive_forwards: int = 0  # of draft_forwards: while the tree was being verified
+    verified_nodes: int = 0  # of tree_size - 1: the drafted nodes the server verified (its
+    # goodput budget's share, server.verify_budget=goodput; all of them when fixed)
 
 
 @dataclass

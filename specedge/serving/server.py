@@ -26,11 +26,13 @@ from pathlib import Path
 import grpc
 import torch
 
+from specedge.algorithm.goodput import StepTable
 from specedge.algorithm.sequence import encode_prompt
 from specedge.algorithm.tree import TokenTree
 from specedge.algorithm.verification import Chooser, Verdict, request_generator, verify_trees
 from specedge.base.config.edge import max_tree_nodes
 from specedge.base.config.run import RunConfig, load_run_config
+from specedge.base.config.server import VerifyBudget
 from specedge.base.records import SERVER_FILE, STATS_FILE, JsonlWriter, run_dtype
 from specedge.engine.datasets import load_requests
 from specedge.engine.kv_cache import KVPool, KVRow, pool_for
@@ -42,6 +44,7 @@ from specedge.serving.admission import (
     check_client,
     check_fits,
     check_prompt,
+    check_survival,
     check_tree,
 )
 from specedge.serving.protocol import pb, reply_from_verdict, rpc
@@ -98,6 +101,8 @@ class VerifierService(rpc.VerifierServicer):
             return repeat
         try:
             tree, held = self._admit(request)
+            survival = (check_survival(request, tree)
+                        if self.cfg.server.verify_budget == VerifyBudget.goodput else None)
         except Rejected as exc:
             log.warning("client %d, request %d refused: %s", cid, request.request_id, exc)
             await context.abort(exc.code, exc.message)
@@ -113,10 +118,11 @@ class VerifierService(rpc.VerifierServicer):
             future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
             job = Job(client_id=cid, row=row, committed=held.tokens, tree=tree,
                       prefill=request.prefill, future=future, generator=held.generator,
-                      prepare=prepare)
+                      prepare=prepare, survival=survival)
             verdict = await self.scheduler.submit(job)
             held.tokens.extend(verdict.new_tokens(tree))
-            reply = reply_from_verdict(verdict, queue_s=job.queue_s, verify_s=job.verify_s)
+            reply = reply_from_verdict(verdict, queue_s=job.queue_s, verify_s=job.verify_s,
+                                       kept=job.verified)
             held.last_request, held.last_reply = wire, reply
         finally:
             self._in_flight.discard(cid)
@@ -231,6 +237,23 @@ def make_verify(pool: KVPool, choose: Chooser) -> Callable[[list[Job]], list[Ver
     return verify
 
 
+STEP_KV_COLUMNS = 256  # the context a start-up step is timed over
+
+
+def measure_steps(pool: KVPool, batch: int, tree_nodes: int) -> StepTable:
+    """The goodput budget's cost model: a step of ``batch`` rows timed at start-up for 1, 2,
+    4, ... new tokens per row up to a full tree (padding forwards, before any request)."""
+    batch = min(batch, pool.max_batch)
+    per_row = sorted({*(1 << i for i in range(tree_nodes.bit_length())), tree_nodes})
+    kv = min(STEP_KV_COLUMNS, pool.columns)
+    table = StepTable(tuple(batch * n for n in per_row),
+                      tuple(pool.time_padding(batch, n, kv) for n in per_row))
+    log.info("goodput budget: step of %d rows, new tokens -> ms: %s", batch,
+             ", ".join(f"{t}: {s * 1e3:.1f}" for t, s in zip(table.tokens, table.seconds,
+                                                          strict=True)))
+    return table
+
+
 async def serve(cfg: RunConfig, run_dir: Path, port_file: Path | None = None) -> None:
     device = cfg.hardware.server_device
     pool = pool_for(load_member(cfg.model, "target", device, record_in=run_dir),
@@ -242,8 +265,11 @@ async def serve(cfg: RunConfig, run_dir: Path, port_file: Path | None = None) ->
 
     policy = make_policy(cfg.server.scheduler_policy, cfg.server.max_batch_size,
                          cfg.server.num_clients)
+    step_seconds = (measure_steps(pool, cfg.server.max_batch_size, max_tree_nodes(cfg.edge))
+                    if cfg.server.verify_budget == VerifyBudget.goodput else None)
     scheduler = Scheduler(policy, make_verify(pool, choose), cfg.server.num_clients,
-                          cfg.server.max_wait_ms / 1000, on_batch=steps_out.write)
+                          cfg.server.max_wait_ms / 1000, on_batch=steps_out.write,
+                          step_seconds=step_seconds)
     prefilled = None
     if cfg.server.cache_prefill:
         tok = load_run_tokenizer(cfg.model)
