@@ -225,6 +225,8 @@ async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,
     late_s = time.perf_counter() - arrived
     verdict = verdict_from_reply(reply)
     hit = drafter.commit(draft, verdict, guesses)
+    if survival is not None:
+        drafter.follow(reply.kept)
     drafter.observe(draft_s, arrived - t1)
     stats = drafter.stats
     kept = seq.commit(verdict.new_tokens(draft.tree))
@@ -241,7 +243,8 @@ async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,
         finished=seq.finished, tokens=kept, tree_budget=stats.budget, tree_depth=stats.depth,
         proactive_guesses=stats.guesses, proactive_hit_rank=stats.hit_rank,
         proactive_hit_p=stats.hit_p, proactive_guessed_p=stats.guessed_p,
-        proactive_forwards=stats.proactive_forwards, verified_nodes=reply.kept)
+        proactive_forwards=stats.proactive_forwards,
+        verified_nodes=len(draft.tree) - 1 if survival is None else reply.kept)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -122,7 +122,7 @@ class VerifierService(rpc.VerifierServicer):
             verdict = await self.scheduler.submit(job)
             held.tokens.extend(verdict.new_tokens(tree))
             reply = reply_from_verdict(verdict, queue_s=job.queue_s, verify_s=job.verify_s,
-                                       kept=job.verified)
+                                       kept=job.verified if survival is not None else 0)
             held.last_request, held.last_reply = wire, reply
         finally:
             self._in_flight.discard(cid)
