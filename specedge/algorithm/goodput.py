@@ -22,9 +22,14 @@ value), and caps what one tree may ask for.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the simulator imports this without torch
+    from specedge.algorithm.tree import TokenTree
 
 STEPS_PER_HALVING = 8  # wire resolution: 2 ** (1/8), a 9 % step
 _FLOOR = 255  # the largest byte: survival 2 ** (-255/8), about 2e-10
@@ -127,3 +132,18 @@ def choose_budget(survivals: Sequence[Sequence[float]], step_seconds: Callable[[
         if expected * best.step_s > best.expected_tokens * seconds * (1 + 1e-12):
             best = Budget(list(kept), expected, seconds)
     return best
+
+
+def pruned(trees: Sequence[TokenTree], survivals: Sequence[Sequence[float]],
+           step_seconds: Callable[[int], float]) -> tuple[Budget, list[TokenTree], list[list[int]]]:
+    """The step's budget, the trees cut to it (copies) and, per tree, the nodes kept (indices
+    in the tree as sent: a verdict's path on a cut tree maps back through them)."""
+    budget = choose_budget(survivals, step_seconds)
+    cut, keeps = [], []
+    for tree, s, n in zip(trees, survivals, budget.kept, strict=True):
+        keep = kept_nodes(s, n)
+        copy = dataclasses.replace(tree)
+        copy.keep_nodes(keep)
+        cut.append(copy)
+        keeps.append(keep)
+    return budget, cut, keeps

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from specedge.algorithm.goodput import Budget, choose_budget, kept_nodes
+from specedge.algorithm.goodput import Budget, pruned
 from specedge.base.records import ServerStepRecord
 
 if TYPE_CHECKING:  # annotations only: the simulator imports the policies without torch
@@ -224,12 +224,10 @@ class Scheduler:
         cost, extra = self.step_seconds, sum(len(j.pending) for j in batch)
         survivals = [j.survival if j.survival is not None else [1.0] * len(j.tree)
                      for j in batch]
-        budget = choose_budget(survivals, lambda tokens: cost(tokens + extra))
-        for job, s, n in zip(batch, survivals, budget.kept, strict=True):
-            job.kept = kept_nodes(s, n)
-            pruned = dataclasses.replace(job.tree)
-            pruned.keep_nodes(job.kept)
-            job.tree = pruned
+        budget, cut, keeps = pruned([j.tree for j in batch], survivals,
+                                    lambda tokens: cost(tokens + extra))
+        for job, tree, keep in zip(batch, cut, keeps, strict=True):
+            job.tree, job.kept = tree, keep
         return budget
 
     async def run(self) -> None:

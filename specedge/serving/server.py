@@ -26,7 +26,6 @@ from pathlib import Path
 import grpc
 import torch
 
-from specedge.algorithm.goodput import StepTable
 from specedge.algorithm.sequence import encode_prompt
 from specedge.algorithm.tree import TokenTree
 from specedge.algorithm.verification import Chooser, Verdict, request_generator, verify_trees
@@ -47,6 +46,7 @@ from specedge.serving.admission import (
     check_survival,
     check_tree,
 )
+from specedge.serving.budget import measure_steps
 from specedge.serving.protocol import pb, reply_from_verdict, rpc
 from specedge.serving.scheduler import Job, Scheduler, make_policy
 from specedge.serving.security import bind, make_server
@@ -235,23 +235,6 @@ def make_verify(pool: KVPool, choose: Chooser) -> Callable[[list[Job]], list[Ver
         return verify_trees(pool, [j.row for j in batch], [j.pending for j in batch],
                             [j.tree for j in batch], choose, [j.generator for j in batch])
     return verify
-
-
-STEP_KV_COLUMNS = 256  # the context a start-up step is timed over
-
-
-def measure_steps(pool: KVPool, batch: int, tree_nodes: int) -> StepTable:
-    """The goodput budget's cost model: a step of ``batch`` rows timed at start-up for 1, 2,
-    4, ... new tokens per row up to a full tree (padding forwards, before any request)."""
-    batch = min(batch, pool.max_batch)
-    per_row = sorted({*(1 << i for i in range(tree_nodes.bit_length())), tree_nodes})
-    kv = min(STEP_KV_COLUMNS, pool.columns)
-    table = StepTable(tuple(batch * n for n in per_row),
-                      tuple(pool.time_padding(batch, n, kv) for n in per_row))
-    log.info("goodput budget: step of %d rows, new tokens -> ms: %s", batch,
-             ", ".join(f"{t}: {s * 1e3:.1f}" for t, s in zip(table.tokens, table.seconds,
-                                                          strict=True)))
-    return table
 
 
 async def serve(cfg: RunConfig, run_dir: Path, port_file: Path | None = None) -> None:
