@@ -15,6 +15,7 @@ from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from specedge.algorithm.drafting import TreeShape, draft_tree, draft_trees
+from specedge.algorithm.goodput import StepTable
 from specedge.algorithm.sequence import Sequence
 from specedge.algorithm.verification import Chooser, greedy_reference
 from specedge.base.config.model import CompileMode
@@ -103,6 +104,31 @@ def test_batched_equals_unbatched(pair: Pair, shape: TreeShape, capacity: int,
     serve(baseline="server_only", sequences=seqs, capacity=capacity, target=target, draft=draft,
           shape=shape, choose=Chooser())
     assert [tuple(s.generated) for s in seqs] == [reference(i) for i in range(len(PROMPTS))]
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(shape=shapes, capacity=st.integers(1, 4), mode=st.sampled_from(MODES),
+       slope=st.sampled_from([0.0, 0.02, 0.2, 5.0]))
+def test_a_goodput_budget_verifies_fewer_nodes_and_changes_no_token(
+        pair: Pair, shape: TreeShape, capacity: int, mode: CompileMode, slope: float,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Server-only verifying only its budget's nodes, under step costs from free (every node
+    kept) to steep (plain decoding): still the target's greedy text."""
+    tok, _, _, reference = pair
+    seqs = _seqs(tok, list(range(len(PROMPTS))))
+    target, draft = pair.pools(mode, rows=capacity)
+    path = tmp_path_factory.mktemp("budget") / STEPS_FILE
+    with JsonlWriter(path) as out:
+        serve(baseline="server_only", sequences=seqs, capacity=capacity, target=target,
+              draft=draft, shape=shape, choose=Chooser(), steps_out=out,
+              step_seconds=StepTable((1, 2), (1.0, 1.0 + slope)))
+    assert [tuple(s.generated) for s in seqs] == [reference(i) for i in range(len(PROMPTS))]
+    steps = [json.loads(line) for line in path.read_text().splitlines()]
+    assert all(r["accepted"] < r["tree_size"] <= r["drafted_nodes"] for r in steps)
+    if slope == 0.0:  # verifying is free: every node the draft saw any chance in is kept
+        assert sum(r["tree_size"] for r in steps) > len(steps)
+    if slope == 5.0:  # each node costs five steps: plain decoding
+        assert all(r["tree_size"] == 1 for r in steps)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from itertools import pairwise
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from specedge import PROJECT_ROOT
+from specedge.algorithm.rounds import SHARE_FLOOR, SHARE_HEADROOM
 from specedge.base.records import OUTPUTS_FILE, EdgeRoundRecord, ServerStepRecord
 from tests.serving import assert_outputs_exact, read_records, run_command
 
@@ -35,8 +37,11 @@ def _specedge(run_dir: Path, pair: Path, *overrides: str) -> subprocess.Complete
     ["server.scheduler=pipeline", "server.num_clients=4", "server.max_batch_size=2",
      "hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}",
      "model.compile=static", "model.token_buckets=[1,2,4,8,16,32]"],
+    ["server.scheduler=pipeline", "server.num_clients=4", "server.max_batch_size=2",
+     "hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}",
+     "server.verify_budget=goodput"],
 ], ids=["pipeline", "dynamic-link-included", "static-batch-prefill-cache-static-path",
-        "pipeline-4-edges-static-path"])
+        "pipeline-4-edges-static-path", "pipeline-4-edges-goodput-budget"])
 def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
                                         scheduling: list[str]) -> None:
     run_dir = tmp_path / "run"
@@ -53,12 +58,16 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
     assert {r["request_id"] for r in rounds} == set(range(6))
     assert sum(r["new_tokens"] for r in rounds) == sum(len(o["output_ids"]) for o in outputs)
     proactive = "edge.proactive.type=disabled" not in scheduling
-    assert all(r["proactive_drafted"] == proactive for r in rounds)
+    if "server.verify_budget=goodput" in scheduling:  # a reply can beat its first forward
+        assert any(r["proactive_drafted"] for r in rounds)
+    else:
+        assert all(r["proactive_drafted"] == proactive for r in rounds)
     assert sum(r["from_proactive"] for r in rounds) == sum(
         r["proactive_hit"] and not r["finished"] for r in rounds)
     nodes = sum(r["tree_size"] for r in rounds if not r["prefill"])
     wire = sum(r["request_bytes"] + r["reply_bytes"] for r in rounds if not r["prefill"])
-    assert wire / nodes < 8, f"{wire / nodes:.2f} bytes per tree node on the wire"
+    limit = 9 if "server.verify_budget=goodput" in scheduling else 8  # + a survival byte
+    assert wire / nodes < limit, f"{wire / nodes:.2f} bytes per tree node on the wire"
 
     if "hardware.link.delay_ms=15" in scheduling:  # the emulated link is paid both ways
         assert min(r["wait_s"] for r in rounds) >= 0.030
@@ -75,6 +84,23 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
     steps = read_records(run_dir / "server.jsonl")
     assert set(steps[0]) == set(ServerStepRecord.__dataclass_fields__)
     assert sum(s["batch_size"] for s in steps) == len(rounds)
+    assert sum(s["sent_nodes"] for s in steps) == sum(r["tree_size"] for r in rounds)
+    assert sum(s["emitted_tokens"] for s in steps) == sum(r["accepted"] + 1 for r in rounds)
+    if "server.verify_budget=goodput" in scheduling:  # each step verified its budget's nodes
+        assert all(r["verified_nodes"] <= r["tree_size"] - 1 for r in rounds)
+        assert all(r["accepted"] <= r["verified_nodes"] for r in rounds)
+        assert sum(s["tree_nodes"] for s in steps) == sum(r["verified_nodes"] + 1
+                                                          for r in rounds)
+        assert all(s["expected_tokens"] >= s["batch_size"] for s in steps)
+        for c in range(n_edges):  # each edge drafts about the share it last got
+            mine = read_records(run_dir / f"edge-{c}.jsonl")
+            assert all(b["tree_size"] - 1 <= max(SHARE_FLOOR,
+                                                 math.ceil(SHARE_HEADROOM * a["verified_nodes"]))
+                       for a, b in pairwise(mine)), [(r["tree_size"], r["verified_nodes"])
+                                                     for r in mine]
+    else:
+        assert all(r["verified_nodes"] == r["tree_size"] - 1 for r in rounds)
+        assert all(s["tree_nodes"] == s["sent_nodes"] for s in steps)
     assert sum(s["prefill_count"] for s in steps) == 6
     if "server.scheduler=pipeline" in scheduling:
         # two groups of edges take turns while both still have requests to serve

@@ -213,8 +213,10 @@ def draft_tree(pool: KVPool, row: KVRow, pending: list[int], root: int,
 
 @torch.inference_mode()
 def resume_draft(pool: KVPool, draft: Draft, shape: TreeShape, steps: int) -> Draft:
-    """Keep growing a tree whose root and some nodes already have KV in the work area."""
+    """Keep growing a tree whose root and some nodes already have KV in the work area,
+    within ``shape``'s budget (which may be smaller than the one it was grown to so far)."""
     grow(pool, draft, shape, steps, draft.row.length, draft.pending_cols)
+    _prune_forest([draft], [0.0], shape.max_budget)
     return draft
 
 

@@ -15,9 +15,10 @@ measured. The edge (:mod:`specedge.serving.edge`), server-only
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from specedge.algorithm.drafting import (
     Draft,
@@ -26,7 +27,7 @@ from specedge.algorithm.drafting import (
     draft_trees,
     resume_draft,
 )
-from specedge.algorithm.outcomes import Calibration
+from specedge.algorithm.outcomes import Calibration, accepted_probabilities
 from specedge.algorithm.proactive import (
     Guess,
     adopt,
@@ -54,6 +55,10 @@ class RoundStats:
     proactive_forwards: int = 0  # of the tree's draft forwards: while it was being verified
 
 
+SHARE_HEADROOM = 1.5  # an edge drafts this many times the share a goodput server last kept
+SHARE_FLOOR = 4  # ... and never fewer nodes than this (a share of 0 must be able to grow)
+
+
 class Drafter:
     """Drafting for one request at a time on one draft KV row."""
 
@@ -70,6 +75,7 @@ class Drafter:
         self.adopted: Draft | None = None  # the sub-tree a proactive hit handed over
         self.steps_left = shape.max_beam_len
         self.round_shape = shape
+        self.budget_share: int | None = None  # a goodput server's last share, with headroom
         self.stats = RoundStats()
         self._forwards = 0  # this round's drafting forwards, proactive ones excluded
         self._verdict_depth = (0, 0)  # the last committed tree's depth, and tokens accepted
@@ -100,7 +106,10 @@ class Drafter:
             raise ValueError("draft_batch needs drafters on one draft pool")
         drafts: list[Draft | None] = [None] * len(drafters)
         for i, drafter in enumerate(drafters):
-            shape = drafter.round_shape = drafter.planner.shape()
+            shape = drafter.planner.shape()
+            if drafter.budget_share is not None:
+                shape = replace(shape, max_budget=min(shape.max_budget, drafter.budget_share))
+            drafter.round_shape = shape
             if drafter.adopted is not None:
                 steps = min(drafter.steps_left, shape.max_beam_len)
                 drafts[i] = resume_draft(drafter.pool, drafter.adopted, shape, steps)
@@ -147,9 +156,19 @@ class Drafter:
             guessed_p=sum(g.probability for g in guesses),
             proactive_forwards=draft.forwards - self._forwards)
         self._verdict_depth = (max(draft.tree.depths), len(verdict.path) - 1)
-        if self.proactive is not None:
-            self.calibration.observe(draft.tree, draft.dists, verdict.path, verdict.bonus)
+        self.calibration.observe(draft.tree, draft.dists, verdict.path, verdict.bonus)
         return rank is not None
+
+    def follow(self, kept: int) -> None:
+        """A goodput server verified ``kept`` of this round's nodes: draft about that many
+        next round, with headroom (its share moves with the batch and the load), so edge time
+        and link bytes follow the server's budget."""
+        self.budget_share = max(SHARE_FLOOR, math.ceil(SHARE_HEADROOM * kept))
+
+    def survival(self, draft: Draft) -> list[float]:
+        """Each node's chance that the target accepts the path to it, by the draft calibrated
+        on the verdicts so far: what a goodput-budget server ranks nodes by."""
+        return accepted_probabilities(draft.tree, draft.dists, self.calibration)
 
     def observe(self, draft_s: float, wait_s: float) -> None:
         """What the last committed round cost: its drafting time (proactive drafting excluded)

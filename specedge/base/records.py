@@ -79,7 +79,7 @@ class StepRecord:
     prefill: bool  # this step also ran the request's prompt (its first step)
     draft_s: float  # draft time of this request's tree (0 for auto-batch)
     target_s: float  # the step's batched target forward (shared by the batch)
-    tree_size: int  # nodes sent to the target, root included
+    tree_size: int  # nodes the target verified, root included
     accepted: int  # drafted tokens accepted (bonus token excluded)
     new_tokens: int  # tokens appended to the output this step (after EOS / length cut)
     draft_forwards: int  # draft model calls spent on this request's tree
@@ -89,6 +89,8 @@ class StepRecord:
     prefix: int = 0  # tokens in the request's target KV before the step (what it attends to)
     tree_budget: int = 0  # the node budget and depth this round's shape allowed (tree policy;
     tree_depth: int = 0  # 0: auto-batch, or a run from before tree policies)
+    drafted_nodes: int = 0  # of the request's tree, root included (tree_size: those verified;
+    # fewer under server.verify_budget=goodput)
 
 
 @dataclass
@@ -105,6 +107,12 @@ class ServerStepRecord:
     t_start: float
     t_end: float
     prefix_tokens: int = 0  # the batch's tokens in the target KV before the forward
+    # the goodput budget (server.verify_budget=goodput): nodes the edges sent (tree_nodes: of
+    # them, those verified), the tokens the budget expected, and those the step emitted
+    # (accepted plus bonus, every row)
+    sent_nodes: int = 0
+    expected_tokens: float = 0.0
+    emitted_tokens: int = 0
 
 
 @dataclass
@@ -146,6 +154,8 @@ class EdgeRoundRecord:
     proactive_hit_p: float = 0.0  # that outcome's estimated probability
     proactive_guessed_p: float = 0.0  # estimated probability that some guess hits
     proactive_forwards: int = 0  # of draft_forwards: while the tree was being verified
+    verified_nodes: int = 0  # of tree_size - 1: the drafted nodes the server verified (its
+    # goodput budget's share, server.verify_budget=goodput; all of them when fixed)
 
 
 @dataclass

@@ -25,12 +25,15 @@ from specedge.algorithm.verification import Chooser
 from specedge.analysis.metrics import MetricsError, write_summary
 from specedge.base.config.baseline import AutoBatchBaseline, BaselineName, ServerOnlyBaseline
 from specedge.base.config.checks import ConfigError
+from specedge.base.config.edge import max_tree_nodes
 from specedge.base.config.run import RunConfig, save_run_config, to_run_config
+from specedge.base.config.server import VerifyBudget
 from specedge.base.records import OUTPUTS_FILE, RUN_INFO_FILE, STEPS_FILE, SUMMARY_FILE, JsonlWriter
 from specedge.engine.datasets import DatasetError, load_requests
 from specedge.engine.kv_cache import KVPool, pool_for
 from specedge.engine.models import ModelLoadError, check_member, load_member, load_run_tokenizer
 from specedge.serving.baselines import serve
+from specedge.serving.budget import measure_steps
 from specedge.serving.launcher import LaunchError, cores_to_pin, launch
 
 log = logging.getLogger("specedge.commands.run")
@@ -115,6 +118,9 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
     target = pool_for(load_member(cfg.model, "target", device, record_in=run_dir), capacity,
                       cfg.model, cfg.edge, device)
     log.info("forward path: %s (model.compile = %s)", target.mode.value, cfg.model.compile.value)
+    step_seconds = (measure_steps(target, capacity, max_tree_nodes(cfg.edge))
+                    if draft is not None and cfg.server.verify_budget == VerifyBudget.goodput
+                    else None)
     torch.manual_seed(cfg.seed)
     choose = Chooser.seeded(cfg.generation.temperature, cfg.generation.top_p, cfg.seed)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -137,7 +143,7 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
         result = serve(baseline=baseline.name.value, sequences=seqs, capacity=capacity,
                        target=target, draft=draft, shape=shape, choose=choose, steps_out=steps_out,
                        on_finish=finished, on_step=stepped, policy=cfg.edge.tree_policy,
-                       batch_drafting=batch_drafting)
+                       batch_drafting=batch_drafting, step_seconds=step_seconds)
     tokens = sum(len(s.generated) for s in result.sequences)
     log.info("%s: %d requests, %d tokens in %d steps, %.1f s (%.1f tokens/s)",
              baseline.name.value, len(seqs), tokens, result.steps, result.wall_s,

@@ -426,6 +426,31 @@ class KVPool:
         self.seconds += time.perf_counter() - t0
         return logits
 
+    @torch.inference_mode()
+    def time_padding(self, batch: int, n_new: int, kv_len: int, repeats: int = 3) -> float:
+        """Median seconds of a forward of ``batch`` rows x ``n_new`` new tokens over ``kv_len``
+        KV columns, run as padding (only the scratch row is written; no counter moves): what a
+        step of that shape costs, before any request has come."""
+        if not (1 <= batch <= self.max_batch and n_new >= 1 and 1 <= kv_len <= self.columns):
+            raise ValueError(f"a padding forward of batch {batch}, {n_new} new tokens, "
+                             f"{kv_len} KV columns does not fit this pool (batch <= "
+                             f"{self.max_batch}, KV columns <= {self.columns})")
+        static = self.mode != CompileMode.eager
+        plan = (self._padding(_pow2_at_least(batch), bucket(n_new, self.token_buckets),
+                              self.kv_bucket(kv_len)) if static
+                else self._padding(batch, n_new, kv_len, n_new))
+        times = []
+        for _ in range(repeats + 1):  # the first is a warm-up
+            t0 = time.perf_counter()
+            if self.mode == CompileMode.graphs:
+                self._replay(plan)
+            else:
+                self._run(_unpacked(*self._to_device(plan)), plan.kv_len, None)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times[1:]))
+
     def _forward(self, queries: list[Query]) -> torch.Tensor:
         plan = self._plan(queries)
         for q in queries:

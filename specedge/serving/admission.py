@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from specedge.algorithm.goodput import decode, sanitized
 from specedge.algorithm.tree import TokenTree
 from specedge.serving.protocol import pb
 
@@ -67,6 +68,16 @@ def check_tree(msg: pb.ValidateRequest, limits: Limits) -> TokenTree:
                            f"(0..{node - 1})")
     _check_tokens("the tree", tokens, limits.vocab_size)
     return TokenTree.from_wire(tokens, [-1, *parents])
+
+
+def check_survival(msg: pb.ValidateRequest, tree: TokenTree) -> list[float]:
+    """The tree's survivals for the goodput budget (one byte per node), distrusted: clamped
+    to [0, 1] and to each node's parent (:func:`specedge.algorithm.goodput.sanitized`)."""
+    if len(msg.survival) != len(tree):
+        raise _invalid(f"server.verify_budget = goodput needs one survival byte per tree node: "
+                       f"the tree has {len(tree)} nodes, the request {len(msg.survival)} bytes "
+                       "(an edge run with another server.verify_budget?)")
+    return sanitized(decode(msg.survival), tree.parents)
 
 
 def check_prompt(msg: pb.ValidateRequest, limits: Limits) -> list[int]:

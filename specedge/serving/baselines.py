@@ -13,9 +13,10 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from specedge.algorithm.drafting import Draft, TreeShape
+from specedge.algorithm.goodput import pruned
 from specedge.algorithm.rounds import Drafter, RoundStats
 from specedge.algorithm.sequence import Sequence
 from specedge.algorithm.tree import TokenTree
@@ -46,12 +47,16 @@ def serve(
     on_step: Callable[[int], None] | None = None,
     policy: TreePolicy = TreePolicy.fixed,
     batch_drafting: bool = True,
+    step_seconds: Callable[[float], float] | None = None,
 ) -> ServeResult:
     """Serve ``sequences``, at most ``capacity`` at once; ``draft=None`` is plain batched decoding.
 
     ``target`` (and ``draft``) hold at least ``capacity`` KV rows; a request holds one of each
     while it is served. ``batch_drafting=False`` drafts the requests' trees one after the other
-    (the same trees, more draft forwards), to compare with."""
+    (the same trees, more draft forwards), to compare with. ``step_seconds`` (server-only): a
+    target step's cost by its new tokens; given, each step verifies only the goodput budget's
+    nodes (:mod:`specedge.algorithm.goodput`), the step's drafting counted in its cost, and
+    each request drafts about its share next step."""
     queue = deque(sequences)
     active: list[Sequence] = []
     drafters: dict[int, Drafter] = {}  # by request index: server-only's draft KV rows
@@ -69,27 +74,36 @@ def serve(
         drafts, draft_s = _draft_all(active, drafters, batch_drafting)
         trees = [d.tree if d is not None else TokenTree.rooted(s.root)
                  for d, s in zip(drafts, active, strict=True)]
-        t0 = time.perf_counter()
         rows = [s.target_row for s in active]
         assert all(r is not None for r in rows)
         prefixes = [r.length for r in rows]  # type: ignore[union-attr]
-        verdicts = verify_trees(target, rows,  # type: ignore[arg-type]
-                                [s.pending_for(s.target_row) for s in active], trees, choose)
+        pendings = [s.pending_for(s.target_row) for s in active]
+        verified, keeps = trees, [None] * len(trees)
+        if step_seconds is not None and any(d is not None for d in drafts):
+            verified, keeps = _budget(trees, drafts, drafters, active, pendings, draft_s,
+                                      step_seconds)
+        t0 = time.perf_counter()
+        verdicts = verify_trees(target, rows, pendings, verified, choose)  # type: ignore[arg-type]
+        verdicts = [v if k is None else replace(v, path=[k[i] for i in v.path])
+                    for v, k in zip(verdicts, keeps, strict=True)]
         timing = _StepTiming(step, t_start, time.time(), time.perf_counter() - t0)
         produced = 0
-        for seq, d, tree, verdict, prefix in zip(active, drafts, trees, verdicts, prefixes,
-                                                 strict=True):
+        for seq, d, tree, verdict, prefix, keep in zip(active, drafts, trees, verdicts,
+                                                       prefixes, keeps, strict=True):
             d_s = draft_s if d is not None else 0.0  # its tree was ready with the batch's
             if d is not None:
                 drafter = drafters[seq.request.index]
                 drafter.commit(d, verdict)
                 drafter.observe(d_s, timing.target_s)  # its verdict waited for the forward
+                if keep is not None:
+                    drafter.follow(len(keep) - 1)
             kept = seq.commit(verdict.new_tokens(tree))
             produced += len(kept)
             if steps_out is not None:
                 stats = drafters[seq.request.index].stats if d is not None else None
                 steps_out.write(timing.record(baseline, seq, len(active), d, d_s, tree,
-                                              len(verdict.path) - 1, len(kept), prefix, stats))
+                                              len(verdict.path) - 1, len(kept), prefix, stats,
+                                              len(tree) if keep is None else len(keep)))
             seq.steps += 1
             if seq.finished:
                 _release(seq, target, drafters)
@@ -113,11 +127,12 @@ class _StepTiming:
 
     def record(self, baseline: str, seq: Sequence, batch_size: int, draft: Draft | None,
                draft_s: float, tree: TokenTree, accepted: int, kept: int,
-               prefix: int, stats: RoundStats | None) -> StepRecord:
+               prefix: int, stats: RoundStats | None, verified: int) -> StepRecord:
         return StepRecord(
             baseline=baseline, step=self.step, request_id=seq.request.index,
             category=seq.request.category, batch_size=batch_size, prefill=seq.steps == 0,
-            draft_s=draft_s, target_s=self.target_s, tree_size=len(tree), accepted=accepted,
+            draft_s=draft_s, target_s=self.target_s, tree_size=verified, accepted=accepted,
+            drafted_nodes=len(tree),
             new_tokens=kept, draft_forwards=draft.forwards if draft is not None else 0,
             t_start=self.t_start, t_end=self.t_end, finished=seq.finished, prefix=prefix,
             tree_budget=stats.budget if stats else 0, tree_depth=stats.depth if stats else 0)
@@ -141,6 +156,19 @@ def _draft_all(active: list[Sequence], drafters: dict[int, Drafter],
         for (i, _), d in zip(group, grown, strict=True):
             drafts[i] = d
     return drafts, time.perf_counter() - t0
+
+
+def _budget(trees: list[TokenTree], drafts: list[Draft | None], drafters: dict[int, Drafter],
+            active: list[Sequence], pendings: list[list[int]], draft_s: float,
+            step_seconds: Callable[[float], float]
+            ) -> tuple[list[TokenTree], list[list[int] | None]]:
+    """Server-only's goodput budget: the same selection as the SpecEdge server's, over
+    survivals its drafters estimate; the drafting already spent is part of the step's time."""
+    survivals = [drafters[s.request.index].survival(d) if d is not None else [1.0]
+                 for d, s in zip(drafts, active, strict=True)]
+    extra = sum(len(p) for p in pendings)
+    _, cut, keeps = pruned(trees, survivals, lambda t: draft_s + step_seconds(t + extra))
+    return cut, [k if d is not None else None for k, d in zip(keeps, drafts, strict=True)]
 
 
 def _release(seq: Sequence, target: KVPool, drafters: dict[int, Drafter]) -> None:

@@ -29,6 +29,7 @@ from specedge.algorithm.drafting import TreeShape
 from specedge.algorithm.rounds import Drafter
 from specedge.algorithm.sequence import Sequence, encode_prompt, output_record
 from specedge.base.config.run import RunConfig, load_run_config
+from specedge.base.config.server import VerifyBudget
 from specedge.base.records import (
     EdgeRoundRecord,
     JsonlWriter,
@@ -206,8 +207,10 @@ async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,
     prefill = seq.steps == 0 or seq.resumed
     # A resumed request's committed tokens are no cached prompt: they always travel.
     send_prompt = seq.resumed or (prefill and not cfg.server.cache_prefill)
+    survival = (drafter.survival(draft)
+                if cfg.server.verify_budget == VerifyBudget.goodput else None)
     msg = request_from_tree(server.client_id, seq.request.index, draft.tree, prefill,
-                            seq.tokens if send_prompt else None, seq.steps)
+                            seq.tokens if send_prompt else None, seq.steps, survival)
     t_sent, t1 = time.time(), time.perf_counter()
     call = asyncio.ensure_future(server.validate(msg, seq.tokens))
     reply_in = threading.Event()
@@ -222,6 +225,8 @@ async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,
     late_s = time.perf_counter() - arrived
     verdict = verdict_from_reply(reply)
     hit = drafter.commit(draft, verdict, guesses)
+    if survival is not None:
+        drafter.follow(reply.kept)
     drafter.observe(draft_s, arrived - t1)
     stats = drafter.stats
     kept = seq.commit(verdict.new_tokens(draft.tree))
@@ -238,7 +243,8 @@ async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,
         finished=seq.finished, tokens=kept, tree_budget=stats.budget, tree_depth=stats.depth,
         proactive_guesses=stats.guesses, proactive_hit_rank=stats.hit_rank,
         proactive_hit_p=stats.hit_p, proactive_guessed_p=stats.guessed_p,
-        proactive_forwards=stats.proactive_forwards)
+        proactive_forwards=stats.proactive_forwards,
+        verified_nodes=len(draft.tree) - 1 if survival is None else reply.kept)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from specedge.algorithm.goodput import Budget, pruned
 from specedge.base.records import ServerStepRecord
 
 if TYPE_CHECKING:  # annotations only: the simulator imports the policies without torch
@@ -48,9 +50,16 @@ class Job:
     # Work on the row the forward thread does first (a new request: reset, load cached KV):
     # the handler must not write the KV pool while another batch's forward reads it.
     prepare: Callable[[], None] | None = None
+    survival: list[float] | None = None  # per tree node, sanitized (goodput budget only)
     enqueued: float = field(default_factory=time.perf_counter)
     queue_s: float = 0.0  # set when its batch is done: waiting, then the batched forward
     verify_s: float = 0.0
+    kept: list[int] | None = None  # the tree's nodes its step verified (None: all of them)
+
+    @property
+    def verified(self) -> int:
+        """Drafted nodes verified (the root excluded)."""
+        return len(self.tree) - 1 if self.kept is None else len(self.kept) - 1
 
     @property
     def pending(self) -> list[int]:
@@ -143,8 +152,12 @@ class Scheduler:
 
     def __init__(self, policy: BatchPolicy, verify: VerifyFn, num_clients: int,
                  max_wait_s: float,
-                 on_batch: Callable[[ServerStepRecord], None] | None = None) -> None:
+                 on_batch: Callable[[ServerStepRecord], None] | None = None,
+                 step_seconds: Callable[[float], float] | None = None) -> None:
+        """``step_seconds``: what a forward over that many new tokens costs; given, each step
+        verifies only the goodput budget's nodes (:mod:`specedge.algorithm.goodput`)."""
         self.policy = policy
+        self.step_seconds = step_seconds
         self.verify = verify
         self.active: set[int] = set(range(num_clients))
         self.max_wait_s = max_wait_s
@@ -183,15 +196,39 @@ class Scheduler:
             if job.prepare is not None:
                 job.prepare()
         prefix_tokens = sum(j.row.length for j in batch)
+        sent = [j.tree for j in batch]
+        budget = self._prune(batch) if self.step_seconds is not None else None
         t0 = time.perf_counter()
         verdicts = self.verify(batch)
         forward_s = time.perf_counter() - t0
+        if budget is not None:  # paths in the nodes the edges sent
+            for job, tree in zip(batch, sent, strict=True):
+                job.tree = tree
+            verdicts = [dataclasses.replace(v, path=[j.kept[i] for i in v.path])
+                        if j.kept is not None else v
+                        for j, v in zip(batch, verdicts, strict=True)]
         return verdicts, ServerStepRecord(
             step=self._step, clients=[j.client_id for j in batch], batch_size=len(batch),
             prefill_count=sum(j.prefill for j in batch),
-            tree_nodes=sum(len(j.tree) for j in batch),
+            tree_nodes=sum(j.verified + 1 for j in batch),
             queue_wait_s=max(t0 - j.enqueued for j in batch), forward_s=forward_s,
-            t_start=t_start, t_end=time.time(), prefix_tokens=prefix_tokens), t0
+            t_start=t_start, t_end=time.time(), prefix_tokens=prefix_tokens,
+            sent_nodes=sum(len(t) for t in sent),
+            expected_tokens=budget.expected_tokens if budget is not None else 0.0,
+            emitted_tokens=sum(len(v.path) for v in verdicts)), t0
+
+    def _prune(self, batch: list[Job]) -> Budget:
+        """The goodput budget of this step: each job's tree cut to its share (``job.kept``);
+        the catch-up tokens the rows need anyway count toward the step's cost."""
+        assert self.step_seconds is not None
+        cost, extra = self.step_seconds, sum(len(j.pending) for j in batch)
+        survivals = [j.survival if j.survival is not None else [1.0] * len(j.tree)
+                     for j in batch]
+        budget, cut, keeps = pruned([j.tree for j in batch], survivals,
+                                    lambda tokens: cost(tokens + extra))
+        for job, tree, keep in zip(batch, cut, keeps, strict=True):
+            job.tree, job.kept = tree, keep
+        return budget
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

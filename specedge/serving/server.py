@@ -31,6 +31,7 @@ from specedge.algorithm.tree import TokenTree
 from specedge.algorithm.verification import Chooser, Verdict, request_generator, verify_trees
 from specedge.base.config.edge import max_tree_nodes
 from specedge.base.config.run import RunConfig, load_run_config
+from specedge.base.config.server import VerifyBudget
 from specedge.base.records import SERVER_FILE, STATS_FILE, JsonlWriter, run_dtype
 from specedge.engine.datasets import load_requests
 from specedge.engine.kv_cache import KVPool, KVRow, pool_for
@@ -42,8 +43,10 @@ from specedge.serving.admission import (
     check_client,
     check_fits,
     check_prompt,
+    check_survival,
     check_tree,
 )
+from specedge.serving.budget import measure_steps
 from specedge.serving.protocol import pb, reply_from_verdict, rpc
 from specedge.serving.scheduler import Job, Scheduler, make_policy
 from specedge.serving.security import bind, make_server
@@ -98,6 +101,8 @@ class VerifierService(rpc.VerifierServicer):
             return repeat
         try:
             tree, held = self._admit(request)
+            survival = (check_survival(request, tree)
+                        if self.cfg.server.verify_budget == VerifyBudget.goodput else None)
         except Rejected as exc:
             log.warning("client %d, request %d refused: %s", cid, request.request_id, exc)
             await context.abort(exc.code, exc.message)
@@ -113,10 +118,11 @@ class VerifierService(rpc.VerifierServicer):
             future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
             job = Job(client_id=cid, row=row, committed=held.tokens, tree=tree,
                       prefill=request.prefill, future=future, generator=held.generator,
-                      prepare=prepare)
+                      prepare=prepare, survival=survival)
             verdict = await self.scheduler.submit(job)
             held.tokens.extend(verdict.new_tokens(tree))
-            reply = reply_from_verdict(verdict, queue_s=job.queue_s, verify_s=job.verify_s)
+            reply = reply_from_verdict(verdict, queue_s=job.queue_s, verify_s=job.verify_s,
+                                       kept=job.verified if survival is not None else 0)
             held.last_request, held.last_reply = wire, reply
         finally:
             self._in_flight.discard(cid)
@@ -242,8 +248,11 @@ async def serve(cfg: RunConfig, run_dir: Path, port_file: Path | None = None) ->
 
     policy = make_policy(cfg.server.scheduler_policy, cfg.server.max_batch_size,
                          cfg.server.num_clients)
+    step_seconds = (measure_steps(pool, cfg.server.max_batch_size, max_tree_nodes(cfg.edge))
+                    if cfg.server.verify_budget == VerifyBudget.goodput else None)
     scheduler = Scheduler(policy, make_verify(pool, choose), cfg.server.num_clients,
-                          cfg.server.max_wait_ms / 1000, on_batch=steps_out.write)
+                          cfg.server.max_wait_ms / 1000, on_batch=steps_out.write,
+                          step_seconds=step_seconds)
     prefilled = None
     if cfg.server.cache_prefill:
         tok = load_run_tokenizer(cfg.model)

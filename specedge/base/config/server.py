@@ -16,6 +16,15 @@ class BatchType(StrEnum):
 
 
 
+class VerifyBudget(StrEnum):
+    fixed = "fixed"  # verify every node each edge sent
+    # one budget per step, shared by the batch's trees by survival, sized for expected tokens
+    # per second of server time (specedge.algorithm.goodput)
+    goodput = "goodput"
+
+
+
+
 class SchedulerName(StrEnum):
     batch = "batch"  # plain batching of queued calls, as batch_type says
     pipeline = "pipeline"  # pipeline-aware: groups of edges take turns (specedge.serving.scheduler)
@@ -32,6 +41,7 @@ class ServerConfig:
     batch_type: BatchType = BatchType.dynamic
     scheduler: SchedulerName = SchedulerName.pipeline
     max_wait_ms: float = 2000.0  # a batch never waits longer than this for stragglers
+    verify_budget: VerifyBudget = VerifyBudget.fixed
     cache_prefill: bool = False  # true: prompts' KV precomputed once, kept on disk
     prefill_cache_dir: str = "models/prefill_cache"
     client_timeout_s: float = 60.0  # free the request of an edge silent this long (it died?)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(specedge/serving/protocol/specedge.proto\x12\x08specedge\"\x89\x01\n\x0fValidateRequest\x12\x11\n\tclient_id\x18\x01 \x01(\x05\x12\x12\n\nrequest_id\x18\x02 \x01(\x03\x12\x0f\n\x07prefill\x18\x03 \x01(\x08\x12\x0e\n\x06prompt\x18\x04 \x03(\x05\x12\x0e\n\x06tokens\x18\x05 \x03(\x05\x12\x0f\n\x07parents\x18\x06 \x03(\r\x12\r\n\x05round\x18\x07 \x01(\r\"U\n\rValidateReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x03(\r\x12\r\n\x05\x62onus\x18\x02 \x01(\x05\x12\x10\n\x08queue_us\x18\x03 \x01(\r\x12\x11\n\tverify_us\x18\x04 \x01(\r\" \n\x0bSyncRequest\x12\x11\n\tclient_id\x18\x01 \x01(\x05\" \n\tSyncReply\x12\x13\n\x0bnum_clients\x18\x01 \x01(\x05\"0\n\rFinishRequest\x12\x11\n\tclient_id\x18\x01 \x01(\x05\x12\x0c\n\x04lost\x18\x02 \x01(\x08\"\r\n\x0b\x46inishReply2\xb8\x01\n\x08Verifier\x12>\n\x08Validate\x12\x19.specedge.ValidateRequest\x1a\x17.specedge.ValidateReply\x12\x32\n\x04Sync\x12\x15.specedge.SyncRequest\x1a\x13.specedge.SyncReply\x12\x38\n\x06\x46inish\x12\x17.specedge.FinishRequest\x1a\x15.specedge.FinishReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(specedge/serving/protocol/specedge.proto\x12\x08specedge\"\x9b\x01\n\x0fValidateRequest\x12\x11\n\tclient_id\x18\x01 \x01(\x05\x12\x12\n\nrequest_id\x18\x02 \x01(\x03\x12\x0f\n\x07prefill\x18\x03 \x01(\x08\x12\x0e\n\x06prompt\x18\x04 \x03(\x05\x12\x0e\n\x06tokens\x18\x05 \x03(\x05\x12\x0f\n\x07parents\x18\x06 \x03(\r\x12\r\n\x05round\x18\x07 \x01(\r\x12\x10\n\x08survival\x18\x08 \x01(\x0c\"c\n\rValidateReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x03(\r\x12\r\n\x05\x62onus\x18\x02 \x01(\x05\x12\x10\n\x08queue_us\x18\x03 \x01(\r\x12\x11\n\tverify_us\x18\x04 \x01(\r\x12\x0c\n\x04kept\x18\x05 \x01(\r\" \n\x0bSyncRequest\x12\x11\n\tclient_id\x18\x01 \x01(\x05\" \n\tSyncReply\x12\x13\n\x0bnum_clients\x18\x01 \x01(\x05\"0\n\rFinishRequest\x12\x11\n\tclient_id\x18\x01 \x01(\x05\x12\x0c\n\x04lost\x18\x02 \x01(\x08\"\r\n\x0b\x46inishReply2\xb8\x01\n\x08Verifier\x12>\n\x08Validate\x12\x19.specedge.ValidateRequest\x1a\x17.specedge.ValidateReply\x12\x32\n\x04Sync\x12\x15.specedge.SyncRequest\x1a\x13.specedge.SyncReply\x12\x38\n\x06\x46inish\x12\x17.specedge.FinishRequest\x1a\x15.specedge.FinishReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,17 +32,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'specedge.serving.protocol.s
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VALIDATEREQUEST']._serialized_start=55
-  _globals['_VALIDATEREQUEST']._serialized_end=192
-  _globals['_VALIDATEREPLY']._serialized_start=194
-  _globals['_VALIDATEREPLY']._serialized_end=279
-  _globals['_SYNCREQUEST']._serialized_start=281
-  _globals['_SYNCREQUEST']._serialized_end=313
-  _globals['_SYNCREPLY']._serialized_start=315
-  _globals['_SYNCREPLY']._serialized_end=347
-  _globals['_FINISHREQUEST']._serialized_start=349
-  _globals['_FINISHREQUEST']._serialized_end=397
-  _globals['_FINISHREPLY']._serialized_start=399
-  _globals['_FINISHREPLY']._serialized_end=412
-  _globals['_VERIFIER']._serialized_start=415
-  _globals['_VERIFIER']._serialized_end=599
+  _globals['_VALIDATEREQUEST']._serialized_end=210
+  _globals['_VALIDATEREPLY']._serialized_start=212
+  _globals['_VALIDATEREPLY']._serialized_end=311
+  _globals['_SYNCREQUEST']._serialized_start=313
+  _globals['_SYNCREQUEST']._serialized_end=345
+  _globals['_SYNCREPLY']._serialized_start=347
+  _globals['_SYNCREPLY']._serialized_end=379
+  _globals['_FINISHREQUEST']._serialized_start=381
+  _globals['_FINISHREQUEST']._serialized_end=429
+  _globals['_FINISHREPLY']._serialized_start=431
+  _globals['_FINISHREPLY']._serialized_end=444
+  _globals['_VERIFIER']._serialized_start=447
+  _globals['_VERIFIER']._serialized_end=631
 # @@protoc_insertion_point(module_scope)

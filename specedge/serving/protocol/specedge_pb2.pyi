@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ValidateRequest(_message.Message):
-    __slots__ = ("client_id", "request_id", "prefill", "prompt", "tokens", "parents", "round")
+    __slots__ = ("client_id", "request_id", "prefill", "prompt", "tokens", "parents", "round", "survival")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PREFILL_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +15,7 @@ class ValidateRequest(_message.Message):
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     PARENTS_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
+    SURVIVAL_FIELD_NUMBER: _ClassVar[int]
     client_id: int
     request_id: int
     prefill: bool
@@ -22,19 +23,22 @@ class ValidateRequest(_message.Message):
     tokens: _containers.RepeatedScalarFieldContainer[int]
     parents: _containers.RepeatedScalarFieldContainer[int]
     round: int
-    def __init__(self, client_id: _Optional[int] = ..., request_id: _Optional[int] = ..., prefill: _Optional[bool] = ..., prompt: _Optional[_Iterable[int]] = ..., tokens: _Optional[_Iterable[int]] = ..., parents: _Optional[_Iterable[int]] = ..., round: _Optional[int] = ...) -> None: ...
+    survival: bytes
+    def __init__(self, client_id: _Optional[int] = ..., request_id: _Optional[int] = ..., prefill: _Optional[bool] = ..., prompt: _Optional[_Iterable[int]] = ..., tokens: _Optional[_Iterable[int]] = ..., parents: _Optional[_Iterable[int]] = ..., round: _Optional[int] = ..., survival: _Optional[bytes] = ...) -> None: ...
 
 class ValidateReply(_message.Message):
-    __slots__ = ("accepted", "bonus", "queue_us", "verify_us")
+    __slots__ = ("accepted", "bonus", "queue_us", "verify_us", "kept")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     BONUS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_US_FIELD_NUMBER: _ClassVar[int]
     VERIFY_US_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
     accepted: _containers.RepeatedScalarFieldContainer[int]
     bonus: int
     queue_us: int
     verify_us: int
-    def __init__(self, accepted: _Optional[_Iterable[int]] = ..., bonus: _Optional[int] = ..., queue_us: _Optional[int] = ..., verify_us: _Optional[int] = ...) -> None: ...
+    kept: int
+    def __init__(self, accepted: _Optional[_Iterable[int]] = ..., bonus: _Optional[int] = ..., queue_us: _Optional[int] = ..., verify_us: _Optional[int] = ..., kept: _Optional[int] = ...) -> None: ...
 
 class SyncRequest(_message.Message):
     __slots__ = ("client_id",)

@@ -1,0 +1,149 @@
+"""Goodput-optimal verification: the server's one budget per step, shared by the batch's trees.
+
+Each edge sizes its own tree for its own speed, but the scarce resource is the shared server:
+a batch of B full trees can push its forward past the point where it is memory-bound, so a
+step verifies many nodes for few tokens. Instead the server keeps, across all the batch's
+trees, the roots and the K non-root nodes most likely to be accepted, with K chosen to
+maximise expected tokens per second of server time:
+
+    goodput(K) = (B + sum of the K best survivals) / step_seconds(B + K)
+
+A node's *survival* is the edge's calibrated probability that the target accepts the path to
+it (:func:`specedge.algorithm.outcomes.accepted_probabilities`), so the expected accepted
+tokens of a tree are the sum of its nodes' survivals, and each row's bonus token counts one.
+A child's survival never exceeds its parent's, so the best K are prefix-closed: every kept
+node's parent is kept, and each tree stays a tree. When K = 0 the step is plain batched
+decoding, one token per row.
+
+Survivals travel as one byte per node on a log scale (:func:`encode` / :func:`decode`); the
+server never trusts them blindly (:func:`sanitized`: clamped to [0, 1] and to the parent's
+value), and caps what one tree may ask for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the simulator imports this without torch
+    from specedge.algorithm.tree import TokenTree
+
+STEPS_PER_HALVING = 8  # wire resolution: 2 ** (1/8), a 9 % step
+_FLOOR = 255  # the largest byte: survival 2 ** (-255/8), about 2e-10
+
+
+def encode(survivals: Sequence[float]) -> bytes:
+    """One byte per node: round(-8 log2 p), clamped to 0..255 (0 is certain, 255 is ~0)."""
+    out = bytearray()
+    for p in survivals:
+        if not p > 0.0:  # zero, negative or NaN: the least likely value
+            out.append(_FLOOR)
+        else:
+            out.append(min(_FLOOR, max(0, round(-STEPS_PER_HALVING * math.log2(min(p, 1.0))))))
+    return bytes(out)
+
+
+def decode(raw: bytes) -> list[float]:
+    return [0.0 if b == _FLOOR else 2.0 ** (-b / STEPS_PER_HALVING) for b in raw]
+
+
+def sanitized(survivals: Sequence[float], parents: Sequence[int]) -> list[float]:
+    """What the server takes from an edge: each value clamped to [0, 1] and to its parent's
+    (a child cannot outlive its parent); the root is 1. Parents precede children."""
+    out = [1.0] * len(parents)
+    for i in range(1, len(parents)):
+        p = survivals[i] if i < len(survivals) else 0.0
+        p = 0.0 if not p > 0.0 else min(p, 1.0)
+        out[i] = min(p, out[parents[i]])
+    return out
+
+
+def ranked(survivals: Sequence[float]) -> list[int]:
+    """Non-root node indices, likeliest first; ties by index, so a parent (earlier) precedes a
+    child of equal survival and every prefix of the ranking is prefix-closed."""
+    return sorted(range(1, len(survivals)), key=lambda i: (-survivals[i], i))
+
+
+def kept_nodes(survivals: Sequence[float], count: int) -> list[int]:
+    """The root and the ``count`` likeliest other nodes, in index order: what the server
+    verifies of a tree it keeps ``count`` nodes of, and what the edge reconstructs from its
+    own survivals and that count."""
+    return [0, *sorted(ranked(survivals)[:count])]
+
+
+@dataclass(frozen=True)
+class StepTable:
+    """Seconds of a verification step by its new tokens, measured at a few sizes
+    (piecewise linear between them, extended along the last segment beyond): a roofline is
+    flat while memory-bound and grows once compute-bound, which a straight line misses."""
+
+    tokens: tuple[int, ...]
+    seconds: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.tokens) < 2 or list(self.tokens) != sorted(set(self.tokens)):
+            raise ValueError(f"a step table needs two or more increasing token counts, got "
+                             f"{list(self.tokens)}")
+
+    def __call__(self, tokens: float) -> float:
+        xs, ys = self.tokens, self.seconds
+        if tokens <= xs[0]:
+            return ys[0]
+        i = next((k for k, x in enumerate(xs) if x >= tokens), len(xs) - 1)
+        slope = (ys[i] - ys[i - 1]) / (xs[i] - xs[i - 1])
+        return max(0.0, ys[i - 1] + slope * (tokens - xs[i - 1]))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One step's verification budget: non-root nodes kept per tree."""
+
+    kept: list[int]  # per tree of the batch
+    expected_tokens: float  # bonus tokens plus the kept nodes' survivals
+    step_s: float  # the cost model's seconds for the step
+
+    @property
+    def total(self) -> int:
+        return sum(self.kept)
+
+    @property
+    def goodput(self) -> float:
+        return self.expected_tokens / self.step_s if self.step_s > 0 else math.inf
+
+
+def choose_budget(survivals: Sequence[Sequence[float]], step_seconds: Callable[[int], float],
+                  cap: int | None = None) -> Budget:
+    """The K that maximises expected tokens per second of a step verifying the batch's roots
+    and its K likeliest non-root nodes (``step_seconds(tokens)``: the forward over that many
+    new tokens). ``survivals[b]`` are tree b's, sanitized; ``cap`` bounds each tree's share.
+    Ties go to the smaller K: verifying more for the same goodput only costs the edges."""
+    rows = len(survivals)
+    order = sorted(((-s[i], b, i) for b, s in enumerate(survivals) for i in ranked(s)[:cap]))
+    best = Budget([0] * rows, float(rows), step_seconds(rows))
+    kept = [0] * rows
+    expected = float(rows)
+    for k, (neg, b, _) in enumerate(order, start=1):
+        kept[b] += 1
+        expected -= neg
+        seconds = step_seconds(rows + k)
+        if expected * best.step_s > best.expected_tokens * seconds * (1 + 1e-12):
+            best = Budget(list(kept), expected, seconds)
+    return best
+
+
+def pruned(trees: Sequence[TokenTree], survivals: Sequence[Sequence[float]],
+           step_seconds: Callable[[int], float]) -> tuple[Budget, list[TokenTree], list[list[int]]]:
+    """The step's budget, the trees cut to it (copies) and, per tree, the nodes kept (indices
+    in the tree as sent: a verdict's path on a cut tree maps back through them)."""
+    budget = choose_budget(survivals, step_seconds)
+    cut, keeps = [], []
+    for tree, s, n in zip(trees, survivals, budget.kept, strict=True):
+        keep = kept_nodes(s, n)
+        copy = dataclasses.replace(tree)
+        copy.keep_nodes(keep)
+        cut.append(copy)
+        keeps.append(keep)
+    return budget, cut, keeps
