@@ -21,8 +21,8 @@ Building takes about an hour and a half on a 2-core CPU, so the draft's own tens
 target's embeddings and head) ship with the project, with recipe and card: ``mode=assemble``
 (the main job's ``draft_model`` rule) checks their sha256 and joins them to the target. Step
 counts bound everything and each stage seeds its own stream, so a rebuild (``distill_draft``
-rule) on the same kind of CPU gives the same bytes. Run it as ``python -m specedge.commands.distill``
-(Hydra: ``conf/distill.yaml``).
+rule) on the same kind of CPU gives the same bytes. Run it as ``python -m
+specedge.commands.distill`` (Hydra: ``conf/distill.yaml``).
 """
 
 from __future__ import annotations
