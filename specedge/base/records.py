@@ -208,10 +208,13 @@ LATER_FIELDS: dict[type, dict[str, Any]] = {
     EdgeRoundRecord: {"server_queue_s": math.nan, "server_verify_s": math.nan, "late_s": 0.0,
                       "retries": 0, "tokens": [], "tree_budget": 0, "tree_depth": 0,
                       "proactive_guesses": 0, "proactive_hit_rank": -1, "proactive_hit_p": 0.0,
-                      "proactive_guessed_p": 0.0, "proactive_forwards": 0},
-    StepRecord: {"prefix": 0, "tree_budget": 0, "tree_depth": 0},
+                      "proactive_guessed_p": 0.0, "proactive_forwards": 0,
+                      "verified_nodes": 0},
+    StepRecord: {"prefix": 0, "tree_budget": 0, "tree_depth": 0, "drafted_nodes": 0},
     OutputRecord: {"subcategory": ""},  # older runs: the category was the file's label
-    ServerStepRecord: {"prefix_tokens": 0},
+    # runs before the goodput budget (0: not recorded; every node sent was verified)
+    ServerStepRecord: {"prefix_tokens": 0, "sent_nodes": 0, "expected_tokens": 0.0,
+                       "emitted_tokens": 0},
 }
 
 
