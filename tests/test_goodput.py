@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 
+from specedge import CONF_DIR
 from specedge.algorithm.goodput import (
     StepTable,
     choose_budget,
@@ -17,8 +20,15 @@ from specedge.algorithm.goodput import (
     sanitized,
 )
 from specedge.algorithm.tree import TokenTree
+from specedge.analysis.simulation.events import Plan, simulate
+from specedge.analysis.simulation.latency import LatencyModel, SimulationError
+from specedge.analysis.simulation.pruning import ReplayTree
+from specedge.analysis.simulation.traces import Trace, TraceRound
+from specedge.base.config.run import to_run_config
+from specedge.base.records import SERVER_FILE, STEPS_FILE
 from specedge.serving.admission import Rejected, check_survival
 from specedge.serving.protocol import request_from_tree
+from tests.serving import read_records
 
 
 def random_tree(rng: random.Random, n: int) -> tuple[list[int], list[float]]:
@@ -101,3 +111,58 @@ def test_the_step_table_is_flat_then_steep_as_measured() -> None:
         [1.0, 1.0, 1.0, 1.0, 1.25, 1.5, 2.25, 4.5])
     with pytest.raises(ValueError, match="two or more increasing token counts"):
         StepTable((8, 2), (1.0, 1.0))
+
+
+def test_a_replayed_tree_is_cut_as_the_server_cuts_it_and_keeps_its_paths_prefix() -> None:
+    parents, survivals = [-1, 0, 1, 0, 2], [1.0, 0.8, 0.5, 0.3, 0.2]
+    r = TraceRound(0.01, 3, 4, 5, 40, 3, survival=encode(survivals).hex(), parents=parents,
+                   path=[1, 2, 4])
+    tree = ReplayTree.of(r, "synthetic")
+    assert tree.cut(4) is tree and tree.depth == 3
+    two = tree.cut(2)  # nodes 0, 1, 2: the path loses its last node
+    assert kept_nodes(tree.survivals, 2) == [0, 1, 2]
+    assert (two.parents, two.path, two.accepted, two.depth) == ([-1, 0, 1], [1, 2], 2, 2)
+    three = tree.cut(3)  # node 3 (0.3) before node 4 (0.2): renumbered 3
+    assert (three.parents, three.path, three.accepted) == ([-1, 0, 1, 0], [1, 2], 2)
+    assert tree.cut(0).accepted == 0 and tree.cut(0).size == 1
+    with pytest.raises(SimulationError, match="carry no per-node survivals"):
+        ReplayTree.of(TraceRound(0.01, 3, 4, 5, 40, 3), "an old trace")
+
+
+def _budget_plan(baseline: list[str], verify: LatencyModel) -> Plan:
+    """Chains of 4 drafted nodes whose first two are accepted, survivals 0.9 .. 0.1."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = to_run_config(compose(config_name="config", overrides=[
+            *baseline, "edge.proactive.type=disabled", "server.verify_budget=goodput"]))
+    r = TraceRound(0.01, 2, 3, 5, 40, 4, survival=encode([1.0, 0.9, 0.8, 0.2, 0.1]).hex(),
+                   parents=[-1, 0, 1, 2, 3], path=[1, 2])
+    trace = Trace("synthetic", [r], [r], [], 0.0, [(i, "t", 30, 8) for i in range(4)])
+    return Plan(cfg=cfg, target=verify, trace=trace)
+
+
+EDGES = ["hardware.nodes={localhost:[{device:cpu},{device:cpu}]}", "server.num_clients=2",
+         "server.max_batch_size=2"]
+SERVER_ONLY = ["baseline=server_only", "baseline.max_batch_size=2"]
+
+
+@pytest.mark.parametrize("baseline", [EDGES, SERVER_ONLY], ids=["specedge", "server_only"])
+def test_the_simulator_replays_the_budget_free_keeps_all_steep_decodes(
+        tmp_path: Path, baseline: list[str]) -> None:
+    """A flat step verifies every node (the traced acceptance: 3 tokens a round); a step
+    whose every token costs more than its survival is worth (its drafting spent or not)
+    keeps none: plain decoding."""
+    free = simulate(_budget_plan(baseline, LatencyModel(0.004, 0.0, "flat")), tmp_path / "a")
+    assert free["tokens_per_round"] == 3.0
+    steep = simulate(_budget_plan(baseline, LatencyModel(0.001, 0.1, "steep")),
+                     tmp_path / "b")
+    assert steep["tokens_per_round"] == 1.0
+    if baseline is EDGES:
+        for run, verified in (("a", 5), ("b", 1)):
+            steps = read_records(tmp_path / run / SERVER_FILE)
+            assert all(s["tree_nodes"] == verified * s["batch_size"]
+                       and s["sent_nodes"] == 5 * s["batch_size"] for s in steps)
+        assert sum(s["emitted_tokens"] for s in steps) == steep["rounds"]
+    else:
+        for run, verified in (("a", 5), ("b", 1)):
+            steps = read_records(tmp_path / run / STEPS_FILE)
+            assert {(s["tree_size"], s["drafted_nodes"]) for s in steps} == {(verified, 5)}

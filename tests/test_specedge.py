@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from specedge import PROJECT_ROOT
-from specedge.algorithm.rounds import SHARE_FLOOR, SHARE_HEADROOM
+from specedge.algorithm.goodput import SHARE_FLOOR, SHARE_HEADROOM
 from specedge.base.records import OUTPUTS_FILE, EdgeRoundRecord, ServerStepRecord
 from tests.serving import assert_outputs_exact, read_records, run_command
 
@@ -80,6 +80,11 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
     for r in rounds:  # the server's timings arrive with each reply and fit inside the wait
         assert r["server_verify_s"] > 0 and r["server_queue_s"] + r["server_verify_s"] \
             <= r["wait_s"] + 1e-3
+
+    for r in rounds:  # the tree as drafted, for the simulator's budget replay
+        assert len(r["parents"]) == r["tree_size"] == len(bytes.fromhex(r["survival"]))
+        assert len(r["path"]) == r["accepted"]
+        assert all(r["parents"][b] == a for a, b in pairwise([0, *r["path"]]))
 
     steps = read_records(run_dir / "server.jsonl")
     assert set(steps[0]) == set(ServerStepRecord.__dataclass_fields__)

@@ -74,6 +74,28 @@ def kept_nodes(survivals: Sequence[float], count: int) -> list[int]:
     return [0, *sorted(ranked(survivals)[:count])]
 
 
+SHARE_HEADROOM = 1.5  # an edge drafts this many times the share a goodput server last kept
+SHARE_FLOOR = 4  # ... and never fewer nodes than this (a share of 0 must be able to grow)
+
+
+def next_share(kept: int) -> int:
+    """The nodes an edge drafts next round after the server kept ``kept`` of its tree."""
+    return max(SHARE_FLOOR, math.ceil(SHARE_HEADROOM * kept))
+
+
+def replay_fields(tree: TokenTree, survivals: Sequence[float],
+                  path: Sequence[int]) -> dict[str, object]:
+    """A round's record fields from which the simulator replays a budget on its tree: the
+    survivals as the wire carries them (hex), the parents, the accepted path (root excluded)."""
+    return {"survival": encode(survivals).hex(), "parents": list(tree.parents),
+            "path": list(path[1:])}
+
+
+def replayed_survivals(survival_hex: str, parents: Sequence[int]) -> list[float]:
+    """What a goodput server makes of a recorded round's survivals (decoded, sanitized)."""
+    return sanitized(decode(bytes.fromhex(survival_hex)), parents)
+
+
 @dataclass(frozen=True)
 class StepTable:
     """Seconds of a verification step by its new tokens, measured at a few sizes

@@ -15,7 +15,6 @@ measured. The edge (:mod:`specedge.serving.edge`), server-only
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,6 +26,7 @@ from specedge.algorithm.drafting import (
     draft_trees,
     resume_draft,
 )
+from specedge.algorithm.goodput import next_share
 from specedge.algorithm.outcomes import Calibration, accepted_probabilities
 from specedge.algorithm.proactive import (
     Guess,
@@ -53,10 +53,6 @@ class RoundStats:
     hit_p: float = 0.0  # that outcome's estimated probability (0: no hit)
     guessed_p: float = 0.0  # estimated probability that some guess hits (their sum)
     proactive_forwards: int = 0  # of the tree's draft forwards: while it was being verified
-
-
-SHARE_HEADROOM = 1.5  # an edge drafts this many times the share a goodput server last kept
-SHARE_FLOOR = 4  # ... and never fewer nodes than this (a share of 0 must be able to grow)
 
 
 class Drafter:
@@ -163,7 +159,7 @@ class Drafter:
         """A goodput server verified ``kept`` of this round's nodes: draft about that many
         next round, with headroom (its share moves with the batch and the load), so edge time
         and link bytes follow the server's budget."""
-        self.budget_share = max(SHARE_FLOOR, math.ceil(SHARE_HEADROOM * kept))
+        self.budget_share = next_share(kept)
 
     def survival(self, draft: Draft) -> list[float]:
         """Each node's chance that the target accepts the path to it, by the draft calibrated

@@ -106,11 +106,11 @@ def _rounds_server_side(steps: pd.DataFrame) -> pd.DataFrame:
         "other_s": (latency - steps["draft_s"] - steps["target_s"]).clip(lower=0),
         "accepted": steps["accepted"], "new_tokens": steps["new_tokens"],
         "tree_size": steps["tree_size"], "draft_forwards": steps["draft_forwards"],
-        "proactive_forwards": 0,
+        "verified_size": steps["tree_size"], "proactive_forwards": 0,
         "proactive_drafted": False, "proactive_hit": False,
         "from_proactive": False, "proactive_s": 0.0, "proactive_guessed_p": 0.0, "bytes": 0,
         "tree_depth": steps["tree_depth"], "t_start": steps["t_start"],
-        "t_sent": steps["t_start"], "t_end": steps["t_end"]})
+        "t_sent": steps["t_start"], "t_end": steps["t_end"], **_replay_columns(steps)})
 
 
 def _rounds_specedge(edge: pd.DataFrame) -> pd.DataFrame:
@@ -132,7 +132,16 @@ def _rounds_specedge(edge: pd.DataFrame) -> pd.DataFrame:
         "proactive_hit": edge["proactive_hit"], "from_proactive": edge["from_proactive"],
         "proactive_s": edge["proactive_s"], "proactive_guessed_p": edge["proactive_guessed_p"],
         "bytes": edge["request_bytes"] + edge["reply_bytes"], "tree_depth": edge["tree_depth"],
-        "t_start": edge["t_start"], "t_sent": edge["t_sent"], "t_end": edge["t_end"]})
+        "verified_size": edge["tree_size"].where(edge["verified_nodes"] < 0,
+                                                 edge["verified_nodes"] + 1),
+        "t_start": edge["t_start"], "t_sent": edge["t_sent"], "t_end": edge["t_end"],
+        **_replay_columns(edge)})
+
+
+def _replay_columns(records: pd.DataFrame) -> dict[str, pd.Series]:
+    """The drafted tree's survivals, parents and accepted path (what the simulator replays a
+    goodput budget on); empty for auto-batch's steps and older runs."""
+    return {k: records[k] for k in ("survival", "parents", "path")}
 
 
 def load_records(run_dir: Path) -> RunRecords:
@@ -360,6 +369,9 @@ def _round_figures(rounds: pd.DataFrame) -> dict[str, Any]:
             rounds["proactive_drafted"].astype(bool), "proactive_guessed_p"].mean())
         if rounds["proactive_drafted"].any() else math.nan,
         "tree_size_mean": float(later["tree_size"].mean()) if len(later) else math.nan,
+        # nodes the server verified, root included (fewer than tree_size for SpecEdge's rounds
+        # under server.verify_budget=goodput; server-side steps' tree_size is those verified)
+        "verified_size_mean": float(later["verified_size"].mean()) if len(later) else math.nan,
         "tree_depth_mean": float(later["tree_depth"].mean()) if len(later) else math.nan,
         "bytes_per_round": float(rounds["bytes"].mean()),
         # tree rounds only: a prefill round also carries the prompt, which is no tree node

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -91,6 +91,13 @@ class StepRecord:
     tree_depth: int = 0  # 0: auto-batch, or a run from before tree policies)
     drafted_nodes: int = 0  # of the request's tree, root included (tree_size: those verified;
     # fewer under server.verify_budget=goodput)
+    # The drafted tree as a goodput budget would rank it, so the simulator replays pruning
+    # (specedge.algorithm.goodput): each node's survival as the wire encodes it (hex, a byte a
+    # node, root included), each node's parent, and the accepted path (node indices, root
+    # excluded, in the tree as drafted). Empty: not recorded (auto-batch, older runs).
+    survival: str = ""
+    parents: list[int] = field(default_factory=list)
+    path: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -155,7 +162,15 @@ class EdgeRoundRecord:
     proactive_guessed_p: float = 0.0  # estimated probability that some guess hits
     proactive_forwards: int = 0  # of draft_forwards: while the tree was being verified
     verified_nodes: int = 0  # of tree_size - 1: the drafted nodes the server verified (its
-    # goodput budget's share, server.verify_budget=goodput; all of them when fixed)
+    # goodput budget's share, server.verify_budget=goodput; all of them when fixed; -1: a run
+    # from before the budget, which verified them all)
+    # The drafted tree as a goodput budget would rank it, so the simulator replays pruning
+    # (specedge.algorithm.goodput): each node's survival as the wire encodes it (hex, a byte a
+    # node, root included), each node's parent, and the accepted path (node indices, root
+    # excluded, in the tree as drafted). Empty: not recorded (auto-batch, older runs).
+    survival: str = ""
+    parents: list[int] = field(default_factory=list)
+    path: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -209,8 +224,9 @@ LATER_FIELDS: dict[type, dict[str, Any]] = {
                       "retries": 0, "tokens": [], "tree_budget": 0, "tree_depth": 0,
                       "proactive_guesses": 0, "proactive_hit_rank": -1, "proactive_hit_p": 0.0,
                       "proactive_guessed_p": 0.0, "proactive_forwards": 0,
-                      "verified_nodes": 0},
-    StepRecord: {"prefix": 0, "tree_budget": 0, "tree_depth": 0, "drafted_nodes": 0},
+                      "verified_nodes": -1, "survival": "", "parents": [], "path": []},
+    StepRecord: {"prefix": 0, "tree_budget": 0, "tree_depth": 0, "drafted_nodes": 0,
+                 "survival": "", "parents": [], "path": []},
     OutputRecord: {"subcategory": ""},  # older runs: the category was the file's label
     # runs before the goodput budget (0: not recorded; every node sent was verified)
     ServerStepRecord: {"prefix_tokens": 0, "sent_nodes": 0, "expected_tokens": 0.0,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from specedge.algorithm.drafting import Draft, TreeShape
-from specedge.algorithm.goodput import pruned
+from specedge.algorithm.goodput import pruned, replay_fields
 from specedge.algorithm.rounds import Drafter, RoundStats
 from specedge.algorithm.sequence import Sequence
 from specedge.algorithm.tree import TokenTree
@@ -78,9 +78,13 @@ def serve(
         assert all(r is not None for r in rows)
         prefixes = [r.length for r in rows]  # type: ignore[union-attr]
         pendings = [s.pending_for(s.target_row) for s in active]
+        # Each tree's survivals (before its verdict calibrates the next): the goodput budget
+        # ranks by them, the records keep them for the simulator's replay.
+        survivals = [drafters[s.request.index].survival(d) if d is not None else [1.0]
+                     for d, s in zip(drafts, active, strict=True)]
         verified, keeps = trees, [None] * len(trees)
         if step_seconds is not None and any(d is not None for d in drafts):
-            verified, keeps = _budget(trees, drafts, drafters, active, pendings, draft_s,
+            verified, keeps = _budget(trees, drafts, survivals, pendings, draft_s,
                                       step_seconds)
         t0 = time.perf_counter()
         verdicts = verify_trees(target, rows, pendings, verified, choose)  # type: ignore[arg-type]
@@ -88,8 +92,8 @@ def serve(
                     for v, k in zip(verdicts, keeps, strict=True)]
         timing = _StepTiming(step, t_start, time.time(), time.perf_counter() - t0)
         produced = 0
-        for seq, d, tree, verdict, prefix, keep in zip(active, drafts, trees, verdicts,
-                                                       prefixes, keeps, strict=True):
+        for seq, d, tree, verdict, prefix, keep, survival in zip(
+                active, drafts, trees, verdicts, prefixes, keeps, survivals, strict=True):
             d_s = draft_s if d is not None else 0.0  # its tree was ready with the batch's
             if d is not None:
                 drafter = drafters[seq.request.index]
@@ -101,9 +105,12 @@ def serve(
             produced += len(kept)
             if steps_out is not None:
                 stats = drafters[seq.request.index].stats if d is not None else None
-                steps_out.write(timing.record(baseline, seq, len(active), d, d_s, tree,
-                                              len(verdict.path) - 1, len(kept), prefix, stats,
-                                              len(tree) if keep is None else len(keep)))
+                record = timing.record(baseline, seq, len(active), d, d_s, tree,
+                                       len(verdict.path) - 1, len(kept), prefix, stats,
+                                       len(tree) if keep is None else len(keep))
+                if d is not None:
+                    record = replace(record, **replay_fields(tree, survival, verdict.path))
+                steps_out.write(record)
             seq.steps += 1
             if seq.finished:
                 _release(seq, target, drafters)
@@ -158,14 +165,11 @@ def _draft_all(active: list[Sequence], drafters: dict[int, Drafter],
     return drafts, time.perf_counter() - t0
 
 
-def _budget(trees: list[TokenTree], drafts: list[Draft | None], drafters: dict[int, Drafter],
-            active: list[Sequence], pendings: list[list[int]], draft_s: float,
-            step_seconds: Callable[[float], float]
+def _budget(trees: list[TokenTree], drafts: list[Draft | None], survivals: list[list[float]],
+            pendings: list[list[int]], draft_s: float, step_seconds: Callable[[float], float]
             ) -> tuple[list[TokenTree], list[list[int] | None]]:
     """Server-only's goodput budget: the same selection as the SpecEdge server's, over
     survivals its drafters estimate; the drafting already spent is part of the step's time."""
-    survivals = [drafters[s.request.index].survival(d) if d is not None else [1.0]
-                 for d, s in zip(drafts, active, strict=True)]
     extra = sum(len(p) for p in pendings)
     _, cut, keeps = pruned(trees, survivals, lambda t: draft_s + step_seconds(t + extra))
     return cut, [k if d is not None else None for k, d in zip(keeps, drafts, strict=True)]

@@ -26,6 +26,7 @@ import grpc
 import torch
 
 from specedge.algorithm.drafting import TreeShape
+from specedge.algorithm.goodput import replay_fields
 from specedge.algorithm.rounds import Drafter
 from specedge.algorithm.sequence import Sequence, encode_prompt, output_record
 from specedge.base.config.run import RunConfig, load_run_config
@@ -207,8 +208,10 @@ async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,
     prefill = seq.steps == 0 or seq.resumed
     # A resumed request's committed tokens are no cached prompt: they always travel.
     send_prompt = seq.resumed or (prefill and not cfg.server.cache_prefill)
-    survival = (drafter.survival(draft)
-                if cfg.server.verify_budget == VerifyBudget.goodput else None)
+    # Every round's survivals are recorded (the simulator replays a budget on them); only a
+    # goodput server is sent them.
+    survivals = drafter.survival(draft)
+    survival = survivals if cfg.server.verify_budget == VerifyBudget.goodput else None
     msg = request_from_tree(server.client_id, seq.request.index, draft.tree, prefill,
                             seq.tokens if send_prompt else None, seq.steps, survival)
     t_sent, t1 = time.time(), time.perf_counter()
@@ -244,7 +247,8 @@ async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,
         proactive_guesses=stats.guesses, proactive_hit_rank=stats.hit_rank,
         proactive_hit_p=stats.hit_p, proactive_guessed_p=stats.guessed_p,
         proactive_forwards=stats.proactive_forwards,
-        verified_nodes=len(draft.tree) - 1 if survival is None else reply.kept)
+        verified_nodes=len(draft.tree) - 1 if survival is None else reply.kept,
+        **replay_fields(draft.tree, survivals, verdict.path))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 import simpy
 from omegaconf import OmegaConf
 
+from specedge.algorithm.goodput import Budget, choose_budget, next_share
 from specedge.analysis.metrics import write_summary
 from specedge.analysis.simulation.latency import (
     Latency,
@@ -22,10 +23,12 @@ from specedge.analysis.simulation.latency import (
     fit_server,
     profile_latencies,
 )
+from specedge.analysis.simulation.pruning import ReplayTree
 from specedge.analysis.simulation.traces import Trace, TraceRound, trace_of
 from specedge.base.config.baseline import BaselineName
 from specedge.base.config.edge import ProactiveType
 from specedge.base.config.run import RunConfig, load_run_config
+from specedge.base.config.server import VerifyBudget
 from specedge.base.records import (
     OUTPUTS_FILE,
     RUN_CONFIG_FILE,
@@ -78,6 +81,38 @@ class _Job:
     prefill: bool
     queue_s: float = 0.0
     verify_s: float = 0.0
+    tree: ReplayTree | None = None  # under the goodput budget: as sent, then as verified
+
+
+def _budgeted(plan: Plan) -> bool:
+    return plan.cfg.server.verify_budget == VerifyBudget.goodput
+
+
+def _drafted(plan: Plan, r: TraceRound, share: int | None) -> tuple[TraceRound, ReplayTree]:
+    """A drafted round under the goodput budget: an edge that was last kept a share drafts
+    about that many nodes (its likeliest), in as many forwards as the cut tree is deep, its
+    drafting time and request bytes scaled to match."""
+    tree = ReplayTree.of(r, plan.trace.source)
+    if share is None or tree.size - 1 <= share:
+        return r, tree
+    cut = tree.cut(share)
+    forwards = min(r.draft_forwards, cut.depth)
+    request = r.bytes // 2
+    return replace(
+        r, tree_size=cut.size, draft_forwards=forwards, accepted=cut.accepted,
+        new_tokens=cut.accepted + 1,
+        draft_s=r.draft_s * forwards / r.draft_forwards if r.draft_forwards else r.draft_s,
+        bytes=r.bytes - request + round(request * cut.size / tree.size)), cut
+
+
+def _budget(plan: Plan, trees: list[ReplayTree], extra: int, batch: int, context: int,
+            fixed_s: float = 0.0) -> tuple[Budget, list[ReplayTree]]:
+    """The server's goodput budget over the batch's trees (its own selection), the step's
+    cost the latency model's (``extra``: new tokens beyond the trees, ``fixed_s``: time the
+    step costs whatever is kept), and each tree as verified."""
+    budget = choose_budget([t.survivals for t in trees], lambda tokens: fixed_s + (
+        plan.target.seconds(tokens + extra, batch, context)))
+    return budget, [t.cut(k) for t, k in zip(trees, budget.kept, strict=True)]
 
 
 @dataclass
@@ -175,9 +210,18 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
         ids = {id(j) for j in batch}
         waiting[:] = [j for j in waiting if id(j) not in ids]
         t0 = env.now
-        forward = plan.target.seconds(sum(j.tokens for j in batch), len(batch),
-                                      sum(j.context for j in batch))
-        forward += plan.prefill_extra_s * sum(j.prefill for j in batch)
+        sent = sum(j.tree.size for j in batch if j.tree is not None)
+        tokens, context = sum(j.tokens for j in batch), sum(j.context for j in batch)
+        prefill_s = plan.prefill_extra_s * sum(j.prefill for j in batch)
+        budget, cut = None, []
+        if _budgeted(plan):
+            trees = [j.tree for j in batch if j.tree is not None]
+            extra = tokens - sent
+            budget, cut = _budget(plan, trees, extra, len(batch), context, prefill_s)
+            for j, tree in zip(batch, cut, strict=True):
+                j.tree = tree
+            tokens = extra + sum(t.size for t in cut)
+        forward = plan.target.seconds(tokens, len(batch), context) + prefill_s
         yield env.timeout(forward)
         for j in batch:
             j.queue_s, j.verify_s = t0 - j.enqueued, forward
@@ -186,10 +230,11 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
             out.server.write(ServerStepRecord(
                 step=step, clients=[j.client_id for j in batch], batch_size=len(batch),
                 prefill_count=sum(j.prefill for j in batch),
-                tree_nodes=sum(j.tokens for j in batch),
-                queue_wait_s=max(t0 - j.enqueued for j in batch), forward_s=forward,
-                t_start=T0 + t0, t_end=T0 + env.now,
-                prefix_tokens=sum(j.context for j in batch)))
+                tree_nodes=tokens, queue_wait_s=max(t0 - j.enqueued for j in batch),
+                forward_s=forward, t_start=T0 + t0, t_end=T0 + env.now, prefix_tokens=context,
+                sent_nodes=sent if budget is not None else 0,
+                expected_tokens=budget.expected_tokens if budget is not None else 0.0,
+                emitted_tokens=sum(t.accepted + 1 for t in cut) if budget is not None else 0))
         step += 1
 
 
@@ -201,11 +246,15 @@ def _edge(env: simpy.Environment, plan: Plan, client: int,
     writer = out.edges[client]
     profiled = plan.draft_edge is not None
     link = EmulatedLink(plan.cfg.hardware.link, rng)  # the real edge's link arithmetic
+    budgeted, share = _budgeted(plan), None  # the nodes the server last left this edge
     for request_id, category, total, prompt, source in requests:
         produced, round_no, adopted = 0, 0, False
         while produced < total:
             prefill = round_no == 0
             r = plan.trace.draw(rng, prefill, adopted, source, round_no)
+            tree = None
+            if budgeted:
+                r, tree = _drafted(plan, r, share)
             context = prompt + produced
             t_start = env.now
             draft_s = _draft_s(plan, plan.draft_edge, r, context, prompt)
@@ -216,7 +265,8 @@ def _edge(env: simpy.Environment, plan: Plan, client: int,
             # prefill_extra_s instead).
             tokens = r.tree_size + (prompt if prefill and isinstance(plan.target, ProfileLatency)
                                     else 0)
-            job = _Job(client, tokens, 0 if prefill else context, env.now, env.event(), prefill)
+            job = _Job(client, tokens, 0 if prefill else context, env.now, env.event(), prefill,
+                       tree=tree)
             waiting.append(job)
             if not wake[0].triggered:
                 wake[0].succeed()
@@ -228,6 +278,11 @@ def _edge(env: simpy.Environment, plan: Plan, client: int,
                 late_s, proactive_s = _late_s(plan, context, arrived - t_sent) if proactive \
                     else (0.0, 0.0)
             yield env.timeout(late_s + r.other_s)
+            verified = r.tree_size - 1
+            if job.tree is not None:  # what the budget kept of the tree, and its verdict
+                verified = job.tree.size - 1
+                r = replace(r, accepted=job.tree.accepted, new_tokens=job.tree.accepted + 1)
+                share = next_share(verified)
             new = min(r.new_tokens, total - produced)
             produced += new
             hit = r.hit if plan.trace.replay else proactive and rng.random() < plan.trace.hit_rate
@@ -240,7 +295,8 @@ def _edge(env: simpy.Environment, plan: Plan, client: int,
                 draft_forwards=r.draft_forwards, proactive_drafted=proactive,
                 proactive_hit=hit, from_proactive=adopted, proactive_s=proactive_s,
                 t_start=T0 + t_start, t_sent=T0 + t_sent, t_end=T0 + env.now,
-                finished=produced >= total, tokens=[]))  # simulated: counts, no tokens
+                finished=produced >= total, tokens=[],  # simulated: counts, no tokens
+                verified_nodes=verified))
             adopted = hit and produced < total
             round_no += 1
         assert out.outputs is not None
@@ -261,6 +317,7 @@ class _Active:
     source: int  # the trace request it repeats
     produced: int = 0
     steps: int = 0
+    share: int | None = None  # the nodes the goodput budget last left it, with headroom
 
 
 def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
@@ -282,16 +339,30 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
         t_start = env.now
         rounds = [plan.trace.draw(rng, a.steps == 0, False, a.source, a.steps) if speculate
                   else TraceRound(0.0, 0, 1, 1, 0, 0) for a in active]
+        budgeted = speculate and _budgeted(plan)
+        trees: list[ReplayTree] = []
+        if budgeted:
+            rounds, trees = (list(x) for x in zip(*(_drafted(plan, r, a.share)
+                                                     for a, r in zip(active, rounds,
+                                                                     strict=True)),
+                                                   strict=True))
+        drafted = [r.tree_size for r in rounds]
         draft_s = _batch_draft_s(plan, active, rounds) if speculate else 0.0
         yield env.timeout(draft_s)
         # Profiled: a prefill forwards its prompt (a run's fit charges prefill_extra_s).
-        tokens = sum(r.tree_size + (a.prompt if a.steps == 0 and profiled else 0)
-                     for a, r in zip(active, rounds, strict=True))
+        extra = sum(a.prompt for a in active if a.steps == 0 and profiled)
         context = sum(a.prompt + a.produced for a in active if a.steps > 0)
-        forward = plan.target.seconds(tokens, len(active), context)
-        forward += plan.prefill_extra_s * sum(a.steps == 0 for a in active)
+        prefill_s = plan.prefill_extra_s * sum(a.steps == 0 for a in active)
+        if budgeted:  # the drafting already spent is part of the step's cost
+            _, trees = _budget(plan, trees, extra, len(active), context, draft_s + prefill_s)
+            rounds = [replace(r, tree_size=t.size, accepted=t.accepted, new_tokens=t.accepted + 1)
+                      for r, t in zip(rounds, trees, strict=True)]
+            for a, t in zip(active, trees, strict=True):
+                a.share = next_share(t.size - 1)
+        tokens = extra + sum(r.tree_size for r in rounds)
+        forward = plan.target.seconds(tokens, len(active), context) + prefill_s
         yield env.timeout(forward + plan.step_overhead_s)
-        for a, r in zip(active, rounds, strict=True):
+        for a, r, nodes in zip(active, rounds, drafted, strict=True):
             prefix = a.prompt + a.produced if a.steps > 0 else 0
             new = min(r.new_tokens, a.total - a.produced)
             a.produced += new
@@ -301,7 +372,7 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
                 draft_s=draft_s, target_s=forward, tree_size=r.tree_size,
                 accepted=min(r.accepted, new), new_tokens=new,
                 draft_forwards=r.draft_forwards, t_start=T0 + t_start, t_end=T0 + env.now,
-                finished=a.produced >= a.total, prefix=prefix))
+                finished=a.produced >= a.total, prefix=prefix, drafted_nodes=nodes))
             a.steps += 1
             if a.produced >= a.total:
                 out.outputs.write(_output(a.request_id, a.category, a.total))

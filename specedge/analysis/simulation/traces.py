@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from specedge.algorithm.goodput import encode, replayed_survivals
 from specedge.analysis.metrics import load_records
 from specedge.analysis.simulation.latency import SimulationError
 from specedge.base.config.run import load_run_config
@@ -30,6 +31,11 @@ class TraceRound:
     other_s: float = 0.0  # the edge's own bookkeeping around the round
     transport_s: float = 0.0  # measured network time beyond the emulated link (gRPC, stack)
     hit: bool = False  # its proactive guess hit (the next round grows the guessed sub-tree)
+    # the drafted tree as a goodput budget ranks it (specedge.base.records: survival hex,
+    # parents, accepted path); empty when not recorded
+    survival: str = ""
+    parents: list[int] = field(default_factory=list)
+    path: list[int] = field(default_factory=list)
 
 
 def served_order(rounds: pd.DataFrame) -> dict[int, int]:
@@ -79,11 +85,37 @@ class Trace:
             self.adopted if adopted and self.adopted else self.plain or self.prefill)
         r = rng.choice(pool)
         if self.chain is not None:
-            r = replace(r, tree_size=self.chain + 1, draft_forwards=self.chain)
+            r = replace(r, tree_size=self.chain + 1, draft_forwards=self.chain,
+                        **self._chain_tree())
         if self.acceptance is None:
             return r
         k = rng.choices(range(len(self.acceptance)), weights=self.acceptance)[0]
-        return replace(r, accepted=k, new_tokens=k + 1)
+        return replace(r, accepted=k, new_tokens=k + 1, path=self._path(r, k))
+
+    def _chain_tree(self) -> dict[str, Any]:
+        """A chain's survivals as a calibrated draft would give them, P(at least j accepted),
+        and its parents."""
+        assert self.chain is not None
+        if self.acceptance is None:
+            return {"survival": "", "parents": [], "path": []}
+        tail = [sum(self.acceptance[j:]) for j in range(self.chain + 1)]
+        return {"survival": encode(tail).hex(), "parents": list(range(-1, self.chain))}
+
+    @staticmethod
+    def _path(r: TraceRound, k: int) -> list[int]:
+        """The accepted path of ``k`` tokens when the acceptance replaces the round's own: the
+        tree's likeliest chain (with ``k`` beyond it, a kept chain accepts all ``k``)."""
+        if not r.survival:
+            return []
+        survival = replayed_survivals(r.survival, r.parents)
+        children: dict[int, list[int]] = {}
+        for i, parent in enumerate(r.parents[1:], start=1):
+            children.setdefault(parent, []).append(i)
+        path, node = [], 0
+        while len(path) < k and children.get(node):
+            node = max(children[node], key=lambda i: (survival[i], -i))
+            path.append(node)
+        return path
 
 
 TRACE_FORMAT = "specedge.trace/1"
@@ -140,7 +172,8 @@ def trace_of(run_dir: Path) -> Trace:
                            int(x.draft_forwards) - int(x.proactive_forwards),
                            float(x.late_s), float(x.proactive_s),
                            float(x.other_s) if specedge else 0.0, transport(x),
-                           bool(x.proactive_hit))
+                           bool(x.proactive_hit), str(x.survival), list(x.parents),
+                           list(x.path))
                 for x in frame.itertuples()]
 
     drafted = r["proactive_drafted"].astype(bool)
