@@ -16,6 +16,7 @@ from specedge.algorithm.goodput import (
     decode,
     encode,
     kept_nodes,
+    pruned,
     ranked,
     sanitized,
 )
@@ -166,3 +167,20 @@ def test_the_simulator_replays_the_budget_free_keeps_all_steep_decodes(
         for run, verified in (("a", 5), ("b", 1)):
             steps = read_records(tmp_path / run / STEPS_FILE)
             assert {(s["tree_size"], s["drafted_nodes"]) for s in steps} == {(verified, 5)}
+
+
+def test_a_budget_of_nothing_is_exactly_a_plain_decoding_step() -> None:
+    """K = 0: every tree is cut to its root, the very query auto-batch's step sends (one token
+    a row, the same shape bucket, a trivial mask)."""
+    rng = random.Random(3)
+    trees, survivals = [], []
+    for b in range(4):
+        parents, s = random_tree(rng, 12)
+        trees.append(TokenTree.from_wire([100 + b + i for i in range(12)], parents))
+        survivals.append(sanitized(s, parents))
+    budget, cut, keeps = pruned(trees, survivals, lambda tokens: float(tokens))
+    assert budget.total == 0 and keeps == [[0]] * 4
+    for tree, plain in zip(cut, (TokenTree.rooted(t.tokens[0]) for t in trees), strict=True):
+        assert (tree.tokens, tree.parents, tree.depths) == (plain.tokens, plain.parents,
+                                                             plain.depths)
+        assert tree.ancestry().tolist() == plain.ancestry().tolist()

@@ -63,7 +63,8 @@ def sanitized(survivals: Sequence[float], parents: Sequence[int]) -> list[float]
 
 def ranked(survivals: Sequence[float]) -> list[int]:
     """Non-root node indices, likeliest first; ties by index, so a parent (earlier) precedes a
-    child of equal survival and every prefix of the ranking is prefix-closed."""
+    child of equal survival and every prefix of the ranking is prefix-closed (any value that
+    never grows down a path ranks alike: the drafter's scores too)."""
     return sorted(range(1, len(survivals)), key=lambda i: (-survivals[i], i))
 
 

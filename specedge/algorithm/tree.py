@@ -14,6 +14,8 @@ from enum import StrEnum
 
 import torch
 
+from specedge.algorithm.goodput import kept_nodes
+
 
 class NodeStatus(StrEnum):
     drafted = "drafted"  # proposed, not yet forwarded through the draft model (a leaf)
@@ -89,8 +91,7 @@ class TokenTree:
         """
         if len(self) - 1 <= budget:
             return list(range(len(self)))
-        ranked = sorted(range(1, len(self)), key=lambda i: (-self.scores[i], i))[:budget]
-        keep = [0, *sorted(ranked)]
+        keep = kept_nodes(self.scores, budget)  # the goodput budget's ranking, on scores
         self.keep_nodes(keep)
         return keep
 

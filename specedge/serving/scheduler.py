@@ -222,9 +222,9 @@ class Scheduler:
         the catch-up tokens the rows need anyway count toward the step's cost."""
         assert self.step_seconds is not None
         cost, extra = self.step_seconds, sum(len(j.pending) for j in batch)
-        survivals = [j.survival if j.survival is not None else [1.0] * len(j.tree)
-                     for j in batch]
-        budget, cut, keeps = pruned([j.tree for j in batch], survivals,
+        survivals = [j.survival for j in batch]  # admission refused calls without them
+        assert all(s is not None for s in survivals)
+        budget, cut, keeps = pruned([j.tree for j in batch], survivals,  # type: ignore[arg-type]
                                     lambda tokens: cost(tokens + extra))
         for job, tree, keep in zip(batch, cut, keeps, strict=True):
             job.tree, job.kept = tree, keep
