@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from specedge import CONF_DIR
 from specedge.algorithm.goodput import (
+    IdleHorizon,
     StepTable,
     choose_budget,
     decode,
@@ -29,6 +31,7 @@ from specedge.base.config.run import to_run_config
 from specedge.base.records import SERVER_FILE, STEPS_FILE
 from specedge.serving.admission import Rejected, check_survival
 from specedge.serving.protocol import request_from_tree
+from specedge.serving.scheduler import DynamicPolicy, PipelinePolicy, free_seconds
 from tests.serving import read_records
 
 
@@ -184,3 +187,50 @@ def test_a_budget_of_nothing_is_exactly_a_plain_decoding_step() -> None:
         assert (tree.tokens, tree.parents, tree.depths) == (plain.tokens, plain.parents,
                                                              plain.depths)
         assert tree.ancestry().tolist() == plain.ancestry().tolist()
+
+
+def test_the_idle_horizon_is_when_the_next_group_is_expected_back() -> None:
+    h = IdleHorizon()
+    assert h.seconds({0, 1}, 0.0) == 0.0  # nothing known: nothing is free
+    for c in (0, 1):
+        h.arrived(c, 0.0)  # first trees: no gap yet
+        h.answer(c, 1.0)
+    assert h.seconds({0, 1}, 1.0) == 0.0  # their gaps are not known yet
+    h.arrived(0, 1.3)
+    h.arrived(1, 1.5)
+    h.answer(0, 2.0)
+    h.answer(1, 2.0)
+    assert h.seconds({0, 1}, 2.1) == pytest.approx(0.4)  # edge 1 back at 2.5
+    h.arrived(1, 2.3)  # early: its tree is in, it counts as back now; edge 0 at 2.3 too
+    assert h.seconds({0, 1}, 2.1) == pytest.approx(0.2)
+    assert h.seconds({1}, 2.4) == 0.0
+    policy = PipelinePolicy(max_batch_size=1, num_clients=2)
+    assert policy.pick([], {0, 1}) is None and policy.turn == 0
+    # after group 0's batch is picked the turn is group 1's: its return is what is free
+    h.answer(0, 3.0)
+    h.answer(1, 3.0)
+    assert free_seconds(policy, {0, 1}, h, 3.0) == pytest.approx(h.gap[0])
+    assert free_seconds(DynamicPolicy(2), {0, 1}, h, 3.0) == 0.0
+
+
+@pytest.mark.parametrize("scheduler", ["pipeline", "batch"])
+def test_a_server_that_would_idle_for_the_other_group_verifies_for_free(
+        tmp_path: Path, scheduler: str) -> None:
+    """Each token costs more than it is worth, so a dynamic batch verifies roots only; two
+    pipeline groups whose drafting (0.2 s) outlasts a full step (0.1 s) keep every node once
+    the server has seen a round: the other group would keep it waiting anyway."""
+    plan = _budget_plan([*EDGES[:2], "server.max_batch_size=1",
+                         f"server.scheduler={scheduler}", "server.batch_type=dynamic"],
+                        LatencyModel(0.001, 0.02, "steep"))
+    plan.trace.prefill = plan.trace.plain = [replace(r, draft_s=0.2) for r in plan.trace.plain]
+    s = simulate(plan, tmp_path)
+    steps = read_records(tmp_path / SERVER_FILE)
+    if scheduler == "batch":
+        assert s["tokens_per_round"] == 1.0 and all(x["free_s"] == 0.0 for x in steps)
+    else:
+        assert s["tokens_per_round"] > 2.5
+        # from the first measured gap until one edge is done (alone, nothing is free)
+        last = max(i for i, x in enumerate(steps) if x["clients"] == [1])
+        assert all(x["free_s"] >= x["forward_s"] - 1e-9 and x["tree_nodes"] == x["sent_nodes"]
+                   for x in steps[3:last])
+        assert all(x["free_s"] == 0.0 for x in steps[last + 1:])

@@ -75,6 +75,37 @@ def kept_nodes(survivals: Sequence[float], count: int) -> list[int]:
     return [0, *sorted(ranked(survivals)[:count])]
 
 
+@dataclass
+class IdleHorizon:
+    """When the next pipeline group will be ready: each edge's last answer plus its usual gap
+    until its next tree arrives (drafting and the link both ways, a running mean). Until then
+    the server would idle, so a step that ends by then verifies its extra nodes for free."""
+
+    weight: float = 0.5  # of the newest gap in the running mean
+    answered: dict[int, float] = dataclasses.field(default_factory=dict)
+    gap: dict[int, float] = dataclasses.field(default_factory=dict)
+
+    def arrived(self, client: int, now: float) -> None:
+        if client in self.answered:
+            new = max(0.0, now - self.answered.pop(client))
+            old = self.gap.get(client)
+            self.gap[client] = new if old is None else old + self.weight * (new - old)
+
+    def answer(self, client: int, now: float) -> None:
+        self.answered[client] = now
+
+    def seconds(self, clients: set[int], now: float) -> float:
+        """Until every one of ``clients`` is expected back: one whose tree is in counts as
+        back now; one whose gap is not known yet makes it 0 (nothing is assumed free)."""
+        ready = now
+        for c in clients:
+            if c in self.answered:  # drafting its next tree
+                if c not in self.gap:
+                    return 0.0
+                ready = max(ready, self.answered[c] + self.gap[c])
+        return ready - now
+
+
 SHARE_HEADROOM = 1.5  # an edge drafts this many times the share a goodput server last kept
 SHARE_FLOOR = 4  # ... and never fewer nodes than this (a share of 0 must be able to grow)
 

@@ -120,6 +120,8 @@ class ServerStepRecord:
     sent_nodes: int = 0
     expected_tokens: float = 0.0
     emitted_tokens: int = 0
+    free_s: float = 0.0  # how long the server would have idled after the step anyway (the
+    # next pipeline group not back yet): a step that short cost the budget nothing more
 
 
 @dataclass
@@ -230,7 +232,7 @@ LATER_FIELDS: dict[type, dict[str, Any]] = {
     OutputRecord: {"subcategory": ""},  # older runs: the category was the file's label
     # runs before the goodput budget (0: not recorded; every node sent was verified)
     ServerStepRecord: {"prefix_tokens": 0, "sent_nodes": 0, "expected_tokens": 0.0,
-                       "emitted_tokens": 0},
+                       "emitted_tokens": 0, "free_s": 0.0},
 }
 
 

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from specedge.algorithm.goodput import Budget, pruned
+from specedge.algorithm.goodput import Budget, IdleHorizon, pruned
 from specedge.base.records import ServerStepRecord
 
 if TYPE_CHECKING:  # annotations only: the simulator imports the policies without torch
@@ -117,6 +117,16 @@ class PipelinePolicy:
         return None
 
 
+def free_seconds(policy: BatchPolicy, active: set[int], horizon: IdleHorizon,
+                 now: float) -> float:
+    """How long the server would idle after a step begun ``now`` that took no time: under the
+    pipeline policy, until the group whose turn is next is expected back (the policy has
+    already passed the turn on); otherwise 0 (a dynamic batch takes what is there)."""
+    if not isinstance(policy, PipelinePolicy) or policy.groups < 2:
+        return 0.0
+    return horizon.seconds({c for c in active if policy.group_of(c) == policy.turn}, now)
+
+
 def make_policy(name: str, max_batch_size: int, num_clients: int) -> BatchPolicy:
     if name == "dynamic":
         return DynamicPolicy(max_batch_size)
@@ -165,11 +175,13 @@ class Scheduler:
         self._waiting: list[Job] = []
         self._wake = asyncio.Event()
         self._step = 0
+        self.horizon = IdleHorizon()  # when the next pipeline group is expected back
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=FORWARD_THREAD,
                                           initializer=_name_forward_thread)
 
     async def submit(self, job: Job) -> Verdict:
         self.active.add(job.client_id)  # an edge that was retired (silent, lost) may come back
+        self.horizon.arrived(job.client_id, job.enqueued)
         self._waiting.append(job)
         self._wake.set()
         return await job.future
@@ -188,16 +200,18 @@ class Scheduler:
                 batch = DynamicPolicy(len(self._waiting)).pick(self._waiting, self.active)
         return batch
 
-    def _forward(self, batch: list[Job]) -> tuple[list[Verdict], ServerStepRecord, float]:
+    def _forward(self, batch: list[Job], free_s: float = 0.0
+                 ) -> tuple[list[Verdict], ServerStepRecord, float]:
         """On the worker thread: the rows' own work, then the batched forward; the verdicts,
-        the step's record and when the forward started (perf_counter)."""
+        the step's record and when the forward started (perf_counter). ``free_s``: how long
+        the server would idle after the step anyway (:func:`free_seconds`)."""
         t_start = time.time()
         for job in batch:
             if job.prepare is not None:
                 job.prepare()
         prefix_tokens = sum(j.row.length for j in batch)
         sent = [j.tree for j in batch]
-        budget = self._prune(batch) if self.step_seconds is not None else None
+        budget = self._prune(batch, free_s) if self.step_seconds is not None else None
         t0 = time.perf_counter()
         verdicts = self.verify(batch)
         forward_s = time.perf_counter() - t0
@@ -215,13 +229,20 @@ class Scheduler:
             t_start=t_start, t_end=time.time(), prefix_tokens=prefix_tokens,
             sent_nodes=sum(len(t) for t in sent),
             expected_tokens=budget.expected_tokens if budget is not None else 0.0,
-            emitted_tokens=sum(len(v.path) for v in verdicts)), t0
+            emitted_tokens=sum(len(v.path) for v in verdicts),
+            free_s=free_s if budget is not None else 0.0), t0
 
-    def _prune(self, batch: list[Job]) -> Budget:
+    def _prune(self, batch: list[Job], free_s: float) -> Budget:
         """The goodput budget of this step: each job's tree cut to its share (``job.kept``);
-        the catch-up tokens the rows need anyway count toward the step's cost."""
+        the catch-up tokens the rows need anyway count toward the step's cost, and a step no
+        longer than ``free_s`` costs ``free_s`` (the server would idle that long anyway)."""
         assert self.step_seconds is not None
-        cost, extra = self.step_seconds, sum(len(j.pending) for j in batch)
+        extra = sum(len(j.pending) for j in batch)
+        step = self.step_seconds
+
+        def cost(tokens: float) -> float:
+            return max(free_s, step(tokens))
+
         survivals = [j.survival for j in batch]  # admission refused calls without them
         assert all(s is not None for s in survivals)
         budget, cut, keeps = pruned([j.tree for j in batch], survivals,  # type: ignore[arg-type]
@@ -242,15 +263,19 @@ class Scheduler:
                     continue
                 ids = {id(j) for j in batch}
                 self._waiting = [j for j in self._waiting if id(j) not in ids]
+                free_s = free_seconds(self.policy, self.active, self.horizon,
+                                      time.perf_counter())
                 try:
                     verdicts, step, t0 = await loop.run_in_executor(
-                        self._worker, self._forward, batch)
+                        self._worker, self._forward, batch, free_s)
                 except Exception as exc:  # answer every caller; keep serving
                     for job in batch:
                         if not job.future.done():
                             job.future.set_exception(exc)
                     continue
+                answered = time.perf_counter()
                 for job, verdict in zip(batch, verdicts, strict=True):
+                    self.horizon.answer(job.client_id, answered)
                     job.queue_s, job.verify_s = t0 - job.enqueued, step.forward_s
                     if not job.future.done():
                         job.future.set_result(verdict)

@@ -14,7 +14,7 @@ from typing import Any
 import simpy
 from omegaconf import OmegaConf
 
-from specedge.algorithm.goodput import Budget, choose_budget, next_share
+from specedge.algorithm.goodput import Budget, IdleHorizon, choose_budget, next_share
 from specedge.analysis.metrics import write_summary
 from specedge.analysis.simulation.latency import (
     Latency,
@@ -43,7 +43,7 @@ from specedge.base.records import (
     edge_file,
 )
 from specedge.serving.network import EmulatedLink
-from specedge.serving.scheduler import make_policy
+from specedge.serving.scheduler import free_seconds, make_policy
 
 T0 = 1_700_000_000.0  # simulated runs start at this Unix time (records need absolute times)
 
@@ -106,12 +106,13 @@ def _drafted(plan: Plan, r: TraceRound, share: int | None) -> tuple[TraceRound, 
 
 
 def _budget(plan: Plan, trees: list[ReplayTree], extra: int, batch: int, context: int,
-            fixed_s: float = 0.0) -> tuple[Budget, list[ReplayTree]]:
+            fixed_s: float = 0.0, free_s: float = 0.0) -> tuple[Budget, list[ReplayTree]]:
     """The server's goodput budget over the batch's trees (its own selection), the step's
     cost the latency model's (``extra``: new tokens beyond the trees, ``fixed_s``: time the
-    step costs whatever is kept), and each tree as verified."""
-    budget = choose_budget([t.survivals for t in trees], lambda tokens: fixed_s + (
-        plan.target.seconds(tokens + extra, batch, context)))
+    step costs whatever is kept, ``free_s``: the server would idle that long anyway), and
+    each tree as verified."""
+    budget = choose_budget([t.survivals for t in trees], lambda tokens: max(free_s, fixed_s + (
+        plan.target.seconds(tokens + extra, batch, context))))
     return budget, [t.cut(k) for t, k in zip(trees, budget.kept, strict=True)]
 
 
@@ -189,7 +190,8 @@ def _output(request_id: int, category: str, tokens: int) -> OutputRecord:
 
 
 def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[simpy.Event],
-            active: set[int], out: _Out) -> Generator[simpy.Event, Any, None]:
+            active: set[int], out: _Out,
+            horizon: IdleHorizon) -> Generator[simpy.Event, Any, None]:
     cfg = plan.cfg
     policy = make_policy(cfg.server.scheduler_policy, cfg.server.max_batch_size,
                          cfg.server.num_clients)
@@ -213,11 +215,12 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
         sent = sum(j.tree.size for j in batch if j.tree is not None)
         tokens, context = sum(j.tokens for j in batch), sum(j.context for j in batch)
         prefill_s = plan.prefill_extra_s * sum(j.prefill for j in batch)
-        budget, cut = None, []
+        budget, cut, free_s = None, [], 0.0
         if _budgeted(plan):
             trees = [j.tree for j in batch if j.tree is not None]
             extra = tokens - sent
-            budget, cut = _budget(plan, trees, extra, len(batch), context, prefill_s)
+            free_s = free_seconds(policy, active, horizon, env.now)  # type: ignore[arg-type]
+            budget, cut = _budget(plan, trees, extra, len(batch), context, prefill_s, free_s)
             for j, tree in zip(batch, cut, strict=True):
                 j.tree = tree
             tokens = extra + sum(t.size for t in cut)
@@ -225,6 +228,7 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
         yield env.timeout(forward)
         for j in batch:
             j.queue_s, j.verify_s = t0 - j.enqueued, forward
+            horizon.answer(j.client_id, env.now)
             j.reply.succeed()
         if out.server is not None:
             out.server.write(ServerStepRecord(
@@ -234,14 +238,15 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
                 forward_s=forward, t_start=T0 + t0, t_end=T0 + env.now, prefix_tokens=context,
                 sent_nodes=sent if budget is not None else 0,
                 expected_tokens=budget.expected_tokens if budget is not None else 0.0,
-                emitted_tokens=sum(t.accepted + 1 for t in cut) if budget is not None else 0))
+                emitted_tokens=sum(t.accepted + 1 for t in cut) if budget is not None else 0,
+                free_s=free_s))
         step += 1
 
 
 def _edge(env: simpy.Environment, plan: Plan, client: int,
           requests: list[tuple[int, str, int, int, int]],
           waiting: list[_Job], wake: list[simpy.Event], active: set[int], out: _Out,
-          rng: random.Random) -> Generator[simpy.Event, Any, None]:
+          rng: random.Random, horizon: IdleHorizon) -> Generator[simpy.Event, Any, None]:
     proactive = plan.cfg.edge.proactive.type.value != "disabled"
     writer = out.edges[client]
     profiled = plan.draft_edge is not None
@@ -268,6 +273,7 @@ def _edge(env: simpy.Environment, plan: Plan, client: int,
             job = _Job(client, tokens, 0 if prefill else context, env.now, env.event(), prefill,
                        tree=tree)
             waiting.append(job)
+            horizon.arrived(client, env.now)
             if not wake[0].triggered:
                 wake[0].succeed()
             yield job.reply
@@ -400,11 +406,12 @@ def simulate(plan: Plan, run_dir: Path) -> dict[str, Any]:
             wake = [env.event()]
             active = set(range(n))
             requests = _requests(plan)
-            env.process(_server(env, plan, waiting, wake, active, out))
+            horizon = IdleHorizon()  # the server's estimate of the next group's return
+            env.process(_server(env, plan, waiting, wake, active, out, horizon))
             for c in range(n):
                 out.edges[c] = JsonlWriter(edge_file(run_dir, c))
                 env.process(_edge(env, plan, c, requests[c::n], waiting, wake, active, out,
-                                  random.Random(rng.random())))
+                                  random.Random(rng.random()), horizon))
             env.run()
         else:
             out.steps = JsonlWriter(run_dir / STEPS_FILE)
