@@ -131,3 +131,29 @@ def test_drafting_bench_compares_batched_with_in_turn_drafting(tmp_path: Path,
     for batched, in_turn in zip(results[::2], results[1::2], strict=True):
         assert batched["tokens"] == in_turn["tokens"] == 64
         assert batched["draft_forwards_per_step"] < in_turn["draft_forwards_per_step"]
+
+
+def test_budget_bench_sets_the_goodput_budget_beside_fixed_trees(tmp_path: Path,
+                                                                micro_pair: Path) -> None:
+    """Fixed trees and the server's goodput budget with the same edges, real runs: the same
+    outputs as server-only, the budget's steps by batch size in the JSON."""
+    out = tmp_path / "budget.json"
+    code = main(["budget", "model=tiny", f"model.target={micro_pair / 'target'}",
+                 f"model.draft={micro_pair / 'draft'}", "dataset.max_requests=4",
+                 "generation.max_new_tokens=8", "edge.proactive.type=disabled",
+                 "--edges", "2", "--out", str(out)])
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert [r["variant"] for r in results] == ["SpecEdge, 2 edges, fixed",
+                                               "SpecEdge, 2 edges, goodput", "server-only"]
+    assert all(r["identical_to_server_only"] and r["tokens"] == 32 for r in results)
+    fixed, budgeted = results[0], results[1]
+    assert fixed["budget_steps"] == [] and budgeted["budget_steps"]
+    assert fixed["verified_size_mean"] == fixed["tree_size_mean"]
+    assert budgeted["verified_size_mean"] <= budgeted["tree_size_mean"]
+    steps = budgeted["budget_steps"]
+    assert all(b["batch"] == 1 and b["kept_per_step"] <= b["sent_per_step"] for b in steps)
+    assert sum(b["steps"] for b in steps) == budgeted["rounds"]  # a tree a step
+    assert sum(b["emitted_tokens"] for b in steps) >= budgeted["tokens"]  # cut at the length
+    with pytest.raises(SystemExit):
+        main(["budget", "--edges", "3"])

@@ -56,7 +56,15 @@ from specedge.analysis.metrics import run_summary
 from specedge.base.config.edge import ProactiveType
 from specedge.base.config.model import CompileMode, DType, resolve_compile
 from specedge.base.config.run import RunConfig, to_run_config
-from specedge.base.records import OUTPUTS_FILE, STEPS_FILE, OutputRecord, StepRecord, read_jsonl
+from specedge.base.records import (
+    OUTPUTS_FILE,
+    SERVER_FILE,
+    STEPS_FILE,
+    OutputRecord,
+    ServerStepRecord,
+    StepRecord,
+    read_jsonl,
+)
 from specedge.engine.datasets import Request, load_requests
 from specedge.engine.kv_cache import KVPool, pool_for, text_config
 from specedge.engine.models import device_name, load_member, load_run_tokenizer, with_resolved_dtype
@@ -163,7 +171,8 @@ def bench_spec(cfg: RunConfig, repeats: int) -> list[MethodResult]:
             for seq in seqs:
                 serve(baseline="server_only" if speculate else "auto_batch", sequences=[seq],
                       capacity=1, target=target_pool, draft=draft_pool if speculate else None,
-                      shape=shape if speculate else None, choose=Chooser())
+                      shape=shape if speculate else None, choose=Chooser(),
+                      policy=cfg.edge.tree_policy)
             return [s.generated for s in seqs]
         return run
 
@@ -229,7 +238,8 @@ def print_spec(table: list[MethodResult], cfg: RunConfig, console: Console) -> N
     base = next(r for r in table if r.method == "target greedy")
     hf_assist = next(r for r in table if r.method == "HF assisted")
     t = Table(title=f"Speculative decoding on {cfg.model.name} ({cfg.hardware.server_device}, "
-                    f"{cfg.model.dtype.value}, greedy, batch 1)")
+                    f"{cfg.model.dtype.value}, greedy, batch 1, SpecExec with "
+                    f"{cfg.edge.tree_policy.value} trees)")
     for col in ("method", "tokens", "target fwd", "tokens/fwd", "vs HF assisted", "wall s",
                 "speed-up vs greedy", "exact"):
         t.add_column(col, justify="right" if col != "method" else "left")
@@ -287,13 +297,17 @@ def edge_variants(overrides: list[str], ablation: bool = False,
     return [*variants, ("server-only", ["baseline=server_only"])]
 
 
+def _run_name(variant: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", variant.lower()).strip("-")
+
+
 def _real_runs(variants: list[tuple[str, list[str]]], overrides: list[str],
                out_dir: Path) -> list[dict[str, Any]]:
     """Each variant as a real run (its own processes), same prompts: its summary, outputs and
     run folder."""
     results = []
     for name, extra in variants:
-        run_dir = out_dir / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        run_dir = out_dir / _run_name(name)
         cmd = [sys.executable, "-m", "specedge.run", *overrides, *extra,  # the variant wins
                f"hydra.run.dir={run_dir}"]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -304,10 +318,30 @@ def _real_runs(variants: list[tuple[str, list[str]]], overrides: list[str],
     return results
 
 
+BUDGET_EDGES = (4, 8)
+
+
+def budget_variants(edge_counts: tuple[int, ...] = BUDGET_EDGES) -> list[tuple[str, list[str]]]:
+    """SpecEdge with each count of edges in two pipeline groups, every tree verified whole
+    against the server's goodput budget, then server-only (the outputs' reference)."""
+    variants = []
+    for n in edge_counts:
+        nodes = ",".join("{device:cpu}" for _ in range(n))
+        edges = ["baseline=specedge", f"server.num_clients={n}",
+                 f"hardware.nodes={{localhost:[{nodes}]}}", f"server.max_batch_size={n // 2}",
+                 "server.scheduler=pipeline"]
+        variants += [(f"SpecEdge, {n} edges, {budget}", [*edges, f"server.verify_budget={budget}"])
+                     for budget in ("fixed", "goodput")]
+    return [*variants, ("server-only", ["baseline=server_only"])]
+
+
 def bench_edge(overrides: list[str], out_dir: Path, ablation: bool = False,
-               proactive_run: bool = True) -> list[dict[str, Any]]:
-    """SpecEdge's variants and server-only as real runs, each against server-only's outputs."""
-    results = _real_runs(edge_variants(overrides, ablation, proactive_run), overrides, out_dir)
+               proactive_run: bool = True,
+               variants: list[tuple[str, list[str]]] | None = None) -> list[dict[str, Any]]:
+    """SpecEdge's variants and server-only (the last) as real runs, each against server-only's
+    outputs."""
+    variants = variants or edge_variants(overrides, ablation, proactive_run)
+    results = _real_runs(variants, overrides, out_dir)
     reference = results[-1]["outputs"]
     for r in results:
         outputs = r.pop("outputs")
@@ -407,6 +441,63 @@ def print_edge(results: list[dict[str, Any]], console: Console) -> None:
                   f"{se['itl_ms']['mean'] / base['itl_ms']['mean']:.2f}x",
                   f"{se['tokens_per_round'] / base['tokens_per_round']:.2f}x", "", "", "")
     console.print(t)
+
+
+def budget_steps(run_dir: Path) -> list[dict[str, Any]]:
+    """A goodput server's steps by batch size: drafted nodes it kept per step, and the tokens
+    it expected against those it emitted (empty for a fixed-budget run or a baseline)."""
+    problems: list[str] = []
+    rows = read_jsonl(Path(run_dir) / SERVER_FILE, ServerStepRecord, problems, missing_ok=True)
+    if not rows:  # a server-side baseline
+        return []
+    steps = pd.DataFrame(rows)
+    steps = steps[steps["expected_tokens"] > 0]  # recorded under the goodput budget only
+    if steps.empty:
+        return []
+    steps = steps.assign(kept=steps["tree_nodes"] - steps["batch_size"],
+                         sent=steps["sent_nodes"] - steps["batch_size"])
+    by = steps.groupby("batch_size")
+    return [{"batch": int(b), "steps": len(g), "kept_per_step": float(g["kept"].mean()),
+             "sent_per_step": float(g["sent"].mean()),
+             "expected_tokens": float(g["expected_tokens"].sum()),
+             "emitted_tokens": int(g["emitted_tokens"].sum())} for b, g in by]
+
+
+def print_budget(results: list[dict[str, Any]], console: Console) -> None:
+    so = results[-1]
+    t = Table(title="SpecEdge: every tree verified (fixed) vs the server's goodput budget "
+                    "(busy = sum of server steps)")
+    for col in ("run", "tokens", "tok/s busy", "ITL ms", "tokens/round", "nodes sent/round",
+                "nodes verified/round", "edge drafting ms/round", "bytes/round",
+                "same output as server-only"):
+        t.add_column(col, justify="left" if col == "run" else "right")
+
+    def row(r: dict[str, Any]) -> list[float]:
+        return [r["tokens"] / r["server_busy_s"], r["itl_ms"]["mean"], r["tokens_per_round"],
+                r["tree_size_mean"], r["verified_size_mean"],
+                1e3 * r["edge_busy_s"] / r["rounds"], r["bytes_per_round"]]
+
+    for r in results:
+        t.add_row(r["variant"], str(r["tokens"]), *(f"{v:.1f}" if i != 2 else f"{v:.2f}"
+                                                   for i, v in enumerate(row(r))),
+                  f"{r['requests_as_server_only']}/{r['requests']}")
+    for fixed, budgeted in zip(results[:-1:2], results[1:-1:2], strict=True):
+        t.add_row(f"{budgeted['variant']} / fixed", "",
+                  *(f"{b / f:.2f}x" if f else "-"
+                    for b, f in zip(row(budgeted), row(fixed), strict=True)), "")
+    console.print(t)
+    k = Table(title="the goodput budget's choice: drafted nodes kept per step, by batch size")
+    for col in ("run", "batch", "steps", "nodes sent/step", "nodes kept/step",
+                "tokens expected", "tokens emitted"):
+        k.add_column(col, justify="left" if col == "run" else "right")
+    for r in results:
+        for b in r.get("budget_steps", []):
+            k.add_row(r["variant"], str(b["batch"]), str(b["steps"]), f"{b['sent_per_step']:.1f}",
+                      f"{b['kept_per_step']:.1f}", f"{b['expected_tokens']:.0f}",
+                      str(b["emitted_tokens"]))
+    console.print(k)
+    console.print(f"server-only: {so['tokens'] / so['server_busy_s']:.1f} tok/s busy, "
+                  f"ITL {so['itl_ms']['mean']:.1f} ms")
 
 
 PATH_PROMPTS = (17, 100, 300, 600)  # prompt lengths of bench paths: one to several chunks
@@ -564,13 +655,26 @@ def summary(out_dir: Path) -> tuple[Table, list[str]]:
     return t, [f"on {gpu}: {line}" for line in lines]
 
 
+def _edge_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or any(n < 2 or n % 2 for n in counts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not accepted: even edge counts >= 2, "
+                                         "comma-separated (two pipeline groups each)")
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m specedge.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["spec", "edge", "ablation", "drafting", "paths",
-                                          "summary"],
+    parser.add_argument("which", choices=["spec", "edge", "ablation", "budget", "drafting",
+                                          "paths", "summary"],
                         help="spec: speculative decoding methods side by side; edge: SpecEdge "
-                        "vs server-only runs; ablation: proactive drafting (off / upstream's "
+                        "vs server-only runs; budget: SpecEdge with 4 and 8 edges, fixed trees "
+                        "vs the server's goodput budget; ablation: proactive drafting (off / "
+                        "upstream's "
                         "rule / speculation cache) and tree policy (fixed / adaptive); drafting: "
                         "server-only at batch 4 and 8, its trees drafted in one batched forward "
                         "per level vs one request after the other; paths: "
@@ -582,6 +686,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-proactive-run", dest="proactive_run", action="store_false",
                         help="edge: leave out the run without proactive drafting (one process "
                         "set fewer where start-up dominates, as on the GPU check)")
+    parser.add_argument("--edges", type=_edge_counts, default=BUDGET_EDGES,
+                        help="budget: the edge counts to compare at, e.g. 4,8 (even, >= 2: two "
+                        "pipeline groups)")
     parser.add_argument("--log", action="store_true",
                         help="log loads and start-up capture (graphs, seconds, device memory)")
     args = parser.parse_args(argv)
@@ -599,6 +706,20 @@ def main(argv: list[str] | None = None) -> int:
             args.out.write_text(json.dumps(results, indent=2) + "\n")
         # Half precision: batches of different make-up may round a near-tie differently, so
         # there the count of equal outputs is measured (the table's last column), not failed.
+        fp32 = _compose(args.overrides).model.dtype == DType.fp32
+        return 0 if not fp32 or all(r["identical_to_server_only"] for r in results) else 1
+    if args.which == "budget":
+        out_dir = args.out.parent / "budget-runs" if args.out else Path(
+            "results/bench/budget-runs")
+        variants = budget_variants(args.edges)
+        results = bench_edge(["dataset.max_requests=16", *args.overrides], out_dir,
+                             variants=variants)
+        for r, (name, _) in zip(results, variants, strict=True):
+            r["budget_steps"] = budget_steps(out_dir / _run_name(name))
+        print_budget(results, Console(width=200))
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
         fp32 = _compose(args.overrides).model.dtype == DType.fp32
         return 0 if not fp32 or all(r["identical_to_server_only"] for r in results) else 1
     if args.which == "drafting":
@@ -652,6 +773,7 @@ def main(argv: list[str] | None = None) -> int:
                                             cfg.hardware.server_device).value,
                                         "weights": cfg.model.weights.value,
                                         "dtype": cfg.model.dtype.value, "shape": asdict(shape),
+                                        "tree_policy": cfg.edge.tree_policy.value,
                                         "results": rows}, indent=2) + "\n")
     return 0 if cfg.model.dtype != DType.fp32 or all(r.exact for r in table) else 1
 
