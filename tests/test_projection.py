@@ -16,6 +16,7 @@ from specedge.analysis.projection import (
     ProjectionConfig,
     Scenario,
     chain_acceptance,
+    costs,
     figures,
     map_point,
     run,
@@ -72,7 +73,9 @@ def test_bad_scenarios_and_settings_are_refused_with_what_is_accepted() -> None:
 
 def test_a_trace_file_round_trips_and_a_bad_one_is_refused(tmp_path: Path) -> None:
     trace = trace_of(PROJECT_ROOT / TINY)
-    assert "measured 2026-12-01" in trace.source and trace.plain and trace.prefill
+    assert "measured 2026-12-05" in trace.source and trace.plain and trace.prefill
+    assert all(len(bytes.fromhex(r.survival)) == len(r.parents) == r.tree_size
+               and len(r.path) == r.accepted for r in trace.plain)  # the budget replays them
     copy = tmp_path / "copy.json"
     save_trace(trace, copy, "copied")
     again = trace_of(copy)
@@ -149,13 +152,33 @@ def test_the_projection_is_deterministic_labelled_and_its_maps_are_their_points(
     protocol = json.loads(first["protocol"])
     edges = {(p["system"], p["batch"]): p["edges"] for p in protocol["points"]}
     assert edges[("specedge", 2)] == 4 and edges[("server_only", 2)] is None  # 2B edges
+    assert edges[("specedge_budgeted", 2)] == 4
     assert len(protocol["table"]) == 2 * 2
+    points = {(p["scenario"], p["system"], p["batch"]): p for p in protocol["points"]}
+    for row in protocol["table"]:  # the budget verifies no more than the trees hold
+        fixed = points[(row["scenario"], "specedge", row["batch"])]
+        assert 1 <= row["budgeted_verified_size"] <= fixed["verified_size_mean"]
+        assert fixed["verified_size_mean"] == fixed["tree_size_mean"]
+        for system in ("specedge", "specedge_budgeted"):
+            assert row[f"{system}_busy_vs_auto_batch"] > 0
+            # at the break-even price SpecEdge costs what the cheaper baseline costs
+            price = row[f"{system}_break_even_usd_h_upstream"]
+            point = points[(row["scenario"], system, row["batch"])]
+            cheaper = min(row["server_only_usd_per_mtok"], row["auto_batch_usd_per_mtok"])
+            if price is None:
+                assert costs(point)[0] / point["tokens"] * 1e6 > cheaper
+            else:
+                server, edge = costs(point)
+                paid = server + edge * price / point["prices"]["edge_per_hour"]
+                assert paid / point["tokens"] * 1e6 == pytest.approx(cheaper)
     for p in protocol["points"]:  # each point names its trace and its derived latencies
         assert "tiny-4e-noproactive" in p["trace"]
         assert "derived" in p["latency_model"]["target"]["source"]
         assert ("acceptance" in p["trace"]) == (p["scenario"] == "chain")
     cells = json.loads(first["maps"])["cells"]
     assert len(cells) == 1 * 2 * 2 * 2
+    assert all(c["budgeted_vs_auto_batch"] > 0 and c["budgeted_vs_server_only"] > 0
+               for c in cells)
     cell = next(c for c in cells if c["concurrency"] == 4 and c["rtt_ms"] == 14.0
                 and c["tokens_per_round"] == 3.0)
     assert cell["overrides"]["specedge"] == map_point(cfg, "a100_80", "specedge", 4, 3.0, 14.0)
@@ -166,7 +189,8 @@ def test_the_projection_is_deterministic_labelled_and_its_maps_are_their_points(
     sens = json.loads(first["sensitivity"])
     assumptions = [r["assumption"] for r in sens["rows"]]
     assert assumptions[0] == "baseline" and {"acceptance", "efficiency", "edges per batch",
-                                             "accounting"} <= set(assumptions)
+                                             "accounting", "verification budget"
+                                             } <= set(assumptions)
     assert len(sens["verdict"]) == 3 and all("reproduced" in v for v in sens["verdict"])
 
 
@@ -207,6 +231,7 @@ def test_the_reports_show_the_projection_and_say_what_this_run_cannot_show(
     assert html.index('id="headline"') < html.index('id="sensitivity"') < html.index(
         'id="maps"') < html.index("Validation")
     assert "break-even" in html and "SIMULATED" in html and "the paper" in html
+    assert "SpecEdge (goodput budget)" in html and "budgeted: nodes verified a round" in html
     index = index_page([page], tmp_path / "index.html", tmp_path / "out").read_text()
     assert "cannot show" in index and "projection.html#headline" in index
     assert "reproduced" in index

@@ -50,7 +50,8 @@ from specedge.base.config.checks import ConfigError
 from specedge.base.config.run import to_run_config
 from specedge.base.roofline import GPUS, Roofline, derive, dumps
 
-SYSTEMS = ("specedge", "server_only", "auto_batch")
+SYSTEMS = ("specedge", "specedge_budgeted", "server_only", "auto_batch")
+BASELINES = ("server_only", "auto_batch")
 
 
 @dataclass
@@ -213,10 +214,13 @@ ConfigStore.instance().store(name="base_projection", node=ProjectionConfig)
 
 def system_overrides(system: str, batch: int, edges: int | None = None) -> list[str]:
     """A system at batch ``batch``: SpecEdge with ``edges`` edges (pipeline groups of
-    ``batch``), the baselines batching ``batch`` requests."""
+    ``batch``), every tree verified whole (fixed) or the server's goodput budget of nodes
+    (budgeted), the baselines batching ``batch`` requests."""
+    specedge = ["baseline=specedge", f"simulate.edges={edges or batch}",
+                f"server.max_batch_size={batch}", "server.scheduler=pipeline"]
     return {
-        "specedge": ["baseline=specedge", f"simulate.edges={edges or batch}",
-                     f"server.max_batch_size={batch}", "server.scheduler=pipeline"],
+        "specedge": specedge,
+        "specedge_budgeted": [*specedge, "server.verify_budget=goodput"],
         "server_only": ["baseline=server_only", f"baseline.max_batch_size={batch}"],
         "auto_batch": ["baseline=auto_batch", f"baseline.batch_size={batch}"],
     }[system]
@@ -236,30 +240,54 @@ def simulate_point(overrides: list[str], seed: int = 0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         summary = simulate(plan_of_config(cfg), Path(tmp))
     return {"overrides": overrides[:-1], **{k: summary[k] for k in (
-        "baseline", "tokens", "server_busy_s", "server_wall_s", "server_utilization",
+        "baseline", "tokens", "server_busy_s", "server_wall_s", "server_time_s",
+        "server_utilization", "verified_size_mean", "tree_size_mean",
         "edge_busy_s", "edge_cost_usd", "server_cost_usd", "usd_per_mtok", "throughput_tok_s",
         "accounting", "itl_ms", "accepted_per_round", "tokens_per_round", "mean_batch_size",
         "prices", "upstream", "trace", "latency_model")}}
 
 
+ACCOUNTINGS = ("upstream", "ours", "wall", "busy")
+
+
+def costs(point: dict[str, Any], accounting: str = "upstream") -> tuple[float, float]:
+    """The server's and the edges' dollars of a point under an accounting: ``upstream`` (the
+    upstream metric scripts': edges billed for their whole round time), ``ours`` (our
+    defaults: SpecEdge's server wall, the baselines' busy; edges their drafting), ``wall``
+    or ``busy`` (every system's server billed alike)."""
+    if accounting not in ACCOUNTINGS:
+        raise ConfigError(f"accounting {accounting!r} is not accepted: "
+                          f"{', '.join(ACCOUNTINGS)}")
+    server = point["server_cost_usd"]
+    if accounting in ("wall", "busy"):
+        server = point[f"server_{accounting}_s"] / 3600 * point["prices"]["server_per_hour"]
+    edges = point["upstream"]["edge_cost_usd"] if accounting == "upstream" \
+        else point["edge_cost_usd"]
+    return server, edges
+
+
 def figures(point: dict[str, Any], accounting: str = "upstream") -> dict[str, float]:
-    """Throughput, ITL and $ per 1M tokens of a point under an accounting: ``upstream`` (the
-    upstream metric scripts'), ``ours`` (our defaults: SpecEdge wall, baselines busy),
-    ``wall`` or ``busy`` (every system billed alike)."""
+    """Throughput, ITL and $ per 1M tokens of a point under an accounting (:func:`costs`)."""
+    usd = sum(costs(point, accounting)) / point["tokens"] * 1e6
     if accounting == "upstream":
         u = point["upstream"]
         return {"throughput_tok_s": u["throughput_tok_s"], "itl_ms": u["itl_ms"],
-                "usd_per_mtok": u["usd_per_mtok"]}
-    if accounting == "ours":
-        return {"throughput_tok_s": point["throughput_tok_s"],
-                "itl_ms": point["itl_ms"]["mean"], "usd_per_mtok": point["usd_per_mtok"]}
-    if accounting not in ("wall", "busy"):
-        raise ConfigError(f"accounting {accounting!r} is not accepted: upstream, ours, wall "
-                          "or busy")
-    seconds = point[f"server_{accounting}_s"]
-    cost = seconds / 3600 * point["prices"]["server_per_hour"] + point["edge_cost_usd"]
+                "usd_per_mtok": usd}
+    seconds = point["server_time_s"] if accounting == "ours" \
+        else point[f"server_{accounting}_s"]
     return {"throughput_tok_s": point["tokens"] / seconds, "itl_ms": point["itl_ms"]["mean"],
-            "usd_per_mtok": cost / point["tokens"] * 1e6}
+            "usd_per_mtok": usd}
+
+
+def break_even_edge_price(point: dict[str, Any], usd_per_mtok: float,
+                          accounting: str = "upstream") -> float | None:
+    """The $/h of an edge at which a SpecEdge point costs ``usd_per_mtok`` (a baseline's):
+    its edges' bill is linear in their price. None: dearer even with free edges."""
+    server, edges = costs(point, accounting)
+    allowed = usd_per_mtok * point["tokens"] / 1e6 - server
+    if allowed < 0:
+        return None
+    return math.inf if edges <= 0 else point["prices"]["edge_per_hour"] * allowed / edges
 
 
 def ratios(specedge: dict[str, float], server_only: dict[str, float]) -> dict[str, float]:
@@ -275,7 +303,7 @@ def protocol(cfg: ProjectionConfig, scenario: Scenario) -> list[dict[str, Any]]:
     rows = []
     for batch in cfg.batch_sizes:
         for system in SYSTEMS:
-            edges = cfg.edges_per_batch * batch if system == "specedge" else None
+            edges = cfg.edges_per_batch * batch if system.startswith("specedge") else None
             overrides = [*cfg.setup, *scenario.overrides(),
                          f"simulate.requests_per_edge={cfg.requests_per_slot}",
                          *system_overrides(system, batch, edges)]
@@ -298,18 +326,33 @@ def protocol_table(rows: list[dict[str, Any]], paper: PaperFigures) -> list[dict
         if system != "specedge":
             continue
         f = {s: figures(keyed[(scenario, batch, s)]) for s in SYSTEMS}
+        budgeted = keyed[(scenario, batch, "specedge_budgeted")]
         row = {"scenario": scenario, "batch": batch, "edges": r["edges"],
                **{f"{s}_usd_per_mtok": f[s]["usd_per_mtok"] for s in SYSTEMS},
                **{f"{s}_itl_ms": f[s]["itl_ms"] for s in SYSTEMS},
                **{f"{s}_tok_s": f[s]["throughput_tok_s"] for s in SYSTEMS},
                "server_utilization": r["server_utilization"],
-               **ratios(f["specedge"], f["server_only"])}
+               **ratios(f["specedge"], f["server_only"]),
+               **{f"budgeted_{k}": v for k, v in ratios(f["specedge_budgeted"],
+                                                        f["server_only"]).items()}}
+        # Server throughput, tokens per second the server works (busy), over plain batching's
+        busy = {s: figures(keyed[(scenario, batch, s)], "busy")["throughput_tok_s"]
+                for s in SYSTEMS}
+        for s in ("specedge", "specedge_budgeted"):
+            row[f"{s}_busy_vs_auto_batch"] = busy[s] / busy["auto_batch"]
+        row["budgeted_verified_size"] = budgeted["verified_size_mean"]
+        for accounting in ("upstream", "ours"):  # the edge price at which SpecEdge pays
+            cheaper = min(figures(keyed[(scenario, batch, b)], accounting)["usd_per_mtok"]
+                          for b in BASELINES)
+            for s in ("specedge", "specedge_budgeted"):
+                row[f"{s}_break_even_usd_h_{accounting}"] = break_even_edge_price(
+                    keyed[(scenario, batch, s)], cheaper, accounting)
         for key in ("cost_efficiency_x", "throughput_x", "itl_reduction"):
             row[f"{key}_paper"] = getattr(paper, key)
             row[f"{key}_gap"] = row[key] - getattr(paper, key)
         if batch == 1:
-            for s in SYSTEMS:
-                row[f"{s}_usd_per_mtok_paper"] = paper.usd_per_mtok_batch1[s]
+            for s, usd in paper.usd_per_mtok_batch1.items():
+                row[f"{s}_usd_per_mtok_paper"] = usd
         out.append(row)
     return out
 
@@ -317,8 +360,9 @@ def protocol_table(rows: list[dict[str, Any]], paper: PaperFigures) -> list[dict
 def map_point(cfg: ProjectionConfig, hardware: str, system: str, concurrency: int,
               tokens_per_round: float, rtt_ms: float) -> list[str]:
     """The overrides of one map point (the point simulation a map cell summarises)."""
-    batch = concurrency if system != "specedge" else math.ceil(concurrency / 2)
-    edges = concurrency if system == "specedge" else None
+    edge_side = system.startswith("specedge")
+    batch = math.ceil(concurrency / 2) if edge_side else concurrency
+    edges = concurrency if edge_side else None
     setup = [o for o in cfg.setup if not o.startswith("hardware")]
     return [*setup, f"hardware={hardware}", f"hardware.link.delay_ms={rtt_ms / 2:g}",
             f"simulate.trace={cfg.scenario(cfg.main_scenario).trace}",
@@ -340,22 +384,26 @@ def maps(cfg: ProjectionConfig) -> list[dict[str, Any]]:
             for c in g.concurrency:
                 server_only = simulate_point(map_point(cfg, hardware, "server_only", c, t, 0.0),
                                              cfg.seed)
+                so, ab = figures(server_only), figures(auto[c])
                 for rtt in g.rtt_ms:
-                    se = simulate_point(map_point(cfg, hardware, "specedge", c, t, rtt),
-                                        cfg.seed)
-                    f, so, ab = figures(se), figures(server_only), figures(auto[c])
-                    rows.append({
+                    cell: dict[str, Any] = {
                         "hardware": hardware, "concurrency": c, "tokens_per_round": t,
-                        "rtt_ms": rtt, "specedge_usd_per_mtok": f["usd_per_mtok"],
-                        "server_only_usd_per_mtok": so["usd_per_mtok"],
+                        "rtt_ms": rtt, "server_only_usd_per_mtok": so["usd_per_mtok"],
                         "auto_batch_usd_per_mtok": ab["usd_per_mtok"],
-                        "vs_server_only": f["usd_per_mtok"] / so["usd_per_mtok"],
-                        "vs_auto_batch": f["usd_per_mtok"] / ab["usd_per_mtok"],
-                        "specedge_tokens_per_round": se["tokens_per_round"],
-                        "server_utilization": se["server_utilization"],
-                        "overrides": {"specedge": se["overrides"],
-                                      "server_only": server_only["overrides"],
-                                      "auto_batch": auto[c]["overrides"]}})
+                        "overrides": {"server_only": server_only["overrides"],
+                                      "auto_batch": auto[c]["overrides"]}}
+                    for system, prefix in (("specedge", ""),
+                                           ("specedge_budgeted", "budgeted_")):
+                        se = simulate_point(map_point(cfg, hardware, system, c, t, rtt),
+                                            cfg.seed)
+                        f = figures(se)
+                        cell |= {f"{system}_usd_per_mtok": f["usd_per_mtok"],
+                                 f"{prefix}vs_server_only": f["usd_per_mtok"] / so["usd_per_mtok"],
+                                 f"{prefix}vs_auto_batch": f["usd_per_mtok"] / ab["usd_per_mtok"],
+                                 f"{system}_tokens_per_round": se["tokens_per_round"],
+                                 f"{prefix}server_utilization": se["server_utilization"]}
+                        cell["overrides"][system] = se["overrides"]
+                    rows.append(cell)
     return rows
 
 
@@ -398,7 +446,9 @@ def sensitivity(cfg: ProjectionConfig, protocol_rows: list[dict[str, Any]],
 
     base_se, base_so = keyed[(main.name, b, "specedge")], keyed[(main.name, b, "server_only")]
     rows = [row("baseline", f"{main.label}; sourced efficiencies; {cfg.edges_per_batch * b} "
-                f"edges; upstream accounting", base_se, base_so)]
+                f"edges; upstream accounting", base_se, base_so),
+            row("verification budget", "goodput: the server's one budget of nodes per step",
+                keyed[(main.name, b, "specedge_budgeted")], base_so)]
     for s in cfg.scenarios:
         if s.name != main.name:
             rows.append(row("acceptance", s.label, keyed[(s.name, b, "specedge")],

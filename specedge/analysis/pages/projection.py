@@ -21,7 +21,6 @@ from specedge.analysis.pages.comparison import load_run
 from specedge.analysis.pages.page import (
     LABELS,
     ORDER,
-    PALETTE,
     Plot,
     ReportError,
     Section,
@@ -287,6 +286,14 @@ def _x(value: float) -> str:
     return f"{value:.2f}x"
 
 
+# The projection's systems: the measured pages' three, and SpecEdge under the server's goodput
+# budget (server.verify_budget=goodput) beside its fixed trees.
+PROJECTED = [*ORDER, "specedge_budgeted"]
+PROJECTED_LABELS = {**LABELS, "specedge": "SpecEdge (fixed trees)",
+                    "specedge_budgeted": "SpecEdge (goodput budget)"}
+PROJECTED_PALETTE = dict(zip(PROJECTED, sns.color_palette("colorblind", 4), strict=True))
+
+
 def protocol_section(data: dict[str, Any]) -> Section:
     """The paper's protocol per scenario, upstream's definitions, the paper's figures beside."""
     proto = data["protocol"]
@@ -299,6 +306,7 @@ def protocol_section(data: dict[str, Any]) -> Section:
         "autoregressive $/M": t["auto_batch_usd_per_mtok"],
         "server-only $/M": t["server_only_usd_per_mtok"],
         "SpecEdge $/M": t["specedge_usd_per_mtok"],
+        "SpecEdge budgeted $/M": t["specedge_budgeted_usd_per_mtok"],
         "server busy %": 100 * t["server_utilization"],
         "cost efficiency x (paper 1.91)": t["cost_efficiency_x"],
         "throughput x (paper 2.22)": t["throughput_x"],
@@ -312,6 +320,15 @@ def protocol_section(data: dict[str, Any]) -> Section:
         scale = 100 if key == "itl_reduction" else 1
         table[f"{short} gap to paper{' (points)' if scale == 100 else ''}"] = (
             scale * t[f"{key}_gap"])
+    budget = pd.DataFrame({
+        "acceptance (scenario)": t["scenario"].map(labels), "batch B": t["batch"],
+        "budgeted: nodes verified a round": t["budgeted_verified_size"],
+        "fixed: server tok/s over autoregressive": t["specedge_busy_vs_auto_batch"],
+        "budgeted: server tok/s over autoregressive": t["specedge_budgeted_busy_vs_auto_batch"],
+        "budgeted: cost efficiency x": t["budgeted_cost_efficiency_x"],
+        **{f"{name}: break-even edge $/h ({acc})": t[f"{key}_break_even_usd_h_{acc}"]
+           for acc in ("upstream", "ours")
+           for key, name in (("specedge", "fixed"), ("specedge_budgeted", "budgeted"))}})
     gaps = []
     for _, r in t[t["batch"] == 1].iterrows():
         gaps.append({"acceptance (scenario)": labels[r["scenario"]], **{
@@ -321,9 +338,9 @@ def protocol_section(data: dict[str, Any]) -> Section:
     fig, axes = plt.subplots(1, t["scenario"].nunique(), figsize=(4.2 * t["scenario"].nunique(),
                                                                    3.6), squeeze=False)
     for ax, (scenario, g) in zip(axes[0], t.groupby("scenario", sort=False), strict=True):
-        for system in ORDER:
-            ax.plot(g["batch"], g[f"{system}_usd_per_mtok"], marker="o", label=LABELS[system],
-                    color=PALETTE[LABELS[system]])
+        for system in PROJECTED:
+            ax.plot(g["batch"], g[f"{system}_usd_per_mtok"], marker="o",
+                    label=PROJECTED_LABELS[system], color=PROJECTED_PALETTE[system])
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_title(f"{scenario} (simulated)", fontsize=10)
@@ -333,7 +350,7 @@ def protocol_section(data: dict[str, Any]) -> Section:
     fig.tight_layout()
     return Section(
         "Headline: the paper's protocol (SIMULATED)", anchor="headline",
-        tables=[html_table(table), html_table(pd.DataFrame(gaps))],
+        tables=[html_table(table), html_table(budget), html_table(pd.DataFrame(gaps))],
         figures=[png(fig, "SIMULATED: $ per 1M tokens over batch size, upstream's metric "
                            "definitions, one panel per acceptance scenario. SpecEdge pays "
                            "where its line lies below the others.")],
@@ -342,8 +359,14 @@ def protocol_section(data: dict[str, Any]) -> Section:
               f"edges in pipeline groups of B. Setup: {', '.join(proto['setup'])}. Figures use "
               "upstream's metric definitions (ITL a ratio of sums; edges billed for their "
               "whole rounds; server-only throughput without prefill steps). The paper's "
-              f"figures: {paper['source']}. The second table sets upstream's batch-1 figure "
-              "beside ours.", _efficiencies(proto["points"])])
+              f"figures: {paper['source']}. The second table sets SpecEdge with every tree "
+              "verified whole (fixed) beside SpecEdge under the server's goodput budget "
+              "(server.verify_budget=goodput: one budget of nodes per step, shared by the "
+              "batch's trees by their survival, the edges drafting about their share): server "
+              "throughput as tokens per busy server second over autoregressive batching's, "
+              "and the break-even edge price, the $/h of an edge at which SpecEdge costs what "
+              "the cheaper baseline costs (empty: dearer even with free edges). The third sets "
+              "upstream's batch-1 figure beside ours.", _efficiencies(proto["points"])])
 
 
 def _efficiencies(points: list[dict[str, Any]]) -> str:
@@ -403,11 +426,13 @@ def _break_even(ax: Any, ratios: Any) -> None:
 
 
 def _map_figure(cells: pd.DataFrame, hardware: str, point: dict[str, Any],
-                point_tokens: float) -> Plot:
+                point_tokens: float, prefix: str = "") -> Plot:
+    """``prefix`` "budgeted_": SpecEdge under the goodput budget; "": with fixed trees."""
     rtts = sorted(cells["rtt_ms"].unique())
+    system = "goodput budget" if prefix else "fixed trees"
     fig, axes = plt.subplots(2, len(rtts), figsize=(4.0 * len(rtts), 6.6), squeeze=False)
-    for row, (key, name) in enumerate((("vs_server_only", "server-only"),
-                                       ("vs_auto_batch", "autoregressive"))):
+    for row, (key, name) in enumerate(((f"{prefix}vs_server_only", "server-only"),
+                                       (f"{prefix}vs_auto_batch", "autoregressive"))):
         for ax, rtt in zip(axes[row], rtts, strict=True):
             g = cells[cells["rtt_ms"] == rtt].pivot_table(
                 index="tokens_per_round", columns="concurrency", values=key)
@@ -423,22 +448,23 @@ def _map_figure(cells: pd.DataFrame, hardware: str, point: dict[str, Any],
                 ax.add_patch(matplotlib.patches.Rectangle((x - 0.5, y), 1, 1, fill=False,
                                                           edgecolor="gold", linewidth=3))
             ax.invert_yaxis()
-            ax.set_title(f"SpecEdge / {name} cost, RTT {rtt:g} ms", fontsize=9)
+            ax.set_title(f"SpecEdge ({system}) / {name} cost, RTT {rtt:g} ms", fontsize=9)
             ax.set_xlabel("concurrency (users)")
             ax.set_ylabel("tokens per round")
-    fig.suptitle(f"{hardware} (SIMULATED)")
+    fig.suptitle(f"{hardware}, SpecEdge with {system} (SIMULATED)")
     fig.tight_layout()
-    h = cells
-    cheaper_so = int((h["vs_server_only"] < 1).sum())
-    cheaper_ab = int((h["vs_auto_batch"] < 1).sum())
-    best = h.loc[h["vs_auto_batch"].idxmin()]
-    sentence = (f"SIMULATED, {hardware}: SpecEdge's cost per token over server-only's (top) "
+    h = cells.rename(columns={f"{prefix}vs_server_only": "so", f"{prefix}vs_auto_batch": "ab"})
+    cheaper_so = int((h["so"] < 1).sum())
+    cheaper_ab = int((h["ab"] < 1).sum())
+    best = h.loc[h["ab"].idxmin()]
+    sentence = (f"SIMULATED, {hardware}: the cost per token of SpecEdge with {system} over "
+                f"server-only's (top) "
                 f"and autoregressive batching's (bottom) at the same concurrency; blue cells "
                 f"(< 1) are where SpecEdge is cheaper; the black break-even line separates "
                 f"them from the red. It is "
                 f"cheaper than server-only in {cheaper_so} of {len(h)} cells and than "
                 f"autoregressive in {cheaper_ab}; its best against autoregressive is "
-                f"{best['vs_auto_batch']:.2f} at concurrency {int(best['concurrency'])}, "
+                f"{best['ab']:.2f} at concurrency {int(best['concurrency'])}, "
                 f"{best['tokens_per_round']:g} tokens a round, RTT {best['rtt_ms']:g} ms.")
     if hardware == point["hardware"]:
         sentence += (f" The gold box marks the paper's operating point (concurrency "
@@ -454,8 +480,9 @@ def maps_section(data: dict[str, Any]) -> Section:
     point_tokens = float(next(p["tokens_per_round"] for p in data["protocol"]["points"]
                               if p["scenario"] == m["scenario"] and p["system"] == "specedge"
                               and p["batch"] == main["batch"]))
-    figures = [_map_figure(cells[cells["hardware"] == hw], hw, m["paper_point"], point_tokens)
-               for hw in m["grid"]["hardware"]]
+    figures = [_map_figure(cells[cells["hardware"] == hw], hw, m["paper_point"], point_tokens,
+                           prefix)
+               for hw in m["grid"]["hardware"] for prefix in ("", "budgeted_")]
     return Section(
         "Where SpecEdge pays: maps (SIMULATED)", anchor="maps", figures=figures, text=[
             "Each cell is one pair of point simulations (its overrides are in maps.json): "
