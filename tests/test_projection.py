@@ -231,7 +231,7 @@ def test_the_reports_show_the_projection_and_say_what_this_run_cannot_show(
     assert html.index('id="headline"') < html.index('id="sensitivity"') < html.index(
         'id="maps"') < html.index("Validation")
     assert "break-even" in html and "SIMULATED" in html and "the paper" in html
-    assert "SpecEdge (goodput budget)" in html and "budgeted: nodes verified a round" in html
+    assert "SpecEdge with goodput budget" in html and "budgeted: nodes verified a round" in html
     index = index_page([page], tmp_path / "index.html", tmp_path / "out").read_text()
     assert "cannot show" in index and "projection.html#headline" in index
     assert "reproduced" in index
