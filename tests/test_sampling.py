@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from specedge.algorithm.sequence import Sequence
 from specedge.algorithm.verification import Chooser, top_p_filter, verify_trees
 from specedge.base.config.edge import ProactiveConfig, ProactiveType
 from specedge.base.config.model import CompileMode
+from specedge.base.records import JsonlWriter
 from specedge.engine.datasets import Request
 from specedge.engine.kv_cache import KVPool
 from specedge.engine.models import load_model, load_tokenizer
@@ -97,6 +99,33 @@ def test_speculative_sampling_matches_target_distribution(micro_pair: Path) -> N
           target=KVPool(target, 64, 64, 32, CompileMode.static),
           draft=KVPool(draft, 64, 64, 32, CompileMode.static),
           shape=TreeShape(4, 3, 3, 8), choose=chooser)
+    _chi_square([(s.generated[0], s.generated[1]) for s in seqs], expected)
+
+
+def test_sampling_under_a_goodput_budget_matches_target_distribution(
+        micro_pair: Path, tmp_path: Path) -> None:
+    """Server-only cutting each step's trees to the goodput budget (a cost that makes the
+    budget keep some nodes and drop others): (t1, t2) still follows the target's law."""
+    tok = load_tokenizer(str(micro_pair / "target"))
+    target = load_model(str(micro_pair / "target"), "fp32", "cpu")
+    draft = load_model(str(micro_pair / "draft"), "fp32", "cpu")
+    temperature, top_p, n = 0.6, 0.8, 2000
+    prompt = tok("Enter HAMLET")["input_ids"]
+    expected = _two_token_distribution(target, prompt, temperature, top_p)
+    seqs = [Sequence(request=Request(i, "test", "Enter HAMLET"), prompt_ids=prompt,
+                     max_new_tokens=2, eos_token_id=None) for i in range(n)]
+    chooser = Chooser(temperature=temperature, top_p=top_p,
+                      generator=torch.Generator().manual_seed(4321))
+    with JsonlWriter(tmp_path / "steps.jsonl") as steps:
+        serve(baseline="server_only", sequences=seqs, capacity=64,
+              target=KVPool(target, 64, 64, 32, CompileMode.eager),
+              draft=KVPool(draft, 64, 64, 32, CompileMode.eager),
+              shape=TreeShape(4, 3, 3, 8), choose=chooser, steps_out=steps,
+              step_seconds=lambda tokens: 1.0 + 0.002 * tokens)
+    records = [json.loads(line) for line in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    assert any(r["tree_size"] < r["drafted_nodes"] for r in records), "nothing was cut"
+    sizes = {r["tree_size"] for r in records}
+    assert len(sizes) > 2 and max(sizes) > 1, f"verified sizes {sizes}: cut to various sizes"
     _chi_square([(s.generated[0], s.generated[1]) for s in seqs], expected)
 
 
