@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from specedge import PROJECT_ROOT
+from specedge.analysis.pages.comparison import comparison_report
 from specedge.analysis.profile import main as profile_main
 from specedge.commands.bench import main, summary
 
@@ -155,5 +156,11 @@ def test_budget_bench_sets_the_goodput_budget_beside_fixed_trees(tmp_path: Path,
     assert all(b["batch"] == 1 and b["kept_per_step"] <= b["sent_per_step"] for b in steps)
     assert sum(b["steps"] for b in steps) == budgeted["rounds"]  # a tree a step
     assert sum(b["emitted_tokens"] for b in steps) >= budgeted["tokens"]  # cut at the length
+    runs = tmp_path / "budget-runs"
+    page = comparison_report([runs / "specedge-2-edges-goodput", runs / "server-only"],
+                             tmp_path / "budget.html", "budget").read_text()
+    assert "K against batch and load" in page and "of the drafted nodes sent" in page
+    fixed_page = comparison_report([runs / "specedge-2-edges-fixed"], tmp_path / "f.html", "f")
+    assert "K against batch and load" not in fixed_page.read_text()
     with pytest.raises(SystemExit):
         main(["budget", "--edges", "3"])

@@ -90,7 +90,9 @@ class RunRecords:
     run_dir: Path
     baseline: str
     rounds: pd.DataFrame  # one row per round (see _rounds_* for the columns)
-    server: pd.DataFrame  # one row per server step: t_start, t_end, busy_s, batch_size
+    # one row per server step: t_start, t_end, busy_s, batch_size, and the goodput budget's
+    # sent, verified, expected_tokens, emitted_tokens, free_s
+    server: pd.DataFrame
     outputs: pd.DataFrame | None  # None when the run wrote none (it ended early)
     problems: list[str] = field(default_factory=list)
 
@@ -164,17 +166,30 @@ def load_records(run_dir: Path) -> RunRecords:
                                f"({len(problems)} problems){first}")
         baseline = "specedge"
         rounds = _rounds_specedge(pd.concat(edges, ignore_index=True))
+        # the goodput budget's choice: drafted nodes sent and verified, the tokens it expected
+        # (0: a fixed budget) and those the step emitted, the idle time it counted as free
         steps = pd.DataFrame({"t_start": server["t_start"], "t_end": server["t_end"],
                               "busy_s": server["forward_s"],
-                              "batch_size": server["batch_size"]})
+                              "batch_size": server["batch_size"],
+                              "sent": server["sent_nodes"] - server["batch_size"],
+                              "verified": server["tree_nodes"] - server["batch_size"],
+                              "expected_tokens": server["expected_tokens"],
+                              "emitted_tokens": server["emitted_tokens"],
+                              "free_s": server["free_s"]})
     elif (run_dir / STEPS_FILE).exists():
         records = read_frame(run_dir / STEPS_FILE, StepRecord, problems)
         baseline = str(records["baseline"].iloc[0])
         rounds = _rounds_server_side(records)
+        records = records.assign(sent=(records["drafted_nodes"] - 1).clip(lower=0),
+                                 verified=records["tree_size"] - 1,
+                                 emitted=records["accepted"] + 1)
         steps = records.groupby("step").agg(t_start=("t_start", "first"),
                                             t_end=("t_end", "first"),
-                                            batch_size=("batch_size", "first"))
+                                            batch_size=("batch_size", "first"),
+                                            sent=("sent", "sum"), verified=("verified", "sum"),
+                                            emitted_tokens=("emitted", "sum"))
         steps["busy_s"] = steps["t_end"] - steps["t_start"]
+        steps["expected_tokens"], steps["free_s"] = 0.0, 0.0  # a server-side loop: none
         steps = steps.reset_index(drop=True)
     else:
         raise MetricsError(f"{run_dir}: no {STEPS_FILE} or {SERVER_FILE}: not a run directory "

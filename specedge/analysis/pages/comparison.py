@@ -245,6 +245,38 @@ def fig_timeline(run: Run) -> Plot:
                      + how)
 
 
+def fig_budget(run: Run) -> Plot | None:
+    """A goodput-budget run: the drafted nodes each step kept against its batch size, and
+    whether the server would have idled anyway (the next pipeline group not back); the
+    tokens the budget expected against those the step emitted. None for other runs."""
+    steps = run.records.server
+    steps = steps[steps["expected_tokens"] > 0]
+    if steps.empty:
+        return None
+    steps = steps.assign(load=steps["free_s"].map(
+        lambda f: "server would idle (free)" if f > 0 else "server is the bottleneck"))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    sns.stripplot(steps, x="batch_size", y="verified", hue="load", dodge=True, alpha=0.5,
+                  ax=axes[0])
+    sns.pointplot(steps, x="batch_size", y="sent", color="black", markers="_", linestyles="",
+                  errorbar=None, ax=axes[0])
+    axes[0].set_xlabel("batch size (trees in the step)")
+    axes[0].set_ylabel("drafted nodes verified (K)")
+    axes[0].set_title("The budget's K per step (black: nodes sent)")
+    axes[1].scatter(steps["expected_tokens"], steps["emitted_tokens"], s=8, alpha=0.5)
+    top = float(max(steps["expected_tokens"].max(), steps["emitted_tokens"].max()))
+    axes[1].plot([0, top], [0, top], color="gray", linewidth=1)
+    axes[1].set_xlabel("tokens the budget expected")
+    axes[1].set_ylabel("tokens the step emitted")
+    axes[1].set_title("Expected against realised, per step")
+    kept = steps["verified"].sum() / max(1, steps["sent"].sum())
+    ratio = steps["emitted_tokens"].sum() / steps["expected_tokens"].sum()
+    return png(fig, f"The server's goodput budget ({run.pair}, {run.label}): it verified "
+                    f"{kept:.0%} of the drafted nodes sent; its steps emitted {ratio:.2f}x the "
+                    "tokens it expected (above 1: the edges' survivals underestimate "
+                    "acceptance, so the budget keeps fewer nodes than it would with exact ones).")
+
+
 def _prices(runs: list[Run]) -> pd.DataFrame:
     rows = {json.dumps(r.summary["prices"], sort_keys=True): r.summary["prices"] for r in runs}
     return pd.DataFrame([{"hardware": p["hardware"], "server GPU": p["server_gpu"],
@@ -305,6 +337,12 @@ def comparison_report(run_dirs: list[Path], out: Path, title: str,
         sections.append(replies)
     if bench is not None:
         sections.append(bench_section(bench))
+    budgets = [p for p in (fig_budget(r) for r in runs) if p is not None]
+    if budgets:
+        sections.append(Section("The goodput budget: K against batch and load", figures=budgets,
+                                text=["server.verify_budget=goodput: each step keeps the batch's "
+                                      "roots and the K drafted nodes likeliest to be accepted, "
+                                      "K maximising expected tokens per second of the step."]))
     sections.append(Section("Hardware prices", tables=[html_table(_prices(runs))]))
     sections.append(Section("Run configurations", details=_config_details(runs)))
     s0 = runs[0].summary
