@@ -82,17 +82,27 @@ def _chi_square(samples: list[tuple[int, int]], expected: dict[tuple[int, int], 
     assert result.pvalue > 0.001, (result, list(zip(obs, exp, strict=True)))
 
 
-def test_speculative_sampling_matches_target_distribution(micro_pair: Path) -> None:
-    """Chi-square on the first two sampled tokens: (t1, t2) ~ p(t1) p(t2 | t1)."""
+def _micro_law(micro_pair: Path) -> tuple[PreTrainedModel, PreTrainedModel,
+                                           dict[tuple[int, int], float], list[Sequence]]:
+    """The micro pair, the target's law of its first two sampled tokens after "Enter HAMLET"
+    (temperature 0.6, top-p 0.8) and 2000 requests of that prompt for two tokens."""
     tok = load_tokenizer(str(micro_pair / "target"))
     target = load_model(str(micro_pair / "target"), "fp32", "cpu")
     draft = load_model(str(micro_pair / "draft"), "fp32", "cpu")
-    temperature, top_p, n = 0.6, 0.8, 2000
     prompt = tok("Enter HAMLET")["input_ids"]
-    expected = _two_token_distribution(target, prompt, temperature, top_p)
+    expected = _two_token_distribution(target, prompt, TEMPERATURE, TOP_P)
     seqs = [Sequence(request=Request(i, "test", "Enter HAMLET"), prompt_ids=prompt,
-                     max_new_tokens=2, eos_token_id=None) for i in range(n)]
-    chooser = Chooser(temperature=temperature, top_p=top_p,
+                     max_new_tokens=2, eos_token_id=None) for i in range(2000)]
+    return target, draft, expected, seqs
+
+
+TEMPERATURE, TOP_P = 0.6, 0.8
+
+
+def test_speculative_sampling_matches_target_distribution(micro_pair: Path) -> None:
+    """Chi-square on the first two sampled tokens: (t1, t2) ~ p(t1) p(t2 | t1)."""
+    target, draft, expected, seqs = _micro_law(micro_pair)
+    chooser = Chooser(temperature=TEMPERATURE, top_p=TOP_P,
                       generator=torch.Generator().manual_seed(1234))
     # The static forward path (bucketed, padded batches of 64) must sample like the target.
     serve(baseline="server_only", sequences=seqs, capacity=64,
@@ -106,15 +116,8 @@ def test_sampling_under_a_goodput_budget_matches_target_distribution(
         micro_pair: Path, tmp_path: Path) -> None:
     """Server-only cutting each step's trees to the goodput budget (a cost that makes the
     budget keep some nodes and drop others): (t1, t2) still follows the target's law."""
-    tok = load_tokenizer(str(micro_pair / "target"))
-    target = load_model(str(micro_pair / "target"), "fp32", "cpu")
-    draft = load_model(str(micro_pair / "draft"), "fp32", "cpu")
-    temperature, top_p, n = 0.6, 0.8, 2000
-    prompt = tok("Enter HAMLET")["input_ids"]
-    expected = _two_token_distribution(target, prompt, temperature, top_p)
-    seqs = [Sequence(request=Request(i, "test", "Enter HAMLET"), prompt_ids=prompt,
-                     max_new_tokens=2, eos_token_id=None) for i in range(n)]
-    chooser = Chooser(temperature=temperature, top_p=top_p,
+    target, draft, expected, seqs = _micro_law(micro_pair)
+    chooser = Chooser(temperature=TEMPERATURE, top_p=TOP_P,
                       generator=torch.Generator().manual_seed(4321))
     with JsonlWriter(tmp_path / "steps.jsonl") as steps:
         serve(baseline="server_only", sequences=seqs, capacity=64,

@@ -655,6 +655,17 @@ def summary(out_dir: Path) -> tuple[Table, list[str]]:
     return t, [f"on {gpu}: {line}" for line in lines]
 
 
+def _runs_dir(out: Path | None, which: str) -> Path:
+    """Where a bench's real runs go: beside ``--out``, else under results/bench/."""
+    return (out.parent if out else Path("results/bench")) / f"{which}-runs"
+
+
+def _write_json(out: Path | None, data: Any) -> None:
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(data, indent=2) + "\n")
+
+
 def _edge_counts(text: str) -> tuple[int, ...]:
     try:
         counts = tuple(int(x) for x in text.split(","))
@@ -695,41 +706,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.log:
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     if args.which in ("edge", "ablation"):
-        out_dir = args.out.parent / f"{args.which}-runs" if args.out else Path(
-            f"results/bench/{args.which}-runs")
+        out_dir = _runs_dir(args.out, args.which)
         results = bench_edge(["dataset.max_requests=32", *args.overrides], out_dir,
                              ablation=args.which == "ablation",
                              proactive_run=args.proactive_run)
         print_edge(results, Console(width=200))
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(results, indent=2) + "\n")
+        _write_json(args.out, results)
         # Half precision: batches of different make-up may round a near-tie differently, so
         # there the count of equal outputs is measured (the table's last column), not failed.
         fp32 = _compose(args.overrides).model.dtype == DType.fp32
         return 0 if not fp32 or all(r["identical_to_server_only"] for r in results) else 1
     if args.which == "budget":
-        out_dir = args.out.parent / "budget-runs" if args.out else Path(
-            "results/bench/budget-runs")
+        out_dir = _runs_dir(args.out, "budget")
         variants = budget_variants(args.edges)
         results = bench_edge(["dataset.max_requests=16", *args.overrides], out_dir,
                              variants=variants)
         for r, (name, _) in zip(results, variants, strict=True):
             r["budget_steps"] = budget_steps(out_dir / _run_name(name))
         print_budget(results, Console(width=200))
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(results, indent=2) + "\n")
+        _write_json(args.out, results)
         fp32 = _compose(args.overrides).model.dtype == DType.fp32
         return 0 if not fp32 or all(r["identical_to_server_only"] for r in results) else 1
     if args.which == "drafting":
-        out_dir = args.out.parent / "drafting-runs" if args.out else Path(
-            "results/bench/drafting-runs")
+        out_dir = _runs_dir(args.out, "drafting")
         results = bench_drafting(["dataset.max_requests=16", *args.overrides], out_dir)
         print_drafting(results, Console(width=160))
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(results, indent=2) + "\n")
+        _write_json(args.out, results)
         fp32 = _compose(args.overrides).model.dtype == DType.fp32
         return 0 if not fp32 or all(r["same_outputs_as_batched"] == r["requests"]
                                     for r in results) else 1
@@ -746,9 +748,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = _compose(["generation.max_new_tokens=32", *args.overrides])
         paths = bench_paths(cfg)
         print_paths(paths, Console(width=132))
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(paths, indent=2) + "\n")
+        _write_json(args.out, paths)
         same = all(d is None for diffs in paths["first_difference"].values() for d in diffs)
         return 0 if same or cfg.model.dtype != DType.fp32 else 1
     defaults = ["dataset.max_requests=12", "generation.max_new_tokens=64"]

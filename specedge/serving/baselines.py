@@ -80,8 +80,10 @@ def serve(
         pendings = [s.pending_for(s.target_row) for s in active]
         # Each tree's survivals (before its verdict calibrates the next): the goodput budget
         # ranks by them, the records keep them for the simulator's replay.
-        survivals = [drafters[s.request.index].survival(d) if d is not None else [1.0]
-                     for d, s in zip(drafts, active, strict=True)]
+        # (Neither wanted: none computed, as auto-batch and the benchmarks' loops run.)
+        wanted = steps_out is not None or step_seconds is not None
+        survivals = [drafters[s.request.index].survival(d) if d is not None and wanted
+                     else [1.0] for d, s in zip(drafts, active, strict=True)]
         verified, keeps = trees, [None] * len(trees)
         if step_seconds is not None and any(d is not None for d in drafts):
             verified, keeps = _budget(trees, drafts, survivals, pendings, draft_s,
