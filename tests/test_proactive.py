@@ -133,7 +133,7 @@ def test_cache_hits_at_inner_nodes_and_adopts_the_right_kv(micro_pair: Path) -> 
     d_pool = KVPool(target, 1, 160, 160, CompileMode.eager, (1, 2, 4, 8, 16, 32))
     tokens, t_row = tok("KING. What say you, lords?")["input_ids"], t_pool.acquire()
     drafter = Drafter(d_pool, d_pool.acquire(), shape, pcfg)
-    choose = Chooser.seeded(1.0, 1.0, seed=3)
+    choose = Chooser(1.0, 1.0, seed=3)
     inner_hits = checked = 0
     while len(tokens) < 140:
         d = drafter.draft(tokens[drafter.row.length:-1], tokens[-1])
@@ -142,7 +142,8 @@ def test_cache_hits_at_inner_nodes_and_adopts_the_right_kv(micro_pair: Path) -> 
         guesses = drafter.draft_proactively(d)
         assert [g.probability for g in guesses] == sorted(
             (g.probability for g in guesses), reverse=True)
-        (verdict,) = verify_trees(t_pool, [t_row], [tokens[t_row.length:-1]], [d.tree], choose)
+        (verdict,) = verify_trees(t_pool, [t_row], [tokens[t_row.length:-1]], [d.tree], choose,
+                                  [0])
         if drafter.commit(d, verdict, guesses):
             inner_hits += bool(d.tree.children(verdict.path[-1]))
         tokens += verdict.new_tokens(d.tree)
@@ -183,10 +184,11 @@ def test_outcome_estimates_are_calibrated_when_the_draft_samples_like_the_target
     pcfg = ProactiveConfig(type=ProactiveType.cache, max_n_beams=2, max_beam_len=1,
                            max_branch_width=2, max_budget=4, max_guesses=4)
     shape = TreeShape(3, 3, 2, 6)
-    choose = Chooser.seeded(1.0, 1.0, seed=7)
+    choose = Chooser(1.0, 1.0, seed=7)
     expected = variance = 0.0
     hits = rounds = 0
-    for text in ("KING. What say you, lords?", "O", "Enter HAMLET", "Now is the winter"):
+    for key, text in enumerate(("KING. What say you, lords?", "O", "Enter HAMLET",
+                                "Now is the winter")):
         t_pool = KVPool(target, 1, 160, 160, CompileMode.eager, (1, 2, 4, 8, 16))
         d_pool = KVPool(target, 1, 160, 160, CompileMode.eager, (1, 2, 4, 8, 16))
         tokens = tok(text)["input_ids"]
@@ -195,7 +197,7 @@ def test_outcome_estimates_are_calibrated_when_the_draft_samples_like_the_target
             d = drafter.draft(tokens[drafter.row.length:-1], tokens[-1])
             guesses = drafter.draft_proactively(d)
             (verdict,) = verify_trees(t_pool, [t_row], [tokens[t_row.length:-1]], [d.tree],
-                                      choose)
+                                      choose, [key])
             hits += drafter.commit(d, verdict, guesses)
             p = drafter.stats.guessed_p
             expected, variance, rounds = expected + p, variance + p * (1 - p), rounds + 1

@@ -102,8 +102,7 @@ TEMPERATURE, TOP_P = 0.6, 0.8
 def test_speculative_sampling_matches_target_distribution(micro_pair: Path) -> None:
     """Chi-square on the first two sampled tokens: (t1, t2) ~ p(t1) p(t2 | t1)."""
     target, draft, expected, seqs = _micro_law(micro_pair)
-    chooser = Chooser(temperature=TEMPERATURE, top_p=TOP_P,
-                      generator=torch.Generator().manual_seed(1234))
+    chooser = Chooser(TEMPERATURE, TOP_P, seed=1234)
     # The static forward path (bucketed, padded batches of 64) must sample like the target.
     serve(baseline="server_only", sequences=seqs, capacity=64,
           target=KVPool(target, 64, 64, 32, CompileMode.static),
@@ -117,8 +116,7 @@ def test_sampling_under_a_goodput_budget_matches_target_distribution(
     """Server-only cutting each step's trees to the goodput budget (a cost that makes the
     budget keep some nodes and drop others): (t1, t2) still follows the target's law."""
     target, draft, expected, seqs = _micro_law(micro_pair)
-    chooser = Chooser(temperature=TEMPERATURE, top_p=TOP_P,
-                      generator=torch.Generator().manual_seed(4321))
+    chooser = Chooser(TEMPERATURE, TOP_P, seed=4321)
     with JsonlWriter(tmp_path / "steps.jsonl") as steps:
         serve(baseline="server_only", sequences=seqs, capacity=64,
               target=KVPool(target, 64, 64, 32, CompileMode.eager),
@@ -148,9 +146,9 @@ def test_sampling_through_the_speculation_cache_matches_target_distribution(
     pcfg = ProactiveConfig(type=ProactiveType.cache, max_n_beams=2, max_beam_len=1,
                            max_branch_width=1, max_budget=2, max_guesses=6)
     drafter = Drafter(d_pool, d_pool.acquire(), TreeShape(1, 1, 1, 1), pcfg)
-    choose = Chooser.seeded(temperature, top_p, seed=99)
+    choose = Chooser(temperature, top_p, seed=99)
     samples, adopted = [], 0
-    for _ in range(n):
+    for trial in range(n):  # each trial its own request: its own samples
         t_pool.reset(t_row)
         drafter.reset()
         tokens = list(prompt)
@@ -159,7 +157,7 @@ def test_sampling_through_the_speculation_cache_matches_target_distribution(
             d = drafter.draft(tokens[drafter.row.length:-1], tokens[-1])
             guesses = drafter.draft_proactively(d)
             (verdict,) = verify_trees(t_pool, [t_row], [tokens[t_row.length:-1]], [d.tree],
-                                      choose)
+                                      choose, [trial])
             drafter.commit(d, verdict, guesses)
             tokens += verdict.new_tokens(d.tree)
         samples.append((tokens[len(prompt)], tokens[len(prompt) + 1]))

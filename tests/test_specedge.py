@@ -12,7 +12,7 @@ import pytest
 
 from specedge import PROJECT_ROOT
 from specedge.algorithm.goodput import SHARE_FLOOR, SHARE_HEADROOM
-from specedge.base.records import OUTPUTS_FILE, EdgeRoundRecord, ServerStepRecord
+from specedge.base.records import OUTPUTS_FILE, SERVER_FILE, EdgeRoundRecord, ServerStepRecord
 from tests.serving import assert_outputs_exact, read_records, run_command
 
 MAX_NEW = 12
@@ -128,18 +128,39 @@ def test_edge_counts_must_match_num_clients(tmp_path: Path, micro_pair: Path) ->
     assert "server.num_clients = 3 is not accepted" in result.stderr
 
 
-def test_sampled_specedge_runs_are_reproducible_under_seed(tmp_path: Path,
-                                                           micro_pair: Path) -> None:
-    """Each request samples from its own stream (seed, request): batching, which depends on
-    timing, cannot change what it draws."""
-    texts = []
-    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-        result = _specedge(tmp_path / name, micro_pair, "generation.temperature=1.0",
-                           f"seed={seed}", "server.max_batch_size=2")
-        assert result.returncode == 0, result.stderr[-2000:]
-        texts.append([o["output_ids"] for o in read_records(tmp_path / name / OUTPUTS_FILE)])
-    assert texts[0] == texts[1]
-    assert texts[0] != texts[2]
+def test_sampled_specedge_is_the_targets_own_sampled_decode(tmp_path: Path,
+                                                            micro_pair: Path) -> None:
+    """Samples are keyed by (seed, request, position): batching (which depends on timing) and
+    how many nodes a goodput budget keeps (a timed cost) cannot change them, so sampled
+    SpecEdge equals auto-batch's plain sampled decode under the same seed, token for token,
+    and another seed samples otherwise."""
+    sampled = ["generation.temperature=1.0", "generation.top_p=0.9"]
+    runs = {
+        "fixed": _specedge(tmp_path / "fixed", micro_pair, *sampled, "seed=1",
+                           "server.max_batch_size=2", "server.verify_budget=fixed"),
+        "goodput": _specedge(tmp_path / "goodput", micro_pair, *sampled, "seed=1",
+                             "server.num_clients=4", "server.max_batch_size=2",
+                             "hardware.nodes={localhost:[{device:cpu},{device:cpu},"
+                             "{device:cpu},{device:cpu}]}", "server.verify_budget=goodput"),
+        "other seed": _specedge(tmp_path / "other seed", micro_pair, *sampled, "seed=2"),
+        "auto-batch": subprocess.run(
+            run_command(tmp_path / "auto-batch", micro_pair, "baseline=auto_batch", *sampled,
+                        "seed=1", "dataset.max_requests=6",
+                        f"generation.max_new_tokens={MAX_NEW}"),
+            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False),
+    }
+    texts = {}
+    for name, result in runs.items():
+        assert result.returncode == 0, (name, result.stderr[-2000:])
+        outputs = sorted(read_records(tmp_path / name / OUTPUTS_FILE),
+                         key=lambda o: o["request_id"])
+        texts[name] = [o["output_ids"] for o in outputs]
+    assert texts["fixed"] == texts["auto-batch"]
+    assert texts["goodput"] == texts["auto-batch"]
+    assert texts["other seed"] != texts["auto-batch"]
+    cut = [r["tree_nodes"] < r["sent_nodes"] for r in
+            read_records(tmp_path / "goodput" / SERVER_FILE)]
+    assert any(cut), "the budget kept every node: the test would not test pruning"
 
 
 def test_a_lossy_link_loses_nothing(tmp_path: Path, micro_pair: Path) -> None:

@@ -6,10 +6,19 @@ temperature/top-p distribution. Walking from the root, a child is accepted while
 equals the target's choice at its parent; the choice at the last accepted node is the bonus
 token. Every emitted token is therefore the target's own choice given the tokens before it, so
 the output is exactly (greedy) or in distribution (sampling) what the target alone produces.
+
+**Position-keyed sampling.** A sampled choice is the inverse CDF of the target's distribution at
+one uniform number drawn from (run seed, request, position of the token chosen), not from a
+stream that each verified node advances. Nodes at one depth share their position's number,
+which is harmless (at most one of them is on the accepted path) and makes what is sampled
+independent of the tree: a request's sampled output is the same whatever was drafted, however
+many nodes a goodput budget kept, whichever requests shared its batches, and equal token for
+token to the target's own sampled decode under the same seed (auto-batch's).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -33,47 +42,57 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-@dataclass
+def position_uniform(seed: int, key: int, position: int) -> float:
+    """The uniform number in [0, 1) of request ``key``'s token at ``position`` under ``seed``
+    (53 bits of a BLAKE2b digest: the same on every machine and in every process)."""
+    digest = hashlib.blake2b(f"{seed}:{key}:{position}".encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") >> 11) / float(1 << 53)
+
+
+def inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Per row of ``probs``, the token whose cumulative mass first exceeds the row's uniform
+    (scaled to the row's total): a token of zero probability is never chosen."""
+    cdf = probs.cumsum(dim=-1)
+    target = uniforms.to(cdf.device, cdf.dtype).unsqueeze(-1) * cdf[..., -1:]
+    return torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+
+
+@dataclass(frozen=True)
 class Chooser:
-    """The target's per-node choice: argmax at temperature 0, else a top-p sample."""
+    """The target's per-node choice: argmax at temperature 0, else a top-p sample keyed by
+    (``seed``, request, position) (see the module's note on position-keyed sampling)."""
 
     temperature: float = 0.0
     top_p: float = 1.0
-    generator: torch.Generator | None = None
+    seed: int = 0
 
-    @classmethod
-    def seeded(cls, temperature: float, top_p: float, seed: int) -> Chooser:
-        """The run's sampler: one stream from ``seed`` (the server-side loops, whose batches
-        are the same in every run)."""
-        return cls(temperature, top_p, torch.Generator().manual_seed(seed))
-
-    def __call__(self, logits: torch.Tensor,
-                 generator: torch.Generator | None = None) -> list[int]:
+    def __call__(self, logits: torch.Tensor, key: int | None = None,
+                 positions: list[int] | None = None) -> list[int]:
+        """Choices at ``logits[n]``, for the tokens at ``positions[n]`` of request ``key``."""
         logits = logits.float()
         if self.temperature == 0:
             return logits.argmax(dim=-1).tolist()
+        if key is None or positions is None or len(positions) != logits.shape[0]:
+            raise ValueError("a sampled choice needs its request's key and one position per "
+                             f"row of logits (got key={key!r}, {logits.shape[0]} rows, "
+                             f"positions={positions!r})")
         probs = top_p_filter(logits / self.temperature, self.top_p).softmax(dim=-1)
-        gen = generator or self.generator
-        if gen is not None and gen.device != probs.device:
-            probs = probs.cpu()
-        return torch.multinomial(probs, 1, generator=gen).squeeze(-1).tolist()
+        uniforms = torch.tensor([position_uniform(self.seed, key, p) for p in positions],
+                                dtype=torch.float64)
+        return inverse_cdf(probs.double(), uniforms).tolist()
 
     def spans(self, logits: torch.Tensor, spans: list[tuple[int, int]],
-              generators: list[torch.Generator | None] | None = None) -> list[list[int]]:
-        """Choices at ``logits[b, lo:hi]`` for each ``(lo, hi)`` (sampled from
-        ``generators[b]`` where given); greedy takes one device-to-host copy for the whole
+              keys: list[int] | None = None,
+              positions: list[list[int]] | None = None) -> list[list[int]]:
+        """Choices at ``logits[b, lo:hi]`` for each ``(lo, hi)``, sampled for request
+        ``keys[b]`` at ``positions[b]``; greedy takes one device-to-host copy for the whole
         batch."""
         if self.temperature == 0:
             best = logits.argmax(dim=-1).cpu().tolist()
             return [best[b][lo:hi] for b, (lo, hi) in enumerate(spans)]
-        gens = generators or [None] * len(spans)
-        return [self(logits[b, lo:hi], gens[b]) for b, (lo, hi) in enumerate(spans)]
-
-
-def request_generator(seed: int, request_id: int) -> torch.Generator:
-    """A request's own sample stream: what it draws does not depend on which other requests
-    share its batches, so a SpecEdge run (whose batches depend on timing) is reproducible."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + request_id)
+        if keys is None or positions is None:
+            raise ValueError("sampled verification needs each row's request key and positions")
+        return [self(logits[b, lo:hi], keys[b], positions[b]) for b, (lo, hi) in enumerate(spans)]
 
 
 def accept(tree: TokenTree, choices: list[int]) -> tuple[list[int], int]:
@@ -116,8 +135,9 @@ def tree_query(row: KVRow, pending: list[int], tree: TokenTree) -> Query:
 @torch.inference_mode()
 def verify_trees(pool: KVPool, rows: list[KVRow], pendings: list[list[int]],
                  trees: list[TokenTree], choose: Chooser,
-                 generators: list[torch.Generator | None] | None = None) -> list[Verdict]:
-    """Verify many requests' trees in one target forward and keep only accepted KV."""
+                 keys: list[int] | None = None) -> list[Verdict]:
+    """Verify many requests' trees in one target forward and keep only accepted KV.
+    ``keys``: each row's request, for sampling (position-keyed; unused when greedy)."""
     for row in rows:
         pool.drop_work(row)
     pendings = list(pendings)
@@ -129,8 +149,11 @@ def verify_trees(pool: KVPool, rows: list[KVRow], pendings: list[list[int]],
     queries = [tree_query(r, p, t) for r, p, t in zip(rows, pendings, trees, strict=True)]
     starts = [r.used for r in rows]
     logits = pool.forward(queries)
-    choices = choose.spans(logits, [(len(p), len(p) + len(t))
-                                    for p, t in zip(pendings, trees, strict=True)], generators)
+    spans = [(len(p), len(p) + len(t)) for p, t in zip(pendings, trees, strict=True)]
+    # A node's choice is the token at the position after its own.
+    positions = [[pos + 1 for pos in q.positions[lo:hi]] for q, (lo, hi) in
+                 zip(queries, spans, strict=True)]
+    choices = choose.spans(logits, spans, keys, positions)
     verdicts, kept = [], []
     for row, pending, tree, start, chosen in zip(rows, pendings, trees, starts, choices,
                                                  strict=True):

@@ -122,7 +122,7 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
                     if draft is not None and cfg.server.verify_budget == VerifyBudget.goodput
                     else None)
     torch.manual_seed(cfg.seed)
-    choose = Chooser.seeded(cfg.generation.temperature, cfg.generation.top_p, cfg.seed)
+    choose = Chooser(cfg.generation.temperature, cfg.generation.top_p, cfg.seed)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[tokens]} tokens"), TimeElapsedColumn())
     with (JsonlWriter(run_dir / STEPS_FILE) as steps_out,

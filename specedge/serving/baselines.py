@@ -89,7 +89,8 @@ def serve(
             verified, keeps = _budget(trees, drafts, survivals, pendings, draft_s,
                                       step_seconds)
         t0 = time.perf_counter()
-        verdicts = verify_trees(target, rows, pendings, verified, choose)  # type: ignore[arg-type]
+        verdicts = verify_trees(target, rows, pendings, verified, choose,  # type: ignore[arg-type]
+                                [s.request.index for s in active])
         verdicts = [v if k is None else replace(v, path=[k[i] for i in v.path])
                     for v, k in zip(verdicts, keeps, strict=True)]
         timing = _StepTiming(step, t_start, time.time(), time.perf_counter() - t0)

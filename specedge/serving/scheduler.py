@@ -29,7 +29,6 @@ from specedge.algorithm.goodput import Budget, IdleHorizon, pruned
 from specedge.base.records import ServerStepRecord
 
 if TYPE_CHECKING:  # annotations only: the simulator imports the policies without torch
-    import torch
 
     from specedge.algorithm.tree import TokenTree
     from specedge.algorithm.verification import Verdict
@@ -46,7 +45,7 @@ class Job:
     tree: TokenTree
     prefill: bool
     future: asyncio.Future[Verdict]
-    generator: torch.Generator | None = None  # the request's sample stream (sampling only)
+    key: int = 0  # the request, whose positions key its samples (sampling only)
     # Work on the row the forward thread does first (a new request: reset, load cached KV):
     # the handler must not write the KV pool while another batch's forward reads it.
     prepare: Callable[[], None] | None = None

@@ -28,7 +28,7 @@ import torch
 
 from specedge.algorithm.sequence import encode_prompt
 from specedge.algorithm.tree import TokenTree
-from specedge.algorithm.verification import Chooser, Verdict, request_generator, verify_trees
+from specedge.algorithm.verification import Chooser, Verdict, verify_trees
 from specedge.base.config.edge import max_tree_nodes
 from specedge.base.config.run import RunConfig, load_run_config
 from specedge.base.config.server import VerifyBudget
@@ -61,7 +61,6 @@ class EdgeRequest:
     request_id: int
     tokens: list[int]  # committed tokens: prompt + accepted output
     cached: CachedPrompt | None = None  # prefill KV from disk, loaded when admitted
-    generator: torch.Generator | None = None  # the request's samples (temperature > 0)
     # The round applied last, as received, and its reply: a retry gets the reply again.
     last_request: bytes = b""
     last_reply: pb.ValidateReply | None = None
@@ -117,7 +116,7 @@ class VerifierService(rpc.VerifierServicer):
                 prepare = self._start_row(row, held.cached)
             future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
             job = Job(client_id=cid, row=row, committed=held.tokens, tree=tree,
-                      prefill=request.prefill, future=future, generator=held.generator,
+                      prefill=request.prefill, future=future, key=held.request_id,
                       prepare=prepare, survival=survival)
             verdict = await self.scheduler.submit(job)
             held.tokens.extend(verdict.new_tokens(tree))
@@ -155,14 +154,11 @@ class VerifierService(rpc.VerifierServicer):
                            "with one client_id?)")
         tree = check_tree(request, self.limits)
         if request.prefill:
-            generator = (request_generator(self.cfg.seed, request.request_id)
-                         if self.cfg.generation.temperature > 0 else None)
             if request.prompt:
-                held = EdgeRequest(request.request_id, check_prompt(request, self.limits),
-                            generator=generator)
+                held = EdgeRequest(request.request_id, check_prompt(request, self.limits))
             elif request.request_id in self.prefilled:
                 cached = self.prefilled[request.request_id]
-                held = EdgeRequest(request.request_id, list(cached.tokens), cached, generator)
+                held = EdgeRequest(request.request_id, list(cached.tokens), cached)
             else:
                 raise Rejected(grpc.StatusCode.INVALID_ARGUMENT,
                                f"prefill round for request {request.request_id} carries no "
@@ -233,7 +229,7 @@ class VerifierService(rpc.VerifierServicer):
 def make_verify(pool: KVPool, choose: Chooser) -> Callable[[list[Job]], list[Verdict]]:
     def verify(batch: list[Job]) -> list[Verdict]:
         return verify_trees(pool, [j.row for j in batch], [j.pending for j in batch],
-                            [j.tree for j in batch], choose, [j.generator for j in batch])
+                            [j.tree for j in batch], choose, [j.key for j in batch])
     return verify
 
 
@@ -243,7 +239,7 @@ async def serve(cfg: RunConfig, run_dir: Path, port_file: Path | None = None) ->
                     cfg.server.num_clients,
                     cfg.model, cfg.edge, device)
     log.info("forward path: %s", pool.mode.value)
-    choose = Chooser(cfg.generation.temperature, cfg.generation.top_p)
+    choose = Chooser(cfg.generation.temperature, cfg.generation.top_p, cfg.seed)
     steps_out = JsonlWriter(run_dir / SERVER_FILE)
 
     policy = make_policy(cfg.server.scheduler_policy, cfg.server.max_batch_size,
