@@ -13,11 +13,13 @@ from hydra import compose, initialize_config_dir
 from specedge import CONF_DIR
 from specedge.algorithm.goodput import (
     IdleHorizon,
+    OnlineStepCost,
     StepTable,
     choose_budget,
     decode,
     encode,
     kept_nodes,
+    pipeline_groups,
     pruned,
     ranked,
     sanitized,
@@ -115,6 +117,41 @@ def test_the_step_table_is_flat_then_steep_as_measured() -> None:
         [1.0, 1.0, 1.0, 1.0, 1.25, 1.5, 2.25, 4.5])
     with pytest.raises(ValueError, match="two or more increasing token counts"):
         StepTable((8, 2), (1.0, 1.0))
+
+
+def test_the_step_cost_is_refitted_on_the_servers_own_forwards() -> None:
+    """Forwards near a knot move it to what they cost; a knot no forward came near keeps its
+    start-up value; the fit is the regularized least squares it claims (numpy's answer)."""
+    prior = StepTable((2, 8, 32, 64), (1.0, 1.0, 1.5, 3.0))
+    cost = OnlineStepCost(prior, window=64, prior_weight=1.0)
+    assert cost(20) == prior(20)
+    rng = random.Random(0)
+    seen = []
+    for _ in range(200):
+        tokens = rng.choice([2, 5, 8])
+        seconds = 2.0 + 0.01 * tokens  # the server is slower than its start-up steps said
+        cost.observe(tokens, seconds)
+        seen.append((tokens, seconds))
+    assert cost(2) == pytest.approx(2.02, abs=0.1) and cost(8) == pytest.approx(2.08, abs=0.1)
+    assert cost.table.seconds[2:] == prior.seconds[2:]  # nothing came near 32 or 64
+    np = pytest.importorskip("numpy")
+    rows = [[1.0 - (t - 2) / 6, (t - 2) / 6, 0, 0] for t, _ in seen[-64:]]
+    a = np.vstack([np.array(rows), np.eye(4)])  # the prior's rows: sqrt(prior_weight) = 1
+    b = np.concatenate([[sec for _, sec in seen[-64:]], np.array(prior.seconds)])
+    assert list(cost.table.seconds) == pytest.approx(np.linalg.lstsq(a, b, rcond=None)[0])
+
+
+def test_a_step_cost_with_no_window_keeps_its_table_and_bad_settings_are_refused() -> None:
+    prior = StepTable((1, 4), (1.0, 2.0))
+    frozen = OnlineStepCost(prior, window=0)
+    frozen.observe(4, 100.0)
+    assert frozen.table is prior
+    forgetful = OnlineStepCost(prior, window=4)
+    for seconds in (9.0, 9.0, 9.0, 9.0, 2.0, 2.0, 2.0, 2.0):
+        forgetful.observe(4, seconds)
+    assert forgetful(4) == pytest.approx(2.0)  # the old forwards left the window
+    with pytest.raises(ValueError, match=r"window must be >= 0 \(got -1\)"):
+        OnlineStepCost(prior, window=-1)
 
 
 def test_a_replayed_tree_is_cut_as_the_server_cuts_it_and_keeps_its_paths_prefix() -> None:
@@ -234,3 +271,37 @@ def test_a_server_that_would_idle_for_the_other_group_verifies_for_free(
         assert all(x["free_s"] >= x["forward_s"] - 1e-9 and x["tree_nodes"] == x["sent_nodes"]
                    for x in steps[3:last])
         assert all(x["free_s"] == 0.0 for x in steps[last + 1:])
+
+
+def test_the_group_count_is_the_shorter_cycle() -> None:
+    """A memory-bound server (a step of 8 rows costs what one of 4 does) whose edges are back
+    quickly does best with one group; edges that draft longer than a step hide the other
+    group's verification, so two; a count within the margin is kept."""
+    flat = StepTable((1, 64), (0.05, 0.05))
+    assert pipeline_groups(2, 2, 8, 3.0, 0.01, flat) == 1
+    assert pipeline_groups(1, 2, 8, 3.0, 0.01, flat) == 1
+    linear = StepTable((1, 64), (0.01, 0.64))  # compute-bound: a step's cost by its tokens
+    assert pipeline_groups(1, 2, 8, 4.0, 0.5, linear) == 2  # a cycle of 0.66 s, not 0.82
+    assert pipeline_groups(1, 2, 8, 4.0, 0.0, linear) == 1  # nothing to hide: equal, kept
+    assert pipeline_groups(2, 2, 8, 4.0, 0.0, linear) == 2  # ... either way
+
+
+@pytest.mark.parametrize(("draft_s", "batches"), [(0.01, {4}), (0.5, {2})])
+def test_the_simulated_server_chooses_its_group_count(tmp_path: Path, draft_s: float,
+                                                      batches: set[int]) -> None:
+    """Four edges, groups of two at most, a memory-bound server (50 ms a step whatever it
+    verifies): edges back in 10 ms make one group of four the shorter cycle; edges drafting
+    0.5 s hide the other group's step, so two groups stay. Split always takes turns."""
+    four = ["hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}",
+            "server.num_clients=4", "server.max_batch_size=2", "server.scheduler=pipeline"]
+    for groups in ("goodput", "split"):
+        plan = _budget_plan([*four, f"server.pipeline_groups={groups}"],
+                            LatencyModel(0.05, 0.0, "flat"))
+        plan.trace.prefill = plan.trace.plain = [replace(r, draft_s=draft_s)
+                                                 for r in plan.trace.plain]
+        plan.trace.requests = [(i, "t", 30, 24) for i in range(8)]
+        out = tmp_path / groups
+        simulate(plan, out)
+        steps = read_records(out / SERVER_FILE)
+        full = [x["batch_size"] for x in steps[4:-4]]  # once the gaps are known, until the end
+        assert set(full) == (batches if groups == "goodput" else {2}), full

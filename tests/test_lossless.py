@@ -15,7 +15,7 @@ from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from specedge.algorithm.drafting import TreeShape, draft_tree, draft_trees
-from specedge.algorithm.goodput import StepTable
+from specedge.algorithm.goodput import OnlineStepCost, StepTable
 from specedge.algorithm.sequence import Sequence
 from specedge.algorithm.verification import Chooser, greedy_reference
 from specedge.base.config.model import CompileMode
@@ -121,7 +121,7 @@ def test_a_goodput_budget_verifies_fewer_nodes_and_changes_no_token(
     with JsonlWriter(path) as out:
         serve(baseline="server_only", sequences=seqs, capacity=capacity, target=target,
               draft=draft, shape=shape, choose=Chooser(), steps_out=out,
-              step_seconds=StepTable((1, 2), (1.0, 1.0 + slope)))
+              step_cost=OnlineStepCost(StepTable((1, 2), (1.0, 1.0 + slope)), window=0))
     assert [tuple(s.generated) for s in seqs] == [reference(i) for i in range(len(PROMPTS))]
     steps = [json.loads(line) for line in path.read_text().splitlines()]
     assert all(r["accepted"] < r["tree_size"] <= r["drafted_nodes"] for r in steps)

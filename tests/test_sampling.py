@@ -13,6 +13,7 @@ from scipy.stats import chisquare
 from transformers import PreTrainedModel
 
 from specedge.algorithm.drafting import TreeShape
+from specedge.algorithm.goodput import OnlineStepCost, StepTable
 from specedge.algorithm.rounds import Drafter
 from specedge.algorithm.sequence import Sequence
 from specedge.algorithm.verification import Chooser, top_p_filter, verify_trees
@@ -122,7 +123,7 @@ def test_sampling_under_a_goodput_budget_matches_target_distribution(
               target=KVPool(target, 64, 64, 32, CompileMode.eager),
               draft=KVPool(draft, 64, 64, 32, CompileMode.eager),
               shape=TreeShape(4, 3, 3, 8), choose=chooser, steps_out=steps,
-              step_seconds=lambda tokens: 1.0 + 0.002 * tokens)
+              step_cost=OnlineStepCost(StepTable((1, 1001), (1.002, 3.002)), window=0))
     records = [json.loads(line) for line in (tmp_path / "steps.jsonl").read_text().splitlines()]
     assert any(r["tree_size"] < r["drafted_nodes"] for r in records), "nothing was cut"
     sizes = {r["tree_size"] for r in records}

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import grpc
 import pytest
 
+from specedge.algorithm.goodput import IdleHorizon, StepTable
 from specedge.algorithm.tree import TokenTree
 from specedge.algorithm.verification import Verdict
 from specedge.engine.kv_cache import KVRow
@@ -21,6 +22,7 @@ from specedge.serving.scheduler import (
     Scheduler,
     StaticPolicy,
     make_policy,
+    regroup,
 )
 
 
@@ -56,6 +58,30 @@ def test_pipeline_groups_take_turns() -> None:
     assert [j.client_id for j in policy.pick(full, active)] == [2, 3]  # then the other group
     # a group whose edges have all finished gives up its turn
     assert [j.client_id for j in policy.pick(_jobs(loop, [0]), {0})] == [0]
+    loop.close()
+
+
+def test_a_memory_bound_server_regroups_its_edges_into_one_group() -> None:
+    """Every edge back 10 ms after its answer, a step costing 50 ms whatever it verifies: one
+    group of four is the shorter cycle. The count changes only at a cycle's start (turn 0)
+    and once every active edge's gap is known."""
+    loop = asyncio.new_event_loop()
+    policy = PipelinePolicy(max_batch_size=2, num_clients=4)
+    active, horizon, flat = {0, 1, 2, 3}, IdleHorizon(), StepTable((1, 64), (0.05, 0.05))
+    for c in active:
+        horizon.answer(c, 0.0)
+    regroup(policy, active, horizon, 3.0, flat)
+    assert policy.groups == 2  # no gap known yet
+    for c in active:
+        horizon.arrived(c, 0.01)
+    policy.turn = 1
+    regroup(policy, active, horizon, 3.0, flat)
+    assert policy.groups == 2  # mid-cycle
+    policy.turn = 0
+    regroup(policy, active, horizon, 3.0, flat)
+    assert policy.groups == 1
+    assert [j.client_id for j in policy.pick(_jobs(loop, [2, 0, 3, 1]), active)] == [2, 0, 3, 1]
+    assert policy.pick(_jobs(loop, [2, 0, 3]), active) is None  # the one group waits for all
     loop.close()
 
 

@@ -39,9 +39,9 @@ def _specedge(run_dir: Path, pair: Path, *overrides: str) -> subprocess.Complete
      "model.compile=static", "model.token_buckets=[1,2,4,8,16,32]"],
     ["server.scheduler=pipeline", "server.num_clients=4", "server.max_batch_size=2",
      "hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}",
-     "server.verify_budget=goodput"],
+     "server.verify_budget=goodput", "server.pipeline_groups=goodput"],
 ], ids=["pipeline", "dynamic-link-included", "static-batch-prefill-cache-static-path",
-        "pipeline-4-edges-static-path", "pipeline-4-edges-goodput-budget"])
+        "pipeline-4-edges-static-path", "pipeline-4-edges-goodput-budget-and-groups"])
 def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
                                         scheduling: list[str]) -> None:
     run_dir = tmp_path / "run"
@@ -107,7 +107,9 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
         assert all(r["verified_nodes"] == r["tree_size"] - 1 for r in rounds)
         assert all(s["tree_nodes"] == s["sent_nodes"] for s in steps)
     assert sum(s["prefill_count"] for s in steps) == 6
-    if "server.scheduler=pipeline" in scheduling:
+    if "server.pipeline_groups=goodput" in scheduling:  # one group of 4 or two of 2
+        assert "step cost after" in (run_dir / "server.log").read_text()
+    elif "server.scheduler=pipeline" in scheduling:
         # two groups of edges take turns while both still have requests to serve
         group = [s["clients"][0] // (n_edges // 2) for s in steps]
         both_busy = min(max(i for i, g in enumerate(group) if g == k) for k in (0, 1))

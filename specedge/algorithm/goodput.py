@@ -22,6 +22,7 @@ value), and caps what one tree may ask for.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
@@ -94,6 +95,13 @@ class IdleHorizon:
     def answer(self, client: int, now: float) -> None:
         self.answered[client] = now
 
+    def mean_gap(self, clients: set[int]) -> float | None:
+        """The mean of ``clients``' gaps (None until each has one)."""
+        gaps = [self.gap.get(c) for c in clients]
+        if not gaps or any(g is None for g in gaps):
+            return None
+        return sum(gaps) / len(gaps)  # type: ignore[arg-type]
+
     def seconds(self, clients: set[int], now: float) -> float:
         """Until every one of ``clients`` is expected back: one whose tree is in counts as
         back now; one whose gap is not known yet makes it 0 (nothing is assumed free)."""
@@ -104,6 +112,34 @@ class IdleHorizon:
                     return 0.0
                 ready = max(ready, self.answered[c] + self.gap[c])
         return ready - now
+
+
+def cycle_seconds(groups: int, edges: int, row_tokens: float, gap_s: float,
+                  step_seconds: Callable[[float], float]) -> float:
+    """One turn of every edge when ``edges`` edges take turns in ``groups`` groups: each
+    group's step verifies its rows' ``row_tokens`` new tokens each, and an edge is back
+    ``gap_s`` after its answer (drafting and the link). The server is the bottleneck
+    (``groups`` steps back to back) unless a group's gap outlasts the other groups' steps."""
+    step = step_seconds(-(-edges // groups) * row_tokens)
+    return max(groups * step, step + gap_s)
+
+
+REGROUP_MARGIN = 0.05  # another group count must shorten the cycle this much to be taken
+
+
+def pipeline_groups(current: int, most: int, edges: int, row_tokens: float, gap_s: float,
+                    step_seconds: Callable[[float], float]) -> int:
+    """**The pipeline's group count, by the goodput objective.** Every edge yields the same
+    tokens per turn whatever the grouping, so expected tokens per second are highest for the
+    shortest cycle: several groups pay only while edges draft long enough to hide the other
+    groups' verification; otherwise one group of every edge (one step where the server is
+    memory-bound costs about what a smaller one does). ``current`` is kept unless another
+    count (1..``most``) is shorter by :data:`REGROUP_MARGIN`."""
+    def cycle(g: int) -> float:
+        return cycle_seconds(g, edges, row_tokens, gap_s, step_seconds)
+
+    best = min(range(1, most + 1), key=lambda g: (cycle(g), g))
+    return best if cycle(best) < (1 - REGROUP_MARGIN) * cycle(current) else current
 
 
 SHARE_HEADROOM = 1.5  # an edge drafts this many times the share a goodput server last kept
@@ -143,12 +179,92 @@ class StepTable:
                              f"{list(self.tokens)}")
 
     def __call__(self, tokens: float) -> float:
-        xs, ys = self.tokens, self.seconds
-        if tokens <= xs[0]:
-            return ys[0]
-        i = next((k for k, x in enumerate(xs) if x >= tokens), len(xs) - 1)
-        slope = (ys[i] - ys[i - 1]) / (xs[i] - xs[i - 1])
-        return max(0.0, ys[i - 1] + slope * (tokens - xs[i - 1]))
+        return max(0.0, sum(w * self.seconds[i] for i, w in hat_weights(self.tokens, tokens)))
+
+
+STEP_CONTEXT = 256  # KV columns per row a start-up step is timed over
+
+
+def step_knots(batch: int, tree_nodes: int) -> tuple[int, ...]:
+    """The new-token counts a step table holds for ``batch`` rows: each row 1, 2, 4, ... new
+    tokens up to a full tree (the real server times them at start-up, the simulator reads
+    them off its latency model)."""
+    return tuple(batch * n for n in sorted({*(1 << i for i in range(tree_nodes.bit_length())),
+                                            tree_nodes}))
+
+
+class OnlineStepCost:
+    """The step cost a budget uses, refitted from the server's own forwards: the table's values
+    at its token counts (the knots: the shapes the start-up table measured, and the graph
+    buckets a static path pads to) are a least-squares fit of the last ``window`` forwards,
+    each knot pulled toward its start-up value as ``prior_weight`` forwards would pull it (a
+    knot no forward came near keeps its measured value). So the budget follows what steps
+    really cost at the context and load the server serves, not only what a start-up step at
+    one context cost. ``window=0`` keeps the start-up table. The simulator's server uses this
+    class too, observing its simulated forwards."""
+
+    def __init__(self, prior: StepTable, window: int = 256, prior_weight: float = 4.0) -> None:
+        if window < 0 or prior_weight <= 0:
+            raise ValueError(f"window must be >= 0 (got {window}) and prior_weight > 0 (got "
+                             f"{prior_weight})")
+        self.prior, self.table = prior, prior
+        self.window, self.prior_weight = window, prior_weight
+        self.observed: collections.deque[tuple[float, float]] = collections.deque(
+            maxlen=max(window, 1))
+        self.forwards = 0
+
+    def __call__(self, tokens: float) -> float:
+        return self.table(tokens)
+
+    def observe(self, tokens: float, seconds: float) -> None:
+        """A forward over ``tokens`` new tokens took ``seconds``: refit the table."""
+        if self.window == 0 or not (seconds >= 0.0 and math.isfinite(seconds)):
+            return
+        self.observed.append((float(tokens), seconds))
+        self.forwards += 1
+        knots = self.prior.tokens
+        n = len(knots)
+        # Normal equations of: sum over forwards (hat(tokens) . y - seconds)^2
+        #                      + prior_weight * sum over knots (y_k - prior_k)^2
+        gram = [[self.prior_weight if i == j else 0.0 for j in range(n)] for i in range(n)]
+        rhs = [self.prior_weight * v for v in self.prior.seconds]
+        for t, sec in self.observed:
+            weights = hat_weights(knots, t)
+            for i, wi in weights:
+                rhs[i] += wi * sec
+                for j, wj in weights:
+                    gram[i][j] += wi * wj
+        fitted = _solve(gram, rhs)
+        self.table = StepTable(knots, tuple(max(0.0, v) for v in fitted))
+
+
+def hat_weights(knots: Sequence[float], tokens: float) -> list[tuple[int, float]]:
+    """The knots' weights in :class:`StepTable`'s value at ``tokens`` (its interpolation as
+    a linear function of the knots' values: flat below the first, along the last segment
+    beyond the last)."""
+    if tokens <= knots[0]:
+        return [(0, 1.0)]
+    i = next((k for k, x in enumerate(knots) if x >= tokens), len(knots) - 1)
+    w = (tokens - knots[i - 1]) / (knots[i] - knots[i - 1])
+    return [(i - 1, 1.0 - w), (i, w)]
+
+
+def _solve(a: list[list[float]], b: list[float]) -> list[float]:
+    """Gaussian elimination with partial pivoting (a few knots; the matrix is positive
+    definite, so it always solves)."""
+    n = len(b)
+    m = [[*row, b[i]] for i, row in enumerate(a)]
+    for col in range(n):
+        piv = max(range(col, n), key=lambda r: abs(m[r][col]))
+        m[col], m[piv] = m[piv], m[col]
+        for r in range(col + 1, n):
+            f = m[r][col] / m[col][col]
+            for c in range(col, n + 1):
+                m[r][c] -= f * m[col][c]
+    x = [0.0] * n
+    for r in range(n - 1, -1, -1):
+        x[r] = (m[r][n] - sum(m[r][c] * x[c] for c in range(r + 1, n))) / m[r][r]
+    return x
 
 
 @dataclass(frozen=True)

@@ -174,7 +174,7 @@ class ProjectionConfig:
         "edge.proactive.type=disabled"])
     scenarios: list[Scenario] = field(default_factory=_default_scenarios)
     main_scenario: str = "smollm2"  # the maps' trees and output lengths, the sensitivity's base
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
     edges_per_batch: int = 2  # the paper: two pipeline groups of B edges
     requests_per_slot: int = 4  # requests per edge / batch place in the protocol
     headline_batch: int = 8  # the batch size the sensitivity table reads the headline at
@@ -213,14 +213,16 @@ ConfigStore.instance().store(name="base_projection", node=ProjectionConfig)
 
 
 def system_overrides(system: str, batch: int, edges: int | None = None) -> list[str]:
-    """A system at batch ``batch``: SpecEdge with ``edges`` edges (pipeline groups of
-    ``batch``), every tree verified whole (fixed) or the server's goodput budget of nodes
-    (budgeted), the baselines batching ``batch`` requests."""
+    """A system at batch ``batch``: SpecEdge with ``edges`` edges, every tree verified whole
+    in pipeline groups of ``batch`` (fixed), or the server's goodput budget of nodes in the
+    group count the same objective picks (budgeted: groups of ``batch``, or one of every
+    edge); the baselines batching ``batch`` requests."""
     specedge = ["baseline=specedge", f"simulate.edges={edges or batch}",
                 f"server.max_batch_size={batch}", "server.scheduler=pipeline"]
     return {
         "specedge": specedge,
-        "specedge_budgeted": [*specedge, "server.verify_budget=goodput"],
+        "specedge_budgeted": [*specedge, "server.verify_budget=goodput",
+                              "server.pipeline_groups=goodput"],
         "server_only": ["baseline=server_only", f"baseline.max_batch_size={batch}"],
         "auto_batch": ["baseline=auto_batch", f"baseline.batch_size={batch}"],
     }[system]

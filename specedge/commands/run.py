@@ -118,9 +118,10 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
     target = pool_for(load_member(cfg.model, "target", device, record_in=run_dir), capacity,
                       cfg.model, cfg.edge, device)
     log.info("forward path: %s (model.compile = %s)", target.mode.value, cfg.model.compile.value)
-    step_seconds = (measure_steps(target, capacity, max_tree_nodes(cfg.edge))
-                    if draft is not None and cfg.server.verify_budget == VerifyBudget.goodput
-                    else None)
+    step_cost = (measure_steps(target, capacity, max_tree_nodes(cfg.edge),
+                               cfg.server.cost_window)
+                 if draft is not None and cfg.server.verify_budget == VerifyBudget.goodput
+                 else None)
     torch.manual_seed(cfg.seed)
     choose = Chooser(cfg.generation.temperature, cfg.generation.top_p, cfg.seed)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -143,7 +144,7 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
         result = serve(baseline=baseline.name.value, sequences=seqs, capacity=capacity,
                        target=target, draft=draft, shape=shape, choose=choose, steps_out=steps_out,
                        on_finish=finished, on_step=stepped, policy=cfg.edge.tree_policy,
-                       batch_drafting=batch_drafting, step_seconds=step_seconds)
+                       batch_drafting=batch_drafting, step_cost=step_cost)
     tokens = sum(len(s.generated) for s in result.sequences)
     log.info("%s: %d requests, %d tokens in %d steps, %.1f s (%.1f tokens/s)",
              baseline.name.value, len(seqs), tokens, result.steps, result.wall_s,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from specedge.algorithm.drafting import Draft, TreeShape
-from specedge.algorithm.goodput import pruned, replay_fields
+from specedge.algorithm.goodput import OnlineStepCost, pruned, replay_fields
 from specedge.algorithm.rounds import Drafter, RoundStats
 from specedge.algorithm.sequence import Sequence
 from specedge.algorithm.tree import TokenTree
@@ -47,16 +47,16 @@ def serve(
     on_step: Callable[[int], None] | None = None,
     policy: TreePolicy = TreePolicy.fixed,
     batch_drafting: bool = True,
-    step_seconds: Callable[[float], float] | None = None,
+    step_cost: OnlineStepCost | None = None,
 ) -> ServeResult:
     """Serve ``sequences``, at most ``capacity`` at once; ``draft=None`` is plain batched decoding.
 
     ``target`` (and ``draft``) hold at least ``capacity`` KV rows; a request holds one of each
     while it is served. ``batch_drafting=False`` drafts the requests' trees one after the other
-    (the same trees, more draft forwards), to compare with. ``step_seconds`` (server-only): a
-    target step's cost by its new tokens; given, each step verifies only the goodput budget's
-    nodes (:mod:`specedge.algorithm.goodput`), the step's drafting counted in its cost, and
-    each request drafts about its share next step."""
+    (the same trees, more draft forwards), to compare with. ``step_cost`` (server-only): a
+    target step's cost by its new tokens, refitted on each step; given, each step verifies only
+    the goodput budget's nodes (:mod:`specedge.algorithm.goodput`), the step's drafting
+    counted in its cost, and each request drafts about its share next step."""
     queue = deque(sequences)
     active: list[Sequence] = []
     drafters: dict[int, Drafter] = {}  # by request index: server-only's draft KV rows
@@ -81,19 +81,22 @@ def serve(
         # Each tree's survivals (before its verdict calibrates the next): the goodput budget
         # ranks by them, the records keep them for the simulator's replay.
         # (Neither wanted: none computed, as auto-batch and the benchmarks' loops run.)
-        wanted = steps_out is not None or step_seconds is not None
+        wanted = steps_out is not None or step_cost is not None
         survivals = [drafters[s.request.index].survival(d) if d is not None and wanted
                      else [1.0] for d, s in zip(drafts, active, strict=True)]
         verified, keeps = trees, [None] * len(trees)
-        if step_seconds is not None and any(d is not None for d in drafts):
-            verified, keeps = _budget(trees, drafts, survivals, pendings, draft_s,
-                                      step_seconds)
+        if step_cost is not None and any(d is not None for d in drafts):
+            verified, keeps = _budget(trees, drafts, survivals, pendings, draft_s, step_cost)
         t0 = time.perf_counter()
         verdicts = verify_trees(target, rows, pendings, verified, choose,  # type: ignore[arg-type]
                                 [s.request.index for s in active])
         verdicts = [v if k is None else replace(v, path=[k[i] for i in v.path])
                     for v, k in zip(verdicts, keeps, strict=True)]
         timing = _StepTiming(step, t_start, time.time(), time.perf_counter() - t0)
+        if step_cost is not None:
+            step_cost.observe(sum(len(t) + len(p) for t, p in zip(verified, pendings,
+                                                                  strict=True)),
+                              timing.target_s)
         produced = 0
         for seq, d, tree, verdict, prefix, keep, survival in zip(
                 active, drafts, trees, verdicts, prefixes, keeps, survivals, strict=True):

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import ctypes
 import dataclasses
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -25,14 +26,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from specedge.algorithm.goodput import Budget, IdleHorizon, pruned
+from specedge.algorithm.goodput import (
+    Budget,
+    IdleHorizon,
+    OnlineStepCost,
+    pipeline_groups,
+    pruned,
+)
 from specedge.base.records import ServerStepRecord
 
 if TYPE_CHECKING:  # annotations only: the simulator imports the policies without torch
-
     from specedge.algorithm.tree import TokenTree
     from specedge.algorithm.verification import Verdict
     from specedge.engine.kv_cache import KVRow
+
+log = logging.getLogger("specedge.serving.scheduler")
 
 
 @dataclass
@@ -90,18 +98,25 @@ class StaticPolicy:
 
 @dataclass
 class PipelinePolicy:
-    """Groups of edges take turns at the server (client id // group size)."""
+    """Groups of edges take turns at the server (client id // group size). ``split``: the
+    groups in use, 1 to :attr:`most` (None: the most; :func:`regroup` may change it)."""
 
     max_batch_size: int
     num_clients: int
     turn: int = 0
+    split: int | None = None
+
+    @property
+    def most(self) -> int:
+        return max(1, -(-self.num_clients // self.max_batch_size))
 
     @property
     def groups(self) -> int:
-        return max(1, -(-self.num_clients // self.max_batch_size))
+        return self.most if self.split is None else self.split
 
     def group_of(self, client_id: int) -> int:
-        return min(client_id // self.max_batch_size, self.groups - 1)
+        size = -(-self.num_clients // self.groups)
+        return min(client_id // size, self.groups - 1)
 
     def pick(self, waiting: list[Job], active: set[int]) -> list[Job] | None:
         for _ in range(self.groups):
@@ -114,6 +129,22 @@ class PipelinePolicy:
                 return None
             self.turn = (self.turn + 1) % self.groups  # a finished group gives up its turn
         return None
+
+
+def regroup(policy: PipelinePolicy, active: set[int], horizon: IdleHorizon,
+            row_tokens: float, step_seconds: Callable[[float], float]) -> None:
+    """At the start of a cycle (turn 0), take the group count the goodput objective prefers
+    (:func:`specedge.algorithm.goodput.pipeline_groups`) for the edges' current gaps and the
+    rows' new tokens; nothing changes until every active edge's gap is known."""
+    gap = horizon.mean_gap(active)
+    if policy.turn != 0 or gap is None or not active:
+        return
+    groups = pipeline_groups(policy.groups, policy.most, policy.num_clients, row_tokens, gap,
+                             step_seconds)
+    if groups != policy.groups:
+        log.info("pipeline groups %d -> %d (edges back %.1f ms after an answer, %.1f new "
+                 "tokens a row)", policy.groups, groups, gap * 1e3, row_tokens)
+        policy.split = groups
 
 
 def free_seconds(policy: BatchPolicy, active: set[int], horizon: IdleHorizon,
@@ -141,6 +172,7 @@ VerifyFn = Callable[[list[Job]], "list[Verdict]"]
 # The forward thread's name, for the OS too (``top -H``, /proc/PID/task/*/comm): whoever
 # watches the server can tell when it is verifying (the chaos benchmark restarts it then).
 FORWARD_THREAD = "specedge-fwd"
+ROW_TOKENS_WEIGHT = 0.2  # of the newest step in the rows' running mean of new tokens
 _PR_SET_NAME = 15  # prctl(2)
 
 
@@ -162,11 +194,17 @@ class Scheduler:
     def __init__(self, policy: BatchPolicy, verify: VerifyFn, num_clients: int,
                  max_wait_s: float,
                  on_batch: Callable[[ServerStepRecord], None] | None = None,
-                 step_seconds: Callable[[float], float] | None = None) -> None:
-        """``step_seconds``: what a forward over that many new tokens costs; given, each step
-        verifies only the goodput budget's nodes (:mod:`specedge.algorithm.goodput`)."""
+                 step_cost: OnlineStepCost | None = None, budget: bool = True,
+                 regroup: bool = False) -> None:
+        """``step_cost``: what a forward over that many new tokens costs, refitted on each
+        forward; with it, ``budget``: each step verifies only the goodput budget's nodes
+        (:mod:`specedge.algorithm.goodput`), ``regroup``: a pipeline policy's group count
+        follows the same objective (:func:`regroup`)."""
         self.policy = policy
-        self.step_seconds = step_seconds
+        self.step_cost = step_cost
+        self.budget = budget and step_cost is not None
+        self.regroup = regroup and step_cost is not None and isinstance(policy, PipelinePolicy)
+        self.row_tokens = 0.0  # new tokens per row of a step, a running mean
         self.verify = verify
         self.active: set[int] = set(range(num_clients))
         self.max_wait_s = max_wait_s
@@ -210,10 +248,15 @@ class Scheduler:
                 job.prepare()
         prefix_tokens = sum(j.row.length for j in batch)
         sent = [j.tree for j in batch]
-        budget = self._prune(batch, free_s) if self.step_seconds is not None else None
+        budget = self._prune(batch, free_s) if self.budget else None
+        new_tokens = sum(j.verified + 1 + len(j.pending) for j in batch)
         t0 = time.perf_counter()
         verdicts = self.verify(batch)
         forward_s = time.perf_counter() - t0
+        if self.step_cost is not None:
+            self.step_cost.observe(new_tokens, forward_s)
+            weight = ROW_TOKENS_WEIGHT if self._step else 1.0
+            self.row_tokens += weight * (new_tokens / len(batch) - self.row_tokens)
         if budget is not None:  # paths in the nodes the edges sent
             for job, tree in zip(batch, sent, strict=True):
                 job.tree = tree
@@ -235,9 +278,9 @@ class Scheduler:
         """The goodput budget of this step: each job's tree cut to its share (``job.kept``);
         the catch-up tokens the rows need anyway count toward the step's cost, and a step no
         longer than ``free_s`` costs ``free_s`` (the server would idle that long anyway)."""
-        assert self.step_seconds is not None
+        assert self.step_cost is not None
         extra = sum(len(j.pending) for j in batch)
-        step = self.step_seconds
+        step = self.step_cost
 
         def cost(tokens: float) -> float:
             return max(free_s, step(tokens))
@@ -254,6 +297,10 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         try:
             while True:
+                if self.regroup:
+                    assert isinstance(self.policy, PipelinePolicy) and self.step_cost
+                    regroup(self.policy, self.active, self.horizon, self.row_tokens,
+                            self.step_cost)
                 batch = self._next_batch()
                 if batch is None:
                     self._wake.clear()

@@ -31,7 +31,7 @@ from specedge.algorithm.tree import TokenTree
 from specedge.algorithm.verification import Chooser, Verdict, verify_trees
 from specedge.base.config.edge import max_tree_nodes
 from specedge.base.config.run import RunConfig, load_run_config
-from specedge.base.config.server import VerifyBudget
+from specedge.base.config.server import PipelineGroups, VerifyBudget
 from specedge.base.records import SERVER_FILE, STATS_FILE, JsonlWriter, run_dtype
 from specedge.engine.datasets import load_requests
 from specedge.engine.kv_cache import KVPool, KVRow, pool_for
@@ -46,7 +46,7 @@ from specedge.serving.admission import (
     check_survival,
     check_tree,
 )
-from specedge.serving.budget import measure_steps
+from specedge.serving.budget import describe, measure_steps
 from specedge.serving.protocol import pb, reply_from_verdict, rpc
 from specedge.serving.scheduler import Job, Scheduler, make_policy
 from specedge.serving.security import bind, make_server
@@ -244,11 +244,14 @@ async def serve(cfg: RunConfig, run_dir: Path, port_file: Path | None = None) ->
 
     policy = make_policy(cfg.server.scheduler_policy, cfg.server.max_batch_size,
                          cfg.server.num_clients)
-    step_seconds = (measure_steps(pool, cfg.server.max_batch_size, max_tree_nodes(cfg.edge))
-                    if cfg.server.verify_budget == VerifyBudget.goodput else None)
+    step_cost = (measure_steps(pool, cfg.server.max_batch_size, max_tree_nodes(cfg.edge),
+                               cfg.server.cost_window)
+                 if cfg.server.needs_step_cost else None)
     scheduler = Scheduler(policy, make_verify(pool, choose), cfg.server.num_clients,
                           cfg.server.max_wait_ms / 1000, on_batch=steps_out.write,
-                          step_seconds=step_seconds)
+                          step_cost=step_cost,
+                          budget=cfg.server.verify_budget == VerifyBudget.goodput,
+                          regroup=cfg.server.pipeline_groups == PipelineGroups.goodput)
     prefilled = None
     if cfg.server.cache_prefill:
         tok = load_run_tokenizer(cfg.model)
@@ -289,6 +292,9 @@ async def serve(cfg: RunConfig, run_dir: Path, port_file: Path | None = None) ->
         (run_dir / STATS_FILE).write_text(json.dumps(
             {"peak_rss_mib": peak_mib, "lost_clients": sorted(service.lost)}) + "\n")
         log.info("peak RSS %.0f MiB", peak_mib)
+        if step_cost is not None:
+            log.info("step cost after %d forwards, new tokens -> ms: %s", step_cost.forwards,
+                     describe(step_cost.table))
         steps_out.close()
         log.info("verifier stopped")
 

@@ -14,7 +14,16 @@ from typing import Any
 import simpy
 from omegaconf import OmegaConf
 
-from specedge.algorithm.goodput import Budget, IdleHorizon, choose_budget, next_share
+from specedge.algorithm.goodput import (
+    STEP_CONTEXT,
+    Budget,
+    IdleHorizon,
+    OnlineStepCost,
+    StepTable,
+    choose_budget,
+    next_share,
+    step_knots,
+)
 from specedge.analysis.metrics import write_summary
 from specedge.analysis.simulation.latency import (
     Latency,
@@ -26,9 +35,9 @@ from specedge.analysis.simulation.latency import (
 from specedge.analysis.simulation.pruning import ReplayTree
 from specedge.analysis.simulation.traces import Trace, TraceRound, trace_of
 from specedge.base.config.baseline import BaselineName
-from specedge.base.config.edge import ProactiveType
+from specedge.base.config.edge import ProactiveType, max_tree_nodes
 from specedge.base.config.run import RunConfig, load_run_config
-from specedge.base.config.server import VerifyBudget
+from specedge.base.config.server import PipelineGroups, VerifyBudget
 from specedge.base.records import (
     OUTPUTS_FILE,
     RUN_CONFIG_FILE,
@@ -43,7 +52,13 @@ from specedge.base.records import (
     edge_file,
 )
 from specedge.serving.network import EmulatedLink
-from specedge.serving.scheduler import free_seconds, make_policy
+from specedge.serving.scheduler import (
+    ROW_TOKENS_WEIGHT,
+    PipelinePolicy,
+    free_seconds,
+    make_policy,
+    regroup,
+)
 
 T0 = 1_700_000_000.0  # simulated runs start at this Unix time (records need absolute times)
 
@@ -105,14 +120,24 @@ def _drafted(plan: Plan, r: TraceRound, share: int | None) -> tuple[TraceRound, 
         bytes=r.bytes - request + round(request * cut.size / tree.size)), cut
 
 
-def _budget(plan: Plan, trees: list[ReplayTree], extra: int, batch: int, context: int,
-            fixed_s: float = 0.0, free_s: float = 0.0) -> tuple[Budget, list[ReplayTree]]:
+def _step_cost(plan: Plan, batch: int) -> OnlineStepCost:
+    """The simulated server's step cost as the real one keeps it: a start-up table at its
+    sizes (read off the latency model, as the real server times its own), then refitted on
+    its forwards."""
+    knots = step_knots(batch, max_tree_nodes(plan.cfg.edge))
+    table = StepTable(knots, tuple(plan.target.seconds(t, batch, batch * STEP_CONTEXT)
+                                   for t in knots))
+    return OnlineStepCost(table, plan.cfg.server.cost_window)
+
+
+def _budget(cost: OnlineStepCost, trees: list[ReplayTree], extra: int, fixed_s: float = 0.0,
+            free_s: float = 0.0) -> tuple[Budget, list[ReplayTree]]:
     """The server's goodput budget over the batch's trees (its own selection), the step's
-    cost the latency model's (``extra``: new tokens beyond the trees, ``fixed_s``: time the
+    cost the server's estimate (``extra``: new tokens beyond the trees, ``fixed_s``: time the
     step costs whatever is kept, ``free_s``: the server would idle that long anyway), and
     each tree as verified."""
-    budget = choose_budget([t.survivals for t in trees], lambda tokens: max(free_s, fixed_s + (
-        plan.target.seconds(tokens + extra, batch, context))))
+    budget = choose_budget([t.survivals for t in trees],
+                           lambda tokens: max(free_s, fixed_s + cost(tokens + extra)))
     return budget, [t.cut(k) for t, k in zip(trees, budget.kept, strict=True)]
 
 
@@ -196,8 +221,14 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
     policy = make_policy(cfg.server.scheduler_policy, cfg.server.max_batch_size,
                          cfg.server.num_clients)
     max_wait = cfg.server.max_wait_ms / 1e3
+    cost = _step_cost(plan, cfg.server.max_batch_size)
+    regrouped = (isinstance(policy, PipelinePolicy)
+                 and cfg.server.pipeline_groups == PipelineGroups.goodput)
+    row_tokens = 0.0
     step = 0
     while True:
+        if regrouped:
+            regroup(policy, active, horizon, row_tokens, cost)  # type: ignore[arg-type]
         batch = policy.pick(waiting, active)  # type: ignore[arg-type]
         if batch is None and waiting and env.now - min(j.enqueued for j in waiting) > max_wait:
             batch = list(waiting)
@@ -220,11 +251,14 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
             trees = [j.tree for j in batch if j.tree is not None]
             extra = tokens - sent
             free_s = free_seconds(policy, active, horizon, env.now)  # type: ignore[arg-type]
-            budget, cut = _budget(plan, trees, extra, len(batch), context, prefill_s, free_s)
+            budget, cut = _budget(cost, trees, extra, prefill_s, free_s)
             for j, tree in zip(batch, cut, strict=True):
                 j.tree = tree
             tokens = extra + sum(t.size for t in cut)
         forward = plan.target.seconds(tokens, len(batch), context) + prefill_s
+        cost.observe(tokens, forward)
+        weight = ROW_TOKENS_WEIGHT if step else 1.0
+        row_tokens += weight * (tokens / len(batch) - row_tokens)
         yield env.timeout(forward)
         for j in batch:
             j.queue_s, j.verify_s = t0 - j.enqueued, forward
@@ -335,6 +369,7 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
     queue = iter(_requests(plan))
     profiled = isinstance(plan.target, ProfileLatency)
     active: list[_Active] = []
+    cost = _step_cost(plan, capacity)
     step = 0
     assert out.steps is not None and out.outputs is not None
     while True:
@@ -360,13 +395,14 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
         context = sum(a.prompt + a.produced for a in active if a.steps > 0)
         prefill_s = plan.prefill_extra_s * sum(a.steps == 0 for a in active)
         if budgeted:  # the drafting already spent is part of the step's cost
-            _, trees = _budget(plan, trees, extra, len(active), context, draft_s + prefill_s)
+            _, trees = _budget(cost, trees, extra, draft_s + prefill_s)
             rounds = [replace(r, tree_size=t.size, accepted=t.accepted, new_tokens=t.accepted + 1)
                       for r, t in zip(rounds, trees, strict=True)]
             for a, t in zip(active, trees, strict=True):
                 a.share = next_share(t.size - 1)
         tokens = extra + sum(r.tree_size for r in rounds)
         forward = plan.target.seconds(tokens, len(active), context) + prefill_s
+        cost.observe(tokens, forward)
         yield env.timeout(forward + plan.step_overhead_s)
         for a, r, nodes in zip(active, rounds, drafted, strict=True):
             prefix = a.prompt + a.produced if a.steps > 0 else 0

@@ -25,6 +25,13 @@ class VerifyBudget(StrEnum):
 
 
 
+class PipelineGroups(StrEnum):
+    split = "split"  # num_clients / max_batch_size groups take turns, always
+    # one group or that many, whichever the step cost model makes the shorter cycle
+    # (specedge.algorithm.goodput.pipeline_groups), re-decided as the server learns the gaps
+    goodput = "goodput"
+
+
 class SchedulerName(StrEnum):
     batch = "batch"  # plain batching of queued calls, as batch_type says
     pipeline = "pipeline"  # pipeline-aware: groups of edges take turns (specedge.serving.scheduler)
@@ -42,6 +49,8 @@ class ServerConfig:
     scheduler: SchedulerName = SchedulerName.pipeline
     max_wait_ms: float = 2000.0  # a batch never waits longer than this for stragglers
     verify_budget: VerifyBudget = VerifyBudget.fixed
+    cost_window: int = 256  # forwards the goodput budget's step cost is refitted on; 0: never
+    pipeline_groups: PipelineGroups = PipelineGroups.split  # under scheduler=pipeline
     cache_prefill: bool = False  # true: prompts' KV precomputed once, kept on disk
     prefill_cache_dir: str = "models/prefill_cache"
     client_timeout_s: float = 60.0  # free the request of an edge silent this long (it died?)
@@ -64,6 +73,8 @@ class ServerConfig:
                  "an integer >= 1")
         require(self.num_clients >= 1, "server.num_clients", self.num_clients, "an integer >= 1")
         require(self.max_wait_ms > 0, "server.max_wait_ms", self.max_wait_ms, "a time > 0 ms")
+        require(self.cost_window >= 0, "server.cost_window", self.cost_window,
+                "an integer >= 0 (0 keeps the start-up table)")
         for key in ("client_timeout_s", "rpc_timeout_s", "reconnect_s"):
             require(getattr(self, key) > 0, f"server.{key}", getattr(self, key),
                      "a time > 0 seconds")
@@ -86,6 +97,14 @@ class ServerConfig:
             path = getattr(self, key)
             require(path is None or Path(path).expanduser().is_file(), f"server.{key}", path,
                      "null or an existing file")
+
+    @property
+    def needs_step_cost(self) -> bool:
+        """Whether the server times its steps (start-up table, refitted online): the goodput
+        budget sizes each step by it, goodput pipeline groups choose their count by it."""
+        return self.verify_budget == VerifyBudget.goodput or (
+            self.scheduler == SchedulerName.pipeline
+            and self.pipeline_groups == PipelineGroups.goodput)
 
     @property
     def scheduler_policy(self) -> str:
