@@ -145,8 +145,9 @@ def test_budget_bench_sets_the_goodput_budget_beside_fixed_trees(tmp_path: Path,
                  "--edges", "2", "--out", str(out)])
     assert code == 0
     results = json.loads(out.read_text())
-    assert [r["variant"] for r in results] == ["SpecEdge, 2 edges, fixed",
-                                               "SpecEdge, 2 edges, goodput", "server-only"]
+    assert [r["variant"] for r in results] == [
+        "SpecEdge, 2 edges, fixed", "SpecEdge, 2 edges, goodput",
+        "SpecEdge, 2 edges, goodput, groups by goodput", "server-only"]
     assert all(r["identical_to_server_only"] and r["tokens"] == 32 for r in results)
     fixed, budgeted = results[0], results[1]
     assert fixed["budget_steps"] == [] and budgeted["budget_steps"]

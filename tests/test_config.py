@@ -163,6 +163,12 @@ def test_a_saved_run_config_loads_as_it_was_saved(tmp_path: Path) -> None:
     cfg = load_run_config(tmp_path)
     assert list(cfg.hardware.nodes) == ["edge-a", "edge-b"]
     assert sum(len(v) for v in cfg.hardware.nodes.values()) == cfg.server.num_clients == 3
+    assert cfg.server.verify_budget.value == "goodput"  # saved with today's default
+    # a run saved before the goodput budget and group count existed ran every tree in 2 groups
+    del raw.server.verify_budget, raw.server.pipeline_groups
+    (tmp_path / "run_config.yaml").write_text(OmegaConf.to_yaml(raw))
+    old = load_run_config(tmp_path).server
+    assert (old.verify_budget.value, old.pipeline_groups.value) == ("fixed", "split")
 
 
 def test_slurm_placement_comes_from_the_allocation(monkeypatch: pytest.MonkeyPatch) -> None:

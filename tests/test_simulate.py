@@ -39,8 +39,11 @@ DRAFT_S, VERIFY_S = 0.010, 0.004
 
 
 def _cfg(*overrides: str) -> RunConfig:
+    """The simulator's fixed-tree model: every drafted node verified, two pipeline groups
+    (the synthetic traces carry no survivals; ``overrides`` may say otherwise)."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return to_run_config(compose(config_name="config", overrides=list(overrides)))
+        return to_run_config(compose(config_name="config", overrides=[
+            "server.verify_budget=fixed", "server.pipeline_groups=split", *overrides]))
 
 
 def _edges(n: int) -> list[str]:

@@ -27,16 +27,19 @@ def _specedge(run_dir: Path, pair: Path, *overrides: str) -> subprocess.Complete
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False)
 
 
+FIXED = ["server.verify_budget=fixed", "server.pipeline_groups=split"]  # every node, 2 groups
+
+
 @pytest.mark.parametrize("scheduling", [
-    ["server.scheduler=pipeline", "edge.proactive.type=excluded"],
+    ["server.scheduler=pipeline", "edge.proactive.type=excluded", *FIXED],
     ["server.scheduler=batch", "server.batch_type=dynamic", "hardware.link.delay_ms=15",
-     "edge.proactive.type=included"],
+     "edge.proactive.type=included", *FIXED],
     ["server.scheduler=batch", "server.batch_type=static", "server.max_batch_size=2",
      "edge.proactive.type=disabled", "server.cache_prefill=true", "model.compile=static",
-     "model.token_buckets=[1,2,4,8,16,32]"],
+     "model.token_buckets=[1,2,4,8,16,32]", *FIXED],
     ["server.scheduler=pipeline", "server.num_clients=4", "server.max_batch_size=2",
      "hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}",
-     "model.compile=static", "model.token_buckets=[1,2,4,8,16,32]"],
+     "model.compile=static", "model.token_buckets=[1,2,4,8,16,32]", *FIXED],
     ["server.scheduler=pipeline", "server.num_clients=4", "server.max_batch_size=2",
      "hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}",
      "server.verify_budget=goodput", "server.pipeline_groups=goodput"],

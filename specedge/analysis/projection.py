@@ -18,8 +18,8 @@ it exactly (same seed).
   the paper's figures.
 - **Maps** (:func:`maps`): SpecEdge's cost per token over server-only's and auto-batch's at the
   same concurrency (users), over concurrency x tokens per round x round-trip time, per hardware
-  entry. At concurrency C SpecEdge serves C edges in two pipeline groups (batch ceil(C/2));
-  the baselines batch all C.
+  entry. At concurrency C SpecEdge serves C edges in two pipeline groups (batch ceil(C/2);
+  budgeted, one group of C when that is the shorter cycle); the baselines batch all C.
 - **Sensitivity** (:func:`sensitivity`): the headline ratios at one batch size, then one
   assumption changed at a time: acceptance, efficiency (the single value once fitted on
   host-bound data), edges per batch, accounting.
@@ -216,14 +216,16 @@ def system_overrides(system: str, batch: int, edges: int | None = None) -> list[
     """A system at batch ``batch``: SpecEdge with ``edges`` edges, every tree verified whole
     in pipeline groups of ``batch`` (fixed), or the server's goodput budget of nodes in the
     group count the same objective picks (budgeted: groups of ``batch``, or one of every
-    edge); the baselines batching ``batch`` requests."""
+    edge); the baselines batching ``batch`` requests (server-only verifying whole trees, as
+    upstream's)."""
     specedge = ["baseline=specedge", f"simulate.edges={edges or batch}",
                 f"server.max_batch_size={batch}", "server.scheduler=pipeline"]
     return {
-        "specedge": specedge,
+        "specedge": [*specedge, "server.verify_budget=fixed", "server.pipeline_groups=split"],
         "specedge_budgeted": [*specedge, "server.verify_budget=goodput",
                               "server.pipeline_groups=goodput"],
-        "server_only": ["baseline=server_only", f"baseline.max_batch_size={batch}"],
+        "server_only": ["baseline=server_only", f"baseline.max_batch_size={batch}",
+                        "server.verify_budget=fixed"],
         "auto_batch": ["baseline=auto_batch", f"baseline.batch_size={batch}"],
     }[system]
 

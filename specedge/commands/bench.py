@@ -319,20 +319,27 @@ def _real_runs(variants: list[tuple[str, list[str]]], overrides: list[str],
 
 
 BUDGET_EDGES = (4, 8)
+BUDGET_KINDS = {  # the first is the others' reference
+    "fixed": ["server.verify_budget=fixed", "server.pipeline_groups=split"],
+    "goodput": ["server.verify_budget=goodput", "server.pipeline_groups=split"],
+    "goodput, groups by goodput": ["server.verify_budget=goodput",
+                                   "server.pipeline_groups=goodput"],
+}
 
 
 def budget_variants(edge_counts: tuple[int, ...] = BUDGET_EDGES) -> list[tuple[str, list[str]]]:
-    """SpecEdge with each count of edges in two pipeline groups, every tree verified whole
-    against the server's goodput budget, then server-only (the outputs' reference)."""
+    """SpecEdge with each count of edges: in two pipeline groups every tree verified whole,
+    then under the server's goodput budget, then with the group count by the same objective;
+    last server-only verifying whole trees (the outputs' reference)."""
     variants = []
     for n in edge_counts:
         nodes = ",".join("{device:cpu}" for _ in range(n))
         edges = ["baseline=specedge", f"server.num_clients={n}",
                  f"hardware.nodes={{localhost:[{nodes}]}}", f"server.max_batch_size={n // 2}",
                  "server.scheduler=pipeline"]
-        variants += [(f"SpecEdge, {n} edges, {budget}", [*edges, f"server.verify_budget={budget}"])
-                     for budget in ("fixed", "goodput")]
-    return [*variants, ("server-only", ["baseline=server_only"])]
+        variants += [(f"SpecEdge, {n} edges, {kind}", [*edges, *overrides])
+                     for kind, overrides in BUDGET_KINDS.items()]
+    return [*variants, ("server-only", ["baseline=server_only", "server.verify_budget=fixed"])]
 
 
 def bench_edge(overrides: list[str], out_dir: Path, ablation: bool = False,
@@ -481,10 +488,13 @@ def print_budget(results: list[dict[str, Any]], console: Console) -> None:
         t.add_row(r["variant"], str(r["tokens"]), *(f"{v:.1f}" if i != 2 else f"{v:.2f}"
                                                    for i, v in enumerate(row(r))),
                   f"{r['requests_as_server_only']}/{r['requests']}")
-    for fixed, budgeted in zip(results[:-1:2], results[1:-1:2], strict=True):
-        t.add_row(f"{budgeted['variant']} / fixed", "",
-                  *(f"{b / f:.2f}x" if f else "-"
-                    for b, f in zip(row(budgeted), row(fixed), strict=True)), "")
+    per_count = len(results[:-1]) // len(BUDGET_KINDS)
+    for i in range(per_count):  # each edge count: fixed, then its budgeted variants
+        fixed, *budgeted = results[i * len(BUDGET_KINDS):(i + 1) * len(BUDGET_KINDS)]
+        for r in budgeted:
+            t.add_row(f"{r['variant']} / fixed", "",
+                      *(f"{b / f:.2f}x" if f else "-"
+                        for b, f in zip(row(r), row(fixed), strict=True)), "")
     console.print(t)
     k = Table(title="the goodput budget's choice: drafted nodes kept per step, by batch size")
     for col in ("run", "batch", "steps", "nodes sent/step", "nodes kept/step",

@@ -81,10 +81,11 @@ class VerifierClient:
                 elif exc.code() == grpc.StatusCode.FAILED_PRECONDITION and not msg.prefill:
                     log.warning("edge %d: server lost request %d (%s); prefilling again",
                                 self.client_id, msg.request_id, exc.details())
-                    msg = pb.ValidateRequest(
-                        client_id=msg.client_id, request_id=msg.request_id, prefill=True,
-                        prompt=committed, tokens=msg.tokens, parents=msg.parents,
-                        round=msg.round)
+                    again = pb.ValidateRequest()
+                    again.CopyFrom(msg)  # the same round (its survivals too), as a prefill
+                    again.prefill = True
+                    again.prompt[:] = committed
+                    msg = again
                 else:
                     raise
                 retries += 1

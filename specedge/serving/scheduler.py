@@ -132,19 +132,22 @@ class PipelinePolicy:
 
 
 def regroup(policy: PipelinePolicy, active: set[int], horizon: IdleHorizon,
-            row_tokens: float, step_seconds: Callable[[float], float]) -> None:
+            row_tokens: float, step_seconds: Callable[[float], float]) -> str | None:
     """At the start of a cycle (turn 0), take the group count the goodput objective prefers
     (:func:`specedge.algorithm.goodput.pipeline_groups`) for the edges' current gaps and the
-    rows' new tokens; nothing changes until every active edge's gap is known."""
+    rows' new tokens; nothing changes until every active edge's gap is known. Returns what
+    changed and why, if anything did (the server logs it)."""
     gap = horizon.mean_gap(active)
     if policy.turn != 0 or gap is None or not active:
-        return
+        return None
     groups = pipeline_groups(policy.groups, policy.most, policy.num_clients, row_tokens, gap,
                              step_seconds)
-    if groups != policy.groups:
-        log.info("pipeline groups %d -> %d (edges back %.1f ms after an answer, %.1f new "
-                 "tokens a row)", policy.groups, groups, gap * 1e3, row_tokens)
-        policy.split = groups
+    if groups == policy.groups:
+        return None
+    change = (f"pipeline groups {policy.groups} -> {groups} (edges back {gap * 1e3:.1f} ms "
+              f"after an answer, {row_tokens:.1f} new tokens a row)")
+    policy.split = groups
+    return change
 
 
 def free_seconds(policy: BatchPolicy, active: set[int], horizon: IdleHorizon,
@@ -299,8 +302,9 @@ class Scheduler:
             while True:
                 if self.regroup:
                     assert isinstance(self.policy, PipelinePolicy) and self.step_cost
-                    regroup(self.policy, self.active, self.horizon, self.row_tokens,
-                            self.step_cost)
+                    if change := regroup(self.policy, self.active, self.horizon,
+                                         self.row_tokens, self.step_cost):
+                        log.info(change)
                 batch = self._next_batch()
                 if batch is None:
                     self._wake.clear()

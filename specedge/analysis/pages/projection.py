@@ -362,7 +362,9 @@ def protocol_section(data: dict[str, Any]) -> Section:
               f"figures: {paper['source']}. The second table sets SpecEdge with every tree "
               "verified whole (fixed) beside SpecEdge under the server's goodput budget "
               "(server.verify_budget=goodput: one budget of nodes per step, shared by the "
-              "batch's trees by their survival, the edges drafting about their share): server "
+              "batch's trees by their survival, the edges drafting about their share; the "
+              "pipeline's group count by the same objective, server.pipeline_groups=goodput: "
+              "two groups of B, or one of every edge when that is the shorter cycle): server "
               "throughput as tokens per busy server second over autoregressive batching's, "
               "and the break-even edge price, the $/h of an edge at which SpecEdge costs what "
               "the cheaper baseline costs (empty: dearer even with free edges). The third sets "
@@ -486,8 +488,9 @@ def maps_section(data: dict[str, Any]) -> Section:
     return Section(
         "Where SpecEdge pays: maps (SIMULATED)", anchor="maps", figures=figures, text=[
             "Each cell is one pair of point simulations (its overrides are in maps.json): "
-            "SpecEdge with C edges in two pipeline groups against the baseline batching all "
-            "C users, upstream's metric definitions. Tokens per round set the acceptance "
+            "SpecEdge with C edges in two pipeline groups (budgeted: two, or one when that "
+            "is the shorter cycle) against the baseline batching all C users, upstream's "
+            "metric definitions. Tokens per round set the acceptance "
             "(the two nearest accepted counts, the main scenario's trees and output lengths "
             f"kept: {m['scenario']}); the round-trip time is twice the one-way link delay. "
             "Server-only does not depend on the link, autoregressive on neither axis."])

@@ -123,6 +123,9 @@ def save_run_config(cfg: DictConfig, run_dir: Path) -> Path:
 # Settings removed from the schemas, which run directories saved before keep: dropped on load
 # so that an upgrade never makes a finished run unreadable.
 RETIRED_KEYS = (("server", "process_name"), ("edge", "process_name"))
+# Settings whose default changed: a run saved before the key existed ran as the old default,
+# so that is what it reads back as (not today's default, which would replay another system).
+EARLIER_DEFAULTS = {("server", "verify_budget"): "fixed", ("server", "pipeline_groups"): "split"}
 
 
 def load_run_config(run_dir: Path) -> RunConfig:
@@ -132,6 +135,9 @@ def load_run_config(run_dir: Path) -> RunConfig:
     for group, key in RETIRED_KEYS:
         if isinstance(raw.get(group), DictConfig) and key in raw[group]:
             del raw[group][key]
+    for (group, key), value in EARLIER_DEFAULTS.items():
+        if isinstance(raw.get(group), DictConfig) and key not in raw[group]:
+            raw[group][key] = value
     base = OmegaConf.structured(RunConfig)
     if isinstance(raw.get("hardware"), DictConfig) and "nodes" in raw.hardware:
         base.hardware = OmegaConf.structured(HardwareConfig)

@@ -48,9 +48,9 @@ class ServerConfig:
     batch_type: BatchType = BatchType.dynamic
     scheduler: SchedulerName = SchedulerName.pipeline
     max_wait_ms: float = 2000.0  # a batch never waits longer than this for stragglers
-    verify_budget: VerifyBudget = VerifyBudget.fixed
+    verify_budget: VerifyBudget = VerifyBudget.goodput
     cost_window: int = 256  # forwards the goodput budget's step cost is refitted on; 0: never
-    pipeline_groups: PipelineGroups = PipelineGroups.split  # under scheduler=pipeline
+    pipeline_groups: PipelineGroups = PipelineGroups.goodput  # under scheduler=pipeline
     cache_prefill: bool = False  # true: prompts' KV precomputed once, kept on disk
     prefill_cache_dir: str = "models/prefill_cache"
     client_timeout_s: float = 60.0  # free the request of an edge silent this long (it died?)
