@@ -16,7 +16,13 @@ from specedge.algorithm.drafting import TreeShape
 from specedge.algorithm.goodput import OnlineStepCost, StepTable
 from specedge.algorithm.rounds import Drafter
 from specedge.algorithm.sequence import Sequence
-from specedge.algorithm.verification import Chooser, top_p_filter, verify_trees
+from specedge.algorithm.verification import (
+    Chooser,
+    inverse_cdf,
+    position_uniform,
+    top_p_filter,
+    verify_trees,
+)
 from specedge.base.config.edge import ProactiveConfig, ProactiveType
 from specedge.base.config.model import CompileMode
 from specedge.base.records import JsonlWriter
@@ -49,6 +55,22 @@ def test_top_p_is_the_smallest_sufficient_set(weights: list[float], p: float) ->
     dropped = probs[~torch.isin(torch.arange(len(probs)), kept)].tolist()
     assert probs[kept].min().item() >= max(dropped, default=0.0) - 1e-9  # the most likely ones
     assert mass - probs[kept].min().item() < p + 1e-6  # and no token more than needed
+
+
+def test_a_keyed_sample_is_the_inverse_cdf_at_its_positions_uniform() -> None:
+    """Each token is chosen in proportion to its probability as the uniform sweeps [0, 1), a
+    token of probability 0 never; the uniform depends on (seed, request, position) alone."""
+    probs = torch.tensor([[0.0, 0.25, 0.0, 0.75]]).expand(1000, 4)
+    grid = (torch.arange(1000, dtype=torch.float64) + 0.5) / 1000
+    chosen = inverse_cdf(probs.double(), grid)
+    assert set(chosen.tolist()) == {1, 3} and (chosen == 1).sum().item() == 250
+    draws = [position_uniform(7, 3, p) for p in range(2000)]
+    assert all(0.0 <= u < 1.0 for u in draws) and len(set(draws)) == 2000
+    assert abs(sum(draws) / len(draws) - 0.5) < 0.03
+    assert draws[5] == position_uniform(7, 3, 5) != position_uniform(8, 3, 5)
+    assert position_uniform(7, 3, 5) != position_uniform(7, 4, 5)
+    with pytest.raises(ValueError, match="needs its request's key and one position per row"):
+        Chooser(1.0)(torch.zeros(2, 4), key=0, positions=[1])
 
 
 def _two_token_distribution(target: PreTrainedModel, prompt: list[int], temperature: float,
