@@ -185,12 +185,13 @@ class StepTable:
 STEP_CONTEXT = 256  # KV columns per row a start-up step is timed over
 
 
-def step_knots(batch: int, tree_nodes: int) -> tuple[int, ...]:
-    """The new-token counts a step table holds for ``batch`` rows: each row 1, 2, 4, ... new
-    tokens up to a full tree (the real server times them at start-up, the simulator reads
-    them off its latency model)."""
-    return tuple(batch * n for n in sorted({*(1 << i for i in range(tree_nodes.bit_length())),
-                                            tree_nodes}))
+def step_knots(batch: int, tree_nodes: int, buckets: Sequence[int]) -> tuple[int, ...]:
+    """The new-token counts a step table holds for ``batch`` rows: each row 1 new token, each
+    graph bucket of new tokens a row below a full tree (``model.token_buckets``: the shapes a
+    static path pads to, where its cost steps), and a full tree. The real server times them
+    at start-up, the simulator reads them off its latency model."""
+    per_row = {1, tree_nodes, *(b for b in buckets if b < tree_nodes)}
+    return tuple(batch * n for n in sorted(per_row))
 
 
 class OnlineStepCost:

@@ -10,11 +10,11 @@ from specedge.engine.kv_cache import KVPool
 log = logging.getLogger("specedge.serving.budget")
 
 def measure_steps(pool: KVPool, batch: int, tree_nodes: int, window: int) -> OnlineStepCost:
-    """A step of ``batch`` rows timed at start-up for 1, 2, 4, ... new tokens per row up to a
-    full tree (padding forwards, before any request), by the step's new tokens: the prior of
-    the cost the server then refits on its last ``window`` forwards."""
+    """A step of ``batch`` rows timed at start-up for each graph bucket of new tokens per row
+    up to a full tree (padding forwards, before any request), by the step's new tokens: the
+    prior of the cost the server then refits on its last ``window`` forwards."""
     batch = min(batch, pool.max_batch)
-    knots = step_knots(batch, tree_nodes)
+    knots = step_knots(batch, tree_nodes, pool.token_buckets)
     kv = min(STEP_CONTEXT, pool.columns)
     table = StepTable(knots, tuple(pool.time_padding(batch, t // batch, kv) for t in knots))
     log.info("goodput budget: step of %d rows, new tokens -> ms: %s", batch, describe(table))

@@ -124,7 +124,7 @@ def _step_cost(plan: Plan, batch: int) -> OnlineStepCost:
     """The simulated server's step cost as the real one keeps it: a start-up table at its
     sizes (read off the latency model, as the real server times its own), then refitted on
     its forwards."""
-    knots = step_knots(batch, max_tree_nodes(plan.cfg.edge))
+    knots = step_knots(batch, max_tree_nodes(plan.cfg.edge), plan.cfg.model.token_buckets)
     table = StepTable(knots, tuple(plan.target.seconds(t, batch, batch * STEP_CONTEXT)
                                    for t in knots))
     return OnlineStepCost(table, plan.cfg.server.cost_window)
