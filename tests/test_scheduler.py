@@ -11,7 +11,7 @@ from collections.abc import Callable
 import grpc
 import pytest
 
-from specedge.algorithm.goodput import IdleHorizon, StepTable
+from specedge.algorithm.goodput import IdleHorizon, OnlineStepCost, StepTable
 from specedge.algorithm.tree import TokenTree
 from specedge.algorithm.verification import Verdict
 from specedge.engine.kv_cache import KVRow
@@ -67,18 +67,20 @@ def test_a_memory_bound_server_regroups_its_edges_into_one_group() -> None:
     and once every active edge's gap is known."""
     loop = asyncio.new_event_loop()
     policy = PipelinePolicy(max_batch_size=2, num_clients=4)
-    active, horizon, flat = {0, 1, 2, 3}, IdleHorizon(), StepTable((1, 64), (0.05, 0.05))
+    active, horizon = {0, 1, 2, 3}, IdleHorizon()
+    flat = OnlineStepCost(StepTable((1, 64), (0.05, 0.05)), window=0)
+    flat.observe(12, 0.05, rows=4)  # 3 new tokens a row
     for c in active:
         horizon.answer(c, 0.0)
-    regroup(policy, active, horizon, 3.0, flat)
+    regroup(policy, active, horizon, flat)
     assert policy.groups == 2  # no gap known yet
     for c in active:
         horizon.arrived(c, 0.01)
     policy.turn = 1
-    regroup(policy, active, horizon, 3.0, flat)
+    regroup(policy, active, horizon, flat)
     assert policy.groups == 2  # mid-cycle
     policy.turn = 0
-    regroup(policy, active, horizon, 3.0, flat)
+    regroup(policy, active, horizon, flat)
     assert policy.groups == 1
     assert [j.client_id for j in policy.pick(_jobs(loop, [2, 0, 3, 1]), active)] == [2, 0, 3, 1]
     assert policy.pick(_jobs(loop, [2, 0, 3]), active) is None  # the one group waits for all

@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:  # the simulator imports this without torch
     from specedge.algorithm.tree import TokenTree
 
@@ -201,8 +203,9 @@ class OnlineStepCost:
     each knot pulled toward its start-up value as ``prior_weight`` forwards would pull it (a
     knot no forward came near keeps its measured value). So the budget follows what steps
     really cost at the context and load the server serves, not only what a start-up step at
-    one context cost. ``window=0`` keeps the start-up table. The simulator's server uses this
-    class too, observing its simulated forwards."""
+    one context cost. ``window=0`` keeps the start-up table. It also keeps the rows' mean new
+    tokens a step (``row_tokens``, a running mean), which the group count weighs. The
+    simulator's server uses this class too, observing its simulated forwards."""
 
     def __init__(self, prior: StepTable, window: int = 256, prior_weight: float = 4.0) -> None:
         if window < 0 or prior_weight <= 0:
@@ -210,33 +213,41 @@ class OnlineStepCost:
                              f"{prior_weight})")
         self.prior, self.table = prior, prior
         self.window, self.prior_weight = window, prior_weight
-        self.observed: collections.deque[tuple[float, float]] = collections.deque(
-            maxlen=max(window, 1))
+        self.observed: collections.deque[tuple[float, float]] = collections.deque()
         self.forwards = 0
+        self.row_tokens = 0.0
+        # The normal equations of sum over the window (hat(tokens) . y - seconds)^2 +
+        # prior_weight * sum over knots (y_k - prior_k)^2, kept as forwards enter and leave.
+        n = len(prior.tokens)
+        self._gram = prior_weight * np.eye(n)
+        self._rhs = prior_weight * np.array(prior.seconds, dtype=float)
 
     def __call__(self, tokens: float) -> float:
         return self.table(tokens)
 
-    def observe(self, tokens: float, seconds: float) -> None:
-        """A forward over ``tokens`` new tokens took ``seconds``: refit the table."""
+    def observe(self, tokens: float, seconds: float, rows: int = 1) -> None:
+        """A forward of ``rows`` rows over ``tokens`` new tokens took ``seconds``: refit."""
+        weight = ROW_TOKENS_WEIGHT if self.forwards else 1.0
+        self.row_tokens += weight * (tokens / rows - self.row_tokens)
+        self.forwards += 1
         if self.window == 0 or not (seconds >= 0.0 and math.isfinite(seconds)):
             return
+        self._add(float(tokens), seconds, 1.0)
         self.observed.append((float(tokens), seconds))
-        self.forwards += 1
-        knots = self.prior.tokens
-        n = len(knots)
-        # Normal equations of: sum over forwards (hat(tokens) . y - seconds)^2
-        #                      + prior_weight * sum over knots (y_k - prior_k)^2
-        gram = [[self.prior_weight if i == j else 0.0 for j in range(n)] for i in range(n)]
-        rhs = [self.prior_weight * v for v in self.prior.seconds]
-        for t, sec in self.observed:
-            weights = hat_weights(knots, t)
-            for i, wi in weights:
-                rhs[i] += wi * sec
-                for j, wj in weights:
-                    gram[i][j] += wi * wj
-        fitted = _solve(gram, rhs)
-        self.table = StepTable(knots, tuple(max(0.0, v) for v in fitted))
+        if len(self.observed) > self.window:
+            self._add(*self.observed.popleft(), -1.0)
+        fitted = np.linalg.solve(self._gram, self._rhs)
+        self.table = StepTable(self.prior.tokens, tuple(max(0.0, float(v)) for v in fitted))
+
+    def _add(self, tokens: float, seconds: float, sign: float) -> None:
+        weights = hat_weights(self.prior.tokens, tokens)
+        for i, wi in weights:
+            self._rhs[i] += sign * wi * seconds
+            for j, wj in weights:
+                self._gram[i, j] += sign * wi * wj
+
+
+ROW_TOKENS_WEIGHT = 0.2  # of the newest step in the rows' running mean of new tokens
 
 
 def hat_weights(knots: Sequence[float], tokens: float) -> list[tuple[int, float]]:
@@ -248,24 +259,6 @@ def hat_weights(knots: Sequence[float], tokens: float) -> list[tuple[int, float]
     i = next((k for k, x in enumerate(knots) if x >= tokens), len(knots) - 1)
     w = (tokens - knots[i - 1]) / (knots[i] - knots[i - 1])
     return [(i - 1, 1.0 - w), (i, w)]
-
-
-def _solve(a: list[list[float]], b: list[float]) -> list[float]:
-    """Gaussian elimination with partial pivoting (a few knots; the matrix is positive
-    definite, so it always solves)."""
-    n = len(b)
-    m = [[*row, b[i]] for i, row in enumerate(a)]
-    for col in range(n):
-        piv = max(range(col, n), key=lambda r: abs(m[r][col]))
-        m[col], m[piv] = m[piv], m[col]
-        for r in range(col + 1, n):
-            f = m[r][col] / m[col][col]
-            for c in range(col, n + 1):
-                m[r][c] -= f * m[col][c]
-    x = [0.0] * n
-    for r in range(n - 1, -1, -1):
-        x[r] = (m[r][n] - sum(m[r][c] * x[c] for c in range(r + 1, n))) / m[r][r]
-    return x
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ class PipelinePolicy:
 
 
 def regroup(policy: PipelinePolicy, active: set[int], horizon: IdleHorizon,
-            row_tokens: float, step_seconds: Callable[[float], float]) -> str | None:
+            cost: OnlineStepCost) -> str | None:
     """At the start of a cycle (turn 0), take the group count the goodput objective prefers
     (:func:`specedge.algorithm.goodput.pipeline_groups`) for the edges' current gaps and the
     rows' new tokens; nothing changes until every active edge's gap is known. Returns what
@@ -140,8 +140,9 @@ def regroup(policy: PipelinePolicy, active: set[int], horizon: IdleHorizon,
     gap = horizon.mean_gap(active)
     if policy.turn != 0 or gap is None or not active:
         return None
+    row_tokens = cost.row_tokens
     groups = pipeline_groups(policy.groups, policy.most, policy.num_clients, row_tokens, gap,
-                             step_seconds)
+                             cost)
     if groups == policy.groups:
         return None
     change = (f"pipeline groups {policy.groups} -> {groups} (edges back {gap * 1e3:.1f} ms "
@@ -175,7 +176,6 @@ VerifyFn = Callable[[list[Job]], "list[Verdict]"]
 # The forward thread's name, for the OS too (``top -H``, /proc/PID/task/*/comm): whoever
 # watches the server can tell when it is verifying (the chaos benchmark restarts it then).
 FORWARD_THREAD = "specedge-fwd"
-ROW_TOKENS_WEIGHT = 0.2  # of the newest step in the rows' running mean of new tokens
 _PR_SET_NAME = 15  # prctl(2)
 
 
@@ -207,7 +207,6 @@ class Scheduler:
         self.step_cost = step_cost
         self.budget = budget and step_cost is not None
         self.regroup = regroup and step_cost is not None and isinstance(policy, PipelinePolicy)
-        self.row_tokens = 0.0  # new tokens per row of a step, a running mean
         self.verify = verify
         self.active: set[int] = set(range(num_clients))
         self.max_wait_s = max_wait_s
@@ -257,9 +256,7 @@ class Scheduler:
         verdicts = self.verify(batch)
         forward_s = time.perf_counter() - t0
         if self.step_cost is not None:
-            self.step_cost.observe(new_tokens, forward_s)
-            weight = ROW_TOKENS_WEIGHT if self._step else 1.0
-            self.row_tokens += weight * (new_tokens / len(batch) - self.row_tokens)
+            self.step_cost.observe(new_tokens, forward_s, len(batch))
         if budget is not None:  # paths in the nodes the edges sent
             for job, tree in zip(batch, sent, strict=True):
                 job.tree = tree
@@ -303,7 +300,7 @@ class Scheduler:
                 if self.regroup:
                     assert isinstance(self.policy, PipelinePolicy) and self.step_cost
                     if change := regroup(self.policy, self.active, self.horizon,
-                                         self.row_tokens, self.step_cost):
+                                         self.step_cost):
                         log.info(change)
                 batch = self._next_batch()
                 if batch is None:

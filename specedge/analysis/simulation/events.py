@@ -53,7 +53,6 @@ from specedge.base.records import (
 )
 from specedge.serving.network import EmulatedLink
 from specedge.serving.scheduler import (
-    ROW_TOKENS_WEIGHT,
     PipelinePolicy,
     free_seconds,
     make_policy,
@@ -224,11 +223,10 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
     cost = _step_cost(plan, cfg.server.max_batch_size)
     regrouped = (isinstance(policy, PipelinePolicy)
                  and cfg.server.pipeline_groups == PipelineGroups.goodput)
-    row_tokens = 0.0
     step = 0
     while True:
         if regrouped:
-            regroup(policy, active, horizon, row_tokens, cost)  # type: ignore[arg-type]
+            regroup(policy, active, horizon, cost)  # type: ignore[arg-type]
         batch = policy.pick(waiting, active)  # type: ignore[arg-type]
         if batch is None and waiting and env.now - min(j.enqueued for j in waiting) > max_wait:
             batch = list(waiting)
@@ -256,9 +254,7 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
                 j.tree = tree
             tokens = extra + sum(t.size for t in cut)
         forward = plan.target.seconds(tokens, len(batch), context) + prefill_s
-        cost.observe(tokens, forward)
-        weight = ROW_TOKENS_WEIGHT if step else 1.0
-        row_tokens += weight * (tokens / len(batch) - row_tokens)
+        cost.observe(tokens, forward, len(batch))
         yield env.timeout(forward)
         for j in batch:
             j.queue_s, j.verify_s = t0 - j.enqueued, forward
