@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from specedge.algorithm.goodput import (
     pruned,
     ranked,
     sanitized,
+    step_knots,
 )
 from specedge.algorithm.tree import TokenTree
 from specedge.analysis.simulation.events import Plan, simulate
@@ -273,17 +275,30 @@ def test_a_server_that_would_idle_for_the_other_group_verifies_for_free(
         assert all(x["free_s"] == 0.0 for x in steps[last + 1:])
 
 
+def test_the_step_table_covers_every_batch_a_step_may_have() -> None:
+    """Two groups of 2 rows or one of 4: the table holds both sizes' steps, each timed at its
+    own rows, a shared token count at the fewer."""
+    assert step_knots([2], 17, (4, 8, 16, 32)) == ((2, 2), (8, 2), (16, 2), (32, 2), (34, 2))
+    assert step_knots([2, 4], 17, (4, 8, 16, 32)) == (
+        (2, 2), (4, 4), (8, 2), (16, 2), (32, 2), (34, 2), (64, 4), (68, 4))
+
+
 def test_the_group_count_is_the_shorter_cycle() -> None:
     """A memory-bound server (a step of 8 rows costs what one of 4 does) whose edges are back
     quickly does best with one group; edges that draft longer than a step hide the other
     group's verification, so two; a count within the margin is kept."""
+    def gap(seconds: float) -> Callable[[int], float]:
+        return lambda groups: seconds
+
     flat = StepTable((1, 64), (0.05, 0.05))
-    assert pipeline_groups(2, 2, 8, 3.0, 0.01, flat) == 1
-    assert pipeline_groups(1, 2, 8, 3.0, 0.01, flat) == 1
+    assert pipeline_groups(2, 2, 8, 3.0, gap(0.01), flat) == 1
+    assert pipeline_groups(1, 2, 8, 3.0, gap(0.01), flat) == 1
     linear = StepTable((1, 64), (0.01, 0.64))  # compute-bound: a step's cost by its tokens
-    assert pipeline_groups(1, 2, 8, 4.0, 0.5, linear) == 2  # a cycle of 0.66 s, not 0.82
-    assert pipeline_groups(1, 2, 8, 4.0, 0.0, linear) == 1  # nothing to hide: equal, kept
-    assert pipeline_groups(2, 2, 8, 4.0, 0.0, linear) == 2  # ... either way
+    assert pipeline_groups(1, 2, 8, 4.0, gap(0.5), linear) == 2  # a cycle of 0.66 s, not 0.82
+    assert pipeline_groups(1, 2, 8, 4.0, gap(0.0), linear) == 1  # nothing to hide: equal, kept
+    assert pipeline_groups(2, 2, 8, 4.0, gap(0.0), linear) == 2  # ... either way
+    # Edges that draft 0.01 s apart but 0.2 s all at once (one group): two groups stay.
+    assert pipeline_groups(2, 2, 8, 3.0, lambda g: 0.2 if g == 1 else 0.01, flat) == 2
 
 
 @pytest.mark.parametrize(("draft_s", "batches"), [(0.01, {4}), (0.5, {2})])

@@ -16,6 +16,8 @@ from specedge.algorithm.tree import TokenTree
 from specedge.algorithm.verification import Verdict
 from specedge.engine.kv_cache import KVRow
 from specedge.serving.scheduler import (
+    REMEMBER_CYCLES,
+    SETTLE_CYCLES,
     DynamicPolicy,
     Job,
     PipelinePolicy,
@@ -61,10 +63,23 @@ def test_pipeline_groups_take_turns() -> None:
     loop.close()
 
 
+def _cycle(policy: PipelinePolicy, loop: asyncio.AbstractEventLoop, active: set[int]) -> None:
+    """Every group takes its turn once."""
+    for _ in range(policy.groups):
+        assert policy.pick(_jobs(loop, sorted(active)), active) is not None
+
+
+def _gaps(horizon: IdleHorizon, active: set[int], seconds: float) -> None:
+    for c in active:
+        horizon.answer(c, 0.0)
+        horizon.arrived(c, seconds)
+
+
 def test_a_memory_bound_server_regroups_its_edges_into_one_group() -> None:
     """Every edge back 10 ms after its answer, a step costing 50 ms whatever it verifies: one
-    group of four is the shorter cycle. The count changes only at a cycle's start (turn 0)
-    and once every active edge's gap is known."""
+    group of four is the shorter cycle. The count changes only at a cycle's start (turn 0),
+    once every active edge's gap is known and the first cycles (the prompts' drafting) are
+    past."""
     loop = asyncio.new_event_loop()
     policy = PipelinePolicy(max_batch_size=2, num_clients=4)
     active, horizon = {0, 1, 2, 3}, IdleHorizon()
@@ -72,6 +87,8 @@ def test_a_memory_bound_server_regroups_its_edges_into_one_group() -> None:
     flat.observe(12, 0.05, rows=4)  # 3 new tokens a row
     for c in active:
         horizon.answer(c, 0.0)
+    for _ in range(SETTLE_CYCLES):
+        _cycle(policy, loop, active)
     regroup(policy, active, horizon, flat)
     assert policy.groups == 2  # no gap known yet
     for c in active:
@@ -84,6 +101,30 @@ def test_a_memory_bound_server_regroups_its_edges_into_one_group() -> None:
     assert policy.groups == 1
     assert [j.client_id for j in policy.pick(_jobs(loop, [2, 0, 3, 1]), active)] == [2, 0, 3, 1]
     assert policy.pick(_jobs(loop, [2, 0, 3]), active) is None  # the one group waits for all
+    loop.close()
+
+
+def test_the_group_count_remembers_the_gap_each_count_had() -> None:
+    """Edges sharing one core come back 10 ms after an answer under two groups but 200 ms
+    under one (all draft at once): the server tries one group, measures it, goes back to two
+    and stays there (one gap for both counts flipped between them every few cycles), until
+    what one group measured is old enough to be measured again."""
+    loop = asyncio.new_event_loop()
+    policy = PipelinePolicy(max_batch_size=2, num_clients=4)
+    active, horizon = {0, 1, 2, 3}, IdleHorizon()
+    flat = OnlineStepCost(StepTable((1, 64), (0.05, 0.05)), window=0)
+    flat.observe(12, 0.05, rows=4)
+    counts = []
+    for _ in range(REMEMBER_CYCLES + 3 * SETTLE_CYCLES):
+        _gaps(horizon, active, 0.2 if policy.groups == 1 else 0.01)
+        regroup(policy, active, horizon, flat)
+        counts.append(policy.groups)
+        _cycle(policy, loop, active)
+    first_one = counts.index(1)
+    back = counts.index(2, first_one)
+    assert back - first_one == SETTLE_CYCLES  # one group measured, then left
+    assert 1 not in counts[back:back + REMEMBER_CYCLES - SETTLE_CYCLES]
+    assert 1 in counts[back + REMEMBER_CYCLES - SETTLE_CYCLES:]  # measured again, later
     loop.close()
 
 

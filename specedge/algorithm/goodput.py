@@ -129,16 +129,19 @@ def cycle_seconds(groups: int, edges: int, row_tokens: float, gap_s: float,
 REGROUP_MARGIN = 0.05  # another group count must shorten the cycle this much to be taken
 
 
-def pipeline_groups(current: int, most: int, edges: int, row_tokens: float, gap_s: float,
+def pipeline_groups(current: int, most: int, edges: int, row_tokens: float,
+                    gap_s: Callable[[int], float],
                     step_seconds: Callable[[float], float]) -> int:
     """**The pipeline's group count, by the goodput objective.** Every edge yields the same
     tokens per turn whatever the grouping, so expected tokens per second are highest for the
     shortest cycle: several groups pay only while edges draft long enough to hide the other
     groups' verification; otherwise one group of every edge (one step where the server is
-    memory-bound costs about what a smaller one does). ``current`` is kept unless another
-    count (1..``most``) is shorter by :data:`REGROUP_MARGIN`."""
+    memory-bound costs about what a smaller one does). ``gap_s(g)``: the edges' gap under
+    ``g`` groups (edges that share hardware draft slower when more of them draft at once).
+    ``current`` is kept unless another count (1..``most``) is shorter by
+    :data:`REGROUP_MARGIN`."""
     def cycle(g: int) -> float:
-        return cycle_seconds(g, edges, row_tokens, gap_s, step_seconds)
+        return cycle_seconds(g, edges, row_tokens, gap_s(g), step_seconds)
 
     best = min(range(1, most + 1), key=lambda g: (cycle(g), g))
     return best if cycle(best) < (1 - REGROUP_MARGIN) * cycle(current) else current
@@ -187,13 +190,20 @@ class StepTable:
 STEP_CONTEXT = 256  # KV columns per row a start-up step is timed over
 
 
-def step_knots(batch: int, tree_nodes: int, buckets: Sequence[int]) -> tuple[int, ...]:
-    """The new-token counts a step table holds for ``batch`` rows: each row 1 new token, each
-    graph bucket of new tokens a row below a full tree (``model.token_buckets``: the shapes a
-    static path pads to, where its cost steps), and a full tree. The real server times them
-    at start-up, the simulator reads them off its latency model."""
-    per_row = {1, tree_nodes, *(b for b in buckets if b < tree_nodes)}
-    return tuple(batch * n for n in sorted(per_row))
+def step_knots(batches: Sequence[int], tree_nodes: int,
+               buckets: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """The steps a step table holds, as (new tokens, rows), by new tokens: for each batch
+    size a step may have (``batches``), each row 1 new token, each graph bucket of new tokens
+    a row below a full tree (``model.token_buckets``: the shapes a static path pads to,
+    where its cost steps), and a full tree; a token count two sizes share is timed at the
+    fewer rows. The real server times them at start-up, the simulator reads them off its
+    latency model."""
+    per_row = sorted({1, tree_nodes, *(b for b in buckets if b < tree_nodes)})
+    knots: dict[int, int] = {}
+    for rows in sorted(set(batches)):
+        for n in per_row:
+            knots.setdefault(rows * n, rows)
+    return tuple(sorted(knots.items()))
 
 
 class OnlineStepCost:
@@ -205,7 +215,9 @@ class OnlineStepCost:
     really cost at the context and load the server serves, not only what a start-up step at
     one context cost. ``window=0`` keeps the start-up table. It also keeps the rows' mean new
     tokens a step (``row_tokens``, a running mean), which the group count weighs. The
-    simulator's server uses this class too, observing its simulated forwards."""
+    simulator's server uses this class too, observing its simulated forwards. Callers leave
+    out steps that prefill a prompt: a one-off far larger than any tree, it would skew the
+    rows' mean and, beyond the last knot, the fit."""
 
     def __init__(self, prior: StepTable, window: int = 256, prior_weight: float = 4.0) -> None:
         if window < 0 or prior_weight <= 0:

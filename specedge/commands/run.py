@@ -118,7 +118,7 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
     target = pool_for(load_member(cfg.model, "target", device, record_in=run_dir), capacity,
                       cfg.model, cfg.edge, device)
     log.info("forward path: %s (model.compile = %s)", target.mode.value, cfg.model.compile.value)
-    step_cost = (measure_steps(target, capacity, max_tree_nodes(cfg.edge),
+    step_cost = (measure_steps(target, (capacity,), max_tree_nodes(cfg.edge),
                                cfg.server.cost_window)
                  if draft is not None and cfg.server.verify_budget == VerifyBudget.goodput
                  else None)

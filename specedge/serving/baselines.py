@@ -93,7 +93,7 @@ def serve(
         verdicts = [v if k is None else replace(v, path=[k[i] for i in v.path])
                     for v, k in zip(verdicts, keeps, strict=True)]
         timing = _StepTiming(step, t_start, time.time(), time.perf_counter() - t0)
-        if step_cost is not None:
+        if step_cost is not None and all(s.steps > 0 for s in active):  # no prompt prefill
             step_cost.observe(sum(len(t) + len(p) for t, p in zip(verified, pendings,
                                                                   strict=True)),
                               timing.target_s)

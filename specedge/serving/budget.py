@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from specedge.algorithm.goodput import STEP_CONTEXT, OnlineStepCost, StepTable, step_knots
 from specedge.engine.kv_cache import KVPool
 
 log = logging.getLogger("specedge.serving.budget")
 
-def measure_steps(pool: KVPool, batch: int, tree_nodes: int, window: int) -> OnlineStepCost:
-    """A step of ``batch`` rows timed at start-up for each graph bucket of new tokens per row
-    up to a full tree (padding forwards, before any request), by the step's new tokens: the
-    prior of the cost the server then refits on its last ``window`` forwards."""
-    batch = min(batch, pool.max_batch)
-    knots = step_knots(batch, tree_nodes, pool.token_buckets)
+def measure_steps(pool: KVPool, batches: Sequence[int], tree_nodes: int,
+                  window: int) -> OnlineStepCost:
+    """Steps of each batch size a step may have (``batches``) timed at start-up for each graph
+    bucket of new tokens per row up to a full tree (padding forwards, before any request), by
+    the step's new tokens: the prior of the cost the server then refits on its last
+    ``window`` forwards."""
+    knots = step_knots([min(b, pool.max_batch) for b in batches], tree_nodes,
+                       pool.token_buckets)
     kv = min(STEP_CONTEXT, pool.columns)
-    table = StepTable(knots, tuple(pool.time_padding(batch, t // batch, kv) for t in knots))
-    log.info("goodput budget: step of %d rows, new tokens -> ms: %s", batch, describe(table))
+    table = StepTable(tuple(t for t, _ in knots),
+                      tuple(pool.time_padding(rows, t // rows, kv) for t, rows in knots))
+    log.info("goodput budget: steps of %s rows, new tokens -> ms: %s",
+             "/".join(str(b) for b in sorted(set(batches))), describe(table))
     return OnlineStepCost(table, window)
 
 

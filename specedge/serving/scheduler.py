@@ -105,6 +105,10 @@ class PipelinePolicy:
     num_clients: int
     turn: int = 0
     split: int | None = None
+    cycles: int = 0  # turns of every group completed
+    changed_at: int = 0  # the cycle the group count last changed at
+    # The edges' mean gap measured under each group count, and the cycle it was measured at.
+    gaps: dict[int, tuple[float, int]] = field(default_factory=dict)
 
     @property
     def most(self) -> int:
@@ -124,30 +128,50 @@ class PipelinePolicy:
             if members:
                 ready = [j for j in waiting if self.group_of(j.client_id) == self.turn]
                 if {j.client_id for j in ready} >= members:
-                    self.turn = (self.turn + 1) % self.groups
+                    self._pass_turn()
                     return ready
                 return None
-            self.turn = (self.turn + 1) % self.groups  # a finished group gives up its turn
+            self._pass_turn()  # a finished group gives up its turn
         return None
+
+    def _pass_turn(self) -> None:
+        self.turn = (self.turn + 1) % self.groups
+        self.cycles += self.turn == 0
+
+
+SETTLE_CYCLES = 2  # cycles under a group count before its gap is trusted
+REMEMBER_CYCLES = 16  # cycles a gap measured under another group count stays trusted
 
 
 def regroup(policy: PipelinePolicy, active: set[int], horizon: IdleHorizon,
             cost: OnlineStepCost) -> str | None:
     """At the start of a cycle (turn 0), take the group count the goodput objective prefers
-    (:func:`specedge.algorithm.goodput.pipeline_groups`) for the edges' current gaps and the
-    rows' new tokens; nothing changes until every active edge's gap is known. Returns what
+    (:func:`specedge.algorithm.goodput.pipeline_groups`) for the edges' gaps and the rows'
+    new tokens. The gap is measured under the count in use, once :data:`SETTLE_CYCLES` have
+    passed since it changed (the first cycles hold the prompts' drafting, or the old
+    count's); a count left less than :data:`REMEMBER_CYCLES` ago is weighed with the gap
+    measured under it. Edges that share hardware draft slower the more of them draft at
+    once, so one gap for every count would flip between counts for ever. Returns what
     changed and why, if anything did (the server logs it)."""
     gap = horizon.mean_gap(active)
-    if policy.turn != 0 or gap is None or not active:
+    if (policy.turn != 0 or gap is None or not active
+            or policy.cycles - policy.changed_at < SETTLE_CYCLES):
         return None
+    policy.gaps[policy.groups] = (gap, policy.cycles)
+
+    def gap_under(g: int) -> float:
+        known, at = policy.gaps.get(g, (gap, policy.cycles))
+        return known if policy.cycles - at < REMEMBER_CYCLES else gap
+
     row_tokens = cost.row_tokens
-    groups = pipeline_groups(policy.groups, policy.most, policy.num_clients, row_tokens, gap,
-                             cost)
+    groups = pipeline_groups(policy.groups, policy.most, policy.num_clients, row_tokens,
+                             gap_under, cost)
     if groups == policy.groups:
         return None
     change = (f"pipeline groups {policy.groups} -> {groups} (edges back {gap * 1e3:.1f} ms "
-              f"after an answer, {row_tokens:.1f} new tokens a row)")
-    policy.split = groups
+              f"after an answer under {policy.groups}, {gap_under(groups) * 1e3:.1f} ms "
+              f"under {groups}; {row_tokens:.1f} new tokens a row)")
+    policy.split, policy.changed_at = groups, policy.cycles
     return change
 
 
@@ -255,7 +279,7 @@ class Scheduler:
         t0 = time.perf_counter()
         verdicts = self.verify(batch)
         forward_s = time.perf_counter() - t0
-        if self.step_cost is not None:
+        if self.step_cost is not None and not any(j.prefill for j in batch):
             self.step_cost.observe(new_tokens, forward_s, len(batch))
         if budget is not None:  # paths in the nodes the edges sent
             for job, tree in zip(batch, sent, strict=True):

@@ -244,7 +244,7 @@ async def serve(cfg: RunConfig, run_dir: Path, port_file: Path | None = None) ->
 
     policy = make_policy(cfg.server.scheduler_policy, cfg.server.max_batch_size,
                          cfg.server.num_clients)
-    step_cost = (measure_steps(pool, cfg.server.max_batch_size, max_tree_nodes(cfg.edge),
+    step_cost = (measure_steps(pool, cfg.server.step_batches, max_tree_nodes(cfg.edge),
                                cfg.server.cost_window)
                  if cfg.server.needs_step_cost else None)
     scheduler = Scheduler(policy, make_verify(pool, choose), cfg.server.num_clients,

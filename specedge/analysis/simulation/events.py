@@ -119,13 +119,14 @@ def _drafted(plan: Plan, r: TraceRound, share: int | None) -> tuple[TraceRound, 
         bytes=r.bytes - request + round(request * cut.size / tree.size)), cut
 
 
-def _step_cost(plan: Plan, batch: int) -> OnlineStepCost:
+def _step_cost(plan: Plan, batches: tuple[int, ...]) -> OnlineStepCost:
     """The simulated server's step cost as the real one keeps it: a start-up table at its
     sizes (read off the latency model, as the real server times its own), then refitted on
     its forwards."""
-    knots = step_knots(batch, max_tree_nodes(plan.cfg.edge), plan.cfg.model.token_buckets)
-    table = StepTable(knots, tuple(plan.target.seconds(t, batch, batch * STEP_CONTEXT)
-                                   for t in knots))
+    knots = step_knots(batches, max_tree_nodes(plan.cfg.edge), plan.cfg.model.token_buckets)
+    table = StepTable(tuple(t for t, _ in knots),
+                      tuple(plan.target.seconds(t, rows, rows * STEP_CONTEXT)
+                            for t, rows in knots))
     return OnlineStepCost(table, plan.cfg.server.cost_window)
 
 
@@ -220,7 +221,7 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
     policy = make_policy(cfg.server.scheduler_policy, cfg.server.max_batch_size,
                          cfg.server.num_clients)
     max_wait = cfg.server.max_wait_ms / 1e3
-    cost = _step_cost(plan, cfg.server.max_batch_size)
+    cost = _step_cost(plan, cfg.server.step_batches)
     regrouped = (isinstance(policy, PipelinePolicy)
                  and cfg.server.pipeline_groups == PipelineGroups.goodput)
     step = 0
@@ -254,7 +255,8 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
                 j.tree = tree
             tokens = extra + sum(t.size for t in cut)
         forward = plan.target.seconds(tokens, len(batch), context) + prefill_s
-        cost.observe(tokens, forward, len(batch))
+        if not any(j.prefill for j in batch):
+            cost.observe(tokens, forward, len(batch))
         yield env.timeout(forward)
         for j in batch:
             j.queue_s, j.verify_s = t0 - j.enqueued, forward
@@ -365,7 +367,7 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
     queue = iter(_requests(plan))
     profiled = isinstance(plan.target, ProfileLatency)
     active: list[_Active] = []
-    cost = _step_cost(plan, capacity)
+    cost = _step_cost(plan, (capacity,))
     step = 0
     assert out.steps is not None and out.outputs is not None
     while True:
@@ -398,7 +400,8 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
                 a.share = next_share(t.size - 1)
         tokens = extra + sum(r.tree_size for r in rounds)
         forward = plan.target.seconds(tokens, len(active), context) + prefill_s
-        cost.observe(tokens, forward)
+        if all(a.steps > 0 for a in active):  # no prompt prefill
+            cost.observe(tokens, forward)
         yield env.timeout(forward + plan.step_overhead_s)
         for a, r, nodes in zip(active, rounds, drafted, strict=True):
             prefix = a.prompt + a.produced if a.steps > 0 else 0

@@ -107,6 +107,15 @@ class ServerConfig:
             and self.pipeline_groups == PipelineGroups.goodput)
 
     @property
+    def step_batches(self) -> tuple[int, ...]:
+        """The batch sizes a step may have, which the step cost's start-up table covers:
+        ``max_batch_size``, and every edge at once when goodput pipeline groups may merge
+        the groups into one."""
+        merged = (self.scheduler == SchedulerName.pipeline
+                  and self.pipeline_groups == PipelineGroups.goodput)
+        return (self.max_batch_size, self.num_clients) if merged else (self.max_batch_size,)
+
+    @property
     def scheduler_policy(self) -> str:
         """The scheduling policy's name: 'pipeline', or the batch type."""
         if self.scheduler == SchedulerName.pipeline:
