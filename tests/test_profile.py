@@ -9,7 +9,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from specedge.analysis.profile import bandwidth_gbs, main
+from specedge.analysis.profile import main
+from specedge.base.datasheets import datasheet
 from specedge.engine.models import ModelLoadError, architecture, load_model, shipped_architectures
 
 POINTS = ["profile.batches=[1,3]", "profile.nodes=[1,5]", "profile.prefixes=[20]",
@@ -93,12 +94,19 @@ def test_random_weights_are_the_same_every_time(micro_pair: Path) -> None:
         load_model("nowhere/none-such", weights="random", key="model.draft")
 
 
-def test_known_bandwidths() -> None:
-    assert bandwidth_gbs("NVIDIA H200") == 4800.0
-    assert bandwidth_gbs("NVIDIA H100 80GB HBM3") == 3350.0
-    assert bandwidth_gbs("NVIDIA A100-SXM4-80GB") == 2039.0
-    assert bandwidth_gbs("NVIDIA GeForce RTX 4090") == 1008.0
-    assert bandwidth_gbs("Intel Xeon") is None
+def test_the_datasheets_match_the_names_torch_reports() -> None:
+    """A variant's entry wins over its family's; a card nobody catalogued has none."""
+    def bandwidth(name: str) -> float | None:
+        sheet = datasheet(name)
+        return sheet.bandwidth_gbs if sheet else None
+
+    assert bandwidth("NVIDIA H200") == 4800.0
+    assert bandwidth("NVIDIA H100 80GB HBM3") == 3350.0
+    assert bandwidth("NVIDIA H100 PCIe") == 2000.0
+    assert bandwidth("NVIDIA A100-SXM4-80GB") == 2039.0
+    assert bandwidth("NVIDIA A100-SXM4-40GB") == 1555.0
+    assert bandwidth("NVIDIA GeForce RTX 4090") == 1008.0
+    assert bandwidth("Intel Xeon") is None
 
 
 def test_a_random_weight_run_says_so(tmp_path: Path, micro_pair: Path) -> None:

@@ -36,6 +36,7 @@ from specedge import CONF_DIR
 from specedge.base.config.checks import ConfigError
 from specedge.base.config.model import CompileMode, resolve_compile
 from specedge.base.config.run import RunConfig, to_run_config
+from specedge.base.datasheets import datasheet
 from specedge.engine.kv_cache import (
     KVPool,
     KVRow,
@@ -45,24 +46,6 @@ from specedge.engine.kv_cache import (
     text_config,
 )
 from specedge.engine.models import ModelLoadError, device_name, load_member, with_resolved_dtype
-
-# Peak memory bandwidth in GB/s, from the vendors' datasheets, matched against the name torch
-# reports (first match wins; profile.bandwidth_gbs overrides).
-KNOWN_BANDWIDTH_GBS: tuple[tuple[str, float], ...] = (
-    ("H200", 4800.0),
-    ("H100 PCIe", 2000.0),
-    ("H100 NVL", 3900.0),
-    ("H100", 3350.0),  # SXM5
-    ("A100-SXM4-80GB", 2039.0),
-    ("A100 80GB PCIe", 1935.0),
-    ("A100", 1555.0),  # 40 GB
-    ("L40S", 864.0),
-    ("RTX 4090", 1008.0),
-)
-
-
-def bandwidth_gbs(name: str) -> float | None:
-    return next((bw for key, bw in KNOWN_BANDWIDTH_GBS if key in name), None)
 
 
 @dataclass
@@ -160,7 +143,8 @@ def profile_model(pool: KVPool, which: str, name: str, cfg: RunConfig,
 def run_profile(cfg: RunConfig) -> dict[str, Any]:
     device = cfg.hardware.server_device
     name = device_name(device)
-    bandwidth = cfg.profile.bandwidth_gbs or bandwidth_gbs(name)
+    sheet = datasheet(name)
+    bandwidth = cfg.profile.bandwidth_gbs or (sheet.bandwidth_gbs if sheet else None)
     max_prefix = max(cfg.profile.prefixes) + max(cfg.profile.nodes)
     if max_prefix > cfg.model.max_len:
         raise ConfigError(f"profile.prefixes = {cfg.profile.prefixes} is not accepted: the "

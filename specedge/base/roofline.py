@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from specedge import ARCHITECTURES_DIR, PROFILES_DIR, PROJECT_ROOT
+from specedge.base.datasheets import Datasheet, datasheet
 
 MEASURED = PROFILES_DIR / "h200-eager-2026-11-26.json"
 
@@ -60,29 +61,43 @@ A100_BANDWIDTH = round(1397.31 / 2039.0, 3)
 
 @dataclass(frozen=True)
 class Gpu:
-    """Datasheet peaks (memory bandwidth, dense bf16 tensor throughput without sparsity) and
-    the efficiencies a forward reaches on them."""
+    """A card's datasheet peaks (:mod:`specedge.base.datasheets`) and the efficiencies a
+    forward reaches on them."""
 
     key: str  # file name stem and hardware config name
-    name: str
-    bandwidth_gbs: float
-    bf16_tflops: float
+    sheet: Datasheet
     efficiency: Efficiency
 
+    @property
+    def name(self) -> str:
+        return self.sheet.name
 
-# Vendors' datasheets: A100 (SXM4) 40 GB 1555 GB/s and 80 GB 2039 GB/s, 312 TFLOPS bf16;
-# GeForce RTX 4090 1008 GB/s, 165 TFLOPS bf16 with fp32 accumulation (Ada whitepaper);
-# H200 4800 GB/s, 989 TFLOPS. Where no figure was measured on the device itself, another's is
-# the proxy, and its source says so.
+    @property
+    def bandwidth_gbs(self) -> float:
+        return self.sheet.bandwidth_gbs
+
+    @property
+    def bf16_tflops(self) -> float:
+        return self.sheet.bf16_tflops
+
+
+def _sheet(name: str) -> Datasheet:
+    sheet = datasheet(name)
+    assert sheet is not None, name
+    return sheet
+
+
+# Where no figure was measured on the device itself, another's is the proxy, and its source
+# says so.
 GPUS: tuple[Gpu, ...] = (
-    Gpu("a100_40", "NVIDIA A100 40GB", 1555.0, 312.0, Efficiency(
+    Gpu("a100_40", _sheet("NVIDIA A100 40GB"), Efficiency(
         A100_BANDWIDTH, 0.869, f"proxy (the A100 80GB's figures): {GPT_FAST_A100}; {MAMF_A100}")),
-    Gpu("a100_80", "NVIDIA A100 80GB", 2039.0, 312.0, Efficiency(
+    Gpu("a100_80", _sheet("NVIDIA A100 80GB"), Efficiency(
         A100_BANDWIDTH, 0.869, f"{GPT_FAST_A100}; {MAMF_A100}")),
-    Gpu("rtx4090", "NVIDIA GeForce RTX 4090", 1008.0, 165.0, Efficiency(
+    Gpu("rtx4090", _sheet("NVIDIA GeForce RTX 4090"), Efficiency(
         A100_BANDWIDTH, 0.869, f"proxy (no published figure for this card; the A100 80GB's): "
         f"{GPT_FAST_A100}; {MAMF_A100}")),
-    Gpu("h200", "NVIDIA H200", 4800.0, 989.0, Efficiency(
+    Gpu("h200", _sheet("NVIDIA H200"), Efficiency(
         A100_BANDWIDTH, 0.838, f"bandwidth proxy (the A100 80GB's): {GPT_FAST_A100}; "
         f"{MAMF_GH200}")),
 )
@@ -182,8 +197,9 @@ def is_graphs(measured: dict[str, Any]) -> bool:
 def gpu_of(measured: dict[str, Any]) -> Gpu:
     """The GPU a measured profile names (``device_name``)."""
     name = measured.get("device_name")
+    sheet = datasheet(name) if isinstance(name, str) else None
     for gpu in GPUS:
-        if gpu.name == name:
+        if gpu.sheet == sheet:
             return gpu
     raise ValueError(f"device_name {name!r} is not a GPU the roofline knows "
                      f"({', '.join(g.name for g in GPUS)})")
