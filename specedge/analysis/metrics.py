@@ -219,6 +219,15 @@ class Prices:
         return cls(hw.name, hw.server_gpu, hw.server_price_per_hour, hw.edge_gpu,
                    hw.edge_price_per_hour)
 
+    def server_usd(self, seconds: float) -> float:
+        """The server's bill for ``seconds`` of its time (how they are counted is the
+        accounting's: busy or wall)."""
+        return seconds / 3600 * self.server_per_hour
+
+    def edges_usd(self, seconds: float) -> float:
+        """The edges' bill for ``seconds`` of edge time, summed over the edges."""
+        return seconds / 3600 * self.edge_per_hour
+
 
 def hardware_prices(name: str) -> Prices:
     """Prices of a ``conf/hardware`` option, composed by Hydra as a run would compose it."""
@@ -273,7 +282,7 @@ def _upstream(baseline: str, rounds: pd.DataFrame, tokens: int, server_cost: flo
     later_tokens = float(later["new_tokens"].sum())
     itl = float(later["latency_s"].sum()) / later_tokens * 1e3 if later_tokens else math.nan
     edge_s = float(rounds["latency_s"].sum()) if baseline == "specedge" else 0.0
-    edge_cost = edge_s / 3600 * prices.edge_per_hour
+    edge_cost = prices.edges_usd(edge_s)
     if baseline == "server_only":  # rounds of one step share its start
         steps = rounds.groupby("t_start").agg(prefill=("prefill", "any"),
                                               tokens=("new_tokens", "sum"),
@@ -315,8 +324,8 @@ def summarize(rec: RunRecords, prices: Prices, accounting: Accounting | None = N
     server_s = busy_s if accounting is Accounting.busy else wall_s
     edge_busy_s = float((rounds["draft_s"] + rounds["proactive_s"]).sum()) \
         if rec.baseline == "specedge" else 0.0
-    server_cost = server_s / 3600 * prices.server_per_hour
-    edge_cost = edge_busy_s / 3600 * prices.edge_per_hour
+    server_cost = prices.server_usd(server_s)
+    edge_cost = prices.edges_usd(edge_busy_s)
     cost = server_cost + edge_cost
     return {
         **(meta or {}),

@@ -42,7 +42,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from specedge import CONF_DIR, DATA_DIR
-from specedge.analysis.metrics import MetricsError
+from specedge.analysis.metrics import MetricsError, Prices
 from specedge.analysis.simulate import with_edges
 from specedge.analysis.simulation.events import plan_of_config, simulate
 from specedge.analysis.simulation.latency import SimulationError
@@ -264,7 +264,7 @@ def costs(point: dict[str, Any], accounting: str = "upstream") -> tuple[float, f
                           f"{', '.join(ACCOUNTINGS)}")
     server = point["server_cost_usd"]
     if accounting in ("wall", "busy"):
-        server = point[f"server_{accounting}_s"] / 3600 * point["prices"]["server_per_hour"]
+        server = Prices(**point["prices"]).server_usd(point[f"server_{accounting}_s"])
     edges = point["upstream"]["edge_cost_usd"] if accounting == "upstream" \
         else point["edge_cost_usd"]
     return server, edges
