@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from specedge.algorithm.goodput import (
     Budget,
@@ -74,8 +74,19 @@ class Job:
         return self.committed[self.row.length:-1]
 
 
+class Queued(Protocol):
+    """What a batch decision reads of a waiting call (the server's :class:`Job`, the
+    simulator's own)."""
+
+    client_id: int
+    enqueued: float
+
+
+Q = TypeVar("Q", bound=Queued)
+
+
 class BatchPolicy(Protocol):
-    def pick(self, waiting: list[Job], active: set[int]) -> list[Job] | None:
+    def pick(self, waiting: list[Q], active: set[int]) -> list[Q] | None:
         """The next batch from ``waiting``, or None to keep waiting."""
 
 
@@ -83,7 +94,7 @@ class BatchPolicy(Protocol):
 class DynamicPolicy:
     max_batch_size: int
 
-    def pick(self, waiting: list[Job], active: set[int]) -> list[Job] | None:
+    def pick(self, waiting: list[Q], active: set[int]) -> list[Q] | None:
         return waiting[: self.max_batch_size] or None
 
 
@@ -91,7 +102,7 @@ class DynamicPolicy:
 class StaticPolicy:
     max_batch_size: int
 
-    def pick(self, waiting: list[Job], active: set[int]) -> list[Job] | None:
+    def pick(self, waiting: list[Q], active: set[int]) -> list[Q] | None:
         need = min(self.max_batch_size, max(1, len(active)))
         return waiting[:need] if len(waiting) >= need else None
 
@@ -122,7 +133,7 @@ class PipelinePolicy:
         size = -(-self.num_clients // self.groups)
         return min(client_id // size, self.groups - 1)
 
-    def pick(self, waiting: list[Job], active: set[int]) -> list[Job] | None:
+    def pick(self, waiting: list[Q], active: set[int]) -> list[Q] | None:
         for _ in range(self.groups):
             members = {c for c in active if self.group_of(c) == self.turn}
             if members:
@@ -183,6 +194,31 @@ def free_seconds(policy: BatchPolicy, active: set[int], horizon: IdleHorizon,
     if not isinstance(policy, PipelinePolicy) or policy.groups < 2:
         return 0.0
     return horizon.seconds({c for c in active if policy.group_of(c) == policy.turn}, now)
+
+
+@dataclass
+class BatchDecision(Generic[Q]):
+    batch: list[Q] | None  # None: keep waiting
+    free_s: float = 0.0  # how long the server would idle after the step anyway
+    regrouped: str | None = None  # what changed in the group count, and why (logged)
+
+
+def decide(policy: BatchPolicy, waiting: list[Q], active: set[int], horizon: IdleHorizon,
+           now: float, max_wait_s: float, cost: OnlineStepCost | None = None
+           ) -> BatchDecision[Q]:
+    """**The batch decision**, one function for the server and the simulator: a pipeline
+    policy's group count by goodput first (:func:`regroup`, when ``cost`` is given), then
+    the policy's batch, or every waiting call once the oldest has waited ``max_wait_s`` (a
+    straggler, a slow or vanished edge, must not stall everyone else), and how long the
+    server would idle after that step anyway (:func:`free_seconds`)."""
+    change = None
+    if cost is not None and isinstance(policy, PipelinePolicy):
+        change = regroup(policy, active, horizon, cost)
+    batch = policy.pick(waiting, active)
+    if batch is None and waiting and now - min(j.enqueued for j in waiting) > max_wait_s:
+        batch = list(waiting)
+    free_s = free_seconds(policy, active, horizon, now) if batch is not None else 0.0
+    return BatchDecision(batch, free_s, change)
 
 
 def make_policy(name: str, max_batch_size: int, num_clients: int) -> BatchPolicy:
@@ -254,15 +290,6 @@ class Scheduler:
         self.active.discard(client_id)
         self._wake.set()
 
-    def _next_batch(self) -> list[Job] | None:
-        batch = self.policy.pick(self._waiting, self.active)
-        if batch is None and self._waiting:
-            oldest = min(j.enqueued for j in self._waiting)
-            if time.perf_counter() - oldest > self.max_wait_s:
-                # A straggler (slow or vanished edge) must not stall everyone else.
-                batch = DynamicPolicy(len(self._waiting)).pick(self._waiting, self.active)
-        return batch
-
     def _forward(self, batch: list[Job], free_s: float = 0.0
                  ) -> tuple[list[Verdict], ServerStepRecord, float]:
         """On the worker thread: the rows' own work, then the batched forward; the verdicts,
@@ -321,12 +348,12 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                if self.regroup:
-                    assert isinstance(self.policy, PipelinePolicy) and self.step_cost
-                    if change := regroup(self.policy, self.active, self.horizon,
-                                         self.step_cost):
-                        log.info(change)
-                batch = self._next_batch()
+                decision = decide(self.policy, self._waiting, self.active, self.horizon,
+                                  time.perf_counter(), self.max_wait_s,
+                                  self.step_cost if self.regroup else None)
+                if decision.regrouped:
+                    log.info(decision.regrouped)
+                batch = decision.batch
                 if batch is None:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
@@ -334,11 +361,9 @@ class Scheduler:
                     continue
                 ids = {id(j) for j in batch}
                 self._waiting = [j for j in self._waiting if id(j) not in ids]
-                free_s = free_seconds(self.policy, self.active, self.horizon,
-                                      time.perf_counter())
                 try:
                     verdicts, step, t0 = await loop.run_in_executor(
-                        self._worker, self._forward, batch, free_s)
+                        self._worker, self._forward, batch, decision.free_s)
                 except Exception as exc:  # answer every caller; keep serving
                     for job in batch:
                         if not job.future.done():

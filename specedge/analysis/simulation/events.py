@@ -52,12 +52,7 @@ from specedge.base.records import (
     edge_file,
 )
 from specedge.serving.network import EmulatedLink
-from specedge.serving.scheduler import (
-    PipelinePolicy,
-    free_seconds,
-    make_policy,
-    regroup,
-)
+from specedge.serving.scheduler import PipelinePolicy, decide, make_policy
 
 T0 = 1_700_000_000.0  # simulated runs start at this Unix time (records need absolute times)
 
@@ -226,11 +221,9 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
                  and cfg.server.pipeline_groups == PipelineGroups.goodput)
     step = 0
     while True:
-        if regrouped:
-            regroup(policy, active, horizon, cost)  # type: ignore[arg-type]
-        batch = policy.pick(waiting, active)  # type: ignore[arg-type]
-        if batch is None and waiting and env.now - min(j.enqueued for j in waiting) > max_wait:
-            batch = list(waiting)
+        decision = decide(policy, waiting, active, horizon, env.now, max_wait,
+                          cost if regrouped else None)
+        batch = decision.batch
         if batch is None:
             wake[0] = env.event()
             deadline = min((j.enqueued for j in waiting), default=None)
@@ -249,7 +242,7 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
         if _budgeted(plan):
             trees = [j.tree for j in batch if j.tree is not None]
             extra = tokens - sent
-            free_s = free_seconds(policy, active, horizon, env.now)  # type: ignore[arg-type]
+            free_s = decision.free_s
             budget, cut = _budget(cost, trees, extra, prefill_s, free_s)
             for j, tree in zip(batch, cut, strict=True):
                 j.tree = tree
