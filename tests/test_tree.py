@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from specedge.algorithm.drafting import best_nodes
 from specedge.algorithm.tree import TokenTree
 
 
@@ -30,18 +31,33 @@ def test_ancestry_is_self_and_ancestors() -> None:
     assert not anc[3, 4] and not anc[1, 3]
 
 
-def test_keep_top_drops_lowest_and_reindexes() -> None:
+def _keep_top(t: TokenTree, budget: int) -> list[int]:
+    best = best_nodes([t.scores], [0.0], budget)
+    if best is not None:
+        t.keep_nodes(best[0])
+    return list(range(len(t))) if best is None else best[0]
+
+
+def test_the_budget_drops_the_lowest_and_reindexes() -> None:
     t = _tree()
-    kept = t.keep_top(4)
+    kept = _keep_top(t, 4)
     assert kept == [0, 1, 2, 3, 5]
     assert t.tokens == [100, 11, 12, 13, 15]
     assert t.parents == [-1, 0, 0, 1, 2]
     assert t.path_to(4) == [0, 2, 4]
 
 
-def test_keep_top_is_noop_within_budget() -> None:
+def test_the_budget_keeps_a_tree_within_it() -> None:
     t = _tree()
-    assert t.keep_top(10) == list(range(7)) and len(t) == 7
+    assert best_nodes([t.scores], [0.0], 10) is None
+    assert _keep_top(t, 10) == list(range(7)) and len(t) == 7
+
+
+def test_a_forest_shares_one_budget_by_base_plus_score() -> None:
+    """Two trees, the second's base 1.4 lower: its best node (-1.0 - 1.4) ranks below the
+    first tree's -2.0 but above its -2.5."""
+    assert best_nodes([_tree().scores, _tree().scores], [0.0, -1.4], 4) == [
+        [0, 1, 2, 3], [0, 1]]
 
 
 def test_wire_round_trip_and_depths() -> None:
@@ -79,7 +95,7 @@ def test_pruned_tree_stays_a_tree(children: list[tuple[int, float]], budget: int
         parent = pick % (i + 1)
         t.add_child(parent, i + 1, t.scores[parent] - cost)
     best = sorted(t.scores[1:], reverse=True)[:budget]
-    t.keep_top(budget)
+    _keep_top(t, budget)
     assert len(t) - 1 == min(budget, len(children))
     assert sorted(t.scores[1:], reverse=True) == best
     TokenTree.from_wire(t.tokens, t.parents)  # parents still precede children

@@ -16,7 +16,7 @@ with one batched forward per step: :func:`draft_trees` drafts a batch of request
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -57,7 +57,7 @@ class Draft:
     top_k: int = 0  # next tokens remembered per forwarded node (at least the branch width)
 
 
-def _top_children(logits: torch.Tensor, width: int) -> tuple[list[list[float]], list[list[int]]]:
+def top_next(logits: torch.Tensor, width: int) -> tuple[list[list[float]], list[list[int]]]:
     """Each row's ``width`` best tokens and their log-probabilities: one device-to-host copy."""
     top = torch.log_softmax(logits.float(), dim=-1).topk(width, dim=-1)
     both = torch.stack([top.values.double(), top.indices.double()]).cpu()
@@ -68,7 +68,7 @@ def children_of(draft: Draft, parents: list[int], logits: torch.Tensor, width: i
                 decay: float) -> None:
     """Give each forwarded node of ``parents`` its ``width`` likeliest children, and remember
     its ``draft.top_k`` likeliest next tokens."""
-    values, indices = _top_children(logits, max(width, draft.top_k))
+    values, indices = top_next(logits, max(width, draft.top_k))
     tree = draft.tree
     for parent, lps, toks in zip(parents, values, indices, strict=True):
         tree.status[parent] = NodeStatus.forwarded
@@ -220,18 +220,29 @@ def resume_draft(pool: KVPool, draft: Draft, shape: TreeShape, steps: int) -> Dr
     return draft
 
 
-def _prune_forest(drafts: list[Draft], bases: list[float], budget: int) -> None:
-    """Keep every root and the ``budget`` best other nodes of the forest (a tree's
-    :meth:`~specedge.algorithm.tree.TokenTree.keep_top` when there is one)."""
-    ranked = sorted(((-(bases[t] + d.tree.scores[i]), t, i) for t, d in enumerate(drafts)
-                     for i in range(1, len(d.tree))))
+def best_nodes(scores: Sequence[Sequence[float]], bases: Sequence[float],
+               budget: int) -> list[list[int]] | None:
+    """**SpecExec's budget**, written once: each tree's root and, of every tree's other nodes
+    together, the ``budget`` best by the tree's base plus the node's score, in index order
+    per tree (None: all fit). A child scores strictly below its parent (log-probabilities
+    <= 0, a decay < 1) and ties go to the earlier node, so each tree stays a tree."""
+    ranked = sorted((-(bases[t] + s[i]), t, i) for t, s in enumerate(scores)
+                    for i in range(1, len(s)))
     if len(ranked) <= budget:
-        return
-    best: list[list[int]] = [[0] for _ in drafts]
+        return None
+    best: list[list[int]] = [[0] for _ in scores]
     for _, t, i in ranked[:budget]:
         best[t].append(i)
+    return [sorted(b) for b in best]
+
+
+def _prune_forest(drafts: list[Draft], bases: list[float], budget: int) -> None:
+    """Keep every root and the ``budget`` best other nodes of the forest (:func:`best_nodes`),
+    with their KV columns and remembered next tokens."""
+    best = best_nodes([d.tree.scores for d in drafts], bases, budget)
+    if best is None:
+        return
     for d, keep in zip(drafts, best, strict=True):
-        keep.sort()
         d.tree.keep_nodes(keep)
         remap = {old: new for new, old in enumerate(keep)}
         d.columns = {remap[o]: col for o, col in d.columns.items() if o in remap}

@@ -26,7 +26,13 @@ from dataclasses import dataclass
 
 import torch
 
-from specedge.algorithm.drafting import Draft, TreeShape, accepted_columns, grow_forest
+from specedge.algorithm.drafting import (
+    Draft,
+    TreeShape,
+    accepted_columns,
+    grow_forest,
+    top_next,
+)
 from specedge.algorithm.outcomes import (
     Outcome,
     accepted_probabilities,
@@ -115,13 +121,11 @@ def _forward_leaves(pool: KVPool, main: Draft, stop: Callable[[], bool] | None) 
         [[*main.pending_cols, *(main.columns[a] for a in tree.path_to(n)[:-1]), start + i]
          for i, n in enumerate(leaves)])])
     main.forwards += 1
-    top = torch.log_softmax(logits[0, : len(leaves)].float(), dim=-1).topk(
-        max(main.top_k, 1), dim=-1)
-    both = torch.stack([top.values.double(), top.indices.double()]).cpu()  # one copy
+    values, indices = top_next(logits[0, : len(leaves)], max(main.top_k, 1))
     for i, node in enumerate(leaves):
         main.columns[node] = start + i
         tree.status[node] = NodeStatus.forwarded
-        main.dists[node] = (both[1, i].long().tolist(), both[0, i].tolist())
+        main.dists[node] = (indices[i], values[i])
     return leaves
 
 

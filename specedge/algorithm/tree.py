@@ -14,8 +14,6 @@ from enum import StrEnum
 
 import torch
 
-from specedge.algorithm.goodput import kept_nodes
-
 
 class NodeStatus(StrEnum):
     drafted = "drafted"  # proposed, not yet forwarded through the draft model (a leaf)
@@ -82,18 +80,6 @@ class TokenTree:
                 anc[i] = anc[p]
             anc[i, i] = True
         return anc
-
-    def keep_top(self, budget: int) -> list[int]:
-        """Keep the root and the ``budget`` best-scored other nodes; returns old indices kept.
-
-        A child scores strictly below its parent (log-probabilities <= 0 and a decay < 1), so
-        the best nodes always include their ancestors and the result is still a tree.
-        """
-        if len(self) - 1 <= budget:
-            return list(range(len(self)))
-        keep = kept_nodes(self.scores, budget)  # the goodput budget's ranking, on scores
-        self.keep_nodes(keep)
-        return keep
 
     def keep_nodes(self, keep: list[int]) -> None:
         """Keep only the nodes ``keep`` (sorted, root first, ancestors included), reindexed."""
