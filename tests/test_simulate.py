@@ -320,6 +320,15 @@ def test_server_only_drafts_its_batch_together(tmp_path: Path) -> None:
     # the first step adds each request's prompt prefill (8 tokens), one request at a time
     first = {round(s["draft_s"], 9) for s in steps if s["prefill"]}
     assert first == {round(3 * (0.001 + 0.0001 * 16) + 4 * (0.001 + 0.0001 * 8), 9)}
+    # Replaying a run, the k-th step drafts for the run's k-th step (the last one's beyond),
+    # whatever mix of rounds the batch holds.
+    plan = _plan(cfg, requests=4, tokens=30)
+    plan.trace.replay, plan.trace.step_draft_s = True, [0.05, 0.02]
+    simulate(plan, tmp_path / "replayed")
+    steps = [json.loads(x) for x in (tmp_path / "replayed" / STEPS_FILE).read_text()
+             .splitlines()]
+    by_step = {s["step"]: s["draft_s"] for s in steps}
+    assert by_step[0] == 0.05 and set(list(by_step.values())[1:]) == {0.02}
 
 
 def test_requests_are_replayed_in_the_order_the_run_served_them() -> None:

@@ -171,14 +171,18 @@ def _draft_s(plan: Plan, latency: Latency | None, r: TraceRound, context: int,
                                       else 0.0)
 
 
-def _batch_draft_s(plan: Plan, active: list[_Active], rounds: list[TraceRound]) -> float:
-    """Server-only's drafting of a batch, every tree together: traced, the longest of its
-    rounds' (a run records the batch's time on each); profiled, one draft forward per level
-    for the requests still drafting at that level (``max_n_beams`` nodes each, at that
-    batch), plus the prompt prefill of each new request."""
+def _batch_draft_s(plan: Plan, active: list[_Active], rounds: list[TraceRound],
+                   step: int) -> float:
+    """Server-only's drafting of a batch, every tree together: traced, replaying a run, its
+    ``step``-th step's (requests admitted as others finish mix rounds of different steps,
+    whose longest overstates the batch), otherwise the longest of its rounds' (a run
+    records the batch's time on each); profiled, one draft forward per level for the
+    requests still drafting at that level (``max_n_beams`` nodes each, at that batch), plus
+    the prompt prefill of each new request."""
     latency = plan.draft_server
     if latency is None:
-        return max(r.draft_s for r in rounds)
+        steps = plan.trace.step_draft_s if plan.trace.replay else []
+        return steps[min(step, len(steps) - 1)] if steps else max(r.draft_s for r in rounds)
     beams = plan.cfg.edge.max_n_beams
     total = sum(latency.seconds(a.prompt, 1, 0) for a in active if a.steps == 0)
     for level in range(max(r.draft_forwards for r in rounds)):
@@ -379,7 +383,7 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
                                                                      strict=True)),
                                                    strict=True))
         drafted = [r.tree_size for r in rounds]
-        draft_s = _batch_draft_s(plan, active, rounds) if speculate else 0.0
+        draft_s = _batch_draft_s(plan, active, rounds, step) if speculate else 0.0
         yield env.timeout(draft_s)
         # Profiled: a prefill forwards its prompt (a run's fit charges prefill_extra_s).
         extra = sum(a.prompt for a in active if a.steps == 0 and profiled)

@@ -73,6 +73,9 @@ class Trace:
     # Replay: request r's k-th round is the trace's (a run re-simulated as it happened);
     # otherwise rounds are drawn at random from the pools above.
     replay: bool = False
+    # A server-side run's drafting time of each of its steps, in order (the batch's, which
+    # each of its rounds also records): what a replay's k-th step drafts for.
+    step_draft_s: list[float] = field(default_factory=list)
 
     def draw(self, rng: random.Random, prefill: bool, adopted: bool, request: int = -1,
              index: int = 0) -> TraceRound:
@@ -178,7 +181,9 @@ def trace_of(run_dir: Path) -> Trace:
 
     drafted = r["proactive_drafted"].astype(bool)
     hits = r.loc[drafted, "proactive_hit"].astype(bool)
+    steps = [] if specedge else r.groupby("t_start")["draft_s"].first().sort_index().tolist()
     return Trace(
+        step_draft_s=[float(x) for x in steps],
         source=str(run_dir),
         prefill=rounds(r[r["prefill"]]),
         plain=rounds(r[~r["prefill"] & ~r["from_proactive"].astype(bool)]),
