@@ -123,7 +123,8 @@ def test_the_step_table_is_flat_then_steep_as_measured() -> None:
 
 def test_the_step_cost_is_refitted_on_the_servers_own_forwards() -> None:
     """Forwards near a knot move it to what they cost; a knot no forward came near keeps its
-    start-up value; the fit is the regularized least squares it claims (numpy's answer)."""
+    start-up value scaled by how much slower the forwards ran than the table predicted; the
+    fit is the regularized least squares it claims (numpy's answer)."""
     prior = StepTable((2, 8, 32, 64), (1.0, 1.0, 1.5, 3.0))
     cost = OnlineStepCost(prior, window=64, prior_weight=1.0)
     assert cost(20) == prior(20)
@@ -135,11 +136,15 @@ def test_the_step_cost_is_refitted_on_the_servers_own_forwards() -> None:
         cost.observe(tokens, seconds)
         seen.append((tokens, seconds))
     assert cost(2) == pytest.approx(2.02, abs=0.1) and cost(8) == pytest.approx(2.08, abs=0.1)
-    assert cost.table.seconds[2:] == prior.seconds[2:]  # nothing came near 32 or 64
+    window = seen[-64:]
+    scale = sum(sec for _, sec in window) / sum(prior(t) for t, _ in window)
+    assert scale == pytest.approx(2.05, abs=0.02)
+    # nothing came near 32 or 64: their start-up values, as much slower as the rest
+    assert cost.table.seconds[2:] == pytest.approx([scale * x for x in prior.seconds[2:]])
     np = pytest.importorskip("numpy")
-    rows = [[1.0 - (t - 2) / 6, (t - 2) / 6, 0, 0] for t, _ in seen[-64:]]
+    rows = [[1.0 - (t - 2) / 6, (t - 2) / 6, 0, 0] for t, _ in window]
     a = np.vstack([np.array(rows), np.eye(4)])  # the prior's rows: sqrt(prior_weight) = 1
-    b = np.concatenate([[sec for _, sec in seen[-64:]], np.array(prior.seconds)])
+    b = np.concatenate([[sec for _, sec in window], scale * np.array(prior.seconds)])
     assert list(cost.table.seconds) == pytest.approx(np.linalg.lstsq(a, b, rcond=None)[0])
 
 

@@ -210,14 +210,17 @@ class OnlineStepCost:
     """The step cost a budget uses, refitted from the server's own forwards: the table's values
     at its token counts (the knots: the shapes the start-up table measured, and the graph
     buckets a static path pads to) are a least-squares fit of the last ``window`` forwards,
-    each knot pulled toward its start-up value as ``prior_weight`` forwards would pull it (a
-    knot no forward came near keeps its measured value). So the budget follows what steps
-    really cost at the context and load the server serves, not only what a start-up step at
-    one context cost. ``window=0`` keeps the start-up table. It also keeps the rows' mean new
-    tokens a step (``row_tokens``, a running mean), which the group count weighs. The
-    simulator's server uses this class too, observing its simulated forwards. Callers leave
-    out steps that prefill a prompt: a one-off far larger than any tree, it would skew the
-    rows' mean and, beyond the last knot, the fit."""
+    each knot pulled toward its start-up value, scaled by how much slower (or faster) the
+    window's forwards ran than the start-up table says they would, as ``prior_weight``
+    forwards would pull it (a knot no forward came near keeps its start-up value so scaled:
+    were it kept as measured, a load that slows every step would make the sizes the server
+    seldom runs, a merged group's, look cheap beside the ones it runs). So the budget follows
+    what steps really cost at the context and load the server serves, not only what a
+    start-up step at one context cost. ``window=0`` keeps the start-up table. It also keeps
+    the rows' mean new tokens a step (``row_tokens``, a running mean), which the group count
+    weighs. The simulator's server uses this class too, observing its simulated forwards.
+    Callers leave out steps that prefill a prompt: a one-off far larger than any tree, it
+    would skew the rows' mean and, beyond the last knot, the fit."""
 
     def __init__(self, prior: StepTable, window: int = 256, prior_weight: float = 4.0) -> None:
         if window < 0 or prior_weight <= 0:
@@ -229,10 +232,17 @@ class OnlineStepCost:
         self.forwards = 0
         self.row_tokens = 0.0
         # The normal equations of sum over the window (hat(tokens) . y - seconds)^2 +
-        # prior_weight * sum over knots (y_k - prior_k)^2, kept as forwards enter and leave.
+        # prior_weight * sum over knots (y_k - scale * prior_k)^2, kept as forwards enter and
+        # leave; scale = the window's seconds over what the start-up table predicted for them.
         n = len(prior.tokens)
         self._gram = prior_weight * np.eye(n)
-        self._rhs = prior_weight * np.array(prior.seconds, dtype=float)
+        self._rhs = np.zeros(n)
+        self._seconds = self._predicted = 0.0
+
+    @property
+    def scale(self) -> float:
+        """The window's forwards' time over what the start-up table predicted for them."""
+        return self._seconds / self._predicted if self._predicted > 0 else 1.0
 
     def __call__(self, tokens: float) -> float:
         return self.table(tokens)
@@ -248,10 +258,13 @@ class OnlineStepCost:
         self.observed.append((float(tokens), seconds))
         if len(self.observed) > self.window:
             self._add(*self.observed.popleft(), -1.0)
-        fitted = np.linalg.solve(self._gram, self._rhs)
+        rhs = self._rhs + self.prior_weight * self.scale * np.array(self.prior.seconds)
+        fitted = np.linalg.solve(self._gram, rhs)
         self.table = StepTable(self.prior.tokens, tuple(max(0.0, float(v)) for v in fitted))
 
     def _add(self, tokens: float, seconds: float, sign: float) -> None:
+        self._seconds += sign * seconds
+        self._predicted += sign * self.prior(tokens)
         weights = hat_weights(self.prior.tokens, tokens)
         for i, wi in weights:
             self._rhs[i] += sign * wi * seconds
