@@ -119,6 +119,8 @@ def test_the_step_table_is_flat_then_steep_as_measured() -> None:
         [1.0, 1.0, 1.0, 1.0, 1.25, 1.5, 2.25, 4.5])
     with pytest.raises(ValueError, match="two or more increasing token counts"):
         StepTable((8, 2), (1.0, 1.0))
+    disturbed = StepTable((16, 24, 32, 48), (0.095, 0.202, 0.120, 0.118))
+    assert disturbed.non_decreasing().seconds == (0.095, 0.118, 0.118, 0.118)
 
 
 def test_the_step_cost_is_refitted_on_the_servers_own_forwards() -> None:

@@ -186,6 +186,17 @@ class StepTable:
     def __call__(self, tokens: float) -> float:
         return max(0.0, sum(w * self.seconds[i] for i, w in hat_weights(self.tokens, tokens)))
 
+    def non_decreasing(self) -> StepTable:
+        """Each knot no dearer than any larger one. A step of more tokens timed cheaper (a
+        disturbed timing, or more rows: 6 rows of 4 tokens beside 4 rows of 8) made the
+        budget shun that size, so no forward ever came near it to correct it (a start-up
+        table once put 24 tokens at 202 ms between 16 at 95 and 32 at 120); clamped, the
+        steps the server then runs refit it (:class:`OnlineStepCost`)."""
+        seconds = list(self.seconds)
+        for i in range(len(seconds) - 2, -1, -1):
+            seconds[i] = min(seconds[i], seconds[i + 1])
+        return StepTable(self.tokens, tuple(seconds))
+
 
 STEP_CONTEXT = 256  # KV columns per row a start-up step is timed over
 

@@ -20,7 +20,8 @@ def measure_steps(pool: KVPool, batches: Sequence[int], tree_nodes: int,
                        pool.token_buckets)
     kv = min(STEP_CONTEXT, pool.columns)
     table = StepTable(tuple(t for t, _ in knots),
-                      tuple(pool.time_padding(rows, t // rows, kv) for t, rows in knots))
+                      tuple(pool.time_padding(rows, t // rows, kv) for t, rows in knots)
+                      ).non_decreasing()
     log.info("goodput budget: steps of %s rows, new tokens -> ms: %s",
              "/".join(str(b) for b in sorted(set(batches))), describe(table))
     return OnlineStepCost(table, window)

@@ -121,7 +121,7 @@ def _step_cost(plan: Plan, batches: tuple[int, ...]) -> OnlineStepCost:
     knots = step_knots(batches, max_tree_nodes(plan.cfg.edge), plan.cfg.model.token_buckets)
     table = StepTable(tuple(t for t, _ in knots),
                       tuple(plan.target.seconds(t, rows, rows * STEP_CONTEXT)
-                            for t, rows in knots))
+                            for t, rows in knots)).non_decreasing()
     return OnlineStepCost(table, plan.cfg.server.cost_window)
 
 
