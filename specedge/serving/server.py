@@ -31,7 +31,7 @@ from specedge.algorithm.tree import TokenTree
 from specedge.algorithm.verification import Chooser, Verdict, verify_trees
 from specedge.base.config.edge import max_tree_nodes
 from specedge.base.config.run import RunConfig, load_run_config
-from specedge.base.config.server import PipelineGroups, VerifyBudget
+from specedge.base.config.server import VerifyBudget
 from specedge.base.records import SERVER_FILE, STATS_FILE, JsonlWriter, run_dtype
 from specedge.engine.datasets import load_requests
 from specedge.engine.kv_cache import KVPool, KVRow, pool_for
@@ -251,7 +251,7 @@ async def serve(cfg: RunConfig, run_dir: Path, port_file: Path | None = None) ->
                           cfg.server.max_wait_ms / 1000, on_batch=steps_out.write,
                           step_cost=step_cost,
                           budget=cfg.server.verify_budget == VerifyBudget.goodput,
-                          regroup=cfg.server.pipeline_groups == PipelineGroups.goodput)
+                          regroup=cfg.server.regroups)
     prefilled = None
     if cfg.server.cache_prefill:
         tok = load_run_tokenizer(cfg.model)

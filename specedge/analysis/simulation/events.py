@@ -37,7 +37,7 @@ from specedge.analysis.simulation.traces import Trace, TraceRound, trace_of
 from specedge.base.config.baseline import BaselineName
 from specedge.base.config.edge import ProactiveType, max_tree_nodes
 from specedge.base.config.run import RunConfig, load_run_config
-from specedge.base.config.server import PipelineGroups, VerifyBudget
+from specedge.base.config.server import VerifyBudget
 from specedge.base.records import (
     OUTPUTS_FILE,
     RUN_CONFIG_FILE,
@@ -52,7 +52,7 @@ from specedge.base.records import (
     edge_file,
 )
 from specedge.serving.network import EmulatedLink
-from specedge.serving.scheduler import PipelinePolicy, decide, make_policy
+from specedge.serving.scheduler import decide, make_policy
 
 T0 = 1_700_000_000.0  # simulated runs start at this Unix time (records need absolute times)
 
@@ -221,8 +221,7 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
                          cfg.server.num_clients)
     max_wait = cfg.server.max_wait_ms / 1e3
     cost = _step_cost(plan, cfg.server.step_batches)
-    regrouped = (isinstance(policy, PipelinePolicy)
-                 and cfg.server.pipeline_groups == PipelineGroups.goodput)
+    regrouped = cfg.server.regroups
     step = 0
     while True:
         decision = decide(policy, waiting, active, horizon, env.now, max_wait,

@@ -99,21 +99,25 @@ class ServerConfig:
                      "null or an existing file")
 
     @property
+    def regroups(self) -> bool:
+        """Whether the pipeline's group count follows goodput (it may merge every edge into
+        one group)."""
+        return (self.scheduler == SchedulerName.pipeline
+                and self.pipeline_groups == PipelineGroups.goodput)
+
+    @property
     def needs_step_cost(self) -> bool:
         """Whether the server times its steps (start-up table, refitted online): the goodput
         budget sizes each step by it, goodput pipeline groups choose their count by it."""
-        return self.verify_budget == VerifyBudget.goodput or (
-            self.scheduler == SchedulerName.pipeline
-            and self.pipeline_groups == PipelineGroups.goodput)
+        return self.verify_budget == VerifyBudget.goodput or self.regroups
 
     @property
     def step_batches(self) -> tuple[int, ...]:
         """The batch sizes a step may have, which the step cost's start-up table covers:
-        ``max_batch_size``, and every edge at once when goodput pipeline groups may merge
-        the groups into one."""
-        merged = (self.scheduler == SchedulerName.pipeline
-                  and self.pipeline_groups == PipelineGroups.goodput)
-        return (self.max_batch_size, self.num_clients) if merged else (self.max_batch_size,)
+        ``max_batch_size``, and every edge at once when the groups may merge into one."""
+        if self.regroups:
+            return (self.max_batch_size, self.num_clients)
+        return (self.max_batch_size,)
 
     @property
     def scheduler_policy(self) -> str:
