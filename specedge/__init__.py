@@ -7,11 +7,13 @@ below it, never from a layer above (tests/test_layout.py reads the imports and c
 - ``engine``: models, the KV pool and its forward, prompts;
 - ``algorithm``: tree, drafting, verification, proactive drafting, rounds;
 - ``serving``: protocol, scheduler, server, edge, launcher, baselines;
+- ``training``: the trainer, losses, decoder, measures and cards of model building;
 - ``analysis``: metrics, simulator, projection, profiles, reports;
 - ``commands``: run, benchmarks, load test, building the embedded pairs.
 
-The top-level modules ``run``, ``simulate``, ``report``, ``profile``, ``bench``, ``loadtest``
-and ``roofline`` only forward ``python -m specedge.<name>`` to their layer's module.
+``specedge COMMAND`` (``__main__``) is the one entry point; the top-level modules ``run``,
+``simulate``, ``report``, ``profile``, ``bench``, ``loadtest`` and ``roofline`` forward
+``python -m specedge.<name>`` to it.
 """
 
 from pathlib import Path
@@ -22,4 +24,5 @@ DATA_DIR = PROJECT_ROOT / "specedge" / "data"
 ARCHITECTURES_DIR = DATA_DIR / "architectures"  # model configs for model.weights=random
 PROFILES_DIR = DATA_DIR / "profiles"  # latency profiles for specedge.analysis.simulate
 
-LAYERS = ("base", "engine", "algorithm", "serving", "analysis", "commands")  # bottom first
+# bottom first
+LAYERS = ("base", "engine", "algorithm", "serving", "training", "analysis", "commands")

@@ -1,6 +1,8 @@
-"""``python -m specedge.bench``: the public name of :mod:`specedge.commands.bench`."""
+"""``python -m specedge.bench``: ``specedge bench`` (:mod:`specedge.commands.bench`)."""
 
-import runpy
+import sys
+
+from specedge.__main__ import forward
 
 if __name__ == "__main__":
-    runpy.run_module("specedge.commands.bench", run_name="__main__", alter_sys=True)
+    forward("bench", sys.argv[1:])

@@ -1,6 +1,8 @@
-"""``python -m specedge.loadtest``: the public name of :mod:`specedge.commands.loadtest`."""
+"""``python -m specedge.loadtest``: ``specedge loadtest`` (:mod:`specedge.commands.loadtest`)."""
 
-import runpy
+import sys
+
+from specedge.__main__ import forward
 
 if __name__ == "__main__":
-    runpy.run_module("specedge.commands.loadtest", run_name="__main__", alter_sys=True)
+    forward("loadtest", sys.argv[1:])

@@ -1,6 +1,8 @@
-"""``python -m specedge.profile``: the public name of :mod:`specedge.analysis.profile`."""
+"""``python -m specedge.profile``: ``specedge profile`` (:mod:`specedge.analysis.profile`)."""
 
-import runpy
+import sys
+
+from specedge.__main__ import forward
 
 if __name__ == "__main__":
-    runpy.run_module("specedge.analysis.profile", run_name="__main__", alter_sys=True)
+    forward("profile", sys.argv[1:])

@@ -1,6 +1,8 @@
-"""``python -m specedge.report``: the public name of :mod:`specedge.analysis.report`."""
+"""``python -m specedge.report``: ``specedge report`` (:mod:`specedge.analysis.report`)."""
 
-import runpy
+import sys
+
+from specedge.__main__ import forward
 
 if __name__ == "__main__":
-    runpy.run_module("specedge.analysis.report", run_name="__main__", alter_sys=True)
+    forward("report", sys.argv[1:])

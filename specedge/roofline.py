@@ -1,6 +1,8 @@
-"""``python -m specedge.roofline``: the public name of :mod:`specedge.base.roofline`."""
+"""``python -m specedge.roofline``: ``specedge roofline`` (:mod:`specedge.base.roofline`)."""
 
-import runpy
+import sys
+
+from specedge.__main__ import forward
 
 if __name__ == "__main__":
-    runpy.run_module("specedge.base.roofline", run_name="__main__", alter_sys=True)
+    forward("roofline", sys.argv[1:])

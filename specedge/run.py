@@ -1,6 +1,8 @@
-"""``python -m specedge.run``: the public name of :mod:`specedge.commands.run`."""
+"""``python -m specedge.run``: ``specedge run`` (:mod:`specedge.commands.run`)."""
 
-import runpy
+import sys
+
+from specedge.__main__ import forward
 
 if __name__ == "__main__":
-    runpy.run_module("specedge.commands.run", run_name="__main__", alter_sys=True)
+    forward("run", sys.argv[1:])

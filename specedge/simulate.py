@@ -1,6 +1,8 @@
-"""``python -m specedge.simulate``: the public name of :mod:`specedge.analysis.simulate`."""
+"""``python -m specedge.simulate``: ``specedge simulate`` (:mod:`specedge.analysis.simulate`)."""
 
-import runpy
+import sys
+
+from specedge.__main__ import forward
 
 if __name__ == "__main__":
-    runpy.run_module("specedge.analysis.simulate", run_name="__main__", alter_sys=True)
+    forward("simulate", sys.argv[1:])

@@ -20,14 +20,10 @@ from torch.utils._pytree import tree_flatten
 from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3Config
 
 from specedge.base.config.model import CompileMode
-from specedge.engine.kv_cache import (
-    CAPACITY_ALIGN,
-    GQA_ATTENTION,
-    KVPool,
-    causal_query,
-    cuda_graph,
-    gqa_attention,
-)
+from specedge.engine.attention import GQA_ATTENTION, gqa_attention
+from specedge.engine.kv_pool import KVPool
+from specedge.engine.query_plan import CAPACITY_ALIGN, causal_query
+from specedge.engine.runners import cuda_graph
 
 
 class FakeCuda:
@@ -149,7 +145,7 @@ def _tiny(kind: str, device: str = "meta") -> torch.nn.Module:
 def test_the_captured_step_makes_no_host_sync_and_no_cpu_tensor(kind: str,
                                                                 attention: str) -> None:
     model = _tiny(kind)
-    model.set_attn_implementation(attention)
+    model.set_attn_implementation("sdpa")
     checked: list[CaptureSafety] = []
 
     def capture(step: Callable[[], torch.Tensor]) -> tuple[Callable[[], None], torch.Tensor]:
@@ -162,7 +158,8 @@ def test_the_captured_step_makes_no_host_sync_and_no_cpu_tensor(kind: str,
                 step()
         return replay, out
 
-    pool = KVPool(model, 2, 100, 20, CompileMode.graphs, (1, 4, 8), capture=capture)
+    pool = KVPool(model, 2, 100, 20, CompileMode.graphs, (1, 4, 8), capture=capture,
+                  gqa=attention == GQA_ATTENTION)
     assert pool.columns % CAPACITY_ALIGN == 0 and pool.columns >= pool.capacity == 120
     rows = [pool.acquire(), pool.acquire()]
     logits = pool.forward([causal_query(r, [1, 2, 3], 0) for r in rows])  # capture
@@ -170,7 +167,7 @@ def test_the_captured_step_makes_no_host_sync_and_no_cpu_tensor(kind: str,
     for r in rows:
         pool.drop_work(r)
     pool.forward([causal_query(r, [4, 5, 6], 0) for r in rows])  # same bucket: a replay
-    assert pool.captures == 1 and checked and checked[0].ops > 50
+    assert pool.graphs.captures == 1 and checked and checked[0].ops > 50
 
 
 def test_grouped_query_attention_without_repeating_kv_equals_sdpa() -> None:
@@ -191,8 +188,9 @@ def test_grouped_query_attention_without_repeating_kv_equals_sdpa() -> None:
         logits = {}
         for attention in ("sdpa", GQA_ATTENTION):
             model = _tiny(kind, "cpu")
-            model.set_attn_implementation(attention)
-            pool = KVPool(model, 2, 100, 20, CompileMode.static, (1, 4, 8))
+            model.set_attn_implementation("sdpa")
+            pool = KVPool(model, 2, 100, 20, CompileMode.static, (1, 4, 8),
+                          gqa=attention == GQA_ATTENTION)
             rows = [pool.acquire(), pool.acquire()]
             logits[attention] = pool.forward([causal_query(rows[0], [1, 2, 3], 0),
                                               causal_query(rows[1], [7, 8], 0)]).clone()

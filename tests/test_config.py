@@ -14,6 +14,7 @@ from specedge import CONF_DIR, PROJECT_ROOT
 from specedge.base.config.baseline import BaselineName
 from specedge.base.config.checks import ConfigError
 from specedge.base.config.model import DType
+from specedge.base.config.preflight import preflight
 from specedge.base.config.run import RunConfig, to_run_config
 
 GROUPS = ("server", "edge", "baseline", "hardware", "model", "dataset")
@@ -24,9 +25,12 @@ def _options(group: str) -> list[str]:
 
 
 def _compose(*overrides: str) -> RunConfig:
+    """The config as a run checks it at start-up: schemas, then the preflight."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=list(overrides))
-    return to_run_config(cfg)
+    run_cfg = to_run_config(cfg)
+    preflight(run_cfg)
+    return run_cfg
 
 
 @pytest.mark.parametrize(
@@ -53,6 +57,23 @@ def test_hardware_prices_match_upstream() -> None:
     assert prices["a100_80"].server_price_per_hour == 5.05
     assert prices["rtx4090"].server_price_per_hour == 0.35
     assert all(hw.edge_price_per_hour == 0.35 for hw in prices.values())
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("server.auth_token_file=/nonexistent/token", "server.auth_token_file"),
+    ("hardware.server_profile=/nonexistent/profile.json", "hardware.server_profile"),
+    ("simulate.trace=/nonexistent/run", "simulate.trace"),
+])
+def test_a_missing_file_composes_and_only_the_preflight_stops_it(override: str,
+                                                                 key: str) -> None:
+    """Schemas check values, not the machine: a config naming a file that is not here (an
+    old run directory's, on another machine) composes; the preflight every command runs
+    before a model loads names the key."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = to_run_config(compose(config_name="config", overrides=[override]))
+    with pytest.raises(ConfigError) as err:
+        preflight(cfg)
+    assert key in str(err.value) and "/nonexistent/" in str(err.value)
 
 
 @pytest.mark.parametrize(

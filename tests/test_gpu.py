@@ -16,7 +16,7 @@ from specedge.algorithm.verification import Chooser, verify_trees
 from specedge.base.config.edge import ProactiveConfig, ProactiveType
 from specedge.base.config.model import CompileMode
 from specedge.engine.datasets import Request
-from specedge.engine.kv_cache import KVPool
+from specedge.engine.kv_pool import KVPool
 from specedge.engine.models import load_model, load_tokenizer
 from specedge.serving.baselines import serve
 
@@ -33,7 +33,7 @@ def _serve(micro_pair: Path, mode: CompileMode, speculate: bool) -> tuple[list[l
     d_pool = KVPool(draft, 3, 256, 128, mode)
     if mode == CompileMode.graphs:  # as pool_for does: every bucket before the first request
         for pool in (t_pool, d_pool):
-            assert pool.capture_all().graphs == len(pool.buckets())
+            assert pool.capture_all().graphs == len(pool.planner.buckets())
     seqs = [Sequence(request=Request(i, "t", p), prompt_ids=tok(p)["input_ids"],
                      max_new_tokens=40, eos_token_id=None) for i, p in enumerate(PROMPTS)]
     serve(baseline="server_only" if speculate else "auto_batch", sequences=seqs, capacity=3,
@@ -48,7 +48,7 @@ def test_graphs_give_eager_tokens_and_capture_once_per_bucket(micro_pair: Path,
     eager, _ = _serve(micro_pair, CompileMode.eager, speculate)
     graphs, pool = _serve(micro_pair, CompileMode.graphs, speculate)
     assert graphs == eager
-    assert pool.late == 0 and pool.shapes <= set(pool.buckets())
+    assert pool.graphs.late == 0 and pool.shapes <= set(pool.planner.buckets())
 
 
 def test_proactive_drafting_on_graphs(micro_pair: Path) -> None:

@@ -13,16 +13,12 @@ from specedge.algorithm.drafting import TreeShape, draft_tree
 from specedge.algorithm.tree import TokenTree
 from specedge.algorithm.verification import Chooser, tree_query, verify_trees
 from specedge.base.config.model import CompileMode
-from specedge.engine.kv_cache import (
-    GQA_ATTENTION,
-    KVCapacityError,
-    KVPool,
-    KVRow,
-    bucket,
-    causal_query,
-    prefill,
-)
+from specedge.engine import attention
+from specedge.engine.attention import GQA_ATTENTION, gqa_attention
+from specedge.engine.kv_pool import KVPool, prefill
 from specedge.engine.models import load_model, load_tokenizer
+from specedge.engine.query_plan import KVCapacityError, KVRow, bucket, causal_query
+from specedge.engine.runners import timed
 
 BUCKETS = (1, 2, 4, 8, 16, 32)
 
@@ -171,10 +167,11 @@ def test_graphs_replay_each_bucket_without_recapturing(models) -> None:
     assert steps >= 10
     # One capture per bucket ever used, however many steps ran.
     assert recorder.captured == len(t_pool.shapes) + len(d_pool.shapes)
-    assert t_pool.captures == len(t_pool.shapes) < steps
-    assert t_pool.late == 0  # nothing was captured at start-up: no capture is late
+    assert t_pool.graphs.captures == len(t_pool.shapes) < steps
+    assert t_pool.graphs.late == 0  # nothing was captured at start-up: no capture is late
     # Every graph writes into the front of the pool's one logits buffer.
-    assert len({g.logits.data_ptr() for g in t_pool._graphs.values()}) == 1 < len(t_pool._graphs)
+    graphs = t_pool.graphs.graphs
+    assert len({g.logits.data_ptr() for g in graphs.values()}) == 1 < len(graphs)
 
 
 def test_start_up_capture_covers_every_forward_of_a_run(models) -> None:
@@ -186,22 +183,23 @@ def test_start_up_capture_covers_every_forward_of_a_run(models) -> None:
     t_pool = KVPool(target, 2, 256, 64, CompileMode.graphs, BUCKETS, capture=recorder)
     d_pool = KVPool(draft, 2, 256, 64, CompileMode.graphs, BUCKETS, capture=recorder, batch=1)
     # 2 batches x 6 token buckets x KV 64/128/256/320 columns; the draft pool batch 1 only.
-    assert len(t_pool.buckets()) == 48 and len(d_pool.buckets()) == 24
-    done = [t_pool.capture_all(), d_pool.capture_all()]
+    assert len(t_pool.planner.buckets()) == 48 and len(d_pool.planner.buckets()) == 24
+    with timed(t_pool) as timer:
+        done = [t_pool.capture_all(), d_pool.capture_all()]
     assert [d.graphs for d in done] == [48, 24] and recorder.captured == 72
-    assert t_pool.calls == 0 and not t_pool.shapes and t_pool.seconds == 0
+    assert timer.calls == 0 and not t_pool.shapes and timer.seconds == 0
     _rounds_against_eager(models, t_pool, d_pool)
-    assert t_pool.late == d_pool.late == 0 and recorder.captured == 72
-    assert t_pool.shapes <= set(t_pool.buckets()) and len(t_pool.shapes) > 3
+    assert t_pool.graphs.late == d_pool.graphs.late == 0 and recorder.captured == 72
+    assert t_pool.shapes <= set(t_pool.planner.buckets()) and len(t_pool.shapes) > 3
     assert t_pool.capture_all().graphs == 0  # idempotent
 
 
 def test_a_capture_after_start_up_is_counted_late(models, caplog) -> None:
     target, _, prompt = models
     pool = KVPool(target, 2, 256, 64, CompileMode.graphs, BUCKETS, capture=RecordedGraphs())
-    pool._started = True  # as if capture_all had run and missed every bucket
+    pool.graphs.started = True  # as if capture_all had run and missed every bucket
     prefill(pool, pool.acquire(), prompt[:5])
-    assert pool.late == 1 and "inside a forward" in caplog.text
+    assert pool.graphs.late == 1 and "inside a forward" in caplog.text
 
 
 def test_static_pools_refuse_what_their_buckets_cannot_hold(models) -> None:
@@ -236,10 +234,12 @@ def test_tree_query_sees_ancestors_only(models) -> None:
     assert isinstance(row, KVRow)
 
 
-def test_hf_generate_is_unchanged_under_the_pools_gqa_attention(micro_pair: Path) -> None:
-    """On CUDA a pool switches the shared model to GQA_ATTENTION; Hugging Face's own forward
-    and generate on that model (the benchmarks' reference) must stay causal. Switched here by
-    hand, as the pool does on a GPU, on a grouped-query model (2 query heads, 1 KV head)."""
+def test_the_gqa_runner_switches_only_its_own_forwards(micro_pair: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool with grouped-query SDPA (the default on CUDA) runs it in its own forwards, gives
+    SDPA's logits, and leaves the model's attention as it was: Hugging Face's forward and
+    generate on the shared model (the benchmarks' reference) are untouched, and stay causal
+    even under GQA_ATTENTION itself. On a grouped-query model (2 query heads, 1 KV head)."""
     model = load_model(str(micro_pair / "target"))
     assert model.config.num_key_value_heads < model.config.num_attention_heads
     tok = load_tokenizer(str(micro_pair / "target"))
@@ -253,9 +253,24 @@ def test_hf_generate_is_unchanged_under_the_pools_gqa_attention(micro_pair: Path
         return logits, out[0].tolist()
 
     logits, tokens = outputs()
-    KVPool(model, 1, 128, 32, CompileMode.eager)
-    model.set_attn_implementation(GQA_ATTENTION)
-    gqa_logits, gqa_tokens = outputs()
+    before = model.config._attn_implementation
+    ran = []
+
+    def spy(*args: object, **kwargs: object) -> tuple[torch.Tensor, None]:
+        ran.append(1)
+        return gqa_attention(*args, **kwargs)
+
+    monkeypatch.setattr(attention, "gqa_attention", spy)
+    got = {}
+    for gqa in (False, True):
+        pool = KVPool(model, 1, 128, 32, CompileMode.eager, gqa=gqa)
+        got[gqa] = pool.forward([causal_query(pool.acquire(), ids[0].tolist(), 0)]).clone()
+        assert bool(ran) == gqa  # one call per layer, only in the GQA pool's forward
+    torch.testing.assert_close(got[True], got[False], rtol=1e-5, atol=1e-5)
+    assert model.config._attn_implementation == before
+    torch.testing.assert_close(outputs()[0], logits, rtol=0, atol=0)
+    with attention.attention_implementation(model, GQA_ATTENTION):
+        gqa_logits, gqa_tokens = outputs()
     # every position's logits: a prefill without its causal mask changes all but the last
     torch.testing.assert_close(gqa_logits, logits, rtol=1e-5, atol=1e-5)
     assert gqa_tokens == tokens

@@ -36,7 +36,7 @@ def _module(path: Path) -> str:
 
 
 def test_every_module_lives_in_a_layer() -> None:
-    top = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    top = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
     assert top == FORWARDERS, "a top-level module is a forwarder or belongs in a layer"
     assert {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()} == set(LAYERS)
     for layer in LAYERS:
@@ -64,8 +64,35 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     path = tmp_path / "m.py"
     path.write_text("import specedge.analysis.metrics\n"
                     "def f():\n    from specedge.serving import launcher\n"
-                    "    from specedge.engine.kv_cache import KVPool\n")
+                    "    from specedge.engine.kv_pool import KVPool\n")
     assert [t for _, t in _imports(path)] == ["specedge.analysis.metrics",
                                               "specedge.serving.launcher",
-                                              "specedge.engine.kv_cache.KVPool"]
+                                              "specedge.engine.kv_pool.KVPool"]
     assert [_layer(t) for _, t in _imports(path)] == ["analysis", "serving", "engine"]
+
+
+MAX_LINES = 400
+# Modules still longer, each held to its length when the limit came in (issue 33 splits them):
+# none may grow, and one that falls under the limit must leave this list.
+LONGER_FOR_NOW = {
+    "specedge/analysis/pages/comparison.py": 420,
+    "specedge/serving/launcher.py": 472,
+    "specedge/analysis/pages/projection.py": 510,
+    "specedge/analysis/projection.py": 530,
+    "specedge/analysis/simulation/events.py": 530,
+    "specedge/commands/distill_prompts.py": 533,
+    "specedge/analysis/metrics.py": 545,
+    "specedge/commands/distill.py": 444,
+    "specedge/commands/bench.py": 775,
+}
+
+
+def test_no_module_is_longer_than_400_lines() -> None:
+    """Generated protobuf stubs aside; a long module is a part waiting to be split out."""
+    lengths = {str(p.relative_to(PROJECT_ROOT)): len(p.read_text().splitlines())
+               for p in PACKAGE.rglob("*.py") if "_pb2" not in p.name}
+    too_long = {m: n for m, n in lengths.items() if n > LONGER_FOR_NOW.get(m, MAX_LINES)}
+    assert not too_long, f"modules over {MAX_LINES} lines (or grown past LONGER_FOR_NOW): " \
+        f"{too_long}"
+    done = [m for m in LONGER_FOR_NOW if lengths.get(m, 0) <= MAX_LINES]
+    assert not done, f"now within {MAX_LINES} lines: take them off LONGER_FOR_NOW: {done}"

@@ -21,8 +21,9 @@ from specedge.algorithm.verification import Chooser, greedy_reference
 from specedge.base.config.model import CompileMode
 from specedge.base.records import STEPS_FILE, JsonlWriter
 from specedge.engine.datasets import Request
-from specedge.engine.kv_cache import KVPool
+from specedge.engine.kv_pool import KVPool
 from specedge.engine.models import load_model, load_tokenizer
+from specedge.engine.runners import timed
 from specedge.serving.baselines import serve
 
 PROMPTS = [
@@ -185,15 +186,15 @@ def test_batched_drafting_grows_the_trees_drafted_alone(pair: Pair, tree_shapes:
         alone.append(draft_tree(alone_pool, row, ids[:-1], ids[-1], shape))
         alone_pool.release(row)
     _, pool = pair.pools(mode, rows=len(tree_shapes))
-    pool.timed = True
-    together = draft_trees(pool, [pool.acquire() for _ in tree_shapes],
-                           [ids[:-1] for ids in prompts], [ids[-1] for ids in prompts],
-                           tree_shapes)
+    with timed(pool) as timer:
+        together = draft_trees(pool, [pool.acquire() for _ in tree_shapes],
+                               [ids[:-1] for ids in prompts], [ids[-1] for ids in prompts],
+                               tree_shapes)
     for a, b in zip(alone, together, strict=True):
         assert (b.tree.tokens, b.tree.parents, b.forwards) == (a.tree.tokens, a.tree.parents,
                                                                 a.forwards)
         assert b.tree.scores == pytest.approx(a.tree.scores, abs=1e-5)
-    assert pool.calls == max(d.forwards for d in alone)  # one forward per level for all
+    assert timer.calls == max(d.forwards for d in alone)  # one forward per level for all
 
 
 def test_server_only_drafts_each_step_in_one_forward_per_level(pair: Pair,
@@ -202,8 +203,7 @@ def test_server_only_drafts_each_step_in_one_forward_per_level(pair: Pair,
     tok, _, _, reference = pair
     seqs = _seqs(tok, list(range(len(PROMPTS))))
     target, draft = pair.pools(CompileMode.eager, rows=3)
-    draft.timed = True
-    with JsonlWriter(tmp_path / STEPS_FILE) as out:
+    with JsonlWriter(tmp_path / STEPS_FILE) as out, timed(draft) as timer:
         serve(baseline="server_only", sequences=seqs, capacity=3, target=target, draft=draft,
               shape=TreeShape(4, 4, 3, 12), choose=Chooser(), steps_out=out)
     assert [tuple(s.generated) for s in seqs] == [reference(i) for i in range(len(PROMPTS))]
@@ -211,7 +211,7 @@ def test_server_only_drafts_each_step_in_one_forward_per_level(pair: Pair,
     for line in (tmp_path / STEPS_FILE).read_text().splitlines():
         rec = json.loads(line)
         steps.setdefault(rec["step"], []).append(rec)
-    assert draft.calls == sum(max(r["draft_forwards"] for r in recs) for recs in steps.values())
-    assert draft.calls < sum(r["draft_forwards"] for recs in steps.values() for r in recs)
+    assert timer.calls == sum(max(r["draft_forwards"] for r in recs) for recs in steps.values())
+    assert timer.calls < sum(r["draft_forwards"] for recs in steps.values() for r in recs)
     # every request of a step waited for the batch's drafting: one time on each record
     assert all(len({r["draft_s"] for r in recs}) == 1 for recs in steps.values())

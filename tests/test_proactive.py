@@ -18,7 +18,7 @@ from specedge.algorithm.rounds import Drafter
 from specedge.algorithm.verification import Chooser, greedy_reference, verify_trees
 from specedge.base.config.edge import ProactiveConfig, ProactiveType, TreePolicy
 from specedge.base.config.model import CompileMode
-from specedge.engine.kv_cache import KVPool
+from specedge.engine.kv_pool import KVPool
 from specedge.engine.models import load_model, load_tokenizer
 
 

@@ -27,7 +27,7 @@ from specedge.base.config.edge import ProactiveConfig, ProactiveType
 from specedge.base.config.model import CompileMode
 from specedge.base.records import JsonlWriter
 from specedge.engine.datasets import Request
-from specedge.engine.kv_cache import KVPool
+from specedge.engine.kv_pool import KVPool
 from specedge.engine.models import load_model, load_tokenizer
 from specedge.serving.baselines import serve
 

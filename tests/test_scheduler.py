@@ -14,7 +14,7 @@ import pytest
 from specedge.algorithm.goodput import IdleHorizon, OnlineStepCost, StepTable
 from specedge.algorithm.tree import TokenTree
 from specedge.algorithm.verification import Verdict
-from specedge.engine.kv_cache import KVRow
+from specedge.engine.query_plan import KVRow
 from specedge.serving.scheduler import (
     REMEMBER_CYCLES,
     SETTLE_CYCLES,

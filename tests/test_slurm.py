@@ -1,6 +1,6 @@
 """The cluster path on a real one-node SLURM (tests/slurm_cluster.py): SpecEdge edges placed by
 srun inside an allocation, a Hydra submitit sweep through sbatch, and the Snakemake SLURM
-profile, each with the commands README's "Running on a cluster" gives."""
+profile, each with the commands docs/cluster-and-gpus.md gives."""
 
 from __future__ import annotations
 

@@ -26,7 +26,6 @@ from specedge.commands.distill import (
     DistillConfig,
     DraftError,
     Mode,
-    agreement,
     assemble,
     distill,
     draft_from,
@@ -36,6 +35,7 @@ from specedge.commands.distill import (
 from specedge.commands.distill_prompts import KINDS, distill_prompts, overlapping
 from specedge.commands.loadtest import run_load
 from specedge.engine.models import load_model, load_tokenizer
+from specedge.training.measures import agreement
 from tests.conftest import WHEELS, quick_recipe
 from tests.serving import assert_outputs_exact, read_records, run_command
 

@@ -23,7 +23,8 @@ import torch
 
 from specedge.algorithm.tree import NodeStatus, TokenTree
 from specedge.base.config.edge import EdgeConfig, ProactiveConfig
-from specedge.engine.kv_cache import KVPool, KVRow, Query, causal_query, prefill
+from specedge.engine.kv_pool import KVPool, prefill
+from specedge.engine.query_plan import KVRow, Query, causal_query
 
 DECAY = math.log(0.9)  # per-level score decay of SpecExec's budget
 

@@ -42,7 +42,8 @@ from specedge.algorithm.outcomes import (
 from specedge.algorithm.tree import NodeStatus, TokenTree
 from specedge.algorithm.verification import Verdict
 from specedge.base.config.edge import ProactiveConfig, ProactiveType
-from specedge.engine.kv_cache import KVPool, Query
+from specedge.engine.kv_pool import KVPool
+from specedge.engine.query_plan import Query
 
 PROACTIVE_DECAY = math.log(0.95)
 

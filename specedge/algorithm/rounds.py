@@ -39,7 +39,8 @@ from specedge.algorithm.proactive import (
 from specedge.algorithm.tree_policy import TreePlanner
 from specedge.algorithm.verification import Verdict
 from specedge.base.config.edge import ProactiveConfig, ProactiveType, TreePolicy
-from specedge.engine.kv_cache import KVPool, KVRow
+from specedge.engine.kv_pool import KVPool
+from specedge.engine.query_plan import KVRow
 
 
 @dataclass(frozen=True)

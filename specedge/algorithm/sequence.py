@@ -9,7 +9,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from specedge.base.records import OutputRecord
 from specedge.engine.datasets import Request
-from specedge.engine.kv_cache import KVRow
+from specedge.engine.query_plan import KVRow
 
 
 @dataclass

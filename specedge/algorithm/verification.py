@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import torch
 
 from specedge.algorithm.tree import TokenTree
-from specedge.engine.kv_cache import KVPool, KVRow, Query, prefill
+from specedge.engine.kv_pool import KVPool, prefill
+from specedge.engine.query_plan import KVRow, Query
 
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:

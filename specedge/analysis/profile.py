@@ -1,6 +1,6 @@
 """``python -m specedge.profile [HYDRA_OVERRIDES...]``: forward latency of the target and draft.
 
-Times the forward every method makes (:meth:`specedge.engine.kv_cache.KVPool.forward`, on the path
+Times the forward every method makes (:meth:`specedge.engine.kv_pool.KVPool.forward`, on the path
 ``model.compile`` selects for ``hardware.server_device``) over batch x new tokens x prefix
 length, synchronised, median and minimum of ``profile.repeats`` after warm-up (which also
 captures the CUDA graphs). Each row stands beside its memory-bandwidth floor (weights streamed
@@ -30,22 +30,17 @@ import transformers
 from hydra import compose, initialize_config_dir
 from rich.console import Console
 from rich.table import Table
-from transformers import PreTrainedModel
 
 from specedge import CONF_DIR
 from specedge.base.config.checks import ConfigError
 from specedge.base.config.model import CompileMode, resolve_compile
+from specedge.base.config.preflight import preflight
 from specedge.base.config.run import RunConfig, to_run_config
 from specedge.base.datasheets import datasheet
-from specedge.engine.kv_cache import (
-    KVPool,
-    KVRow,
-    causal_query,
-    kv_bytes_per_column,
-    prefill,
-    text_config,
-)
+from specedge.engine.attention import architecture, text_config
+from specedge.engine.kv_pool import KVPool, prefill
 from specedge.engine.models import ModelLoadError, device_name, load_member, with_resolved_dtype
+from specedge.engine.query_plan import KVRow, causal_query, pow2_at_least
 
 
 @dataclass
@@ -64,7 +59,7 @@ class Row:
     ms_min: float
     floor_ms: float | None  # (weights + KV read) / bandwidth; None where it is unknown
     floor_bytes: int
-    # What this path moves (KVPool.kv_traffic): the weights, the KV its attention reads (whole
+    # What this path moves (kv_traffic): the weights, the KV its attention reads (whole
     # buckets on static shapes) and the extra of gathering several rows; its floor on the
     # same terms
     weight_bytes: int = 0
@@ -73,19 +68,17 @@ class Row:
     path_floor_ms: float | None = None
 
 
-def weight_bytes(model: PreTrainedModel) -> int:
-    """Every weight a forward reads once (an untied input embedding only looks up rows)."""
-    cfg = text_config(model)
-    params = sum(p.numel() for p in model.parameters())
-    if not getattr(cfg, "tie_word_embeddings", False):
-        params -= model.get_input_embeddings().weight.numel()
-    return params * (torch.finfo(model.dtype).bits // 8)
-
-
-def floor_bytes(model: PreTrainedModel, batch: int, nodes: int, prefix: int) -> int:
-    """Bytes a forward must read at least: every weight once and the KV of every sequence's
-    prefix and new tokens."""
-    return weight_bytes(model) + batch * (prefix + nodes) * kv_bytes_per_column(model)
+def kv_traffic(pool: KVPool, batch: int, columns: int) -> tuple[int, int]:
+    """Bytes of KV one forward of ``batch`` rows, the longest ``columns`` long, moves on
+    ``pool``'s path: (read by attention over every layer, extra moved by gathering the rows:
+    the gather reads them and writes a copy that attention then reads). One row is a view,
+    nothing gathered: a one-row batch, or any batch of a one-row pool in graphs mode."""
+    static = pool.mode != CompileMode.eager
+    rows = pow2_at_least(batch) if static else batch
+    cols = pool.planner.kv_bucket(columns) if static else columns
+    read = architecture(pool.model).kv_bytes(rows, cols, 0)
+    view = rows == 1 and (pool.mode != CompileMode.graphs or pool.rows == 1)
+    return read, 0 if view else 2 * read
 
 
 def profile_model(pool: KVPool, which: str, name: str, cfg: RunConfig,
@@ -96,6 +89,7 @@ def profile_model(pool: KVPool, which: str, name: str, cfg: RunConfig,
     gen = torch.Generator().manual_seed(cfg.seed)
     rows_out = []
     dev = pool.device
+    arch = architecture(pool.model)
     for prefix in p.prefixes:
         rows = [pool.acquire() for _ in range(max(p.batches))]
         for row in rows:  # committed random tokens: the prefix every point attends to
@@ -122,9 +116,9 @@ def profile_model(pool: KVPool, which: str, name: str, cfg: RunConfig,
                         torch.cuda.synchronize(dev)
                     if i >= p.warmup:
                         times.append((time.perf_counter() - t0) * 1e3)
-                nbytes = floor_bytes(pool.model, batch, nodes, prefix)
-                weights = weight_bytes(pool.model)
-                kv_read, kv_gathered = pool.kv_traffic(batch, prefix + nodes)
+                nbytes = arch.floor_bytes(batch, nodes, prefix)
+                weights = arch.weight_bytes()
+                kv_read, kv_gathered = kv_traffic(pool, batch, prefix + nodes)
                 moved = weights + kv_read + kv_gathered
                 rows_out.append(Row(
                     model=which, name=name, device=str(dev), device_name=device_name(str(dev)),
@@ -194,7 +188,7 @@ def print_profile(result: dict[str, Any], console: Console) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m specedge.profile", description=__doc__,
+    parser = argparse.ArgumentParser(prog="specedge profile", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (conf/, profile.*)")
     args = parser.parse_args(argv)
@@ -204,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = with_resolved_dtype(to_run_config(compose(config_name="config",
                                                             overrides=args.overrides)))
+            preflight(cfg)
         result = run_profile(cfg)
     except (ConfigError, ModelLoadError) as exc:
         print(f"specedge: error: {exc}", file=sys.stderr)

@@ -47,6 +47,7 @@ from specedge.analysis.simulate import with_edges
 from specedge.analysis.simulation.events import plan_of_config, simulate
 from specedge.analysis.simulation.latency import SimulationError
 from specedge.base.config.checks import ConfigError
+from specedge.base.config.preflight import preflight
 from specedge.base.config.run import to_run_config
 from specedge.base.roofline import GPUS, Roofline, derive, dumps
 
@@ -241,6 +242,7 @@ def simulate_point(overrides: list[str], seed: int = 0) -> dict[str, Any]:
             composed = compose(config_name="config", overrides=overrides)
     with_edges(composed)
     cfg = to_run_config(composed)
+    preflight(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         summary = simulate(plan_of_config(cfg), Path(tmp))
     return {"overrides": overrides[:-1], **{k: summary[k] for k in (

@@ -26,7 +26,7 @@ from specedge.analysis.pages.sweep import sweep_report
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m specedge.report", description=__doc__,
+    parser = argparse.ArgumentParser(prog="specedge report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
     comp = sub.add_parser("comparison", help="compare runs (SpecEdge, server-only, auto-batch)")

@@ -47,6 +47,7 @@ from specedge.analysis.simulation.validation import validate
 from specedge.base.config.baseline import BaselineName
 from specedge.base.config.checks import ConfigError
 from specedge.base.config.hardware import EdgePlacement
+from specedge.base.config.preflight import preflight
 from specedge.base.config.run import to_run_config
 from specedge.base.records import SUMMARY_FILE
 
@@ -72,6 +73,7 @@ def simulate_config(composed: DictConfig) -> None:
     try:
         with_edges(composed)
         cfg = to_run_config(composed)
+        preflight(cfg)
         summary = simulate(plan_of_config(cfg), out_dir)
     except (ConfigError, SimulationError, MetricsError) as exc:
         print(f"specedge: error: {exc}", file=sys.stderr)
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = [sys.argv[0], *argv]
         simulate_config()
         return 0
-    parser = argparse.ArgumentParser(prog="python -m specedge.simulate --validate",
+    parser = argparse.ArgumentParser(prog="specedge simulate --validate",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="run directories")

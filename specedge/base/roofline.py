@@ -116,7 +116,9 @@ def plain_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class Architecture:
-    """What a forward of a decoder-only transformer reads and computes, from its config."""
+    """What a forward of a decoder-only transformer reads and computes, from its config: the
+    one bytes and flops model of the profiler, the roofline, the simulator and the
+    projection."""
 
     name: str
     layers: int
@@ -125,26 +127,45 @@ class Architecture:
     head_dim: int
     weights: int  # parameters a forward reads (all but an untied input embedding)
     params: int  # all parameters
+    dtype_bytes: int = BYTES  # bytes of one weight or cached key/value
 
     @classmethod
     def of(cls, path: Path) -> Architecture:
-        c = json.loads(path.read_text())
+        return cls.from_config(path.stem, json.loads(path.read_text()))
+
+    @classmethod
+    def from_config(cls, name: str, c: dict, counted: tuple[int, int] | None = None,
+                    dtype_bytes: int = BYTES) -> Architecture:
+        """From a Hugging Face config's fields; ``counted``: (weights, params) of loaded
+        weights, where there are some (else from the config, as a shipped file has no
+        weights)."""
         hidden, layers, vocab = c["hidden_size"], c["num_hidden_layers"], c["vocab_size"]
-        heads, kv_heads = c["num_attention_heads"], c["num_key_value_heads"]
+        heads = c["num_attention_heads"]
+        kv_heads = c.get("num_key_value_heads") or heads
         head_dim = c.get("head_dim") or hidden // heads
-        attention = hidden * head_dim * (2 * heads + 2 * kv_heads)
-        if c.get("attention_bias"):
-            attention += head_dim * (heads + 2 * kv_heads)
-        qk_norm = 2 * head_dim if c.get("model_type") == "qwen3" else 0
-        layer = attention + 3 * hidden * c["intermediate_size"] + 2 * hidden + qk_norm
-        embedding = vocab * hidden
-        tied = bool(c.get("tie_word_embeddings"))
-        params = embedding + layers * layer + hidden + (0 if tied else embedding)
-        return cls(path.stem, layers, heads, kv_heads, head_dim,
-                   params - (0 if tied else embedding), params)
+        if counted is None:
+            attention = hidden * head_dim * (2 * heads + 2 * kv_heads)
+            if c.get("attention_bias"):
+                attention += head_dim * (heads + 2 * kv_heads)
+            qk_norm = 2 * head_dim if c.get("model_type") == "qwen3" else 0
+            layer = attention + 3 * hidden * c["intermediate_size"] + 2 * hidden + qk_norm
+            embedding = vocab * hidden
+            tied = bool(c.get("tie_word_embeddings"))
+            params = embedding + layers * layer + hidden + (0 if tied else embedding)
+            counted = (params - (0 if tied else embedding), params)
+        return cls(name, layers, heads, kv_heads, head_dim, *counted, dtype_bytes)
+
+    def weight_bytes(self) -> int:
+        return self.weights * self.dtype_bytes
 
     def kv_bytes(self, batch: int, nodes: int, prefix: int) -> int:
-        return batch * (prefix + nodes) * self.layers * 2 * self.kv_heads * self.head_dim * BYTES
+        return (batch * (prefix + nodes) * self.layers * 2 * self.kv_heads * self.head_dim
+                * self.dtype_bytes)
+
+    def floor_bytes(self, batch: int, nodes: int, prefix: int) -> int:
+        """Bytes a forward must read at least: every weight once and the KV of every
+        sequence's prefix and new tokens."""
+        return self.weight_bytes() + self.kv_bytes(batch, nodes, prefix)
 
     def flops(self, batch: int, nodes: int, prefix: int) -> float:
         tokens = batch * nodes
@@ -171,7 +192,7 @@ class Roofline:
     def terms(self, arch: Architecture, gpu: Gpu, batch: int, nodes: int,
               prefix: int) -> tuple[float, float, float]:
         """Milliseconds of (host, memory, compute): the forward takes the largest."""
-        memory = (arch.weights * BYTES + arch.kv_bytes(batch, nodes, prefix)) / (
+        memory = arch.floor_bytes(batch, nodes, prefix) / (
             self.bandwidth_eff * gpu.bandwidth_gbs * 1e6)
         compute = arch.flops(batch, nodes, prefix) / (self.compute_eff * gpu.bf16_tflops * 1e9)
         return self.host_ms_per_layer * arch.layers, memory, compute
@@ -284,7 +305,7 @@ def _relative(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m specedge.roofline", description=__doc__,
+    parser = argparse.ArgumentParser(prog="specedge roofline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--measured", type=Path, nargs="+", default=[MEASURED],
                         help="measured profile JSONs (specedge.analysis.profile's, naming "

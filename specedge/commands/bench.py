@@ -55,6 +55,7 @@ from specedge.algorithm.verification import Chooser, greedy_reference
 from specedge.analysis.metrics import run_summary
 from specedge.base.config.edge import ProactiveType
 from specedge.base.config.model import CompileMode, DType, resolve_compile
+from specedge.base.config.preflight import preflight
 from specedge.base.config.run import RunConfig, to_run_config
 from specedge.base.records import (
     OUTPUTS_FILE,
@@ -65,9 +66,11 @@ from specedge.base.records import (
     StepRecord,
     read_jsonl,
 )
+from specedge.engine.attention import text_config
 from specedge.engine.datasets import Request, load_requests
-from specedge.engine.kv_cache import KVPool, pool_for, text_config
+from specedge.engine.kv_pool import pool_for
 from specedge.engine.models import device_name, load_member, load_run_tokenizer, with_resolved_dtype
+from specedge.engine.runners import TimedRunner
 from specedge.serving.baselines import serve
 
 
@@ -124,26 +127,8 @@ def _compose(overrides: list[str]) -> RunConfig:
     tables name the dtype that ran and exactness is required where it is fp32."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = to_run_config(compose(config_name="config", overrides=overrides))
+    preflight(cfg)
     return with_resolved_dtype(cfg)
-
-
-class PoolCounter:
-    """Counts and times a KV pool's forwards (CUDA graphs replay without calling modules)."""
-
-    def __init__(self, pool: KVPool) -> None:
-        self.pool = pool
-        pool.timed, pool.calls, pool.seconds = True, 0, 0.0
-
-    @property
-    def calls(self) -> int:
-        return self.pool.calls
-
-    @property
-    def seconds(self) -> float:
-        return self.pool.seconds
-
-    def close(self) -> None:
-        self.pool.timed = False
 
 
 def bench_spec(cfg: RunConfig, repeats: int) -> list[MethodResult]:
@@ -181,9 +166,9 @@ def bench_spec(cfg: RunConfig, repeats: int) -> list[MethodResult]:
     methods = {"HF generate": hf(None), "target greedy": ours(False),
                "HF assisted": hf(draft), "SpecExec (ours)": ours(True)}
 
-    def counters(name: str) -> tuple[ForwardCounter | PoolCounter, ForwardCounter | PoolCounter]:
+    def counters(name: str) -> tuple[ForwardCounter | TimedRunner, ForwardCounter | TimedRunner]:
         if name in {"target greedy", "SpecExec (ours)"}:  # ours: count our pools' forwards
-            return PoolCounter(target_pool), PoolCounter(draft_pool)
+            return TimedRunner(target_pool), TimedRunner(draft_pool)
         return ForwardCounter(target), ForwardCounter(draft)
 
     return _medians(_timed(methods, counters, repeats), reference="HF generate")
@@ -193,8 +178,8 @@ Outputs = list[list[int]]
 
 
 def _timed(methods: dict[str, Callable[[], Outputs]],
-           counters: Callable[[str], tuple[ForwardCounter | PoolCounter,
-                                           ForwardCounter | PoolCounter]],
+           counters: Callable[[str], tuple[ForwardCounter | TimedRunner,
+                                           ForwardCounter | TimedRunner]],
            repeats: int) -> dict[str, list[tuple[MethodResult, Outputs]]]:
     """Each method's timed repeats, the methods alternating so drift hits all alike."""
     results: dict[str, list[tuple[MethodResult, Outputs]]] = {m: [] for m in methods}
@@ -688,7 +673,7 @@ def _edge_counts(text: str) -> tuple[int, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m specedge.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="specedge bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("which", choices=["spec", "edge", "ablation", "budget", "drafting",
                                           "paths", "summary"],

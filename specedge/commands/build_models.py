@@ -16,31 +16,29 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
-import multiprocessing
 import os
 import platform
-import shutil
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import hydra
 import torch
-import torch.nn.functional as F
 import transformers
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
-from specedge.base.config.model import CompileMode, DType
+from specedge.base.config.model import DType
 from specedge.commands.corpus import Corpus, load_corpus
-from specedge.engine.kv_cache import KVPool, causal_query, prefill
 from specedge.engine.models import cpu_autocast, load_model
+from specedge.training.builds import finish, in_fresh_process, start_build
+from specedge.training.losses import ce_loss, kl_loss
+from specedge.training.measures import agreement, forward_ms
+from specedge.training.trainer import train, training_progress
 
 log = logging.getLogger("specedge.commands.build_models")
 
@@ -165,156 +163,39 @@ def _batches(data: torch.Tensor, cfg: BuildConfig, seed: int) -> Iterator[torch.
         yield torch.stack([data[s : s + span] for s in starts.tolist()])
 
 
-def _lr_at(step: int, total: int, peak: float) -> float:
-    warmup = max(1, total // 20)
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def _ce(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    logits = model(input_ids=batch[:, :-1]).logits.float()
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1))
-
-
-def _kl(student: torch.nn.Module, teacher: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        t_logp = F.log_softmax(teacher(input_ids=batch[:, :-1]).logits.float(), dim=-1)
-    s_logp = F.log_softmax(student(input_ids=batch[:, :-1]).logits.float(), dim=-1)
-    return F.kl_div(s_logp, t_logp, log_target=True, reduction="none").sum(-1).mean()
-
-
-def train(
-    model: torch.nn.Module,
-    loss_fn: Callable[[torch.Tensor], torch.Tensor],
-    batches: Iterator[torch.Tensor],
-    steps: int,
-    cfg: BuildConfig,
-    label: str,
-    progress: Progress,
-) -> float:
-    """Run ``steps`` AdamW steps; returns the mean loss of the last 10% of steps."""
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.1)
-    task = progress.add_task(label, total=steps, loss=float("nan"))
-    tail: list[float] = []
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(step, steps, cfg.lr)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16_autocast):
-            loss = loss_fn(next(batches))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        value = loss.item()
-        if step >= steps - max(1, steps // 10):
-            tail.append(value)
-        progress.update(task, advance=1, loss=value)
-        if (step + 1) % max(1, steps // 10) == 0:  # plain lines for non-terminal logs
-            log.info("%s step %d/%d loss %.3f", label, step + 1, steps, value)
-    model.eval()
-    return statistics.fmean(tail)
-
-
 @torch.no_grad()
 def val_ce(model: torch.nn.Module, val: torch.Tensor, cfg: BuildConfig,
            n_batches: int = 4) -> float:
     batches = _batches(val, cfg, seed=cfg.seed + 99)
-    return statistics.fmean(float(_ce(model, next(batches))) for _ in range(n_batches))
+    return statistics.fmean(float(ce_loss(model, next(batches))) for _ in range(n_batches))
 
 
 # ---------------------------------------------------------------------------------- measuring
 
-@torch.no_grad()
-def measure_agreement(target: torch.nn.Module, draft: torch.nn.Module, val: torch.Tensor,
-                      cfg: BuildConfig) -> dict[str, float]:
-    """Draft top-1/top-4 agreement with the target along the target's own greedy path."""
-    gen = torch.Generator().manual_seed(cfg.seed + 7)
-    starts = torch.randint(0, len(val) - cfg.eval_prompt_len, (cfg.eval_prompts,), generator=gen)
-    prompts = torch.stack([val[s : s + cfg.eval_prompt_len] for s in starts.tolist()])
-    seqs = target.generate(
-        prompts, attention_mask=torch.ones_like(prompts), do_sample=False,
-        max_new_tokens=cfg.eval_new_tokens, min_new_tokens=cfg.eval_new_tokens,
-        pad_token_id=target.config.pad_token_id,
-    )
-    p = cfg.eval_prompt_len
-    chosen = seqs[:, p:]  # the target's greedy tokens
-    logits = draft(input_ids=seqs[:, :-1]).logits[:, p - 1 :]
-    top4 = logits.topk(4, dim=-1).indices
-    return {
-        "top1": float((top4[..., 0] == chosen).float().mean()),
-        "top4": float((top4 == chosen.unsqueeze(-1)).any(-1).float().mean()),
-        "positions": int(chosen.numel()),
-    }
-
-
-@torch.no_grad()
-def measure_forward_ms(target: torch.nn.Module, draft: torch.nn.Module, val: torch.Tensor,
-                       repeats: int, prefix_len: int = 64, blocks: int = 3) -> dict[str, float]:
-    """Median single-token forward time on a cached prefix.
-
-    Each model runs in its own warm block (as on its own device in a deployment); blocks of the
-    two models alternate so that machine drift hits both alike.
-    """
-    prefix = val[:prefix_len].tolist()
-    nxt = val[prefix_len : prefix_len + 1].tolist()
-    times: dict[str, list[float]] = {"target": [], "draft": []}
-    # The forward every method makes (specedge.engine.kv_cache), as a CPU runs it.
-    pools = {"target": KVPool(target, 1, prefix_len + 1, 1, CompileMode.eager),
-             "draft": KVPool(draft, 1, prefix_len + 1, 1, CompileMode.eager)}
-    for _ in range(blocks):
-        for name, pool in pools.items():
-            row = pool.acquire()
-            prefill(pool, row, prefix)
-            for i in range(repeats + 10):
-                t0 = time.perf_counter()
-                pool.forward([causal_query(row, nxt, prefix_len)])
-                elapsed = time.perf_counter() - t0
-                pool.drop_work(row)
-                if i >= 10:  # warm-up
-                    times[name].append(elapsed)
-            pool.release(row)
-    t_ms = statistics.median(times["target"]) * 1e3
-    d_ms = statistics.median(times["draft"]) * 1e3
-    return {"target_ms": t_ms, "draft_ms": d_ms, "ratio": t_ms / d_ms}
-
-
-def measure_pair(folder: Path, val: torch.Tensor, cfg: BuildConfig) -> dict[str, dict]:
-    """Agreement and forward times of the pair *as saved*, loaded the way every run loads it."""
-    torch.set_num_threads(cfg.threads or len(os.sched_getaffinity(0)))
+def measure_job(job: dict) -> dict[str, dict]:
+    """Agreement and forward times of the pair *as saved*, loaded the way every run loads it
+    (called in a fresh process, :func:`specedge.training.builds.in_fresh_process`)."""
+    torch.set_num_threads(job["threads"] or len(os.sched_getaffinity(0)))
+    folder, val = Path(job["folder"]), torch.tensor(job["val"])
     target = load_model(str(folder / "target"), DType.fp32, "cpu")
     draft = load_model(str(folder / "draft"), DType.fp32, "cpu")
-    # Timing first: the batched generate() of the agreement pass leaves allocator state that
-    # slows the next small forwards, which a deployed edge or server would not see.
-    forward = measure_forward_ms(target, draft, val, cfg.timing_repeats)
-    return {"agreement": measure_agreement(target, draft, val, cfg), "forward": forward}
+    # Timing first: the decoding of the agreement pass leaves allocator state that slows the
+    # next small forwards, which a deployed edge or server would not see.
+    forward = forward_ms(target, draft, job["val"], job["timing_repeats"])
+    gen = torch.Generator().manual_seed(job["seed"] + 7)
+    length = job["eval_prompt_len"]
+    starts = torch.randint(0, len(val) - length, (job["eval_prompts"],), generator=gen)
+    prompts = [val[s : s + length].tolist() for s in starts.tolist()]
+    # eos None: every prompt runs its full eval_new_tokens (corpus slices, not chat turns)
+    return {"agreement": agreement(target, draft, prompts, ["corpus"] * len(prompts),
+                                   job["eval_new_tokens"], None),
+            "forward": forward}
 
 
 # ---------------------------------------------------------------------------------- the build
 
 def _params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def training_progress() -> Progress:
-    """One bar per stage with its loss (a build's stages add their tasks to it)."""
-    return Progress(TextColumn("{task.description:<10}"), BarColumn(),
-                    TextColumn("loss {task.fields[loss]:.3f}"),
-                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                    TimeRemainingColumn())
-
-
-def start_build(out_dir: str, threads: int) -> tuple[Path, Path]:
-    """The output folder and the empty ``.partial`` folder a build writes into (renamed to
-    the output when complete, so nothing half-built looks finished); torch's threads set."""
-    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
-    out = Path(out_dir)
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    return out, partial
 
 
 def build_pair(cfg: BuildConfig) -> dict:
@@ -342,10 +223,10 @@ def build_pair(cfg: BuildConfig) -> dict:
         tok.save_pretrained(tmp / name)
     tok.save_pretrained(tmp / "tokenizer")
     t0 = time.perf_counter()
-    # Measured in a fresh process: after training, this one's allocator and thread-pool state
-    # slows small forwards by ~40%, which no run (they all load the pair anew) would see.
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        measured = pool.apply(measure_pair, (tmp, val, cfg))
+    measured = in_fresh_process("specedge.commands.build_models:measure_job", {
+        "folder": str(tmp), "val": val.tolist(), "threads": cfg.threads, "seed": cfg.seed,
+        "timing_repeats": cfg.timing_repeats, "eval_prompts": cfg.eval_prompts,
+        "eval_prompt_len": cfg.eval_prompt_len, "eval_new_tokens": cfg.eval_new_tokens})
     timings["eval_s"] = time.perf_counter() - t0
     card = {
         "corpus": {
@@ -370,9 +251,7 @@ def build_pair(cfg: BuildConfig) -> dict:
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "python": platform.python_version(), "machine": platform.machine()},
     }
-    (tmp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    finish(tmp, out, card)
     return card
 
 
@@ -399,9 +278,9 @@ def _train_pair(cfg: BuildConfig, tok: PreTrainedTokenizerFast, train_data: torc
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed)
         target = make_model(cfg.target, tok, cfg.seq_len)
-        target_loss = train(target, lambda b: _ce(target, b),
-                            _batches(train_data, cfg, cfg.seed + 1), cfg.target_steps, cfg,
-                            "target", progress)
+        target_loss = train(target, lambda b: ce_loss(target, b),
+                            _batches(train_data, cfg, cfg.seed + 1), cfg.target_steps, cfg.lr,
+                            bool(cfg.bf16_autocast), "target", progress)
         timings["target_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -409,15 +288,15 @@ def _train_pair(cfg: BuildConfig, tok: PreTrainedTokenizerFast, train_data: torc
         draft = make_model(cfg.draft, tok, cfg.seq_len)
         draft_ce = None
         if cfg.draft_ce_steps:
-            draft_ce = train(draft, lambda b: _ce(draft, b),
-                             _batches(train_data, cfg, cfg.seed + 3), cfg.draft_ce_steps, cfg,
-                             "draft CE", progress)
+            draft_ce = train(draft, lambda b: ce_loss(draft, b),
+                             _batches(train_data, cfg, cfg.seed + 3), cfg.draft_ce_steps,
+                             cfg.lr, bool(cfg.bf16_autocast), "draft CE", progress)
         target.eval()
         draft_kl = None
         if cfg.draft_kl_steps:
-            draft_kl = train(draft, lambda b: _kl(draft, target, b),
-                             _batches(train_data, cfg, cfg.seed + 4), cfg.draft_kl_steps, cfg,
-                             "draft KL", progress)
+            draft_kl = train(draft, lambda b: kl_loss(draft, target, b),
+                             _batches(train_data, cfg, cfg.seed + 4), cfg.draft_kl_steps,
+                             cfg.lr, bool(cfg.bf16_autocast), "draft KL", progress)
         timings["draft_s"] = time.perf_counter() - t0
     losses = {"target_train_ce": target_loss, "draft_train_ce": draft_ce,
               "draft_train_kl": draft_kl}

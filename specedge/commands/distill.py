@@ -36,7 +36,6 @@ import os
 import platform
 import random
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -55,17 +54,12 @@ from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from specedge import DATA_DIR, PROJECT_ROOT
-from specedge.algorithm.drafting import TreeShape
 from specedge.algorithm.sequence import make_sequences
-from specedge.algorithm.verification import Chooser
 from specedge.base.config.dataset import DatasetConfig, DatasetName
-from specedge.base.config.edge import EdgeConfig
-from specedge.base.config.model import CompileMode, DType
-from specedge.commands.build_models import measure_forward_ms, start_build, train, training_progress
+from specedge.base.config.model import DType
 from specedge.commands.convert import sha256_of
 from specedge.commands.distill_prompts import distill_prompts
 from specedge.engine.datasets import Request, load_requests
-from specedge.engine.kv_cache import KVPool, causal_query, work_columns
 from specedge.engine.models import (
     TORCH_DTYPES,
     cpu_autocast,
@@ -74,11 +68,14 @@ from specedge.engine.models import (
     load_tokenizer,
     resolve_dtype,
 )
-from specedge.serving.baselines import serve
+from specedge.training.builds import CARD_FILE, finish, in_fresh_process, start_build
+from specedge.training.decoding import Example, decode
+from specedge.training.losses import top_k_loss
+from specedge.training.measures import agreement, forward_ms, speculation
+from specedge.training.trainer import train, training_progress
 
 log = logging.getLogger("specedge.commands.distill")
 
-CARD_FILE = "card.json"
 OWN_FILE = "own.safetensors"  # the tensors a draft does not share with its target
 SHIPPED_DRAFTS = DATA_DIR / "drafts"
 SHARED = ("model.embed_tokens.weight", "lm_head.weight")  # the target's, tied
@@ -136,61 +133,6 @@ class DistillConfig:
 
 
 ConfigStore.instance().store(name="base_distill", node=DistillConfig)
-
-
-@dataclass
-class Example:
-    """A prompt, the target's greedy reply, and its top-k at each reply position."""
-
-    prompt: list[int]
-    reply: list[int]
-    top_ids: torch.Tensor  # [len(reply), k]
-    top_logp: torch.Tensor  # [len(reply), k]
-
-
-# ---------------------------------------------------------------------------------- the data
-
-@torch.inference_mode()
-def decode(model: PreTrainedModel, prompts: list[list[int]], max_new: int, eos: int,
-           temperature: float = 0.0, gen: torch.Generator | None = None,
-           top_k: int = 0) -> list[Example]:
-    """Decode every prompt at once through a KV pool (no padding: each row attends to its
-    own prefix); greedy unless ``temperature`` > 0. A reply stops after EOS."""
-    longest = max(len(p) for p in prompts)
-    pool = KVPool(model, len(prompts), longest + max_new + 1, longest, CompileMode.eager)
-    rows = [pool.acquire() for _ in prompts]
-    logits = pool.forward([causal_query(r, p, 0) for r, p in zip(rows, prompts, strict=True)])
-    last = torch.stack([logits[i, len(p) - 1] for i, p in enumerate(prompts)])
-    pool.keep([(r, list(range(len(p)))) for r, p in zip(rows, prompts, strict=True)])
-    replies: list[list[int]] = [[] for _ in prompts]
-    tops: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in prompts]
-    active = list(range(len(prompts)))
-    for _ in range(max_new):
-        scores = last.float()
-        if temperature > 0:
-            probs = torch.softmax(scores / temperature, dim=-1)
-            chosen = torch.multinomial(probs, 1, generator=gen)[:, 0].tolist()
-        else:
-            chosen = scores.argmax(-1).tolist()
-        if top_k:
-            values, ids = torch.log_softmax(scores, dim=-1).topk(top_k, dim=-1)
-        going = []
-        for j, i in enumerate(active):
-            replies[i].append(chosen[j])
-            if top_k:
-                tops[i].append((ids[j], values[j]))
-            if chosen[j] != eos:
-                going.append(j)
-        active = [active[j] for j in going]
-        if not active:
-            break
-        logits = pool.forward([causal_query(rows[i], [replies[i][-1]], rows[i].length)
-                               for i in active])
-        pool.keep([(rows[i], [rows[i].length]) for i in active])
-        last = logits[: len(active), 0]
-    return [Example(p, r, torch.stack([a for a, _ in t]) if t else torch.empty(0, 0),
-                    torch.stack([b for _, b in t]) if t else torch.empty(0, 0))
-            for p, r, t in zip(prompts, replies, tops, strict=True)]
 
 
 def user_turn(tok: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
@@ -292,18 +234,6 @@ def _batches(data: list[Example], cfg: DistillConfig, pad: int) -> Iterator[tupl
                torch.cat([ex.top_logp for ex in batch]))
 
 
-def kd_loss(draft: PreTrainedModel, batch: tuple[torch.Tensor, ...],
-            shortlist: torch.Tensor, index_of: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the draft against the target's renormalised top-k, the softmax over
-    the shortlist of tokens that ever appear in a top-k."""
-    ids, mask, positions, top_ids, top_logp = batch
-    hidden = draft.model(input_ids=ids, attention_mask=mask).last_hidden_state
-    hidden = hidden.reshape(-1, hidden.size(-1))[positions]
-    logits = (hidden @ draft.lm_head.weight[shortlist].T).float()
-    logq = torch.log_softmax(logits, dim=-1).gather(1, index_of[top_ids])
-    return -(torch.softmax(top_logp.float(), dim=-1) * logq).sum(-1).mean()
-
-
 def train_draft(target32: PreTrainedModel, data: list[Example], cfg: DistillConfig, pad: int,
                 progress: Progress) -> tuple[PreTrainedModel, float]:
     torch.manual_seed(cfg.seed + 3)
@@ -313,8 +243,8 @@ def train_draft(target32: PreTrainedModel, data: list[Example], cfg: DistillConf
     index_of[shortlist] = torch.arange(len(shortlist))
     log.info("draft: target layers %s, shortlist of %d tokens", cfg.layers, len(shortlist))
     batches = _batches(data, cfg, pad)
-    loss = train(draft, lambda b: kd_loss(draft, b, shortlist, index_of), batches, cfg.steps,
-                 cfg, "draft KD", progress)  # type: ignore[arg-type]
+    loss = train(draft, lambda b: top_k_loss(draft, b, shortlist, index_of), batches,
+                 cfg.steps, cfg.lr, bool(cfg.bf16_autocast), "draft KD", progress)
     return draft, loss
 
 
@@ -325,65 +255,18 @@ def held_out_requests(tok: PreTrainedTokenizerBase, n: int) -> list[Request]:
     return load_requests(DatasetConfig(name=DatasetName.builtin, max_requests=n), tok)
 
 
-@torch.inference_mode()
-def agreement(target: PreTrainedModel, draft: PreTrainedModel, prompts: list[list[int]],
-              categories: list[str], new_tokens: int, eos: int) -> dict[str, object]:
-    """Draft top-1/top-4 agreement with the target along the target's own greedy path, over
-    all prompts and per category."""
-    counts: dict[str, list[int]] = {}  # category: [top-1, top-4, positions]
-    for ex, category in zip(decode(target, prompts, new_tokens, eos), categories, strict=True):
-        logits = draft(input_ids=torch.tensor([ex.prompt + ex.reply[:-1]])).logits
-        best = logits[0, len(ex.prompt) - 1 :].topk(4, dim=-1).indices
-        chosen = torch.tensor(ex.reply).unsqueeze(-1)
-        row = counts.setdefault(category, [0, 0, 0])
-        row[0] += int((best[:, :1] == chosen).sum())
-        row[1] += int((best == chosen).any(-1).sum())
-        row[2] += len(ex.reply)
-    top1, top4, total = (sum(c[i] for c in counts.values()) for i in range(3))
-    return {"top1": top1 / total, "top4": top4 / total, "positions": total,
-            "by_category": {k: {"top1": round(a / n, 4), "top4": round(b / n, 4),
-                                "positions": n} for k, (a, b, n) in counts.items()}}
-
-
-def speculation(target: PreTrainedModel, draft: PreTrainedModel, tok: PreTrainedTokenizerBase,
-                requests: list[Request], new_tokens: int) -> dict[str, object]:
-    """SpecExec (server-only, one request at a time) at the edge's default tree: tokens per
-    target forward, and how many replies equal plain greedy decoding on the same path."""
-    edge = EdgeConfig()
-    shape = TreeShape.of(edge)
-    n = len(requests)
-    pools = {m: KVPool(m, 1, 1024, work_columns(edge), CompileMode.eager)
-             for m in (target, draft)}
-    outputs: dict[str, list[list[int]]] = {}
-    forwards = 0
-    for name, speculate in (("greedy", False), ("specexec", True)):
-        seqs = make_sequences(requests, tok, True, new_tokens)
-        before = pools[target].calls
-        pools[target].timed = True
-        for seq in seqs:
-            serve(baseline="server_only" if speculate else "auto_batch", sequences=[seq],
-                  capacity=1, target=pools[target], draft=pools[draft] if speculate else None,
-                  shape=shape if speculate else None, choose=Chooser())
-        pools[target].timed = False
-        if speculate:
-            forwards = pools[target].calls - before
-        outputs[name] = [s.generated for s in seqs]
-    tokens = sum(len(o) for o in outputs["specexec"])
-    same = sum(a == b for a, b in zip(outputs["greedy"], outputs["specexec"], strict=True))
-    return {"tree": asdict(shape), "requests": n, "tokens": tokens, "target_forwards": forwards,
-            "tokens_per_target_forward": tokens / forwards,
-            "same_as_greedy": f"{same}/{n}"}
-
-
-def measure_pair(target_dir: str, draft_dir: str, cfg: DistillConfig) -> dict[str, object]:
-    """Everything the card says about the pair, as saved and loaded the way runs load it."""
+def measure_job(job: dict) -> dict[str, object]:
+    """Everything the card says about the pair, as saved and loaded the way runs load it
+    (called in a fresh process, :func:`specedge.training.builds.in_fresh_process`)."""
+    target_dir, draft_dir = job["target"], job["draft"]
+    cfg = DistillConfig(**job["cfg"] | {"dtype": DType(job["cfg"]["dtype"])})
     torch.set_num_threads(cfg.threads or len(os.sched_getaffinity(0)))
     target = load_model(target_dir, cfg.dtype, "cpu")
     draft = load_model(draft_dir, cfg.dtype, "cpu")
     tok = load_tokenizer(target_dir)
     requests = held_out_requests(tok, cfg.eval_prompts)
     prompts = [seq.prompt_ids for seq in make_sequences(requests, tok, True, cfg.eval_new_tokens)]
-    forward = measure_forward_ms(target, draft, torch.tensor(prompts[0] * 4), cfg.timing_repeats)
+    forward = forward_ms(target, draft, prompts[0] * 4, cfg.timing_repeats)
     return {"agreement": agreement(target, draft, prompts, [r.category for r in requests],
                                    cfg.eval_new_tokens, tok.eos_token_id)
             | {"held_out": f"built-in prompt set, first turns of {len(prompts)} requests, "
@@ -391,25 +274,6 @@ def measure_pair(target_dir: str, draft_dir: str, cfg: DistillConfig) -> dict[st
             "forward": forward | {"dtype": cfg.dtype.value},
             "specexec": speculation(target, draft, tok, requests[: cfg.spec_prompts],
                                     cfg.eval_new_tokens)}
-
-
-def measure_in_fresh_process(target_dir: str, draft_dir: str, cfg: DistillConfig) -> dict:
-    """:func:`measure_pair` in a new interpreter: training leaves allocator and thread-pool
-    state behind that slows small forwards, which no run (they load the pair anew) would see.
-    (A plain subprocess: multiprocessing's spawn would re-run this module as ``__mp_main__``.)"""
-    job = json.dumps({"target": target_dir, "draft": draft_dir, "cfg": asdict(cfg)})
-    code = "from specedge.commands.distill import _measure_job; _measure_job()"
-    done = subprocess.run([sys.executable, "-c", code], input=job, capture_output=True,
-                          text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"measuring the pair failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.splitlines()[-1])
-
-
-def _measure_job() -> None:
-    job = json.loads(sys.stdin.read())
-    raw = job["cfg"] | {"dtype": DType(job["cfg"]["dtype"])}
-    print(json.dumps(measure_pair(job["target"], job["draft"], DistillConfig(**raw))))
 
 
 # ---------------------------------------------------------------------------------- the build
@@ -486,7 +350,8 @@ def distill(cfg: DistillConfig) -> dict:
     own = safetensors.torch.load_file(partial / OWN_FILE)
     weights_sha = _save_draft(join(target32, cfg.layers, own), target32, tok, partial)
     t0 = time.perf_counter()
-    measured = measure_in_fresh_process(cfg.target, str(partial), cfg)
+    measured = in_fresh_process("specedge.commands.distill:measure_job",
+                                {"target": cfg.target, "draft": str(partial), "cfg": asdict(cfg)})
     timings["eval_s"] = time.perf_counter() - t0
     card = {
         "draft": f"{len(cfg.layers)} of the target's layers ({cfg.layers}) with its embeddings, "
@@ -507,18 +372,11 @@ def distill(cfg: DistillConfig) -> dict:
                      "python": platform.python_version(), "machine": platform.machine(),
                      "cpu": cpu_capability()},
     }
-    _finish(partial, out, card)
+    finish(partial, out, card)
     _compare_with_shipped(card, Path(cfg.shipped))
     if cfg.ship:
         ship(out, Path(cfg.shipped))
     return card
-
-
-def _finish(partial: Path, out: Path, card: dict) -> None:
-    """Write the card, then put the complete folder in the output's place."""
-    (partial / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)
 
 
 def _compare_with_shipped(card: dict, shipped: Path) -> None:
@@ -568,7 +426,7 @@ def assemble(cfg: DistillConfig) -> dict:
     weights_sha = _save_draft(join(target32, card["config"]["layers"], own), target32,
                               load_tokenizer(cfg.target, "target"), partial)
     card |= {"weights_sha256": weights_sha, "assembled_from": str(shipped)}
-    _finish(partial, out, card)
+    finish(partial, out, card)
     log.info("assembled the shipped draft (%s) into %s", shipped, out)
     return card
 

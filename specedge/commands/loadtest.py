@@ -312,7 +312,7 @@ def run_load(edges: int, requests: int, overrides: list[str], out_dir: Path,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m specedge.loadtest", description=__doc__,
+    parser = argparse.ArgumentParser(prog="specedge loadtest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the run")
     parser.add_argument("--edges", type=int, default=16)

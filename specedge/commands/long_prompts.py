@@ -65,7 +65,7 @@ def long_prompts(corpus: Corpus, n: int, words: int, seed: int) -> list[dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m specedge.commands.long_prompts",
+    parser = argparse.ArgumentParser(prog="specedge long-prompts",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path, help="the JSONL file to write")

@@ -26,11 +26,12 @@ from specedge.analysis.metrics import MetricsError, write_summary
 from specedge.base.config.baseline import AutoBatchBaseline, BaselineName, ServerOnlyBaseline
 from specedge.base.config.checks import ConfigError
 from specedge.base.config.edge import max_tree_nodes
+from specedge.base.config.preflight import preflight
 from specedge.base.config.run import RunConfig, save_run_config, to_run_config
 from specedge.base.config.server import VerifyBudget
 from specedge.base.records import OUTPUTS_FILE, RUN_INFO_FILE, STEPS_FILE, SUMMARY_FILE, JsonlWriter
 from specedge.engine.datasets import DatasetError, load_requests
-from specedge.engine.kv_cache import KVPool, pool_for
+from specedge.engine.kv_pool import KVPool, pool_for
 from specedge.engine.models import ModelLoadError, check_member, load_member, load_run_tokenizer
 from specedge.serving.baselines import serve
 from specedge.serving.budget import measure_steps
@@ -157,6 +158,7 @@ def _serve_in_process(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase,
 def execute(cfg: RunConfig, run_dir: Path, composed: DictConfig) -> None:
     log.info("baseline=%s model=%s dataset=%s hardware=%s -> %s", cfg.baseline.name.value,
              cfg.model.name, cfg.dataset.name.value, cfg.hardware.name, run_dir)
+    preflight(cfg)
     if cfg.model.weights.value == "random":
         log.warning("model.weights=random: this run times the architecture; its outputs and "
                     "acceptance mean nothing (summary.json says weights: random)")

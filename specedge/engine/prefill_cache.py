@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from specedge.engine.kv_cache import KVPool, prefill
+from specedge.engine.kv_pool import KVPool, prefill
 
 log = logging.getLogger("specedge.engine.prefill_cache")
 

@@ -23,7 +23,7 @@ from specedge.algorithm.tree import TokenTree
 from specedge.algorithm.verification import Chooser, verify_trees
 from specedge.base.config.edge import TreePolicy
 from specedge.base.records import JsonlWriter, StepRecord
-from specedge.engine.kv_cache import KVPool
+from specedge.engine.kv_pool import KVPool
 
 
 @dataclass

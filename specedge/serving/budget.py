@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from specedge.algorithm.goodput import STEP_CONTEXT, OnlineStepCost, StepTable, step_knots
-from specedge.engine.kv_cache import KVPool
+from specedge.engine.kv_pool import KVPool
 
 log = logging.getLogger("specedge.serving.budget")
 

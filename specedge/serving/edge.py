@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 import threading
@@ -23,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import torch
 
 from specedge.algorithm.drafting import TreeShape
 from specedge.algorithm.goodput import replay_fields
 from specedge.algorithm.rounds import Drafter
 from specedge.algorithm.sequence import Sequence, encode_prompt, output_record
-from specedge.base.config.run import RunConfig, load_run_config
+from specedge.base.config.run import RunConfig
 from specedge.base.config.server import VerifyBudget
 from specedge.base.records import (
     EdgeRoundRecord,
@@ -40,9 +38,10 @@ from specedge.base.records import (
     read_jsonl,
 )
 from specedge.engine.datasets import edge_share, load_requests
-from specedge.engine.kv_cache import pool_for
+from specedge.engine.kv_pool import pool_for
 from specedge.engine.models import load_member, load_run_tokenizer
 from specedge.serving.network import EmulatedLink
+from specedge.serving.process import start
 from specedge.serving.protocol import pb, request_from_tree, rpc, verdict_from_reply
 from specedge.serving.security import call_metadata, open_channel
 
@@ -263,9 +262,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the requests this edge's records show finished and resume "
                         "the one it was generating (a restarted edge)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
-    cfg = load_run_config(args.run_dir)
+    cfg = start(args.run_dir)
+    if cfg is None:
+        return 2
     asyncio.run(run_edge(cfg, args.run_dir, args.client_id, args.server, args.device,
                          args.resume))
     return 0

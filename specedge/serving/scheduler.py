@@ -38,7 +38,7 @@ from specedge.base.records import ServerStepRecord
 if TYPE_CHECKING:  # annotations only: the simulator imports the policies without torch
     from specedge.algorithm.tree import TokenTree
     from specedge.algorithm.verification import Verdict
-    from specedge.engine.kv_cache import KVRow
+    from specedge.engine.query_plan import KVRow
 
 log = logging.getLogger("specedge.serving.scheduler")
 

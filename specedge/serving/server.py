@@ -2,7 +2,7 @@
 
 It keeps, per edge, the request that edge is generating (an :class:`EdgeRequest`: its committed
 tokens; their target KV lives in the edge's row of the server's KV pool,
-:mod:`specedge.engine.kv_cache`), hands each Validate call to the
+:mod:`specedge.engine.kv_pool`), hands each Validate call to the
 :mod:`specedge.serving.scheduler`, and answers with the accepted path and bonus token. ``python -m
 specedge.serving.server RUN_DIR PORT_FILE`` runs it as its own process on RUN_DIR's run_config.yaml
 (the launcher does this).
@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import resource
 import signal
 import sys
@@ -24,19 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-import torch
 
 from specedge.algorithm.sequence import encode_prompt
 from specedge.algorithm.tree import TokenTree
 from specedge.algorithm.verification import Chooser, Verdict, verify_trees
 from specedge.base.config.edge import max_tree_nodes
-from specedge.base.config.run import RunConfig, load_run_config
+from specedge.base.config.run import RunConfig
 from specedge.base.config.server import VerifyBudget
 from specedge.base.records import SERVER_FILE, STATS_FILE, JsonlWriter, run_dtype
 from specedge.engine.datasets import load_requests
-from specedge.engine.kv_cache import KVPool, KVRow, pool_for
+from specedge.engine.kv_pool import KVPool, pool_for
 from specedge.engine.models import load_member, load_run_tokenizer
 from specedge.engine.prefill_cache import CachedPrompt, load_or_build
+from specedge.engine.query_plan import KVRow
 from specedge.serving.admission import (
     Limits,
     Rejected,
@@ -47,6 +46,7 @@ from specedge.serving.admission import (
     check_tree,
 )
 from specedge.serving.budget import describe, measure_steps
+from specedge.serving.process import start
 from specedge.serving.protocol import pb, reply_from_verdict, rpc
 from specedge.serving.scheduler import Job, Scheduler, make_policy
 from specedge.serving.security import bind, make_server
@@ -306,9 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="override server.port (a restarted server "
                         "takes its predecessor's port, so edges can reconnect)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
-    cfg = load_run_config(args.run_dir)
+    cfg = start(args.run_dir)
+    if cfg is None:
+        return 2
     if args.port is not None:
         cfg.server.port = args.port
     asyncio.run(serve(cfg, args.run_dir, args.port_file))

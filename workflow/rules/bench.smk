@@ -6,7 +6,7 @@ rule bench:
 
 
 rule bench_method:
-    """`python -m specedge.bench {kind}`: spec (tokens per target forward and wall time:
+    """`specedge bench {kind}`: spec (tokens per target forward and wall time:
     target greedy vs HF assisted vs our SpecExec) or edge (SpecEdge with and without
     proactive drafting vs server-only, each a real run)."""
     input:
@@ -24,13 +24,13 @@ rule bench_method:
     benchmark:
         "benchmarks/bench/{kind}.tsv"
     shell:
-        "{PY} -m specedge.bench {wildcards.kind} {params.overrides} --out {output.table} "
+        "{SPECEDGE} bench {wildcards.kind} {params.overrides} --out {output.table} "
         "> {log} 2>&1"
 
 
 rule profile:
     """Forward latency of the target and draft over batch x new tokens x prefix, on the
-    configured device and forward path (`python -m specedge.profile`); JSON for the
+    configured device and forward path (`specedge profile`); JSON for the
     performance model. Set `profile: overrides:` in workflow/config.yaml to time other models
     (model.weights=random needs no weights) or devices."""
     input:
@@ -46,4 +46,4 @@ rule profile:
     benchmark:
         "benchmarks/profile/profile.tsv"
     shell:
-        "{PY} -m specedge.profile {params.overrides} profile.out={output.table} > {log} 2>&1"
+        "{SPECEDGE} profile {params.overrides} profile.out={output.table} > {log} 2>&1"

@@ -8,6 +8,8 @@ validate(config, "../schemas/config.schema.yaml")
 
 # The interpreter running Snakemake is the project's venv: every rule uses it.
 PY = shlex.quote(sys.executable)
+# Every tool of the package, as `specedge COMMAND` (specedge/__main__.py) on that interpreter.
+SPECEDGE = f"{PY} -m specedge"
 
 
 # The pair every run serves (models.pair in workflow/config.yaml) and the card its build

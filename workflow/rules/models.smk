@@ -11,7 +11,7 @@ rule build_models:
     benchmark:
         "benchmarks/build_models.tsv"
     shell:
-        "{PY} -m specedge.commands.build_models out_dir=models/tiny hydra.run.dir=logs/build_models "
+        "{SPECEDGE} build out_dir=models/tiny hydra.run.dir=logs/build_models "
         "{params.overrides} > {log} 2>&1"
 
 
@@ -28,7 +28,7 @@ rule convert_model:
         "benchmarks/convert_model.tsv"
     shell:
         "rm -rf models/smollm2/target && "
-        "{PY} -m specedge.commands.convert out_dir=models/smollm2/target hydra.run.dir=logs/convert "
+        "{SPECEDGE} convert out_dir=models/smollm2/target hydra.run.dir=logs/convert "
         "> {log} 2>&1"
 
 
@@ -48,7 +48,7 @@ rule draft_model:
     benchmark:
         "benchmarks/draft_model.tsv"
     shell:
-        "{PY} -m specedge.commands.distill mode=assemble target=models/smollm2/target "
+        "{SPECEDGE} distill mode=assemble target=models/smollm2/target "
         "shipped={SHIPPED_DRAFT} out_dir=models/smollm2/draft hydra.run.dir=logs/draft_model "
         "> {log} 2>&1"
 
@@ -71,5 +71,5 @@ rule distill_draft:
     benchmark:
         "benchmarks/distill_draft.tsv"
     shell:
-        "{PY} -m specedge.commands.distill target=models/smollm2/target "
+        "{SPECEDGE} distill target=models/smollm2/target "
         "out_dir=models/smollm2/distilled hydra.run.dir=logs/distill {params.overrides} > {log} 2>&1"

@@ -8,7 +8,7 @@ from specedge.analysis.simulation import heldout
 
 VALIDATION = config["validation"]
 # The shipped latency profiles every projection simulation reads (hardware entries name them):
-# regenerating them (python -m specedge.roofline) re-runs the projection.
+# regenerating them (specedge roofline) re-runs the projection.
 SHIPPED = os.path.join(workflow.basedir, "specedge", "data")
 DERIVED_PROFILES = sorted(glob.glob(os.path.join(SHIPPED, "profiles", "*-derived.json")))
 SHIPPED_TRACES = sorted(glob.glob(os.path.join(SHIPPED, "traces", "*.json")))
@@ -53,7 +53,7 @@ def validation_overrides(wildcards):
 
 
 rule validation_run:
-    """One real run of the validation matrix (`python -m specedge.run`)."""
+    """One real run of the validation matrix (`specedge run`)."""
     input:
         card=PAIR_CARD,
     output:
@@ -68,7 +68,7 @@ rule validation_run:
         "benchmarks/validation/{name}.tsv"
     shell:
         "rm -rf results/validation/{wildcards.name} && "
-        "{PY} -m specedge.run hydra.run.dir=results/validation/{wildcards.name} "
+        "{SPECEDGE} run hydra.run.dir=results/validation/{wildcards.name} "
         "{params.overrides} > {log} 2>&1"
 
 
@@ -80,7 +80,7 @@ rule long_prompts:
     log:
         "logs/datasets/long_prompts.log",
     shell:
-        "{PY} -m specedge.commands.long_prompts {output} --corpus-dir models/corpus > {log} 2>&1"
+        "{SPECEDGE} long-prompts {output} --corpus-dir models/corpus > {log} 2>&1"
 
 
 def heldout_inputs(wildcards):
@@ -89,7 +89,7 @@ def heldout_inputs(wildcards):
 
 
 rule heldout_run:
-    """One real run of a held-out draw (`python -m specedge.run`)."""
+    """One real run of a held-out draw (`specedge run`)."""
     input:
         card=PAIR_CARD,
         datasets=heldout_inputs,
@@ -108,7 +108,7 @@ rule heldout_run:
         "benchmarks/heldout/{name}.tsv"
     shell:
         "rm -rf results/heldout/{wildcards.name} && "
-        "{PY} -m specedge.run hydra.run.dir=results/heldout/{wildcards.name} "
+        "{SPECEDGE} run hydra.run.dir=results/heldout/{wildcards.name} "
         "{params.overrides} > {log} 2>&1"
 
 
@@ -122,7 +122,7 @@ rule heldout_validate:
     log:
         "logs/heldout/validate-{draw}.log",
     shell:
-        "{PY} -m specedge.simulate --validate results/heldout/{wildcards.draw}-server_only "
+        "{SPECEDGE} simulate --validate results/heldout/{wildcards.draw}-server_only "
         "results/heldout/{wildcards.draw} --out results/heldout/simulated/{wildcards.draw} "
         "> {log} 2>&1"
 
@@ -134,7 +134,7 @@ rule heldout:
 
 
 rule validate:
-    """Measured vs simulated for every validation run (`python -m specedge.simulate
+    """Measured vs simulated for every validation run (`specedge simulate
     --validate`): each re-simulated from its own config, forwards and rounds."""
     input:
         [f"{d}/summary.json" for d in VALIDATION_DIRS],
@@ -147,7 +147,7 @@ rule validate:
     benchmark:
         "benchmarks/validation/validate.tsv"
     shell:
-        "{PY} -m specedge.simulate --validate {params.runs} --out results/validation/simulated "
+        "{SPECEDGE} simulate --validate {params.runs} --out results/validation/simulated "
         "> {log} 2>&1"
 
 
@@ -187,7 +187,7 @@ rule projection_setup:
     benchmark:
         "benchmarks/projection/setup-{baseline}.tsv"
     shell:
-        "{PY} -m specedge.simulate baseline={wildcards.baseline} "
+        "{SPECEDGE} simulate baseline={wildcards.baseline} "
         "simulate.trace=results/runs/{wildcards.baseline} {params.overrides} "
         "hydra.run.dir=results/projection/setup/{wildcards.baseline} > {log} 2>&1"
 
@@ -206,7 +206,7 @@ rule projection_ablation:
     benchmark:
         "benchmarks/projection/ablation-{name}.tsv"
     shell:
-        "{PY} -m specedge.simulate simulate.trace=results/validation/{wildcards.name} "
+        "{SPECEDGE} simulate simulate.trace=results/validation/{wildcards.name} "
         "{params.overrides} hydra.run.dir=results/projection/ablation/{wildcards.name} "
         "> {log} 2>&1"
 
@@ -230,7 +230,7 @@ rule projection_edges:
         "benchmarks/projection/edges.tsv"
     shell:
         "for pair in {params.sweeps}; do rule=${{pair%%:*}}; name=${{pair#*:}}; "
-        "{PY} -m specedge.simulate -m simulate.trace=results/validation/$name "
+        "{SPECEDGE} simulate -m simulate.trace=results/validation/$name "
         "{params.overrides} simulate.edges={params.edges} server.max_batch_size={params.batch} "
         "edge.proactive.type=$rule hydra.sweep.dir={output}/$rule || exit 1; "
         "done > {log} 2>&1"
@@ -238,7 +238,7 @@ rule projection_edges:
 
 rule projection_scenarios:
     """The paper's protocol under every acceptance scenario, the maps of where SpecEdge pays
-    and the sensitivity table (`python -m specedge.analysis.projection`, conf/projection.yaml)."""
+    and the sensitivity table (`specedge projection`, conf/projection.yaml)."""
     input:
         runs=[f"results/validation/{name}/summary.json" for name in SCENARIO_RUNS],
         profiles=DERIVED_PROFILES,
@@ -252,7 +252,7 @@ rule projection_scenarios:
     benchmark:
         "benchmarks/projection/scenarios.tsv"
     shell:
-        "{PY} -m specedge.analysis.projection out_dir={output} {params.overrides} "
+        "{SPECEDGE} projection out_dir={output} {params.overrides} "
         "hydra.run.dir=logs/projection/scenarios > {log} 2>&1"
 
 
@@ -277,7 +277,7 @@ rule report_projection:
     benchmark:
         "benchmarks/reports/projection.tsv"
     shell:
-        "{PY} -m specedge.report projection {params.setup} --sweep {params.sweeps} "
+        "{SPECEDGE} report projection {params.setup} --sweep {params.sweeps} "
         "--ablation {params.ablation} --ablation-setup {params.ablation_setup} "
         "--validation {input.validation} --scenarios {input.scenarios} "
         "--heldout {input.heldout} --out {output} "

@@ -10,7 +10,7 @@ def run_overrides(wildcards):
 
 
 rule run_baseline:
-    """One experiment run (`python -m specedge.run`): for specedge it deploys the gRPC server and
+    """One experiment run (`specedge run`): for specedge it deploys the gRPC server and
     the Fabric-launched edges of the hardware config, then collects their JSONL."""
     input:
         card=PAIR_CARD,
@@ -28,7 +28,7 @@ rule run_baseline:
         "benchmarks/runs/{baseline}.tsv"
     shell:
         "rm -rf results/runs/{wildcards.baseline} && "
-        "{PY} -m specedge.run baseline={wildcards.baseline} "
+        "{SPECEDGE} run baseline={wildcards.baseline} "
         "hydra.run.dir=results/runs/{wildcards.baseline} {params.overrides} > {log} 2>&1"
 
 
@@ -54,4 +54,4 @@ rule run_sweep:
     benchmark:
         "benchmarks/sweeps/{sweep}.tsv"
     shell:
-        "{PY} -m specedge.run -m hydra.sweep.dir={output} {params.args} > {log} 2>&1"
+        "{SPECEDGE} run -m hydra.sweep.dir={output} {params.args} > {log} 2>&1"

@@ -70,6 +70,18 @@ class EdgeConfig:
         require(self.max_restarts >= 0, "edge.max_restarts", self.max_restarts,
                  "a number of restarts >= 0")
 
+    def work_columns(self) -> int:
+        """KV columns a round may need beyond the committed prefix (an upper bound), on the
+        edge or the server: the nodes a tree forwards (the root, then up to max_n_beams a
+        step), or the tree verified; with proactive drafting also the leaves forwarded once,
+        the sub-tree, an adopted sub-tree kept while it grows, and the next guess's sub-tree."""
+        forwarded = 1 + self.max_n_beams * max(0, self.max_beam_len - 1)
+        need = forwarded + max(self.max_budget, self.proactive.max_budget) + 1
+        if self.proactive.type != ProactiveType.disabled:
+            sub = self.proactive.max_n_beams * self.proactive.max_beam_len
+            need += 2 * sub + self.max_budget + self.max_n_beams
+        return need
+
 
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from specedge.base.config.checks import check_device, check_profile, require
+from specedge.base.config.checks import check_device, require
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")  # node names run locally; hosts only it reaches
 
@@ -117,8 +117,6 @@ class HardwareConfig:
     slurm: SlurmPlacement = field(default_factory=SlurmPlacement)
 
     def __post_init__(self) -> None:
-        for key in ("server_profile", "edge_profile"):
-            check_profile(f"hardware.{key}", getattr(self, key))
         for key in ("server_price_per_hour", "edge_price_per_hour"):
             value = getattr(self, key)
             require(value >= 0, f"hardware.{key}", value, "a price >= 0 dollars per hour")

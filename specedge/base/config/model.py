@@ -20,7 +20,7 @@ class DType(StrEnum):
 
 
 class CompileMode(StrEnum):
-    """How every forward runs (specedge.engine.kv_cache): the one setting of the forward path."""
+    """How every forward runs (specedge.engine.kv_pool): the one setting of the forward path."""
 
     auto = "auto"  # graphs on a CUDA device, eager on a CPU
     eager = "eager"  # exact shapes, attention over the columns in use
@@ -53,7 +53,7 @@ class ModelConfig:
     dtype: DType = DType.auto
     max_len: int = 2048  # KV cache capacity in tokens (upstream: max_len)
     attn_implementation: str = "sdpa"
-    compile: CompileMode = CompileMode.auto  # the forward path (specedge.engine.kv_cache)
+    compile: CompileMode = CompileMode.auto  # the forward path (specedge.engine.kv_pool)
     # static/graphs: new tokens per row and work-area widths are rounded up to one of these
     token_buckets: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128])
     # random: build target/draft from their architecture (a shipped name such as qwen3-14b,

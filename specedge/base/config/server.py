@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 
 from specedge.base.config.checks import require
 
@@ -92,11 +91,6 @@ class ServerConfig:
         require(self.tls_client_ca is None or self.tls_client_cert is not None,
                  "server.tls_client_ca", self.tls_client_ca,
                  "set with server.tls_client_cert/tls_client_key (the edges' certificate)")
-        for key in ("auth_token_file", "tls_cert", "tls_key", "tls_client_ca", "tls_client_cert",
-                    "tls_client_key"):
-            path = getattr(self, key)
-            require(path is None or Path(path).expanduser().is_file(), f"server.{key}", path,
-                     "null or an existing file")
 
     @property
     def regroups(self) -> bool:

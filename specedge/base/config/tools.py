@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from specedge.base.config.checks import check_profile, require
+from specedge.base.config.checks import require
 
 
 @dataclass
@@ -70,9 +69,3 @@ class SimulateConfig:
             value = getattr(self, key)
             require(value is None or value >= 1, f"simulate.{key}", value,
                      "null or an integer >= 1")
-        require(self.trace is None or Path(self.trace).expanduser().exists(),
-                 "simulate.trace", self.trace,
-                 "null, an existing run directory or a trace file "
-                 "(specedge.analysis.simulation.traces.save_trace)")
-        for key in ("profile", "edge_profile"):
-            check_profile(f"simulate.{key}", getattr(self, key))
