@@ -8,6 +8,7 @@
 #   snakemake --cores 1 reports/projection.html   the performance model: validation against
 #                                        real runs here, the paper's setup, protocol, maps
 #                                        and sensitivity (simulated)
+#   snakemake --cores 1 -f docs/images/comparison.png   README's picture of the comparison report
 #   snakemake --cores 1 heldout          the performance model on held-out configurations:
 #                                        validation.heldout's seeded draw, run and validated
 # Parameters live in workflow/config.yaml (validated by workflow/schemas/config.schema.yaml).
@@ -30,6 +31,7 @@ localrules:
     report_comparison,
     report_sweep,
     report_index,
+    readme_screenshot,
     validate,
     heldout_validate,
     heldout,

@@ -18,7 +18,7 @@ rule report_comparison:
     benchmark:
         "benchmarks/reports/comparison.tsv"
     shell:
-        "{PY} -m specedge.report comparison {params.runs} {params.bench} --out {output} "
+        "{SPECEDGE} report comparison {params.runs} {params.bench} --out {output} "
         "> {log} 2>&1"
 
 
@@ -32,7 +32,7 @@ rule report_sweep:
     benchmark:
         "benchmarks/reports/sweep-{sweep}.tsv"
     shell:
-        "{PY} -m specedge.report sweep {input} --title 'Sweep: {wildcards.sweep}' "
+        "{SPECEDGE} report sweep {input} --title 'Sweep: {wildcards.sweep}' "
         "--out {output} > {log} 2>&1"
 
 
@@ -49,7 +49,7 @@ rule report_index:
     benchmark:
         "benchmarks/reports/index.tsv"
     shell:
-        "{PY} -m specedge.report index {input.comparison} {input.projection} {input.sweeps} "
+        "{SPECEDGE} report index {input.comparison} {input.projection} {input.sweeps} "
         "--scenarios {input.scenarios} --out {output} "
         "> {log} 2>&1"
 
@@ -60,3 +60,19 @@ rule reports_all:
         rules.report_index.output,
     output:
         touch("reports/all"),
+
+
+rule readme_screenshot:
+    """README's picture of the comparison report, taken by a headless Chromium (Debian's
+    package, which .ci/setup installs): `snakemake --cores 1 -f docs/images/comparison.png`
+    after a main job."""
+    input:
+        rules.report_comparison.output,
+    output:
+        "docs/images/comparison.png",
+    log:
+        "logs/reports/readme_screenshot.log",
+    shell:
+        "chromium --headless --no-sandbox --disable-gpu --hide-scrollbars "
+        "--window-size=1200,1500 --screenshot={output} file://$(realpath {input}) "
+        "> {log} 2>&1"
