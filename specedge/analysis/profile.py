@@ -34,8 +34,8 @@ from rich.table import Table
 from specedge import CONF_DIR
 from specedge.base.config.checks import ConfigError
 from specedge.base.config.model import CompileMode, resolve_compile
-from specedge.base.config.preflight import preflight
-from specedge.base.config.run import RunConfig, to_run_config
+from specedge.base.config.preflight import checked_run_config
+from specedge.base.config.run import RunConfig
 from specedge.base.datasheets import datasheet
 from specedge.engine.attention import architecture, text_config
 from specedge.engine.kv_pool import KVPool, prefill
@@ -196,9 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = with_resolved_dtype(to_run_config(compose(config_name="config",
-                                                            overrides=args.overrides)))
-            preflight(cfg)
+            cfg = with_resolved_dtype(checked_run_config(
+                compose(config_name="config", overrides=args.overrides)))
         result = run_profile(cfg)
     except (ConfigError, ModelLoadError) as exc:
         print(f"specedge: error: {exc}", file=sys.stderr)

@@ -47,8 +47,7 @@ from specedge.analysis.simulate import with_edges
 from specedge.analysis.simulation.events import plan_of_config, simulate
 from specedge.analysis.simulation.latency import SimulationError
 from specedge.base.config.checks import ConfigError
-from specedge.base.config.preflight import preflight
-from specedge.base.config.run import to_run_config
+from specedge.base.config.preflight import checked_run_config
 from specedge.base.roofline import GPUS, Roofline, derive, dumps
 
 SYSTEMS = ("specedge", "specedge_budgeted", "server_only", "auto_batch")
@@ -241,8 +240,7 @@ def simulate_point(overrides: list[str], seed: int = 0) -> dict[str, Any]:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             composed = compose(config_name="config", overrides=overrides)
     with_edges(composed)
-    cfg = to_run_config(composed)
-    preflight(cfg)
+    cfg = checked_run_config(composed)
     with tempfile.TemporaryDirectory() as tmp:
         summary = simulate(plan_of_config(cfg), Path(tmp))
     return {"overrides": overrides[:-1], **{k: summary[k] for k in (

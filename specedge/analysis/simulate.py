@@ -47,8 +47,7 @@ from specedge.analysis.simulation.validation import validate
 from specedge.base.config.baseline import BaselineName
 from specedge.base.config.checks import ConfigError
 from specedge.base.config.hardware import EdgePlacement
-from specedge.base.config.preflight import preflight
-from specedge.base.config.run import to_run_config
+from specedge.base.config.preflight import checked_run_config
 from specedge.base.records import SUMMARY_FILE
 
 
@@ -72,8 +71,7 @@ def simulate_config(composed: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         with_edges(composed)
-        cfg = to_run_config(composed)
-        preflight(cfg)
+        cfg = checked_run_config(composed)
         summary = simulate(plan_of_config(cfg), out_dir)
     except (ConfigError, SimulationError, MetricsError) as exc:
         print(f"specedge: error: {exc}", file=sys.stderr)

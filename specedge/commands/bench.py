@@ -55,8 +55,8 @@ from specedge.algorithm.verification import Chooser, greedy_reference
 from specedge.analysis.metrics import run_summary
 from specedge.base.config.edge import ProactiveType
 from specedge.base.config.model import CompileMode, DType, resolve_compile
-from specedge.base.config.preflight import preflight
-from specedge.base.config.run import RunConfig, to_run_config
+from specedge.base.config.preflight import checked_run_config
+from specedge.base.config.run import RunConfig
 from specedge.base.records import (
     OUTPUTS_FILE,
     SERVER_FILE,
@@ -126,8 +126,7 @@ def _compose(overrides: list[str]) -> RunConfig:
     """The run's config with ``model.dtype=auto`` resolved for the server's device, so the
     tables name the dtype that ran and exactness is required where it is fp32."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = to_run_config(compose(config_name="config", overrides=overrides))
-    preflight(cfg)
+        cfg = checked_run_config(compose(config_name="config", overrides=overrides))
     return with_resolved_dtype(cfg)
 
 
@@ -703,8 +702,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.which in ("edge", "ablation"):
         out_dir = _runs_dir(args.out, args.which)
         results = bench_edge(["dataset.max_requests=32", *args.overrides], out_dir,
-                             ablation=args.which == "ablation",
-                             proactive_run=args.proactive_run)
+                             ablation=args.which == "ablation", proactive_run=args.proactive_run)
         print_edge(results, Console(width=200))
         _write_json(args.out, results)
         # Half precision: batches of different make-up may round a near-tie differently, so

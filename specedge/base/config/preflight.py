@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from omegaconf import DictConfig
+
 from specedge.base.config.checks import check_profile, require
-from specedge.base.config.run import RunConfig
+from specedge.base.config.run import RunConfig, to_run_config
 
 SERVER_FILES = ("auth_token_file", "tls_cert", "tls_key", "tls_client_ca", "tls_client_cert",
                 "tls_client_key")
@@ -28,3 +30,11 @@ def preflight(cfg: RunConfig) -> None:
             "(specedge.analysis.simulation.traces.save_trace)")
     for key in ("profile", "edge_profile"):
         check_profile(f"simulate.{key}", getattr(cfg.simulate, key))
+
+
+def checked_run_config(composed: DictConfig) -> RunConfig:
+    """The composed config as objects (schemas checked), then checked against this machine:
+    what a command that runs or simulates now starts from."""
+    cfg = to_run_config(composed)
+    preflight(cfg)
+    return cfg
