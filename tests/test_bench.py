@@ -15,6 +15,8 @@ from specedge.analysis.pages.comparison import comparison_report
 from specedge.analysis.profile import main as profile_main
 from specedge.commands.bench import main, summary
 
+pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
+
 
 def test_spec_bench_reports_exact_methods(tmp_path: Path, micro_pair: Path) -> None:
     out = tmp_path / "bench.json"

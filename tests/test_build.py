@@ -11,6 +11,8 @@ import pytest
 from specedge.commands.build_models import BuildConfig, build_pair
 from tests.conftest import micro_build_config
 
+pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
+
 
 def _digest(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()

@@ -17,6 +17,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_the_console_script_composes_a_run_as_python_m_does() -> None:
     """The installed script and both module forms reach the same Hydra app, overrides and
     all."""

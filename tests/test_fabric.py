@@ -19,6 +19,8 @@ from specedge import PROJECT_ROOT
 from specedge.base.records import OUTPUTS_FILE
 from tests.serving import assert_outputs_exact, read_records, run_command
 
+pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 

@@ -18,6 +18,8 @@ import time
 from itertools import pairwise
 from pathlib import Path
 
+import pytest
+
 from specedge import PROJECT_ROOT
 from specedge.base.records import OUTPUTS_FILE, edge_outputs_file
 from specedge.serving.launcher import edge_command
@@ -28,6 +30,8 @@ from tests.serving import (
     run_command,
     write_run_config,
 )
+
+pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
 
 MAX_NEW = 48
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from specedge.commands.loadtest import main, run_load
+
+pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
 
 
 def test_load_with_many_edges_loses_nothing_and_stays_exact(tmp_path: Path,

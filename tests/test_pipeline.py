@@ -11,11 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from specedge import PROJECT_ROOT
 from tests.chromium import check_page, find_chromium
 from tests.conftest import micro_build_overrides
+
+pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
 
 RUNS = ["dataset.max_requests=4", "generation.max_new_tokens=8"]
 TWO_EDGES = ["server.num_clients=2", "hardware.nodes={localhost:[{device:cpu},{device:cpu}]}"]

@@ -139,6 +139,7 @@ def _small(tmp_path: Path) -> ProjectionConfig:
                      rtt_ms=[0.0, 14.0]))
 
 
+@pytest.mark.slow
 def test_the_projection_is_deterministic_labelled_and_its_maps_are_their_points(
         tmp_path: Path) -> None:
     cfg = _small(tmp_path)
@@ -218,6 +219,7 @@ def _projection_inputs(tmp_path: Path) -> tuple[list[Path], list[Path], Path]:
     return setup, [sweep], validation
 
 
+@pytest.mark.slow
 def test_the_reports_show_the_projection_and_say_what_this_run_cannot_show(
         tmp_path: Path) -> None:
     """The projection page leads with the protocol, sensitivity and maps; the index says what

@@ -11,8 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from specedge import PROJECT_ROOT
 from specedge.base.records import OUTPUTS_FILE
+
+pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
 
 
 def readme_commands() -> list[list[str]]:

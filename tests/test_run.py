@@ -17,6 +17,8 @@ from specedge.commands.run import execute
 from tests.serving import assert_outputs_exact, read_records, run_command
 from tests.test_models import fake_cpu
 
+pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
+
 
 def _run(run_dir: Path, pair: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

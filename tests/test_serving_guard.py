@@ -23,6 +23,8 @@ from tests.serving import (
     write_run_config,
 )
 
+pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
+
 TOKEN = "s3cret-token-for-the-test-only"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
 VOCAB = 384  # the micro pair's

@@ -131,6 +131,7 @@ def test_throughput_saturates_at_the_servers_capacity(tmp_path: Path) -> None:
     assert throughput[-1] / throughput[-2] < 1.1
 
 
+@pytest.mark.slow
 def test_validate_resimulates_real_runs(tmp_path: Path, micro_pair: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     """A held-out draw's two runs (both with adaptive trees, SpecEdge's with the speculation
@@ -185,6 +186,7 @@ def _profile(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_simulate_a_configuration_and_sweep_edges(tmp_path: Path, micro_pair: Path) -> None:
     """Rounds drawn from a real run, latencies from a profile, any number of edges; a
     multirun is indexed like a real sweep."""

@@ -20,10 +20,10 @@ from specedge.base.records import OUTPUTS_FILE
 from tests.serving import assert_outputs_exact, read_records, run_command
 from tests.slurm_cluster import PARTITION, OneNodeCluster, missing_daemons, one_node_cluster
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     bool(missing_daemons()) or os.geteuid() != 0,
     reason=f"needs root and the SLURM daemons (.ci/setup installs them): missing "
-           f"{missing_daemons()}")
+           f"{missing_daemons()}")]
 
 MICRO = ["dataset.max_requests=4", "generation.max_new_tokens=12"]
 

@@ -39,6 +39,8 @@ from specedge.training.measures import agreement
 from tests.conftest import WHEELS, quick_recipe
 from tests.serving import assert_outputs_exact, read_records, run_command
 
+pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
+
 
 @torch.inference_mode()
 def test_converted_folder_gives_the_gguf_models_logits(smollm2: Path, tmp_path: Path) -> None:

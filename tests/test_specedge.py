@@ -15,6 +15,8 @@ from specedge.algorithm.goodput import SHARE_FLOOR, SHARE_HEADROOM
 from specedge.base.records import OUTPUTS_FILE, SERVER_FILE, EdgeRoundRecord, ServerStepRecord
 from tests.serving import assert_outputs_exact, read_records, run_command
 
+pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
+
 MAX_NEW = 12
 
 

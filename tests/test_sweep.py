@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from specedge import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
 
 
 def test_multirun_writes_one_run_per_job_and_an_index(tmp_path: Path, micro_pair: Path) -> None:
