@@ -37,6 +37,7 @@ from specedge.base.config.model import CompileMode, resolve_compile
 from specedge.base.config.preflight import checked_run_config
 from specedge.base.config.run import RunConfig
 from specedge.base.datasheets import datasheet
+from specedge.base.roofline import Architecture
 from specedge.engine.attention import architecture, text_config
 from specedge.engine.kv_pool import KVPool, prefill
 from specedge.engine.models import ModelLoadError, device_name, load_member, with_resolved_dtype
@@ -68,7 +69,7 @@ class Row:
     path_floor_ms: float | None = None
 
 
-def kv_traffic(pool: KVPool, batch: int, columns: int) -> tuple[int, int]:
+def kv_traffic(pool: KVPool, arch: Architecture, batch: int, columns: int) -> tuple[int, int]:
     """Bytes of KV one forward of ``batch`` rows, the longest ``columns`` long, moves on
     ``pool``'s path: (read by attention over every layer, extra moved by gathering the rows:
     the gather reads them and writes a copy that attention then reads). One row is a view,
@@ -76,7 +77,7 @@ def kv_traffic(pool: KVPool, batch: int, columns: int) -> tuple[int, int]:
     static = pool.mode != CompileMode.eager
     rows = pow2_at_least(batch) if static else batch
     cols = pool.planner.kv_bucket(columns) if static else columns
-    read = architecture(pool.model).kv_bytes(rows, cols, 0)
+    read = arch.kv_bytes(rows, cols, 0)
     view = rows == 1 and (pool.mode != CompileMode.graphs or pool.rows == 1)
     return read, 0 if view else 2 * read
 
@@ -118,7 +119,7 @@ def profile_model(pool: KVPool, which: str, name: str, cfg: RunConfig,
                         times.append((time.perf_counter() - t0) * 1e3)
                 nbytes = arch.floor_bytes(batch, nodes, prefix)
                 weights = arch.weight_bytes()
-                kv_read, kv_gathered = kv_traffic(pool, batch, prefix + nodes)
+                kv_read, kv_gathered = kv_traffic(pool, arch, batch, prefix + nodes)
                 moved = weights + kv_read + kv_gathered
                 rows_out.append(Row(
                     model=which, name=name, device=str(dev), device_name=device_name(str(dev)),

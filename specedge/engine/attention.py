@@ -79,16 +79,20 @@ def gqa_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tenso
     return out.reshape(batch, heads, n_new, dim).transpose(1, 2).contiguous(), None
 
 
+def register_gqa() -> None:
+    """Make :data:`GQA_ATTENTION` a name Hugging Face's attention layers can use (once per
+    runner that needs it, not per forward)."""
+    AttentionInterface.register(GQA_ATTENTION, gqa_attention)
+    # Masks as for SDPA: without an entry here, Hugging Face's mask builders would give this
+    # attention no mask at all.
+    AttentionMaskInterface.register(GQA_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+
+
 @contextlib.contextmanager
 def attention_implementation(model: PreTrainedModel, name: str) -> Iterator[None]:
-    """``model``'s attention layers use ``name`` inside the block and what they used before
-    after it: a runner switches only its own forwards (a CUDA graph keeps the kernel it
-    captured), never a model that others (Hugging Face's ``generate``) share."""
-    if name == GQA_ATTENTION:
-        AttentionInterface.register(GQA_ATTENTION, gqa_attention)
-        # Masks as for SDPA: without an entry here, Hugging Face's mask builders would give
-        # this attention no mask at all.
-        AttentionMaskInterface.register(GQA_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+    """``model``'s attention layers use ``name`` (registered) inside the block and what they
+    used before after it: a runner switches only its own forwards (a CUDA graph keeps the
+    kernel it captured), never a model that others (Hugging Face's ``generate``) share."""
     config = text_config(model)
     before = config._attn_implementation
     config._attn_implementation = name

@@ -67,11 +67,11 @@ class KVPool:
             raise ValueError("resolve CompileMode.auto first "
                              "(specedge.base.config.model.resolve_compile)")
         arch = architecture(self.model)
-        self.capacity = self.max_len + self.work  # what a row may hold
+        capacity = self.max_len + self.work  # what a row may hold
         # Allocated as a multiple of 64: attention kernels tile the key length (SDPA's
         # memory-efficient kernel re-pads a mask whose last dimension is not a multiple of 8,
         # in every layer); static forwards read up to here.
-        self.columns = -(-self.capacity // CAPACITY_ALIGN) * CAPACITY_ALIGN
+        self.columns = -(-capacity // CAPACITY_ALIGN) * CAPACITY_ALIGN
         shape = (arch.layers, self.rows + 1, arch.kv_heads, self.columns, arch.head_dim)
         self.device: torch.device = self.model.device
         opts = {"dtype": self.model.dtype, "device": self.device}
@@ -102,16 +102,16 @@ class KVPool:
         return self.planner.max_tokens
 
     @property
+    def capacity(self) -> int:
+        """Columns a row may hold (model.max_len + the work area)."""
+        return self.planner.capacity
+
+    @property
     def graphs(self) -> GraphRunner:
         """The graphs mode's runner: its captures, late captures and graphs."""
         if not isinstance(self._own, GraphRunner):
             raise ValueError(f"a pool in {self.mode.value} mode has no CUDA graphs")
         return self._own
-
-    @property
-    def width(self) -> int:
-        """The work width every static forward sees."""
-        return self.planner.width
 
     # --- rows -------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from specedge.engine.attention import (
     PoolView,
     attention_implementation,
     cache_argument,
+    register_gqa,
 )
 from specedge.engine.query_plan import Plan, pow2_at_least, unpacked
 
@@ -47,6 +48,8 @@ class ModelRunner:
         self._min = torch.finfo(self.dtype).min
         self._cache_arg = cache_argument(model)
         self._columns = torch.arange(keys.shape[3], device=self.device)
+        if gqa:
+            register_gqa()
 
     def run(self, plan: Plan) -> torch.Tensor:
         single = int(plan.read_rows[0]) if len(plan.read_rows) == 1 else None
