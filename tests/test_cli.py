@@ -45,8 +45,11 @@ def test_an_unknown_command_names_the_accepted_ones() -> None:
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_is_a_module_with_an_entry_point(command: str) -> None:
-    """Each target exists and runs as ``__main__`` (checked by source, without running it)."""
+    """Each target exists and runs as ``__main__`` (checked by source, without running it):
+    a module, or a package's ``__main__``."""
     module = COMMANDS[command][0]
     path = PROJECT_ROOT / (module.replace(".", "/") + ".py")
+    if not path.is_file():
+        path = PROJECT_ROOT / module.replace(".", "/") / "__main__.py"
     assert path.is_file(), module
     assert 'if __name__ == "__main__":' in path.read_text(), module

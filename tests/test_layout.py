@@ -78,12 +78,11 @@ LONGER_FOR_NOW = {
     "specedge/analysis/pages/comparison.py": 420,
     "specedge/serving/launcher.py": 472,
     "specedge/analysis/pages/projection.py": 510,
-    "specedge/analysis/projection.py": 530,
+    "specedge/analysis/projection.py": 502,
     "specedge/analysis/simulation/events.py": 530,
     "specedge/commands/distill_prompts.py": 533,
     "specedge/analysis/metrics.py": 545,
     "specedge/commands/distill.py": 444,
-    "specedge/commands/bench.py": 775,
 }
 
 

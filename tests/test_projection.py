@@ -18,20 +18,38 @@ from specedge.analysis.projection import (
     chain_acceptance,
     costs,
     figures,
-    map_point,
     run,
-    simulate_point,
-    system_overrides,
     two_point_acceptance,
 )
-from specedge.analysis.simulate import with_edges
 from specedge.analysis.simulation.events import plan_of_config, simulate
 from specedge.analysis.simulation.latency import SimulationError
+from specedge.analysis.simulation.systems import (
+    Bases,
+    compose_bases,
+    configured,
+    simulate_point,
+    simulate_system,
+    system_settings,
+    with_edges,
+)
 from specedge.analysis.simulation.traces import Trace, TraceRound, save_trace, trace_of
 from specedge.base.config.checks import ConfigError
-from specedge.base.config.run import to_run_config
+from specedge.base.config.preflight import checked_run_config
 
 TINY = "specedge/data/traces/tiny-4e-noproactive.json"
+
+
+def _bases(setup: list[str], hardware: list[str] | None = None) -> Bases:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose_bases(setup, hardware or [])
+
+
+def _at_the_command_line(overrides: list[str]) -> dict:
+    """A point as ``specedge simulate <overrides>`` composes and simulates it."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        composed = compose(config_name="config", overrides=overrides)
+    with_edges(composed)
+    return simulate_point(checked_run_config(composed))
 
 
 @pytest.mark.parametrize(("tokens", "drafted"), [(3.13, 4), (3.40, 5), (1.0, 3), (5.0, 4)])
@@ -65,8 +83,15 @@ def test_bad_scenarios_and_settings_are_refused_with_what_is_accepted() -> None:
     with pytest.raises(ConfigError, match="not hardware entries"):
         ProjectionConfig(maps=MapGrid(hardware=["tpu9"]))
     with pytest.raises(ConfigError, match=r"at most simulate\.chain"):
-        simulate_point(["simulate.trace=" + TINY, "simulate.chain=1",
-                        "simulate.acceptance=[0.2,0.3,0.5]"])
+        _at_the_command_line(["simulate.trace=" + TINY, "simulate.chain=1",
+                              "simulate.acceptance=[0.2,0.3,0.5]"])
+    base = _bases([]).configs[(None, "specedge")]
+    with pytest.raises(ConfigError, match=r"at most simulate\.chain"):
+        configured(base, {"simulate.chain": 1, "simulate.acceptance": [0.2, 0.3, 0.5]})
+    with pytest.raises(ConfigError, match=r"server\.max_batch is not accepted.*max_batch_size"):
+        configured(base, {"server.max_batch": 2})
+    with pytest.raises(ConfigError, match="one of specedge, specedge_budgeted"):
+        system_settings("speculative", 1)
     with pytest.raises(ConfigError, match="accounting"):
         figures({}, "monthly")
 
@@ -110,9 +135,9 @@ def test_one_edge_matches_the_closed_forms(tmp_path: Path) -> None:
               f"simulate.trace={trace}", f"simulate.profile={profile}",
               f"simulate.chain={k}", f"simulate.acceptance={[0.0] * k + [1.0]}",
               "edge.proactive.type=disabled"]
-    se = simulate_point([*common, *system_overrides("specedge", 1, 1)])
-    so = simulate_point([*common, *system_overrides("server_only", 1)])
-    ab = simulate_point([*common, *system_overrides("auto_batch", 1)])
+    bases = _bases(common)
+    se, so, ab = (simulate_system(bases, None, system, 1, 1, {})
+                  for system in ("specedge", "server_only", "auto_batch"))
     round_ms = k * draft_ms + 2 * delay_ms + verify_ms
     assert se["upstream"]["itl_ms"] == pytest.approx(round_ms / (k + 1))
     assert so["upstream"]["itl_ms"] == pytest.approx((k * draft_ms + verify_ms) / (k + 1))
@@ -143,12 +168,13 @@ def _small(tmp_path: Path) -> ProjectionConfig:
 def test_the_projection_is_deterministic_labelled_and_its_maps_are_their_points(
         tmp_path: Path) -> None:
     cfg = _small(tmp_path)
-    run(cfg)
+    bases = _bases(cfg.setup, cfg.maps.hardware)
+    run(cfg, bases)
     out = tmp_path / "out"
     first = {n: (out / f"{n}.json").read_text() for n in ("protocol", "maps", "sensitivity")}
     for name in ("protocol", "maps", "sensitivity"):
         assert json.loads(first[name])["simulated"] is True
-    run(cfg)
+    run(cfg, bases)
     assert {n: (out / f"{n}.json").read_text() for n in first} == first  # same seed, same
     protocol = json.loads(first["protocol"])
     edges = {(p["system"], p["batch"]): p["edges"] for p in protocol["points"]}
@@ -182,9 +208,12 @@ def test_the_projection_is_deterministic_labelled_and_its_maps_are_their_points(
                for c in cells)
     cell = next(c for c in cells if c["concurrency"] == 4 and c["rtt_ms"] == 14.0
                 and c["tokens_per_round"] == 3.0)
-    assert cell["overrides"]["specedge"] == map_point(cfg, "a100_80", "specedge", 4, 3.0, 14.0)
-    se = figures(simulate_point(cell["overrides"]["specedge"]))
-    so = figures(simulate_point(cell["overrides"]["server_only"]))
+    assert "hardware=a100_80" in cell["overrides"]["specedge"]
+    assert "hardware.link.delay_ms=7.0" in cell["overrides"]["specedge"]
+    # a cell's overrides reproduce it at the command line: the typed settings and the
+    # composed overrides are the same configuration
+    se = figures(_at_the_command_line(cell["overrides"]["specedge"]))
+    so = figures(_at_the_command_line(cell["overrides"]["server_only"]))
     assert cell["vs_server_only"] == se["usd_per_mtok"] / so["usd_per_mtok"]
     assert cell["specedge_tokens_per_round"] == pytest.approx(3.0, abs=0.35)
     sens = json.loads(first["sensitivity"])
@@ -199,14 +228,12 @@ def _projection_inputs(tmp_path: Path) -> tuple[list[Path], list[Path], Path]:
     """What the rest of the projection page reads: the paper's setup simulated per system,
     an edges sweep's index (one job) and a validation table."""
     setup = []
+    bases = _bases(["hardware=a100_80", "model=qwen3_14b", f"simulate.trace={TINY}"])
     for system in ("auto_batch", "server_only", "specedge"):
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            composed = compose(config_name="config", overrides=[
-                "hardware=a100_80", "model=qwen3_14b", f"simulate.trace={TINY}",
-                *system_overrides(system, 2)])
-        with_edges(composed)
+        base = bases.configs[(None, system)]
         setup.append(tmp_path / "setup" / system)
-        summary = simulate(plan_of_config(to_run_config(composed)), setup[-1])
+        summary = simulate(plan_of_config(configured(base, system_settings(system, 2))),
+                           setup[-1])
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     (sweep / "index.json").write_text(json.dumps({"sweep_dir": str(sweep), "jobs": [

@@ -4,9 +4,10 @@ scenarios, maps of where SpecEdge pays, and how each assumption moves the headli
 ``python -m specedge.analysis.projection [HYDRA_OVERRIDES...]`` (schema :class:`ProjectionConfig`,
 ``conf/projection.yaml``) writes ``protocol.json``, ``maps.json``, ``sensitivity.json`` and
 ``scenarios.json`` into ``out_dir``. Every number is a simulation
-(:mod:`specedge.analysis.simulate`) of the composed run configuration, never a measurement; each
-point keeps the overrides that give it, so ``python -m specedge.simulate <overrides>`` reproduces
-it exactly (same seed).
+(:mod:`specedge.analysis.simulation.systems`), never a measurement. Hydra composes the setup's
+run configurations once (:func:`compose_bases`); each point is typed settings applied to one of
+them, and keeps those settings as the overrides that give it, so ``specedge simulate
+<overrides>`` reproduces it exactly (same seed).
 
 - **Acceptance scenarios** (:class:`Scenario`): a trace (a run directory, or a trace file of
   :func:`specedge.analysis.simulation.traces.save_trace`) whose rounds are drawn as they were,
@@ -30,27 +31,28 @@ from __future__ import annotations
 import json
 import math
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from specedge import CONF_DIR, DATA_DIR
 from specedge.analysis.metrics import MetricsError, Prices
-from specedge.analysis.simulate import with_edges
-from specedge.analysis.simulation.events import plan_of_config, simulate
 from specedge.analysis.simulation.latency import SimulationError
+from specedge.analysis.simulation.systems import (
+    SYSTEMS,
+    Bases,
+    Settings,
+    compose_bases,
+    overrides,
+    simulate_system,
+)
 from specedge.base.config.checks import ConfigError
-from specedge.base.config.preflight import checked_run_config
 from specedge.base.roofline import GPUS, Roofline, derive, dumps
 
-SYSTEMS = ("specedge", "specedge_budgeted", "server_only", "auto_batch")
 BASELINES = ("server_only", "auto_batch")
 
 
@@ -77,12 +79,12 @@ class Scenario:
                               f"{self.tokens_per_round} is not accepted: between 1 and "
                               f"drafted + 1 = {self.drafted + 1}")
 
-    def overrides(self) -> list[str]:
-        out = [f"simulate.trace={self.trace}"]
+    def settings(self) -> Settings:
+        out: Settings = {"simulate.trace": self.trace}
         if self.drafted is not None:
             assert self.tokens_per_round is not None
-            out += [f"simulate.acceptance={chain_acceptance(self.tokens_per_round, self.drafted)}",
-                    f"simulate.chain={self.drafted}"]
+            out |= {"simulate.acceptance": chain_acceptance(self.tokens_per_round, self.drafted),
+                    "simulate.chain": self.drafted}
         return out
 
 
@@ -212,45 +214,6 @@ class ProjectionConfig:
 ConfigStore.instance().store(name="base_projection", node=ProjectionConfig)
 
 
-def system_overrides(system: str, batch: int, edges: int | None = None) -> list[str]:
-    """A system at batch ``batch``: SpecEdge with ``edges`` edges, every tree verified whole
-    in pipeline groups of ``batch`` (fixed), or the server's goodput budget of nodes in the
-    group count the same objective picks (budgeted: groups of ``batch``, or one of every
-    edge); the baselines batching ``batch`` requests (server-only verifying whole trees, as
-    upstream's)."""
-    specedge = ["baseline=specedge", f"simulate.edges={edges or batch}",
-                f"server.max_batch_size={batch}", "server.scheduler=pipeline"]
-    return {
-        "specedge": [*specedge, "server.verify_budget=fixed", "server.pipeline_groups=split"],
-        "specedge_budgeted": [*specedge, "server.verify_budget=goodput",
-                              "server.pipeline_groups=goodput"],
-        "server_only": ["baseline=server_only", f"baseline.max_batch_size={batch}",
-                        "server.verify_budget=fixed"],
-        "auto_batch": ["baseline=auto_batch", f"baseline.batch_size={batch}"],
-    }[system]
-
-
-def simulate_point(overrides: list[str], seed: int = 0) -> dict[str, Any]:
-    """One simulated run of the composed overrides: its summary (records are not kept;
-    the overrides reproduce them)."""
-    overrides = [*overrides, f"seed={seed}"]
-    if GlobalHydra.instance().is_initialized():  # inside this module's main: conf/ is loaded
-        composed = compose(config_name="config", overrides=overrides)
-    else:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            composed = compose(config_name="config", overrides=overrides)
-    with_edges(composed)
-    cfg = checked_run_config(composed)
-    with tempfile.TemporaryDirectory() as tmp:
-        summary = simulate(plan_of_config(cfg), Path(tmp))
-    return {"overrides": overrides[:-1], **{k: summary[k] for k in (
-        "baseline", "tokens", "server_busy_s", "server_wall_s", "server_time_s",
-        "server_utilization", "verified_size_mean", "tree_size_mean",
-        "edge_busy_s", "edge_cost_usd", "server_cost_usd", "usd_per_mtok", "throughput_tok_s",
-        "accounting", "itl_ms", "accepted_per_round", "tokens_per_round", "mean_batch_size",
-        "prices", "upstream", "trace", "latency_model")}}
-
-
 ACCOUNTINGS = ("upstream", "ours", "wall", "busy")
 
 
@@ -302,17 +265,25 @@ def ratios(specedge: dict[str, float], server_only: dict[str, float]) -> dict[st
             "itl_reduction": 1 - specedge["itl_ms"] / server_only["itl_ms"]}
 
 
-def protocol(cfg: ProjectionConfig, scenario: Scenario) -> list[dict[str, Any]]:
+def protocol_edges(cfg: ProjectionConfig, system: str, batch: int) -> int | None:
+    """The protocol's edges: ``edges_per_batch`` x B for SpecEdge, none for the baselines."""
+    return cfg.edges_per_batch * batch if system.startswith("specedge") else None
+
+
+def protocol_settings(cfg: ProjectionConfig, scenario: Scenario) -> Settings:
+    return scenario.settings() | {"simulate.requests_per_edge": cfg.requests_per_slot}
+
+
+def protocol(cfg: ProjectionConfig, bases: Bases, scenario: Scenario) -> list[dict[str, Any]]:
     """The paper's protocol under one scenario: a row per batch size and system."""
     rows = []
     for batch in cfg.batch_sizes:
         for system in SYSTEMS:
-            edges = cfg.edges_per_batch * batch if system.startswith("specedge") else None
-            overrides = [*cfg.setup, *scenario.overrides(),
-                         f"simulate.requests_per_edge={cfg.requests_per_slot}",
-                         *system_overrides(system, batch, edges)]
+            edges = protocol_edges(cfg, system, batch)
             rows.append({"scenario": scenario.name, "batch": batch, "system": system,
-                         "edges": edges, **simulate_point(overrides, cfg.seed)})
+                         "edges": edges, **simulate_system(
+                             bases, None, system, batch, edges,
+                             protocol_settings(cfg, scenario), cfg.seed)})
     return rows
 
 
@@ -361,33 +332,33 @@ def protocol_table(rows: list[dict[str, Any]], paper: PaperFigures) -> list[dict
     return out
 
 
-def map_point(cfg: ProjectionConfig, hardware: str, system: str, concurrency: int,
-              tokens_per_round: float, rtt_ms: float) -> list[str]:
-    """The overrides of one map point (the point simulation a map cell summarises)."""
+def map_point(cfg: ProjectionConfig, bases: Bases, hardware: str, system: str,
+              concurrency: int, tokens_per_round: float, rtt_ms: float) -> dict[str, Any]:
+    """One map point (the point simulation a map cell summarises): at concurrency C,
+    SpecEdge's C edges in batches of ceil(C/2), the baselines' batch of C."""
     edge_side = system.startswith("specedge")
     batch = math.ceil(concurrency / 2) if edge_side else concurrency
-    edges = concurrency if edge_side else None
-    setup = [o for o in cfg.setup if not o.startswith("hardware")]
-    return [*setup, f"hardware={hardware}", f"hardware.link.delay_ms={rtt_ms / 2:g}",
-            f"simulate.trace={cfg.scenario(cfg.main_scenario).trace}",
-            f"simulate.acceptance={two_point_acceptance(tokens_per_round)}",
-            f"simulate.requests_per_edge={cfg.maps.requests_per_slot}",
-            *system_overrides(system, batch, edges)]
+    settings: Settings = {
+        "hardware.link.delay_ms": rtt_ms / 2,
+        "simulate.trace": cfg.scenario(cfg.main_scenario).trace,
+        "simulate.acceptance": two_point_acceptance(tokens_per_round),
+        "simulate.requests_per_edge": cfg.maps.requests_per_slot}
+    return simulate_system(bases, hardware, system, batch,
+                           concurrency if edge_side else None, settings, cfg.seed)
 
 
-def maps(cfg: ProjectionConfig) -> list[dict[str, Any]]:
+def maps(cfg: ProjectionConfig, bases: Bases) -> list[dict[str, Any]]:
     """SpecEdge's cost per token over each baseline's, a row per map cell. The baselines do
     not depend on the link (server-only, auto-batch) or the acceptance (auto-batch), so each
     is simulated once and shared by the cells it applies to."""
     g = cfg.maps
     rows = []
     for hardware in g.hardware:
-        auto = {c: simulate_point(map_point(cfg, hardware, "auto_batch", c, 1.0, 0.0),
-                                  cfg.seed) for c in g.concurrency}
+        auto = {c: map_point(cfg, bases, hardware, "auto_batch", c, 1.0, 0.0)
+                for c in g.concurrency}
         for t in g.tokens_per_round:
             for c in g.concurrency:
-                server_only = simulate_point(map_point(cfg, hardware, "server_only", c, t, 0.0),
-                                             cfg.seed)
+                server_only = map_point(cfg, bases, hardware, "server_only", c, t, 0.0)
                 so, ab = figures(server_only), figures(auto[c])
                 for rtt in g.rtt_ms:
                     cell: dict[str, Any] = {
@@ -398,8 +369,7 @@ def maps(cfg: ProjectionConfig) -> list[dict[str, Any]]:
                                       "auto_batch": auto[c]["overrides"]}}
                     for system, prefix in (("specedge", ""),
                                            ("specedge_budgeted", "budgeted_")):
-                        se = simulate_point(map_point(cfg, hardware, system, c, t, rtt),
-                                            cfg.seed)
+                        se = map_point(cfg, bases, hardware, system, c, t, rtt)
                         f = figures(se)
                         cell |= {f"{system}_usd_per_mtok": f["usd_per_mtok"],
                                  f"{prefix}vs_server_only": f["usd_per_mtok"] / so["usd_per_mtok"],
@@ -411,9 +381,9 @@ def maps(cfg: ProjectionConfig) -> list[dict[str, Any]]:
     return rows
 
 
-def host_bound_profiles(cfg: ProjectionConfig, out_dir: Path) -> list[str]:
+def host_bound_profiles(cfg: ProjectionConfig, out_dir: Path) -> Settings:
     """Server and edge profiles of the setup's hardware with the one efficiency once fitted
-    on host-bound data, as simulate overrides."""
+    on host-bound data, as simulate settings."""
     eff = cfg.host_bound_efficiency
     keys = {"a100_80": ("a100_80", "rtx4090"), "a100_40": ("a100_40", "rtx4090"),
             "rtx4090": ("rtx4090", "rtx4090")}
@@ -431,10 +401,10 @@ def host_bound_profiles(cfg: ProjectionConfig, out_dir: Path) -> list[str]:
             "efficiencies": f"one efficiency {eff:g} for bandwidth and compute, as once "
                             "fitted on the host-bound H200 eager profile"})))
         paths.append(str(path))
-    return [f"simulate.profile={paths[0]}", f"simulate.edge_profile={paths[1]}"]
+    return {"simulate.profile": paths[0], "simulate.edge_profile": paths[1]}
 
 
-def sensitivity(cfg: ProjectionConfig, protocol_rows: list[dict[str, Any]],
+def sensitivity(cfg: ProjectionConfig, bases: Bases, protocol_rows: list[dict[str, Any]],
                 out_dir: Path) -> list[dict[str, Any]]:
     """The headline ratios at ``headline_batch`` under the main scenario, then with one
     assumption changed at a time."""
@@ -457,12 +427,14 @@ def sensitivity(cfg: ProjectionConfig, protocol_rows: list[dict[str, Any]],
         if s.name != main.name:
             rows.append(row("acceptance", s.label, keyed[(s.name, b, "specedge")],
                             keyed[(s.name, b, "server_only")]))
-    variant = host_bound_profiles(cfg, out_dir)
-    se, so = (simulate_point([*p["overrides"], *variant], cfg.seed) for p in (base_se, base_so))
+    settings = protocol_settings(cfg, main)
+    variant = settings | host_bound_profiles(cfg, out_dir)
+    se, so = (simulate_system(bases, None, system, b, protocol_edges(cfg, system, b),
+                              variant, cfg.seed) for system in ("specedge", "server_only"))
     rows.append(row("efficiency", f"{cfg.host_bound_efficiency:g} for both (fitted on "
                     "host-bound data)", se, so))
     for edges in sorted({b, 4 * b} - {cfg.edges_per_batch * b}):
-        se = simulate_point([*base_se["overrides"], f"simulate.edges={edges}"], cfg.seed)
+        se = simulate_system(bases, None, "specedge", b, edges, settings, cfg.seed)
         rows.append(row("edges per batch", f"{edges} edges ({edges / b:g} x B)", se, base_so))
     for accounting in ("ours", "wall", "busy"):
         rows.append(row("accounting", accounting, base_se, base_so, accounting))
@@ -489,7 +461,7 @@ def verdict(rows: list[dict[str, Any]], paper: PaperFigures) -> list[str]:
     return lines
 
 
-def run(cfg: ProjectionConfig) -> dict[str, Any]:
+def run(cfg: ProjectionConfig, bases: Bases) -> dict[str, Any]:
     out_dir = Path(cfg.out_dir)  # relative to the working directory, as every run's
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -497,20 +469,20 @@ def run(cfg: ProjectionConfig) -> dict[str, Any]:
         (out_dir / name).write_text(json.dumps(data, indent=1) + "\n")
 
     write("scenarios.json", [{"name": s.name, "label": s.label, "source": s.source,
-                              "overrides": s.overrides(), "simulated": True}
+                              "overrides": overrides(s.settings()), "simulated": True}
                              for s in cfg.scenarios])
-    rows = [r for s in cfg.scenarios for r in protocol(cfg, s)]
+    rows = [r for s in cfg.scenarios for r in protocol(cfg, bases, s)]
     write("protocol.json", {"simulated": True, "setup": cfg.setup,
                             "edges_per_batch": cfg.edges_per_batch,
                             "paper": OmegaConf.to_container(OmegaConf.structured(cfg.paper)),
                             "points": rows, "table": protocol_table(rows, cfg.paper)})
-    table = sensitivity(cfg, rows, out_dir)
+    table = sensitivity(cfg, bases, rows, out_dir)
     write("sensitivity.json", {"simulated": True, "headline_batch": cfg.headline_batch,
                                "rows": table, "verdict": verdict(table, cfg.paper)})
     write("maps.json", {"simulated": True, "grid": OmegaConf.to_container(
         OmegaConf.structured(cfg.maps)), "scenario": cfg.main_scenario,
         "paper_point": {"hardware": "a100_80", "concurrency": 2 * cfg.headline_batch,
-                        "rtt_ms": 14.0}, "cells": maps(cfg)})
+                        "rtt_ms": 14.0}, "cells": maps(cfg, bases)})
     return {"out_dir": str(out_dir), "points": len(rows), "verdict": verdict(table, cfg.paper)}
 
 
@@ -518,7 +490,7 @@ def run(cfg: ProjectionConfig) -> dict[str, Any]:
 def main(composed: DictConfig) -> None:
     try:
         cfg: ProjectionConfig = OmegaConf.to_object(composed)  # type: ignore[assignment]
-        result = run(cfg)
+        result = run(cfg, compose_bases(cfg.setup, cfg.maps.hardware))
     except (ConfigError, SimulationError, MetricsError) as exc:
         print(f"specedge: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -43,26 +43,11 @@ from omegaconf import DictConfig
 from specedge.analysis.metrics import MetricsError
 from specedge.analysis.simulation.events import plan_of_config, simulate
 from specedge.analysis.simulation.latency import SimulationError
+from specedge.analysis.simulation.systems import with_edges
 from specedge.analysis.simulation.validation import validate
-from specedge.base.config.baseline import BaselineName
 from specedge.base.config.checks import ConfigError
-from specedge.base.config.hardware import EdgePlacement
 from specedge.base.config.preflight import checked_run_config
 from specedge.base.records import SUMMARY_FILE
-
-
-def with_edges(composed: DictConfig) -> None:
-    """``simulate.edges`` SpecEdge edges like the configured ones: ``server.num_clients`` and
-    ``hardware.nodes`` follow it, and ``server.max_batch_size`` is capped at it (a batch
-    cannot hold more edges than there are), before the configuration is checked."""
-    edges = composed.simulate.edges
-    if edges is None or composed.baseline.name != BaselineName.specedge.value:
-        return
-    first = next(iter(composed.hardware.nodes.values()))[0]
-    composed.server.num_clients = edges
-    composed.server.max_batch_size = min(composed.server.max_batch_size, edges)
-    # Under "localhost": a saved config is merged over the schema, whose default node it is.
-    composed.hardware.nodes = {"localhost": [EdgePlacement(first.device) for _ in range(edges)]}
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="config")

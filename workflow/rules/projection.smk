@@ -5,6 +5,7 @@ import glob
 import os
 
 from specedge.analysis.simulation import heldout
+from specedge.analysis.simulation.systems import batch_settings, overrides
 
 VALIDATION = config["validation"]
 # The shipped latency profiles every projection simulation reads (hardware entries name them):
@@ -152,12 +153,8 @@ rule validate:
 
 
 def concurrency(baseline):
-    n = PROJECTION["concurrency"]
-    return {
-        "specedge": [f"simulate.edges={n}", f"server.max_batch_size={n}"],
-        "server_only": [f"baseline.max_batch_size={n}"],
-        "auto_batch": [f"baseline.batch_size={n}"],
-    }[baseline]
+    """A baseline at the projection's concurrency, as the simulator's systems define it."""
+    return overrides(batch_settings(baseline, PROJECTION["concurrency"]))
 
 
 def setup_overrides(wildcards):
