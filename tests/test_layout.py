@@ -78,10 +78,9 @@ LONGER_FOR_NOW = {
     "specedge/analysis/pages/comparison.py": 420,
     "specedge/serving/launcher.py": 472,
     "specedge/analysis/pages/projection.py": 510,
-    "specedge/analysis/projection.py": 502,
+    "specedge/analysis/projection.py": 503,
     "specedge/analysis/simulation/events.py": 530,
     "specedge/commands/distill_prompts.py": 533,
-    "specedge/analysis/metrics.py": 545,
     "specedge/commands/distill.py": 444,
 }
 

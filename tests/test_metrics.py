@@ -14,14 +14,9 @@ from pathlib import Path
 import pytest
 
 from specedge import PROJECT_ROOT
-from specedge.analysis.metrics import (
-    Accounting,
-    MetricsError,
-    Prices,
-    hardware_prices,
-    load_records,
-    summarize,
-)
+from specedge.analysis.metrics import summarize
+from specedge.analysis.pricing import Accounting, Prices, hardware_prices
+from specedge.analysis.run_records import MetricsError, load_records
 from specedge.base.records import EdgeRoundRecord, OutputRecord, ServerStepRecord, StepRecord
 
 PRICES = Prices("test", "S", 3.6, "E", 0.36)  # $0.001 per server second, $0.0001 per edge s

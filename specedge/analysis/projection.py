@@ -40,7 +40,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from specedge import CONF_DIR, DATA_DIR
-from specedge.analysis.metrics import MetricsError, Prices
+from specedge.analysis.pricing import Prices
+from specedge.analysis.run_records import MetricsError
 from specedge.analysis.simulation.latency import SimulationError
 from specedge.analysis.simulation.systems import (
     SYSTEMS,

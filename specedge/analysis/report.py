@@ -17,12 +17,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from specedge.analysis.metrics import MetricsError
 from specedge.analysis.pages.comparison import comparison_report
 from specedge.analysis.pages.index import index_page
 from specedge.analysis.pages.page import ReportError
 from specedge.analysis.pages.projection import projection_report
 from specedge.analysis.pages.sweep import sweep_report
+from specedge.analysis.run_records import MetricsError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,7 +40,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from specedge.analysis.metrics import MetricsError
+from specedge.analysis.run_records import MetricsError
 from specedge.analysis.simulation.events import plan_of_config, simulate
 from specedge.analysis.simulation.latency import SimulationError
 from specedge.analysis.simulation.systems import with_edges

@@ -22,7 +22,8 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from specedge.algorithm.drafting import TreeShape
 from specedge.algorithm.sequence import Sequence, make_sequences, output_record
 from specedge.algorithm.verification import Chooser
-from specedge.analysis.metrics import MetricsError, write_summary
+from specedge.analysis.metrics import write_summary
+from specedge.analysis.run_records import MetricsError
 from specedge.base.config.baseline import AutoBatchBaseline, BaselineName, ServerOnlyBaseline
 from specedge.base.config.checks import ConfigError
 from specedge.base.config.edge import max_tree_nodes

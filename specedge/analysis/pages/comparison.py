@@ -17,13 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from specedge.analysis.metrics import (
-    UPSTREAM_DEFINITIONS,
-    RunRecords,
-    itl_ms,
-    load_records,
-    run_summary,
-)
+from specedge.analysis.metrics import UPSTREAM_DEFINITIONS, itl_ms, run_summary
 from specedge.analysis.pages.page import (
     LABELS,
     ORDER,
@@ -36,6 +30,7 @@ from specedge.analysis.pages.page import (
     png,
     render,
 )
+from specedge.analysis.run_records import RunRecords, load_records
 from specedge.base.records import RUN_CONFIG_FILE, SUMMARY_FILE
 
 TIMELINE_STEPS = 40  # server steps shown in the timeline's zoom

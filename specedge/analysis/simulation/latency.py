@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from specedge.analysis.metrics import read_frame
+from specedge.analysis.run_records import read_frame
 from specedge.base.config.checks import project_file
 from specedge.base.records import SERVER_FILE, STEPS_FILE, ServerStepRecord, StepRecord
 from specedge.base.roofline import plain_name

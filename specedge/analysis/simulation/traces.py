@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from specedge.algorithm.goodput import encode, replayed_survivals
-from specedge.analysis.metrics import load_records
+from specedge.analysis.run_records import load_records
 from specedge.analysis.simulation.latency import SimulationError
 from specedge.base.config.run import load_run_config
 from specedge.base.records import OUTPUTS_FILE

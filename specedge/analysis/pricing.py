@@ -1,0 +1,67 @@
+"""How runs are priced, once for every report and projection: a hardware entry's dollars per
+GPU-hour, and which server time is billed (``busy``: the sum of its steps; ``wall``: first to
+last record, idle included; upstream's default per baseline)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+
+from specedge import CONF_DIR
+from specedge.analysis.run_records import MetricsError
+from specedge.base.config.checks import ConfigError
+from specedge.base.config.hardware import HardwareConfig
+
+
+class Accounting(StrEnum):
+    busy = "busy"
+    wall = "wall"
+
+
+DEFAULT_ACCOUNTING = {"specedge": Accounting.wall, "server_only": Accounting.busy,
+                      "auto_batch": Accounting.busy}
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Dollars per hour of the server's GPU and of one edge's GPU."""
+
+    hardware: str
+    server_gpu: str
+    server_per_hour: float
+    edge_gpu: str
+    edge_per_hour: float
+
+    @classmethod
+    def of(cls, hw: HardwareConfig) -> Prices:
+        return cls(hw.name, hw.server_gpu, hw.server_price_per_hour, hw.edge_gpu,
+                   hw.edge_price_per_hour)
+
+    def server_usd(self, seconds: float) -> float:
+        """The server's bill for ``seconds`` of its time (how they are counted is the
+        accounting's: busy or wall)."""
+        return seconds / 3600 * self.server_per_hour
+
+    def edges_usd(self, seconds: float) -> float:
+        """The edges' bill for ``seconds`` of edge time, summed over the edges."""
+        return seconds / 3600 * self.edge_per_hour
+
+
+def hardware_prices(name: str) -> Prices:
+    """Prices of a ``conf/hardware`` option, composed by Hydra as a run would compose it."""
+    options = sorted(p.stem for p in (CONF_DIR / "hardware").glob("*.yaml"))
+    if name not in options:
+        raise MetricsError(f"--hardware {name!r} is not a hardware option: one of "
+                           f"{', '.join(options)}")
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=[f"hardware={name}"])
+        hw = OmegaConf.to_object(cfg.hardware)
+    except (HydraException, ConfigError) as exc:
+        raise MetricsError(f"hardware={name}: {exc}") from None
+    assert isinstance(hw, HardwareConfig)
+    return Prices.of(hw)
