@@ -27,8 +27,9 @@ from specedge.algorithm.goodput import (
     step_knots,
 )
 from specedge.algorithm.tree import TokenTree
-from specedge.analysis.simulation.events import Plan, simulate
+from specedge.analysis.simulation.events import simulate
 from specedge.analysis.simulation.latency import LatencyModel, SimulationError
+from specedge.analysis.simulation.plan import Plan
 from specedge.analysis.simulation.pruning import ReplayTree
 from specedge.analysis.simulation.traces import Trace, TraceRound
 from specedge.base.config.run import to_run_config

@@ -79,7 +79,7 @@ LONGER_FOR_NOW = {
     "specedge/serving/launcher.py": 472,
     "specedge/analysis/pages/projection.py": 510,
     "specedge/analysis/projection.py": 503,
-    "specedge/analysis/simulation/events.py": 530,
+    "specedge/analysis/simulation/events.py": 436,
     "specedge/commands/distill_prompts.py": 533,
     "specedge/commands/distill.py": 444,
 }

@@ -21,8 +21,9 @@ from specedge.analysis.projection import (
     run,
     two_point_acceptance,
 )
-from specedge.analysis.simulation.events import plan_of_config, simulate
+from specedge.analysis.simulation.events import simulate
 from specedge.analysis.simulation.latency import SimulationError
+from specedge.analysis.simulation.plan import plan_of_config
 from specedge.analysis.simulation.systems import (
     Bases,
     compose_bases,

@@ -18,13 +18,14 @@ from specedge.analysis.pages.projection import heldout_section, heldout_tables
 from specedge.analysis.report import main as report_main
 from specedge.analysis.simulate import main
 from specedge.analysis.simulation import heldout
-from specedge.analysis.simulation.events import Plan, _late_s, simulate
+from specedge.analysis.simulation.events import _late_s, simulate
 from specedge.analysis.simulation.latency import (
     LatencyModel,
     ProfileLatency,
     SimulationError,
     profile_latencies,
 )
+from specedge.analysis.simulation.plan import Plan
 from specedge.analysis.simulation.traces import (
     Trace,
     TraceRound,

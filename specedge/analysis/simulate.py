@@ -41,8 +41,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from specedge.analysis.run_records import MetricsError
-from specedge.analysis.simulation.events import plan_of_config, simulate
+from specedge.analysis.simulation.events import simulate
 from specedge.analysis.simulation.latency import SimulationError
+from specedge.analysis.simulation.plan import plan_of_config
 from specedge.analysis.simulation.systems import with_edges
 from specedge.analysis.simulation.validation import validate
 from specedge.base.config.checks import ConfigError

@@ -16,7 +16,8 @@ from typing import Any
 from hydra import compose
 from omegaconf import DictConfig, OmegaConf
 
-from specedge.analysis.simulation.events import plan_of_config, simulate
+from specedge.analysis.simulation.events import simulate
+from specedge.analysis.simulation.plan import plan_of_config
 from specedge.base.config.baseline import BaselineName
 from specedge.base.config.checks import ConfigError
 from specedge.base.config.hardware import EdgePlacement

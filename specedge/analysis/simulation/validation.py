@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from specedge.analysis.metrics import write_summary
-from specedge.analysis.simulation.events import plan_of_run, simulate
+from specedge.analysis.simulation.events import simulate
+from specedge.analysis.simulation.plan import plan_of_run
 from specedge.base.config.baseline import BaselineName
 from specedge.base.records import SUMMARY_FILE
 
