@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from specedge.analysis.pages.page import ReportError, Section, generated, render
-from specedge.analysis.pages.projection import read_projection
+from specedge.analysis.pages.scenarios import read_projection
 
 
 class _TitleParser(HTMLParser):
