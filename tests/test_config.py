@@ -194,24 +194,24 @@ def test_a_saved_run_config_loads_as_it_was_saved(tmp_path: Path) -> None:
 
 def test_slurm_placement_comes_from_the_allocation(monkeypatch: pytest.MonkeyPatch) -> None:
     from specedge.base.config.hardware import EdgePlacement
-    from specedge.serving import launcher
+    from specedge.serving import remote
 
     cfg = _compose("hardware=slurm", "server.num_clients=3", "server.max_batch_size=2")
     assert cfg.devices() == ["cpu", "cpu"]  # the allocation, not hardware.nodes, decides
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     with pytest.raises(ConfigError, match="only inside a SLURM allocation"):
-        launcher.slurm_placements(cfg)
-    monkeypatch.setattr(launcher, "allocation_nodes", lambda: ["n1", "n2"])
+        remote.slurm_placements(cfg)
+    monkeypatch.setattr(remote, "allocation_nodes", lambda: ["n1", "n2"])
     with pytest.raises(ConfigError, match=r"server.num_clients = 3 is not accepted: this "
                        r"allocation has 2 node\(s\) x hardware.slurm.edges_per_node = 2"):
-        launcher.slurm_placements(cfg)
+        remote.slurm_placements(cfg)
     cfg = _compose("hardware=slurm", "server.num_clients=4")
     with pytest.raises(ConfigError, match=r"server\.host = '127\.0\.0\.1' is not accepted"):
-        launcher.slurm_placements(cfg)
+        remote.slurm_placements(cfg)
     cfg = _compose("hardware=slurm", "server.num_clients=4", "server.host=0.0.0.0",
                    "hardware.slurm.gpus_per_edge=1")
-    assert launcher.slurm_placements(cfg) == (
+    assert remote.slurm_placements(cfg) == (
         "n1", [(n, EdgePlacement("cuda:0")) for n in ("n1", "n1", "n2", "n2")])
-    assert launcher.srun_command(cfg, "n2", "specedge-edge-3", 1, ["python"]) == [
+    assert remote.srun_command(cfg, "n2", "specedge-edge-3", 1, ["python"]) == [
         "srun", "--nodes=1", "--ntasks=1", "--nodelist=n2", "--overlap",
         "--job-name=specedge-edge-3", "--gpus-per-task=1", "python"]

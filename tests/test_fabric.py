@@ -147,7 +147,7 @@ def test_a_remote_edge_is_stopped_by_its_process_id_not_by_name(
     from fabric import Connection
 
     from specedge.base.records import edge_file, edge_pid_file
-    from specedge.serving.launcher import RemoteEdge, _run_remote_edge
+    from specedge.serving.remote import RemoteEdge, run_remote_edge
     from tests.serving import live_server, write_run_config
 
     node, sshd_dir = sshd
@@ -162,7 +162,7 @@ def test_a_remote_edge_is_stopped_by_its_process_id_not_by_name(
                       connect_kwargs={"key_filename": str(sshd_dir / "client_key")})
     try:
         with live_server(run_dir) as (_, port), ThreadPoolExecutor(1) as pool:
-            future = pool.submit(_run_remote_edge, conn, str(PROJECT_ROOT), run_dir, 0,
+            future = pool.submit(run_remote_edge, conn, str(PROJECT_ROOT), run_dir, 0,
                                  f"127.0.0.1:{port}", "cpu", False)
             deadline = time.monotonic() + 120
             rounds = edge_file(run_dir, 0)

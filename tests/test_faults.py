@@ -22,7 +22,7 @@ import pytest
 
 from specedge import PROJECT_ROOT
 from specedge.base.records import OUTPUTS_FILE, edge_outputs_file
-from specedge.serving.launcher import edge_command
+from specedge.serving.remote import edge_command
 from tests.serving import (
     assert_outputs_exact,
     live_server,

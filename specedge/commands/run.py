@@ -36,7 +36,8 @@ from specedge.engine.kv_pool import KVPool, pool_for
 from specedge.engine.models import ModelLoadError, check_member, load_member, load_run_tokenizer
 from specedge.serving.baselines import serve
 from specedge.serving.budget import measure_steps
-from specedge.serving.launcher import LaunchError, cores_to_pin, launch
+from specedge.serving.launcher import cores_to_pin, launch
+from specedge.serving.remote import LaunchError
 
 log = logging.getLogger("specedge.commands.run")
 
