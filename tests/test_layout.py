@@ -78,7 +78,6 @@ LONGER_FOR_NOW = {
     "specedge/analysis/projection.py": 503,
     "specedge/analysis/simulation/events.py": 436,
     "specedge/commands/distill_prompts.py": 533,
-    "specedge/commands/distill.py": 444,
 }
 
 

@@ -20,21 +20,20 @@ from specedge.base.config.model import DType
 from specedge.base.records import OUTPUTS_FILE
 from specedge.commands.convert import ConvertConfig, ConvertError, convert, load_gguf, sha256_of
 from specedge.commands.distill import (
-    CARD_FILE,
     OWN_FILE,
     SHIPPED_DRAFTS,
     DistillConfig,
-    DraftError,
     Mode,
     assemble,
     distill,
-    draft_from,
     held_out_requests,
     user_turn,
 )
 from specedge.commands.distill_prompts import KINDS, distill_prompts, overlapping
 from specedge.commands.loadtest import run_load
 from specedge.engine.models import load_model, load_tokenizer
+from specedge.training.builds import CARD_FILE
+from specedge.training.drafts import DraftError, draft_from
 from specedge.training.measures import agreement
 from tests.conftest import WHEELS, quick_recipe
 from tests.serving import assert_outputs_exact, read_records, run_command

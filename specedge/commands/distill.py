@@ -53,7 +53,7 @@ from rich.progress import Progress
 from transformers import PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from specedge import DATA_DIR, PROJECT_ROOT
+from specedge import DATA_DIR
 from specedge.algorithm.sequence import make_sequences
 from specedge.base.config.dataset import DatasetConfig, DatasetName
 from specedge.base.config.model import DType
@@ -68,8 +68,16 @@ from specedge.engine.models import (
     load_tokenizer,
     resolve_dtype,
 )
-from specedge.training.builds import CARD_FILE, finish, in_fresh_process, start_build
+from specedge.training.builds import (
+    CARD_FILE,
+    card_sha,
+    finish,
+    in_fresh_process,
+    in_project,
+    start_build,
+)
 from specedge.training.decoding import Example, decode
+from specedge.training.drafts import DraftError, draft_from, join, own_tensors
 from specedge.training.losses import top_k_loss
 from specedge.training.measures import agreement, forward_ms, speculation
 from specedge.training.trainer import train, training_progress
@@ -78,7 +86,6 @@ log = logging.getLogger("specedge.commands.distill")
 
 OWN_FILE = "own.safetensors"  # the tensors a draft does not share with its target
 SHIPPED_DRAFTS = DATA_DIR / "drafts"
-SHARED = ("model.embed_tokens.weight", "lm_head.weight")  # the target's, tied
 
 
 class Mode(StrEnum):
@@ -198,22 +205,6 @@ def cached_teacher_data(target: PreTrainedModel, tok: PreTrainedTokenizerBase,
 
 # ---------------------------------------------------------------------------------- the draft
 
-def draft_from(target: PreTrainedModel, layers: list[int]) -> PreTrainedModel:
-    """The target with only ``layers`` (in that order): embeddings, norm and head shared."""
-    n = target.config.num_hidden_layers
-    if any(not 0 <= i < n for i in layers):
-        raise ValueError(f"layers = {layers!r} is not accepted: the target has layers 0-{n - 1}")
-    draft = copy.deepcopy(target)
-    draft.model.layers = torch.nn.ModuleList([draft.model.layers[i] for i in layers])
-    for k, layer in enumerate(draft.model.layers):
-        layer.self_attn.layer_idx = k  # the KV cache is indexed by position in the stack
-    draft.config.num_hidden_layers = len(layers)
-    if getattr(draft.config, "layer_types", None):
-        draft.config.layer_types = [draft.config.layer_types[i] for i in layers]
-    draft.model.embed_tokens.weight.requires_grad_(False)  # tied: the head stays the target's
-    return draft
-
-
 def _batches(data: list[Example], cfg: DistillConfig, pad: int) -> Iterator[tuple[torch.Tensor,
                                                                                ...]]:
     """Right-padded (prompt + reply) rows, the flat positions whose next token is a reply
@@ -278,30 +269,6 @@ def measure_job(job: dict) -> dict[str, object]:
 
 # ---------------------------------------------------------------------------------- the build
 
-class DraftError(RuntimeError):
-    """A shipped draft cannot be assembled; the message says why and how to rebuild it."""
-
-
-def own_tensors(draft: PreTrainedModel) -> dict[str, torch.Tensor]:
-    """The draft's trained tensors (not the target's embeddings and head), in bf16: half the
-    bytes to ship, and a run in any dtype loads them as they were measured."""
-    return {k: v.detach().to(torch.bfloat16).contiguous()
-            for k, v in draft.state_dict().items() if k not in SHARED}
-
-
-def join(target32: PreTrainedModel, layers: list[int],
-         own: dict[str, torch.Tensor]) -> PreTrainedModel:
-    """The draft: ``layers`` of the target with ``own`` tensors in place of theirs."""
-    draft = draft_from(target32, layers)
-    missing, unexpected = draft.load_state_dict({k: v.float() for k, v in own.items()},
-                                                strict=False)
-    if unexpected or set(missing) - set(SHARED):
-        raise DraftError(f"the draft's own tensors do not fit {len(layers)} target layers: "
-                         f"unexpected {sorted(unexpected)[:4]}, missing "
-                         f"{sorted(set(missing) - set(SHARED))[:4]}")
-    return draft
-
-
 def _save_draft(draft: PreTrainedModel, target32: PreTrainedModel,
                 tok: PreTrainedTokenizerBase, folder: Path) -> str:
     """Save a loadable draft folder; returns its weights' sha256."""
@@ -309,19 +276,6 @@ def _save_draft(draft: PreTrainedModel, target32: PreTrainedModel,
     draft.save_pretrained(folder)
     tok.save_pretrained(folder)
     return sha256_of(folder / "model.safetensors")
-
-
-def _in_project(path: str) -> str:
-    """``path`` relative to the project root where it lies inside it (a card names no
-    machine's folders)."""
-    resolved = Path(path).resolve()
-    return str(resolved.relative_to(PROJECT_ROOT)) if resolved.is_relative_to(PROJECT_ROOT) \
-        else path
-
-
-def _target_sha(target: str) -> str | None:
-    card = Path(target) / CARD_FILE
-    return json.loads(card.read_text())["weights_sha256"] if card.is_file() else None
 
 
 def distill(cfg: DistillConfig) -> dict:
@@ -337,7 +291,7 @@ def distill(cfg: DistillConfig) -> dict:
         TORCH_DTYPES[cfg.dtype])
     held_out = [r.prompt.strip() for r in load_requests(
         DatasetConfig(name=DatasetName.builtin, chat_template=False), tok)]
-    target_sha = _target_sha(cfg.target)
+    target_sha = card_sha(cfg.target)
     timings: dict[str, float] = {}
     with training_progress() as progress:
         t0 = time.perf_counter()
@@ -360,7 +314,7 @@ def distill(cfg: DistillConfig) -> dict:
         "target": cfg.target,
         "target_weights_sha256": target_sha,
         "data": {"prompts": len(data), "reply_tokens": sum(len(ex.reply) for ex in data)},
-        "config": asdict(cfg) | {"shipped": _in_project(cfg.shipped)},
+        "config": asdict(cfg) | {"shipped": in_project(cfg.shipped)},
         "params": sum(p.numel() for p in trained.parameters()),
         "own_sha256": sha256_of(partial / OWN_FILE),
         "weights_sha256": weights_sha,
@@ -416,7 +370,7 @@ def assemble(cfg: DistillConfig) -> dict:
     if (sha := sha256_of(shipped / OWN_FILE)) != card["own_sha256"]:
         raise DraftError(f"{shipped / OWN_FILE}: sha256 is {sha}, its card says "
                          f"{card['own_sha256']}: the file was changed or truncated; {rebuild}")
-    if (target_sha := _target_sha(cfg.target)) != card["target_weights_sha256"]:
+    if (target_sha := card_sha(cfg.target)) != card["target_weights_sha256"]:
         raise DraftError(f"target = {cfg.target!r}: its weights (sha256 {target_sha}) are not "
                          f"the ones the shipped draft was distilled from "
                          f"({card['target_weights_sha256']}); {rebuild}")

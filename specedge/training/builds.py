@@ -16,7 +16,23 @@ from typing import Any
 
 import torch
 
+from specedge import PROJECT_ROOT
+
 CARD_FILE = "card.json"
+
+
+def in_project(path: str) -> str:
+    """``path`` relative to the project root where it lies inside it (a card names no
+    machine's folders)."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(PROJECT_ROOT)) if resolved.is_relative_to(PROJECT_ROOT) \
+        else path
+
+
+def card_sha(folder: str) -> str | None:
+    """The weights' sha256 on the card of a built model folder (None: it has no card)."""
+    card = Path(folder) / CARD_FILE
+    return json.loads(card.read_text())["weights_sha256"] if card.is_file() else None
 
 
 def start_build(out_dir: str, threads: int) -> tuple[Path, Path]:
