@@ -75,7 +75,6 @@ MAX_LINES = 400
 # Modules still longer, each held to its length when the limit came in (issue 33 splits them):
 # none may grow, and one that falls under the limit must leave this list.
 LONGER_FOR_NOW = {
-    "specedge/analysis/projection.py": 503,
     "specedge/analysis/simulation/events.py": 436,
     "specedge/commands/distill_prompts.py": 533,
 }

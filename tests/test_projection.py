@@ -11,16 +11,9 @@ from hydra import compose, initialize_config_dir
 from specedge import CONF_DIR, PROJECT_ROOT
 from specedge.analysis.pages.index import index_page
 from specedge.analysis.pages.projection import projection_report
-from specedge.analysis.projection import (
-    MapGrid,
-    ProjectionConfig,
-    Scenario,
-    chain_acceptance,
-    costs,
-    figures,
-    run,
-    two_point_acceptance,
-)
+from specedge.analysis.pricing import costs, figures
+from specedge.analysis.projection import MapGrid, ProjectionConfig, run
+from specedge.analysis.simulation.acceptance import Scenario, chain_acceptance, two_point_acceptance
 from specedge.analysis.simulation.events import simulate
 from specedge.analysis.simulation.latency import SimulationError
 from specedge.analysis.simulation.plan import plan_of_config

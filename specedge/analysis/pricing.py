@@ -4,8 +4,10 @@ last record, idle included; upstream's default per baseline)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
@@ -65,3 +67,47 @@ def hardware_prices(name: str) -> Prices:
         raise MetricsError(f"hardware={name}: {exc}") from None
     assert isinstance(hw, HardwareConfig)
     return Prices.of(hw)
+
+
+# A simulated or measured point's summary, priced (the projection's tables)
+ACCOUNTINGS = ("upstream", "ours", "wall", "busy")
+
+
+def costs(point: dict[str, Any], accounting: str = "upstream") -> tuple[float, float]:
+    """The server's and the edges' dollars of a point under an accounting: ``upstream`` (the
+    upstream metric scripts': edges billed for their whole round time), ``ours`` (our
+    defaults: SpecEdge's server wall, the baselines' busy; edges their drafting), ``wall``
+    or ``busy`` (every system's server billed alike)."""
+    if accounting not in ACCOUNTINGS:
+        raise ConfigError(f"accounting {accounting!r} is not accepted: "
+                          f"{', '.join(ACCOUNTINGS)}")
+    server = point["server_cost_usd"]
+    if accounting in ("wall", "busy"):
+        server = Prices(**point["prices"]).server_usd(point[f"server_{accounting}_s"])
+    edges = point["upstream"]["edge_cost_usd"] if accounting == "upstream" \
+        else point["edge_cost_usd"]
+    return server, edges
+
+
+def figures(point: dict[str, Any], accounting: str = "upstream") -> dict[str, float]:
+    """Throughput, ITL and $ per 1M tokens of a point under an accounting (:func:`costs`)."""
+    usd = sum(costs(point, accounting)) / point["tokens"] * 1e6
+    if accounting == "upstream":
+        u = point["upstream"]
+        return {"throughput_tok_s": u["throughput_tok_s"], "itl_ms": u["itl_ms"],
+                "usd_per_mtok": usd}
+    seconds = point["server_time_s"] if accounting == "ours" \
+        else point[f"server_{accounting}_s"]
+    return {"throughput_tok_s": point["tokens"] / seconds, "itl_ms": point["itl_ms"]["mean"],
+            "usd_per_mtok": usd}
+
+
+def break_even_edge_price(point: dict[str, Any], usd_per_mtok: float,
+                          accounting: str = "upstream") -> float | None:
+    """The $/h of an edge at which a SpecEdge point costs ``usd_per_mtok`` (a baseline's):
+    its edges' bill is linear in their price. None: dearer even with free edges."""
+    server, edges = costs(point, accounting)
+    allowed = usd_per_mtok * point["tokens"] / 1e6 - server
+    if allowed < 0:
+        return None
+    return math.inf if edges <= 0 else point["prices"]["edge_per_hour"] * allowed / edges

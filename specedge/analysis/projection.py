@@ -40,8 +40,9 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from specedge import CONF_DIR, DATA_DIR
-from specedge.analysis.pricing import Prices
+from specedge.analysis.pricing import break_even_edge_price, figures
 from specedge.analysis.run_records import MetricsError
+from specedge.analysis.simulation.acceptance import Scenario, two_point_acceptance
 from specedge.analysis.simulation.latency import SimulationError
 from specedge.analysis.simulation.systems import (
     SYSTEMS,
@@ -55,70 +56,6 @@ from specedge.base.config.checks import ConfigError
 from specedge.base.roofline import GPUS, Roofline, derive, dumps
 
 BASELINES = ("server_only", "auto_batch")
-
-
-@dataclass
-class Scenario:
-    """Where a simulation's acceptance comes from. ``trace``: a run directory or trace file
-    whose rounds are drawn (tree sizes, draft forwards, output lengths). With
-    ``tokens_per_round`` and ``drafted``, a published chain acceptance replaces the rounds'
-    (the trace then gives only the output lengths and bytes)."""
-
-    name: str
-    label: str  # what it is, for tables
-    source: str  # where it comes from
-    trace: str
-    tokens_per_round: float | None = None  # mean tokens per verification (bonus included)
-    drafted: int | None = None  # chain length those were measured at
-
-    def __post_init__(self) -> None:
-        if (self.tokens_per_round is None) != (self.drafted is None):
-            raise ConfigError(f"scenario {self.name!r}: tokens_per_round and drafted are "
-                              "given together (a published chain acceptance) or not at all")
-        if self.drafted is not None and not 1 <= self.tokens_per_round <= self.drafted + 1:
-            raise ConfigError(f"scenario {self.name!r}: tokens_per_round = "
-                              f"{self.tokens_per_round} is not accepted: between 1 and "
-                              f"drafted + 1 = {self.drafted + 1}")
-
-    def settings(self) -> Settings:
-        out: Settings = {"simulate.trace": self.trace}
-        if self.drafted is not None:
-            assert self.tokens_per_round is not None
-            out |= {"simulate.acceptance": chain_acceptance(self.tokens_per_round, self.drafted),
-                    "simulate.chain": self.drafted}
-        return out
-
-
-def chain_acceptance(tokens_per_round: float, drafted: int) -> list[float]:
-    """P(k of ``drafted`` chain tokens accepted), k = 0..drafted, for the constant per-token
-    acceptance rate a whose mean tokens per verification, 1 + a + ... + a^drafted, is
-    ``tokens_per_round`` (bisection; the closed form has no inverse)."""
-    lo, hi = 0.0, 1.0
-    for _ in range(100):
-        a = (lo + hi) / 2
-        if sum(a ** j for j in range(drafted + 1)) < tokens_per_round:
-            lo = a
-        else:
-            hi = a
-    a = (lo + hi) / 2
-    probs = [a ** k * (1 - a) for k in range(drafted)] + [a ** drafted]
-    return [round(p, 6) for p in _normalized(probs)]
-
-
-def two_point_acceptance(tokens_per_round: float) -> list[float]:
-    """The acceptance with mean ``tokens_per_round`` - 1 accepted tokens spread over the two
-    nearest counts: the map's tokens-per-round axis, the trace's trees kept."""
-    mean = tokens_per_round - 1
-    low = math.floor(mean)
-    frac = round(mean - low, 6)
-    probs = [0.0] * (low + 2)
-    probs[low], probs[low + 1] = 1 - frac, frac
-    return _normalized(probs if frac else probs[:-1])
-
-
-def _normalized(probs: list[float]) -> list[float]:
-    total = sum(probs)
-    return [p / total for p in probs]
 
 
 @dataclass
@@ -213,49 +150,6 @@ class ProjectionConfig:
 
 
 ConfigStore.instance().store(name="base_projection", node=ProjectionConfig)
-
-
-ACCOUNTINGS = ("upstream", "ours", "wall", "busy")
-
-
-def costs(point: dict[str, Any], accounting: str = "upstream") -> tuple[float, float]:
-    """The server's and the edges' dollars of a point under an accounting: ``upstream`` (the
-    upstream metric scripts': edges billed for their whole round time), ``ours`` (our
-    defaults: SpecEdge's server wall, the baselines' busy; edges their drafting), ``wall``
-    or ``busy`` (every system's server billed alike)."""
-    if accounting not in ACCOUNTINGS:
-        raise ConfigError(f"accounting {accounting!r} is not accepted: "
-                          f"{', '.join(ACCOUNTINGS)}")
-    server = point["server_cost_usd"]
-    if accounting in ("wall", "busy"):
-        server = Prices(**point["prices"]).server_usd(point[f"server_{accounting}_s"])
-    edges = point["upstream"]["edge_cost_usd"] if accounting == "upstream" \
-        else point["edge_cost_usd"]
-    return server, edges
-
-
-def figures(point: dict[str, Any], accounting: str = "upstream") -> dict[str, float]:
-    """Throughput, ITL and $ per 1M tokens of a point under an accounting (:func:`costs`)."""
-    usd = sum(costs(point, accounting)) / point["tokens"] * 1e6
-    if accounting == "upstream":
-        u = point["upstream"]
-        return {"throughput_tok_s": u["throughput_tok_s"], "itl_ms": u["itl_ms"],
-                "usd_per_mtok": usd}
-    seconds = point["server_time_s"] if accounting == "ours" \
-        else point[f"server_{accounting}_s"]
-    return {"throughput_tok_s": point["tokens"] / seconds, "itl_ms": point["itl_ms"]["mean"],
-            "usd_per_mtok": usd}
-
-
-def break_even_edge_price(point: dict[str, Any], usd_per_mtok: float,
-                          accounting: str = "upstream") -> float | None:
-    """The $/h of an edge at which a SpecEdge point costs ``usd_per_mtok`` (a baseline's):
-    its edges' bill is linear in their price. None: dearer even with free edges."""
-    server, edges = costs(point, accounting)
-    allowed = usd_per_mtok * point["tokens"] / 1e6 - server
-    if allowed < 0:
-        return None
-    return math.inf if edges <= 0 else point["prices"]["edge_per_hour"] * allowed / edges
 
 
 def ratios(specedge: dict[str, float], server_only: dict[str, float]) -> dict[str, float]:
