@@ -72,19 +72,11 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
 
 
 MAX_LINES = 400
-# Modules still longer, each held to its length when the limit came in (issue 33 splits them):
-# none may grow, and one that falls under the limit must leave this list.
-LONGER_FOR_NOW = {
-    "specedge/analysis/simulation/events.py": 436,
-}
 
 
 def test_no_module_is_longer_than_400_lines() -> None:
     """Generated protobuf stubs aside; a long module is a part waiting to be split out."""
     lengths = {str(p.relative_to(PROJECT_ROOT)): len(p.read_text().splitlines())
                for p in PACKAGE.rglob("*.py") if "_pb2" not in p.name}
-    too_long = {m: n for m, n in lengths.items() if n > LONGER_FOR_NOW.get(m, MAX_LINES)}
-    assert not too_long, f"modules over {MAX_LINES} lines (or grown past LONGER_FOR_NOW): " \
-        f"{too_long}"
-    done = [m for m in LONGER_FOR_NOW if lengths.get(m, 0) <= MAX_LINES]
-    assert not done, f"now within {MAX_LINES} lines: take them off LONGER_FOR_NOW: {done}"
+    too_long = {m: n for m, n in lengths.items() if n > MAX_LINES}
+    assert not too_long, f"modules over {MAX_LINES} lines: {too_long}"

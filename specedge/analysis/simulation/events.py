@@ -15,14 +15,8 @@ import simpy
 from omegaconf import OmegaConf
 
 from specedge.algorithm.goodput import (
-    STEP_CONTEXT,
-    Budget,
     IdleHorizon,
-    OnlineStepCost,
-    StepTable,
-    choose_budget,
     next_share,
-    step_knots,
 )
 from specedge.analysis.metrics import write_summary
 from specedge.analysis.simulation.latency import (
@@ -30,11 +24,16 @@ from specedge.analysis.simulation.latency import (
     ProfileLatency,
 )
 from specedge.analysis.simulation.plan import Plan
-from specedge.analysis.simulation.pruning import ReplayTree
+from specedge.analysis.simulation.pruning import (
+    ReplayTree,
+    budget_cut,
+    drafted_round,
+    is_budgeted,
+    step_cost,
+)
 from specedge.analysis.simulation.traces import TraceRound
 from specedge.base.config.baseline import BaselineName
-from specedge.base.config.edge import ProactiveType, max_tree_nodes
-from specedge.base.config.server import VerifyBudget
+from specedge.base.config.edge import ProactiveType
 from specedge.base.records import (
     OUTPUTS_FILE,
     RUN_CONFIG_FILE,
@@ -67,49 +66,6 @@ class _Job:
     queue_s: float = 0.0
     verify_s: float = 0.0
     tree: ReplayTree | None = None  # under the goodput budget: as sent, then as verified
-
-
-def _budgeted(plan: Plan) -> bool:
-    return plan.cfg.server.verify_budget == VerifyBudget.goodput
-
-
-def _drafted(plan: Plan, r: TraceRound, share: int | None) -> tuple[TraceRound, ReplayTree]:
-    """A drafted round under the goodput budget: an edge that was last kept a share drafts
-    about that many nodes (its likeliest), in as many forwards as the cut tree is deep, its
-    drafting time and request bytes scaled to match."""
-    tree = ReplayTree.of(r, plan.trace.source)
-    if share is None or tree.size - 1 <= share:
-        return r, tree
-    cut = tree.cut(share)
-    forwards = min(r.draft_forwards, cut.depth)
-    request = r.bytes // 2
-    return replace(
-        r, tree_size=cut.size, draft_forwards=forwards, accepted=cut.accepted,
-        new_tokens=cut.accepted + 1,
-        draft_s=r.draft_s * forwards / r.draft_forwards if r.draft_forwards else r.draft_s,
-        bytes=r.bytes - request + round(request * cut.size / tree.size)), cut
-
-
-def _step_cost(plan: Plan, batches: tuple[int, ...]) -> OnlineStepCost:
-    """The simulated server's step cost as the real one keeps it: a start-up table at its
-    sizes (read off the latency model, as the real server times its own), then refitted on
-    its forwards."""
-    knots = step_knots(batches, max_tree_nodes(plan.cfg.edge), plan.cfg.model.token_buckets)
-    table = StepTable(tuple(t for t, _ in knots),
-                      tuple(plan.target.seconds(t, rows, rows * STEP_CONTEXT)
-                            for t, rows in knots)).non_decreasing()
-    return OnlineStepCost(table, plan.cfg.server.cost_window)
-
-
-def _budget(cost: OnlineStepCost, trees: list[ReplayTree], extra: int, fixed_s: float = 0.0,
-            free_s: float = 0.0) -> tuple[Budget, list[ReplayTree]]:
-    """The server's goodput budget over the batch's trees (its own selection), the step's
-    cost the server's estimate (``extra``: new tokens beyond the trees, ``fixed_s``: time the
-    step costs whatever is kept, ``free_s``: the server would idle that long anyway), and
-    each tree as verified."""
-    budget = choose_budget([t.survivals for t in trees],
-                           lambda tokens: max(free_s, fixed_s + cost(tokens + extra)))
-    return budget, [t.cut(k) for t, k in zip(trees, budget.kept, strict=True)]
 
 
 @dataclass
@@ -196,7 +152,7 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
     policy = make_policy(cfg.server.scheduler_policy, cfg.server.max_batch_size,
                          cfg.server.num_clients)
     max_wait = cfg.server.max_wait_ms / 1e3
-    cost = _step_cost(plan, cfg.server.step_batches)
+    cost = step_cost(plan, cfg.server.step_batches)
     regrouped = cfg.server.regroups
     step = 0
     while True:
@@ -218,11 +174,11 @@ def _server(env: simpy.Environment, plan: Plan, waiting: list[_Job], wake: list[
         tokens, context = sum(j.tokens for j in batch), sum(j.context for j in batch)
         prefill_s = plan.prefill_extra_s * sum(j.prefill for j in batch)
         budget, cut, free_s = None, [], 0.0
-        if _budgeted(plan):
+        if is_budgeted(plan):
             trees = [j.tree for j in batch if j.tree is not None]
             extra = tokens - sent
             free_s = decision.free_s
-            budget, cut = _budget(cost, trees, extra, prefill_s, free_s)
+            budget, cut = budget_cut(cost, trees, extra, prefill_s, free_s)
             for j, tree in zip(batch, cut, strict=True):
                 j.tree = tree
             tokens = extra + sum(t.size for t in cut)
@@ -255,7 +211,7 @@ def _edge(env: simpy.Environment, plan: Plan, client: int,
     writer = out.edges[client]
     profiled = plan.draft_edge is not None
     link = EmulatedLink(plan.cfg.hardware.link, rng)  # the real edge's link arithmetic
-    budgeted, share = _budgeted(plan), None  # the nodes the server last left this edge
+    budgeted, share = is_budgeted(plan), None  # the nodes the server last left this edge
     for request_id, category, total, prompt, source in requests:
         produced, round_no, adopted = 0, 0, False
         while produced < total:
@@ -263,7 +219,7 @@ def _edge(env: simpy.Environment, plan: Plan, client: int,
             r = plan.trace.draw(rng, prefill, adopted, source, round_no)
             tree = None
             if budgeted:
-                r, tree = _drafted(plan, r, share)
+                r, tree = drafted_round(plan, r, share)
             context = prompt + produced
             t_start = env.now
             draft_s = _draft_s(plan, plan.draft_edge, r, context, prompt)
@@ -339,7 +295,7 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
     queue = iter(_requests(plan))
     profiled = isinstance(plan.target, ProfileLatency)
     active: list[_Active] = []
-    cost = _step_cost(plan, (capacity,))
+    cost = step_cost(plan, (capacity,))
     step = 0
     assert out.steps is not None and out.outputs is not None
     while True:
@@ -350,10 +306,10 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
         t_start = env.now
         rounds = [plan.trace.draw(rng, a.steps == 0, False, a.source, a.steps) if speculate
                   else TraceRound(0.0, 0, 1, 1, 0, 0) for a in active]
-        budgeted = speculate and _budgeted(plan)
+        budgeted = speculate and is_budgeted(plan)
         trees: list[ReplayTree] = []
         if budgeted:
-            rounds, trees = (list(x) for x in zip(*(_drafted(plan, r, a.share)
+            rounds, trees = (list(x) for x in zip(*(drafted_round(plan, r, a.share)
                                                      for a, r in zip(active, rounds,
                                                                      strict=True)),
                                                    strict=True))
@@ -365,7 +321,7 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
         context = sum(a.prompt + a.produced for a in active if a.steps > 0)
         prefill_s = plan.prefill_extra_s * sum(a.steps == 0 for a in active)
         if budgeted:  # the drafting already spent is part of the step's cost
-            _, trees = _budget(cost, trees, extra, draft_s + prefill_s)
+            _, trees = budget_cut(cost, trees, extra, draft_s + prefill_s)
             rounds = [replace(r, tree_size=t.size, accepted=t.accepted, new_tokens=t.accepted + 1)
                       for r, t in zip(rounds, trees, strict=True)]
             for a, t in zip(active, trees, strict=True):
