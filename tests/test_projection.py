@@ -9,6 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from specedge import CONF_DIR, PROJECT_ROOT
+from specedge.analysis.pages.figures import figures_table
 from specedge.analysis.pages.index import index_page
 from specedge.analysis.pages.projection import projection_report
 from specedge.analysis.pricing import costs, figures
@@ -246,7 +247,7 @@ def test_the_reports_show_the_projection_and_say_what_this_run_cannot_show(
     """The projection page leads with the protocol, sensitivity and maps; the index says what
     one CPU can and cannot show and links the headline."""
     cfg = _small(tmp_path)
-    run(cfg)
+    run(cfg, _bases(cfg.setup, cfg.maps.hardware))
     setup, sweeps, validation = _projection_inputs(tmp_path)
     page = projection_report(setup, sweeps, validation, tmp_path / "projection.html", "P",
                              scenarios=tmp_path / "out")
@@ -258,3 +259,15 @@ def test_the_reports_show_the_projection_and_say_what_this_run_cannot_show(
     index = index_page([page], tmp_path / "index.html", tmp_path / "out").read_text()
     assert "cannot show" in index and "projection.html#headline" in index
     assert "reproduced" in index
+    # the one table of figures: every number read from the results, none typed
+    table = figures_table(setup, validation, [validation], tmp_path / "out",
+                          tmp_path / "figures.md").read_text()
+    for system in ("auto_batch", "server_only", "specedge"):
+        summary = json.loads((tmp_path / "setup" / system / "summary.json").read_text())
+        busy = summary["tokens"] / summary["server_busy_s"]
+        assert f"| {system} " in table and f"{busy:.3g}" in table
+    assert "| validation matrix |" in table and "| held-out " in table
+    assert "+5.0% (specedge, ITL ms)" in table  # the worst figure, named
+    assert "## The paper's setup (simulated)" in table
+    assert all(line in table for line in json.loads(
+        (tmp_path / "out" / "sensitivity.json").read_text())["verdict"])

@@ -25,7 +25,8 @@ def test_dry_run_plans_models_runs_sweeps_and_reports(tmp_path: Path) -> None:
                         "--configfile", str(PROJECT_ROOT / "workflow" / "config.yaml"))
     assert result.returncode == 0, result.stdout + result.stderr
     for rule in ("convert_model", "draft_model", "run_baseline", "run_sweep",
-                 "report_comparison", "report_sweep", "report_index", "reports_all"):
+                 "report_comparison", "report_sweep", "report_index", "figures_table",
+                 "reports_all"):
         assert rule in result.stdout
     assert "build_models" not in result.stdout  # the default pair is SmolLM2's
     tiny = _snakemake("-n", "--forceall", "reports/all", "--directory", str(tmp_path),

@@ -9,6 +9,8 @@ opens anywhere without a network. Numbers come from :mod:`specedge.analysis.metr
     python -m specedge.report projection SIM_RUN... --sweep DIR... --validation JSON
         [--ablation RUN... --ablation-setup SIM_RUN...] [--scenarios DIR] --out ...
     python -m specedge.report index reports/comparison.html ... [--scenarios DIR] --out ...
+    python -m specedge.report figures RUN_DIR... --validation JSON [--heldout JSON...]
+        --scenarios DIR --out docs/figures.md
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 from pathlib import Path
 
 from specedge.analysis.pages.comparison import comparison_report
+from specedge.analysis.pages.figures import figures_table
 from specedge.analysis.pages.index import index_page
 from specedge.analysis.pages.page import ReportError
 from specedge.analysis.pages.projection import projection_report
@@ -50,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
                            "<draw>/validation.json)")
     idx = sub.add_parser("index", help="the page linking the reports")
     idx.add_argument("reports", nargs="+", type=Path)
+    fig = sub.add_parser("figures", help="the one markdown table of a main job's figures")
+    fig.add_argument("run_dirs", nargs="+", type=Path, help="the comparison's runs")
+    fig.add_argument("--validation", type=Path, required=True)
+    fig.add_argument("--heldout", type=Path, nargs="*", default=[])
+    fig.add_argument("--scenarios", type=Path, required=True)
+    fig.add_argument("--out", type=Path, required=True)
     for p in (proj, idx):
         p.add_argument("--scenarios", type=Path, default=None,
                        help="python -m specedge.analysis.projection's out_dir: the protocol, "
@@ -69,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
                               args.title or "Performance model: validation and projection",
                               args.ablation, args.ablation_setup, args.scenarios,
                               args.heldout)
+        elif args.what == "figures":
+            figures_table(args.run_dirs, args.validation, args.heldout, args.scenarios,
+                          args.out)
         else:
             index_page(args.reports, args.out, args.scenarios)
     except (ReportError, MetricsError, OSError) as exc:

@@ -54,10 +54,31 @@ rule report_index:
         "> {log} 2>&1"
 
 
+rule figures_table:
+    """The one table of the main job's measured and simulated figures (docs/figures.md,
+    committed after a main job; no other page repeats them)."""
+    input:
+        summaries=[f"{d}/summary.json" for d in RUN_DIRS],
+        validation=rules.validate.output.table,
+        heldout=HELDOUT_TABLES,
+        scenarios=rules.projection_scenarios.output,
+    output:
+        "docs/figures.md",
+    params:
+        runs=" ".join(RUN_DIRS),
+        heldout=" ".join(f"{t}" for t in HELDOUT_TABLES),
+    log:
+        "logs/reports/figures.log",
+    shell:
+        "{SPECEDGE} report figures {params.runs} --validation {input.validation} "
+        "--heldout {params.heldout} --scenarios {input.scenarios} --out {output} > {log} 2>&1"
+
+
 rule reports_all:
-    """The default experiment end to end: models, runs, sweeps, reports."""
+    """The default experiment end to end: models, runs, sweeps, reports, the figures table."""
     input:
         rules.report_index.output,
+        rules.figures_table.output,
     output:
         touch("reports/all"),
 
