@@ -266,7 +266,7 @@ def test_the_reports_show_the_projection_and_say_what_this_run_cannot_show(
         summary = json.loads((tmp_path / "setup" / system / "summary.json").read_text())
         busy = summary["tokens"] / summary["server_busy_s"]
         assert f"| {system} " in table and f"{busy:.3g}" in table
-    assert "| validation matrix |" in table and "| held-out " in table
+    assert "| validation matrix " in table and "| held-out " in table
     assert "+5.0% (specedge, ITL ms)" in table  # the worst figure, named
     assert "## The paper's setup (simulated)" in table
     assert all(line in table for line in json.loads(
