@@ -103,6 +103,7 @@ def figures_table(run_dirs: list[Path], validation: Path, heldout: list[Path],
                            for _, rows in [("matrix", matrix), *draws] for r in rows
                            if abs(r["error"]) > 0.05])
     data = read_projection(scenarios)
+    stamp = generated()
     lines = [
         "# Measured figures",
         "",
@@ -110,7 +111,7 @@ def figures_table(run_dirs: list[Path], validation: Path, heldout: list[Path],
         "its results; nothing here is typed by hand, and no other page repeats these numbers. "
         "The reports (`reports/index.html`) hold every figure behind them.",
         "",
-        f"- {generated()[:1].upper()}{generated()[1:]}",
+        f"- {stamp[:1].upper()}{stamp[1:]}",
         f"- Machine: {_machine()}",
         f"- Target dtype: {_dtype(run_dirs[0])}",
     ]
