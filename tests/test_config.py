@@ -53,15 +53,15 @@ def test_defaults_are_the_smollm2_pair_on_cpu_in_the_hardwares_dtype() -> None:
 
 def test_hardware_prices_match_upstream() -> None:
     prices = {hw: _compose(f"hardware={hw}").hardware for hw in ("a100_40", "a100_80", "rtx4090")}
-    assert prices["a100_40"].server_price_per_hour == 4.05
-    assert prices["a100_80"].server_price_per_hour == 5.05
-    assert prices["rtx4090"].server_price_per_hour == 0.35
-    assert all(hw.edge_price_per_hour == 0.35 for hw in prices.values())
+    assert prices["a100_40"].prices.server_per_hour == 4.05
+    assert prices["a100_80"].prices.server_per_hour == 5.05
+    assert prices["rtx4090"].prices.server_per_hour == 0.35
+    assert all(hw.prices.edge_per_hour == 0.35 for hw in prices.values())
 
 
 @pytest.mark.parametrize(("override", "key"), [
     ("server.auth_token_file=/nonexistent/token", "server.auth_token_file"),
-    ("hardware.server_profile=/nonexistent/profile.json", "hardware.server_profile"),
+    ("hardware.profiles.server=/nonexistent/profile.json", "hardware.profiles.server"),
     ("simulate.trace=/nonexistent/run", "simulate.trace"),
 ])
 def test_a_missing_file_composes_and_only_the_preflight_stops_it(override: str,
@@ -190,6 +190,23 @@ def test_a_saved_run_config_loads_as_it_was_saved(tmp_path: Path) -> None:
     (tmp_path / "run_config.yaml").write_text(OmegaConf.to_yaml(raw))
     old = load_run_config(tmp_path).server
     assert (old.verify_budget.value, old.pipeline_groups.value) == ("fixed", "split")
+
+
+def test_a_run_saved_with_the_flat_hardware_keys_reads_them_in_their_new_place() -> None:
+    """Prices, SSH and profiles were flat keys of ``hardware`` before it was grouped by
+    concern; a run directory of that time (the held-out fixture's) loads with them moved."""
+    from omegaconf import OmegaConf
+
+    from specedge.base.config.run import load_run_config
+
+    run = PROJECT_ROOT / "tests" / "data" / "heldout-long-6e" / "specedge"
+    saved = OmegaConf.load(run / "run_config.yaml").hardware
+    assert "server_price_per_hour" in saved and "ssh_key" in saved and "prices" not in saved
+    hw = load_run_config(run).hardware
+    assert (hw.prices.server_gpu, hw.prices.server_per_hour) == (saved.server_gpu,
+                                                                 saved.server_price_per_hour)
+    assert hw.prices.edge_per_hour == saved.edge_price_per_hour
+    assert (hw.ssh.key, hw.profiles.server) == (saved.ssh_key, saved.server_profile)
 
 
 def test_slurm_placement_comes_from_the_allocation(monkeypatch: pytest.MonkeyPatch) -> None:

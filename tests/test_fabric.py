@@ -77,10 +77,10 @@ def _hardware(conf: Path, node: str, sshd_dir: Path | None) -> None:
     ssh_config = sshd_dir / "ssh_config" if sshd_dir else None
     (conf / "hardware").mkdir(parents=True, exist_ok=True)
     (conf / "hardware" / "ssh_test.yaml").write_text(
-        "defaults:\n  - base_hardware\n  - _self_\n\nname: ssh_test\nserver_gpu: CPU\n"
-        "server_price_per_hour: 0.05\nedge_gpu: CPU\nedge_price_per_hour: 0.05\n"
-        f"ssh_key: {json.dumps(str(key)) if key else 'null'}\n"
-        f"ssh_config: {json.dumps(str(ssh_config)) if ssh_config else 'null'}\n"
+        "defaults:\n  - base_hardware\n  - _self_\n\nname: ssh_test\n"
+        "prices: {server_gpu: CPU, server_per_hour: 0.05, edge_gpu: CPU, edge_per_hour: 0.05}\n"
+        f"ssh:\n  key: {json.dumps(str(key)) if key else 'null'}\n"
+        f"  config: {json.dumps(str(ssh_config)) if ssh_config else 'null'}\n"
         f"nodes:\n  localhost:\n    - device: cpu\n  {json.dumps(node)}:\n    - device: cpu\n")
 
 
@@ -134,7 +134,7 @@ def test_ssh_node_without_key_is_refused(tmp_path: Path, micro_pair: Path) -> No
     _hardware(tmp_path / "conf", "edge-without-key", None)
     result = _run(tmp_path, micro_pair)
     assert result.returncode == 2
-    assert "hardware.ssh_key = None is not accepted" in result.stderr
+    assert "hardware.ssh.key = None is not accepted" in result.stderr
 
 
 def test_a_remote_edge_is_stopped_by_its_process_id_not_by_name(

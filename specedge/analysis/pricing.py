@@ -40,8 +40,8 @@ class Prices:
 
     @classmethod
     def of(cls, hw: HardwareConfig) -> Prices:
-        return cls(hw.name, hw.server_gpu, hw.server_price_per_hour, hw.edge_gpu,
-                   hw.edge_price_per_hour)
+        p = hw.prices
+        return cls(hw.name, p.server_gpu, p.server_per_hour, p.edge_gpu, p.edge_per_hour)
 
     def server_usd(self, seconds: float) -> float:
         """The server's bill for ``seconds`` of its time (how they are counted is the

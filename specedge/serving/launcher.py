@@ -4,7 +4,7 @@ The server and every edge are separate processes talking gRPC over the network s
 as in a deployment. Edges on ``localhost`` are local processes, which on one machine can be
 pinned apart from the server (``hardware.server_cores`` / ``hardware.edge_cores``); edges on any
 other node of ``hardware.nodes`` are started over SSH with Fabric, key-based only
-(``hardware.ssh_key``), in the same absolute project path (``hardware.project_path``), and their
+(``hardware.ssh.key``), in the same absolute project path (``hardware.ssh.project_path``), and their
 JSONL is fetched back. The server is always stopped in a ``finally``, so a failed edge never
 leaves it running.
 """
@@ -238,7 +238,7 @@ class _Processes:
         log_path = self.run_dir / f"edge-{cid}.log"
         if node in self.connections:
             conn = self.connections[node]
-            project = self.cfg.hardware.project_path or str(PROJECT_ROOT)
+            project = self.cfg.hardware.ssh.project_path or str(PROJECT_ROOT)
             future = self.pool.submit(run_remote_edge, conn, project, self.run_dir, cid,
                                       self.address, placement.device, resume)
             return RemoteEdge(future, node, log_path, conn, edge_pid_file(self.run_dir, cid))

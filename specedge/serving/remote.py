@@ -97,15 +97,15 @@ def run_remote_edge(conn: Connection, project: str, run_dir: Path, cid: int, add
 
 
 def connect(cfg: RunConfig, node: str) -> Connection:
-    if not cfg.hardware.ssh_key:
-        raise ConfigError(f"hardware.ssh_key = None is not accepted: node {node!r} is reached "
+    if not cfg.hardware.ssh.key:
+        raise ConfigError(f"hardware.ssh.key = None is not accepted: node {node!r} is reached "
                           "over SSH, which needs a key file (passwords are never used)")
-    key = str(Path(cfg.hardware.ssh_key).expanduser())
+    key = str(Path(cfg.hardware.ssh.key).expanduser())
     if not Path(key).is_file():
-        raise ConfigError(f"hardware.ssh_key = {key!r} is not accepted: no such key file")
+        raise ConfigError(f"hardware.ssh.key = {key!r} is not accepted: no such key file")
     config = None
-    if cfg.hardware.ssh_config:  # else Fabric reads ~/.ssh/config, as ssh itself would
-        config = FabricConfig(runtime_ssh_path=str(Path(cfg.hardware.ssh_config).expanduser()))
+    if cfg.hardware.ssh.config:  # else Fabric reads ~/.ssh/config, as ssh itself would
+        config = FabricConfig(runtime_ssh_path=str(Path(cfg.hardware.ssh.config).expanduser()))
     return Connection(node, config=config, connect_kwargs={
         "key_filename": [key], "look_for_keys": False, "allow_agent": False})
 

@@ -64,7 +64,7 @@ def plan_of_run(run_dir: Path, seed: int = 0) -> Plan:
 def plan_of_config(cfg: RunConfig) -> Plan:
     """The composed configuration, with rounds drawn from ``simulate.trace`` and latencies
     from the profiles (``simulate.profile`` / ``simulate.edge_profile``, else the hardware
-    entry's ``server_profile`` / ``edge_profile``) or, without one, the trace run's own."""
+    entry's ``profiles``) or, without one, the trace run's own."""
     sim = cfg.simulate
     if sim.trace is None:
         raise SimulationError("simulate.trace = None is not accepted: name a run directory "
@@ -75,12 +75,12 @@ def plan_of_config(cfg: RunConfig) -> Plan:
     if sim.profile is not None or sim.edge_profile is not None:
         server, edge = sim.profile, sim.edge_profile or sim.profile
     else:
-        server, edge = cfg.hardware.server_profile, cfg.hardware.edge_profile
+        server, edge = cfg.hardware.profiles.server, cfg.hardware.profiles.edge
     edge = edge or server
     if server is None:
         if edge is not None:
             raise SimulationError(f"an edge profile ({edge}) needs a server profile too "
-                                  "(simulate.profile or hardware.server_profile)")
+                                  "(simulate.profile or hardware.profiles.server)")
         fit = fit_server(trace_dir)
         plan = Plan(cfg=cfg, target=fit.target, trace=trace, seed=cfg.seed,
                     prefill_extra_s=fit.prefill_extra_s, step_overhead_s=fit.step_overhead_s,

@@ -1,5 +1,7 @@
-"""``hardware``: where the server and the edges run (devices, hosts, SLURM), the emulated
-link between them, prices and latency profiles."""
+"""``hardware``: one setup a run picks whole (``hardware=a100_80``), its schema by concern:
+where the server and the edges run (devices, cores, nodes, launcher), and as sub-configs how
+remote nodes are reached (``ssh``) or placed (``slurm``), the emulated ``link``, the
+``prices`` the bill uses and the latency ``profiles`` the simulator uses."""
 
 from __future__ import annotations
 
@@ -17,9 +19,6 @@ LOOPBACK = ("localhost", "127.0.0.1", "::1")  # node names run locally; hosts on
 class LauncherName(StrEnum):
     ssh = "ssh"  # edges of hardware.nodes: local processes, other nodes over SSH (Fabric)
     slurm = "slurm"  # server and edges as srun steps of the SLURM allocation the run is in
-
-
-
 
 @dataclass
 class EdgePlacement:
@@ -86,40 +85,64 @@ class SlurmPlacement:
 
 
 @dataclass
+class SshConfig:
+    """How non-local nodes of ``hardware.nodes`` are reached (Fabric, key-based only)."""
+
+    key: str | None = None  # key file for non-local nodes; passwords are never used
+    config: str | None = None  # ssh_config file naming the nodes (None: ~/.ssh/config)
+    project_path: str | None = None  # absolute path of this project on remote nodes
+
+
+@dataclass
+class PriceConfig:
+    """What the bill charges: the server's GPU and one edge's, in dollars per GPU-hour."""
+
+    server_gpu: str = MISSING
+    server_per_hour: float = MISSING
+    edge_gpu: str = MISSING
+    edge_per_hour: float = MISSING
+
+    def __post_init__(self) -> None:
+        for key in ("server_per_hour", "edge_per_hour"):
+            value = getattr(self, key)
+            require(value >= 0, f"hardware.prices.{key}", value, "a price >= 0 dollars per hour")
+
+
+@dataclass
+class ProfileFiles:
+    """Latency profiles of the server's and the edges' devices (specedge.analysis.profile JSON,
+    measured or derived by specedge.base.roofline) that `specedge simulate` uses; null: none
+    (the simulator then times from the run's own records). Their existence is the preflight's
+    check, so a config composes away from its data."""
+
+    server: str | None = None
+    edge: str | None = None
+
+
+@dataclass
 class HardwareConfig:
-    """Where processes run and what their accelerators cost (dollars per GPU-hour)."""
+    """Where processes run, and under ``ssh``, ``slurm``, ``link``, ``prices`` and ``profiles``
+    the other concerns of the same setup."""
 
     name: str = MISSING
-    server_gpu: str = MISSING
-    server_price_per_hour: float = MISSING
-    edge_gpu: str = MISSING
-    edge_price_per_hour: float = MISSING
     server_device: str = "cpu"
     # CPU cores the server / the local edges may use (None: no pinning), so one machine can
     # keep them apart.
     server_cores: list[int] | None = None
     edge_cores: list[int] | None = None
-    ssh_key: str | None = None  # key file for non-local nodes; passwords are never used
-    ssh_config: str | None = None  # ssh_config file naming the nodes (None: ~/.ssh/config)
-    project_path: str | None = None  # absolute path of this project on remote nodes
     nodes: dict[str, list[EdgePlacement]] = field(
         default_factory=lambda: {"localhost": [EdgePlacement("cpu")]}
     )
-    link: LinkConfig = field(default_factory=LinkConfig)
-    # Latency profiles of the server's and the edges' devices (specedge.analysis.profile JSON,
-    # measured or derived by specedge.base.roofline) that `python -m specedge.simulate` uses; null:
-    # none.
-    server_profile: str | None = None
-    edge_profile: str | None = None
     # How the server and edges are started: `ssh` (hardware.nodes) or `slurm` (srun steps in
     # the current allocation, placed by hardware.slurm; hardware.nodes is then not used).
     launcher: LauncherName = LauncherName.ssh
+    ssh: SshConfig = field(default_factory=SshConfig)
     slurm: SlurmPlacement = field(default_factory=SlurmPlacement)
+    link: LinkConfig = field(default_factory=LinkConfig)
+    prices: PriceConfig = MISSING  # every hardware entry names its own
+    profiles: ProfileFiles = field(default_factory=ProfileFiles)
 
     def __post_init__(self) -> None:
-        for key in ("server_price_per_hour", "edge_price_per_hour"):
-            value = getattr(self, key)
-            require(value >= 0, f"hardware.{key}", value, "a price >= 0 dollars per hour")
         check_device("hardware.server_device", self.server_device)
         require(bool(self.nodes), "hardware.nodes", self.nodes, "at least one node with an edge")
         # OmegaConf types the list items of keys that the schema's default already has, but

@@ -18,8 +18,8 @@ SERVER_FILES = ("auth_token_file", "tls_cert", "tls_key", "tls_client_ca", "tls_
 
 def preflight(cfg: RunConfig) -> None:
     """Every file ``cfg`` names exists (a :class:`ConfigError` names the first that does not)."""
-    for key in ("server_profile", "edge_profile"):
-        check_profile(f"hardware.{key}", getattr(cfg.hardware, key))
+    for key in ("server", "edge"):
+        check_profile(f"hardware.profiles.{key}", getattr(cfg.hardware.profiles, key))
     for key in SERVER_FILES:
         path = getattr(cfg.server, key)
         require(path is None or Path(path).expanduser().is_file(), f"server.{key}", path,

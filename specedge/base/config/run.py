@@ -123,6 +123,18 @@ def save_run_config(cfg: DictConfig, run_dir: Path) -> Path:
 # Settings removed from the schemas, which run directories saved before keep: dropped on load
 # so that an upgrade never makes a finished run unreadable.
 RETIRED_KEYS = (("server", "process_name"), ("edge", "process_name"))
+# Settings that moved (old dotted key -> new): a run saved before reads them in their new place.
+MOVED_KEYS = {
+    "hardware.server_gpu": "hardware.prices.server_gpu",
+    "hardware.server_price_per_hour": "hardware.prices.server_per_hour",
+    "hardware.edge_gpu": "hardware.prices.edge_gpu",
+    "hardware.edge_price_per_hour": "hardware.prices.edge_per_hour",
+    "hardware.ssh_key": "hardware.ssh.key",
+    "hardware.ssh_config": "hardware.ssh.config",
+    "hardware.project_path": "hardware.ssh.project_path",
+    "hardware.server_profile": "hardware.profiles.server",
+    "hardware.edge_profile": "hardware.profiles.edge",
+}
 # Settings whose default changed: a run saved before the key existed ran as the old default,
 # so that is what it reads back as (not today's default, which would replay another system).
 EARLIER_DEFAULTS = {("server", "verify_budget"): "fixed", ("server", "pipeline_groups"): "split"}
@@ -135,6 +147,13 @@ def load_run_config(run_dir: Path) -> RunConfig:
     for group, key in RETIRED_KEYS:
         if isinstance(raw.get(group), DictConfig) and key in raw[group]:
             del raw[group][key]
+    for old_key, new_key in MOVED_KEYS.items():
+        parent, _, key = old_key.rpartition(".")
+        node = OmegaConf.select(raw, parent, default=None)
+        if isinstance(node, DictConfig) and key in node:
+            value = node[key]
+            del node[key]
+            OmegaConf.update(raw, new_key, value, force_add=True)
     for (group, key), value in EARLIER_DEFAULTS.items():
         if isinstance(raw.get(group), DictConfig) and key not in raw[group]:
             raw[group][key] = value

@@ -38,7 +38,7 @@ class SimulateConfig:
     """What `python -m specedge.simulate` models (see specedge/analysis/simulation/)."""
 
     trace: str | None = None  # a run directory whose rounds are the acceptance trace
-    # specedge.analysis.profile JSONs (null: hardware.server_profile / edge_profile)
+    # specedge.analysis.profile JSONs (null: hardware.profiles)
     profile: str | None = None  # the server's (target, and draft for server-only)
     edge_profile: str | None = None  # the edges' drafts (null: the server's)
     edges: int | None = None  # SpecEdge edges (null: server.num_clients)
