@@ -25,6 +25,7 @@ from specedge.engine.kv_pool import KVPool
 from specedge.engine.models import load_model, load_tokenizer
 from specedge.engine.runners import timed
 from specedge.serving.baselines import serve
+from specedge.training.decoding import decode
 
 PROMPTS = [
     "KING. What say you, lords?",
@@ -141,6 +142,25 @@ def test_auto_batch_equals_per_request_greedy(pair: Pair, mode: CompileMode) -> 
                    shape=None, choose=Chooser())
     assert [tuple(s.generated) for s in seqs] == [reference(i) for i in range(len(PROMPTS))]
     assert result.steps >= MAX_NEW  # one token per request per step
+
+
+def test_model_buildings_decoder_is_the_targets_greedy_decode_with_its_top_k(
+        pair: Pair) -> None:
+    """Distillation's targets and the agreement measure come from the serving loop's own
+    auto-batch decoding: each reply is the target's greedy decode (ending after EOS), and the
+    top-k kept at each position ranks the chosen token first."""
+    tok, target, _, reference = pair
+    prompts = [tok(PROMPTS[i])["input_ids"] for i in range(len(PROMPTS))]
+    eos = reference(2)[3]  # an EOS that some replies meet early
+    examples = decode(target, prompts, MAX_NEW, eos, top_k=3)
+    for i, ex in enumerate(examples):
+        ref = reference(i)
+        assert ex.prompt == prompts[i]
+        assert tuple(ex.reply) == (ref[: ref.index(eos) + 1] if eos in ref else ref)
+        assert ex.top_ids.shape == ex.top_logp.shape == (len(ex.reply), 3)
+        assert ex.top_ids[:, 0].tolist() == ex.reply
+        assert bool((ex.top_logp[:, :-1] >= ex.top_logp[:, 1:]).all())
+    assert any(len(ex.reply) < MAX_NEW for ex in examples)
 
 
 def test_eos_and_length_end_where_plain_decoding_does(pair: Pair) -> None:
