@@ -97,3 +97,41 @@ def test_missing_local_folder_is_named(tmp_path: Path) -> None:
 def test_cuda_without_gpu_is_refused(micro_pair: Path) -> None:
     with pytest.raises(ModelLoadError, match="no CUDA GPU"):
         load_model(str(micro_pair / "target"), "fp16", "cuda:0")
+
+
+def _wheel(folder: Path, name: str = "tinypkg", version: str = "1.0") -> str:
+    """A minimal valid wheel in ``folder``: what a registry serves, without the registry."""
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    file = f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(folder / file, "w") as whl:
+        whl.writestr(f"{name}/__init__.py", "")
+        whl.writestr(f"{info}/METADATA",
+                     f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\n"
+                     "Root-Is-Purelib: true\nTag: py3-none-any\n")
+        whl.writestr(f"{info}/RECORD", "")
+    return file
+
+
+def test_registry_files_arrive_whole_even_when_fetched_at_once(tmp_path: Path) -> None:
+    """Processes fetching one file together (a parallel test run, two Snakemake jobs) each end
+    with the whole file and no partial download left behind; a missing one is pip's error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from specedge.commands.registry import pip_download
+
+    index = tmp_path / "index"
+    index.mkdir()
+    file = _wheel(index)
+    dest = tmp_path / "cache" / file
+    local = ("--no-index", "--find-links", str(index), "--only-binary=:all:")
+    with ThreadPoolExecutor(3) as pool:
+        errors = list(pool.map(lambda _: pip_download("tinypkg==1.0", dest, *local), range(3)))
+    assert errors == ["", "", ""]
+    assert dest.read_bytes() == (index / file).read_bytes()
+    assert [p.name for p in dest.parent.iterdir()] == [file]
+    missing = pip_download("tinypkg==2.0", tmp_path / "cache" / "tinypkg-2.0.whl", *local)
+    assert "tinypkg==2.0" in missing
+    assert [p.name for p in dest.parent.iterdir()] == [file]

