@@ -1,11 +1,15 @@
-"""Shared fixtures: a micro target/draft pair built by the real builder in a few seconds."""
+"""Shared fixtures: a micro target/draft pair built by the real builder in a few seconds, and
+SmolLM2 as the main job builds it; each built once per test run, however many workers."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from specedge import PROJECT_ROOT
 from specedge.base.config.model import DType
@@ -51,12 +55,29 @@ def micro_build_overrides(corpus_dir: Path) -> list[str]:
     return out
 
 
-@pytest.fixture(scope="session")
-def micro_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Folder holding target/, draft/, tokenizer/ and card.json of a micro pair."""
-    out = tmp_path_factory.mktemp("pair") / "micro"
-    build_pair(micro_build_config(out))
+def built_once(tmp_path_factory: pytest.TempPathFactory, worker_id: str, name: str,
+               build: Callable[[Path], None]) -> Path:
+    """A session fixture's folder, built once per test run: here, or under pytest-xdist by
+    the first worker to get here while the others wait on its lock and then read it."""
+    if worker_id == "master":  # not distributed
+        out = tmp_path_factory.mktemp(name) / name
+        build(out)
+        return out
+    shared = tmp_path_factory.getbasetemp().parent  # this run's, common to its workers
+    out, done = shared / name, shared / f"{name}.built"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(out, ignore_errors=True)
+            build(out)
+            done.touch()
     return out
+
+
+@pytest.fixture(scope="session")
+def micro_pair(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """Folder holding target/, draft/, tokenizer/ and card.json of a micro pair."""
+    return built_once(tmp_path_factory, worker_id, "micro",
+                      lambda out: build_pair(micro_build_config(out)))
 
 
 WHEELS = PROJECT_ROOT / "models" / "wheels"  # git-ignored: the one download is kept here
@@ -71,13 +92,15 @@ def quick_recipe(target: Path, out_dir: Path, seed: int = 0,
                          timing_repeats=2, cache_dir=str(cache_dir) if cache_dir else None)
 
 
-@pytest.fixture(scope="session")
-def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A pair folder: target/ converted from the wheel, draft/ the shipped draft assembled on
-    it (what the main job builds), quick/ a draft distilled by the quick recipe."""
-    pair = tmp_path_factory.mktemp("smollm2")
+def _smollm2_pair(pair: Path) -> None:
     convert(ConvertConfig(out_dir=str(pair / "target"), wheel_dir=str(WHEELS)))
     assemble(DistillConfig(mode=Mode.assemble, target=str(pair / "target"),
                            out_dir=str(pair / "draft")))
     distill(quick_recipe(pair / "target", pair / "quick"))
-    return pair
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """A pair folder: target/ converted from the wheel, draft/ the shipped draft assembled on
+    it (what the main job builds), quick/ a draft distilled by the quick recipe."""
+    return built_once(tmp_path_factory, worker_id, "smollm2", _smollm2_pair)

@@ -20,7 +20,8 @@ from specedge.base.records import OUTPUTS_FILE
 from tests.serving import assert_outputs_exact, read_records, run_command
 from tests.slurm_cluster import PARTITION, OneNodeCluster, missing_daemons, one_node_cluster
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+# one SLURM cluster at a time (it links /etc/slurm/slurm.conf): these tests share a worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm"), pytest.mark.skipif(
     bool(missing_daemons()) or os.geteuid() != 0,
     reason=f"needs root and the SLURM daemons (.ci/setup installs them): missing "
            f"{missing_daemons()}")]
