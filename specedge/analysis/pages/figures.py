@@ -25,7 +25,11 @@ VALIDATION_BOUND = 0.10  # each figure of the performance model within 10 %
 def _markdown(df: pd.DataFrame) -> str:
     """A markdown table, 3 significant digits; a missing value (no break-even price) reads
     "none"."""
-    return df.astype(object).where(df.notna(), "none").to_markdown(index=False, floatfmt=".3g")
+    out = df.copy()
+    for column in out.columns[out.isna().any()]:  # a column with "none" is text to tabulate
+        out[column] = [f"{v:.3g}" if isinstance(v, float) and v == v else "none"
+                       for v in out[column]]
+    return out.to_markdown(index=False, floatfmt=".3g")
 
 
 def _machine() -> str:
