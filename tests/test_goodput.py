@@ -20,6 +20,7 @@ from specedge.algorithm.goodput import (
     decode,
     encode,
     kept_nodes,
+    next_share,
     pipeline_groups,
     pruned,
     ranked,
@@ -112,6 +113,17 @@ def test_a_goodput_server_takes_one_survival_byte_per_node_and_distrusts_them() 
                                        r"byte per tree node: the tree has 3 nodes, the "
                                        r"request 0 bytes"):
         check_survival(request_from_tree(0, 0, tree), tree)
+
+
+def test_an_edge_follows_the_budget_only_where_it_binds() -> None:
+    """A cut tree sets the share to what was kept, with headroom; a tree kept whole that
+    filled its share lets it grow; one kept whole below its share (a short draft) leaves it,
+    so one short tree does not shrink the next ones."""
+    assert next_share(6, 16, None) == 9  # cut: 1.5x what was kept
+    assert next_share(1, 16, 9) == 4  # never below the floor
+    assert next_share(9, 9, 9) == 14  # whole and full: grow
+    assert next_share(3, 3, 14) == 14  # whole and short: the share stays
+    assert next_share(12, 12, None) is None  # an edge the budget never bound drafts freely
 
 
 def test_the_step_table_is_flat_then_steep_as_measured() -> None:

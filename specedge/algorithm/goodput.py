@@ -151,8 +151,15 @@ SHARE_HEADROOM = 1.5  # an edge drafts this many times the share a goodput serve
 SHARE_FLOOR = 4  # ... and never fewer nodes than this (a share of 0 must be able to grow)
 
 
-def next_share(kept: int) -> int:
-    """The nodes an edge drafts next round after the server kept ``kept`` of its tree."""
+def next_share(kept: int, sent: int, share: int | None) -> int | None:
+    """The nodes an edge drafts next round (``None``: its own shape) after the server kept
+    ``kept`` of the ``sent`` non-root nodes of its tree, drafted under ``share``: about what
+    was kept, with headroom, when the budget bound (it cut the tree, or kept a tree that filled
+    the share whole: the share may grow). A tree kept whole that was smaller than its share
+    did not meet the budget, so the share stays: a short tree (a reply near its end, a shallow
+    draft) must not shrink the next ones when the server would have verified them whole."""
+    if kept >= sent and (share is None or sent < share):
+        return share
     return max(SHARE_FLOOR, math.ceil(SHARE_HEADROOM * kept))
 
 

@@ -156,11 +156,11 @@ class Drafter:
         self.calibration.observe(draft.tree, draft.dists, verdict.path, verdict.bonus)
         return rank is not None
 
-    def follow(self, kept: int) -> None:
-        """A goodput server verified ``kept`` of this round's nodes: draft about that many
-        next round, with headroom (its share moves with the batch and the load), so edge time
-        and link bytes follow the server's budget."""
-        self.budget_share = next_share(kept)
+    def follow(self, kept: int, sent: int) -> None:
+        """A goodput server verified ``kept`` of the ``sent`` non-root nodes of this round's
+        tree: draft about that many next round, with headroom (its share moves with the batch
+        and the load), so edge time and link bytes follow the server's budget where it binds."""
+        self.budget_share = next_share(kept, sent, self.budget_share)
 
     def survival(self, draft: Draft) -> list[float]:
         """Each node's chance that the target accepts the path to it, by the draft calibrated

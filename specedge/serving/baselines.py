@@ -106,7 +106,7 @@ def serve(
                 drafter.commit(d, verdict)
                 drafter.observe(d_s, timing.target_s)  # its verdict waited for the forward
                 if keep is not None:
-                    drafter.follow(len(keep) - 1)
+                    drafter.follow(len(keep) - 1, len(tree) - 1)
             kept = seq.commit(verdict.new_tokens(tree))
             produced += len(kept)
             if steps_out is not None:

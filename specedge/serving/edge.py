@@ -229,7 +229,7 @@ async def edge_round(cfg: RunConfig, drafter: Drafter, server: VerifierClient,
     verdict = verdict_from_reply(reply)
     hit = drafter.commit(draft, verdict, guesses)
     if survival is not None:
-        drafter.follow(reply.kept)
+        drafter.follow(reply.kept, len(draft.tree) - 1)
     drafter.observe(draft_s, arrived - t1)
     stats = drafter.stats
     kept = seq.commit(verdict.new_tokens(draft.tree))

@@ -248,7 +248,7 @@ def _edge(env: simpy.Environment, plan: Plan, client: int,
             if job.tree is not None:  # what the budget kept of the tree, and its verdict
                 verified = job.tree.size - 1
                 r = replace(r, accepted=job.tree.accepted, new_tokens=job.tree.accepted + 1)
-                share = next_share(verified)
+                share = next_share(verified, r.tree_size - 1, share)
             new = min(r.new_tokens, total - produced)
             produced += new
             hit = r.hit if plan.trace.replay else proactive and rng.random() < plan.trace.hit_rate
@@ -322,10 +322,10 @@ def _server_side(env: simpy.Environment, plan: Plan, out: _Out,
         prefill_s = plan.prefill_extra_s * sum(a.steps == 0 for a in active)
         if budgeted:  # the drafting already spent is part of the step's cost
             _, trees = budget_cut(cost, trees, extra, draft_s + prefill_s)
+            for a, r, t in zip(active, rounds, trees, strict=True):
+                a.share = next_share(t.size - 1, r.tree_size - 1, a.share)
             rounds = [replace(r, tree_size=t.size, accepted=t.accepted, new_tokens=t.accepted + 1)
                       for r, t in zip(rounds, trees, strict=True)]
-            for a, t in zip(active, trees, strict=True):
-                a.share = next_share(t.size - 1)
         tokens = extra + sum(r.tree_size for r in rounds)
         forward = plan.target.seconds(tokens, len(active), context) + prefill_s
         if all(a.steps > 0 for a in active):  # no prompt prefill
