@@ -15,7 +15,9 @@ an edge is SIGKILLed (the launcher restarts it and it resumes), another edge's l
 a second (SIGUSR1: every message lost until it is back), the server is SIGKILLed (restarted;
 edges re-prefill), the server is restarted while it verifies (SIGTERM: it finishes in-flight
 calls within its grace, exits, and the launcher starts it again), and an edge is stopped
-(SIGSTOP) for longer than the server's client timeout, then continued. Each fault is reported
+(SIGSTOP) for longer than the server's client timeout, then continued. An edge's fault hits
+the edge with the most tokens left when it happens (one not hit before where there is one): a
+fixed edge may have served its share and exited by then. Each fault is reported
 with when it happened and how the run recovered; a planned fault that did not happen, after
 which its process never served again, or (the mid-batch restart) with no round in flight,
 fails the run, named.
@@ -72,6 +74,10 @@ SIGNALS = {"kill": signal.SIGKILL, "stall": signal.SIGSTOP, "restart": signal.SI
            "drop": signal.SIGUSR1}
 
 
+class RunFailed(RuntimeError):
+    """The run under test ended without its summary: nothing to check."""
+
+
 @dataclass
 class Fault:
     """A planned fault, and what happened: ``at`` is the run's progress (committed tokens
@@ -83,7 +89,7 @@ class Fault:
     # server verifies (it finishes in-flight calls for its grace, exits, and is restarted);
     # drop: SIGUSR1, the edge's link is down for DROP_S
     kind: str
-    process: str  # "server" or "edge N"
+    process: str  # "server", or "edge": "edge N" once it happened, the edge with most left
     happened_s: float | None = None  # since the run started
     progress: float | None = None  # when it happened
     pids: list[int] = field(default_factory=list)
@@ -106,15 +112,14 @@ class Fault:
         return None
 
 
-def plan_faults(edges: int) -> list[Fault]:
+def plan_faults() -> list[Fault]:
     """Kill an edge at 10 % of the run, drop another's link for a second at 25 %, kill the
     server at 40 %, restart it while it verifies at 55 %, stall an edge at 70 %."""
-    first, second = min(1, edges - 1), min(2, edges - 1)
-    return [Fault(f"edge {first} killed", 0.10, "kill", f"edge {first}"),
-            Fault(f"edge 0 link dropped {DROP_S:.0f} s", 0.25, "drop", "edge 0"),
+    return [Fault("an edge killed", 0.10, "kill", "edge"),
+            Fault(f"an edge's link dropped {DROP_S:.0f} s", 0.25, "drop", "edge"),
             Fault("server killed", 0.40, "kill", "server"),
             Fault("server restarted mid-batch", 0.55, "restart", "server"),
-            Fault(f"edge {second} stalled {STALL_S:.1f} s", 0.70, "stall", f"edge {second}")]
+            Fault(f"an edge stalled {STALL_S:.1f} s", 0.70, "stall", "edge")]
 
 
 def write_prompts(path: Path, n: int) -> Path:
@@ -166,16 +171,35 @@ def _pattern(run_dir: Path, process: str) -> str:
     return f"specedge.serving.edge {run_dir} --client-id {process.split()[1]}( |$)"
 
 
-def _chaos(run: subprocess.Popen[str], run_dir: Path, total_tokens: int,
+def _edge_with_most_left(run_dir: Path, rounds: list[dict[str, Any]], tokens_left: list[int],
+                         hit: set[str]) -> str | None:
+    """The running edge with the most tokens left to commit, preferring one no fault hit."""
+    left = list(tokens_left)
+    for r in rounds:
+        left[r["client_id"]] -= r["new_tokens"]
+    running = [c for c in range(len(left))
+               if left[c] > 0 and _pids(_pattern(run_dir, f"edge {c}"))]
+    if not running:
+        return None
+    return f"edge {max(running, key=lambda c: (f'edge {c}' not in hit, left[c], -c))}"
+
+
+def _chaos(run: subprocess.Popen[str], run_dir: Path, tokens_left: list[int],
            faults: list[Fault]) -> None:
-    """Inject each fault once the run's progress reaches its point, while requests remain."""
-    t0 = time.monotonic()
+    """Inject each fault once the run's progress reaches its point, while requests remain;
+    ``tokens_left`` is each edge's share of the run's tokens."""
+    t0, total_tokens = time.monotonic(), sum(tokens_left)
     while run.poll() is None and any(f.happened_s is None for f in faults):
-        progress = sum(r["new_tokens"] for r in _rounds(run_dir)) / total_tokens
+        rounds = _rounds(run_dir)
+        progress = sum(r["new_tokens"] for r in rounds) / total_tokens
         for f in faults:
             if f.happened_s is not None or not f.at <= progress < 1.0:
                 continue
-            pids = _pids(_pattern(run_dir, f.process))
+            process = f.process
+            if process == "edge":
+                hit = {g.process for g in faults if g.happened_s is not None}
+                process = _edge_with_most_left(run_dir, rounds, tokens_left, hit) or ""
+            pids = _pids(_pattern(run_dir, process)) if process else []
             if not pids:
                 continue  # between a restart and its process: the next poll
             if f.kind == "restart" and not _verifying(pids[0]):
@@ -183,7 +207,7 @@ def _chaos(run: subprocess.Popen[str], run_dir: Path, total_tokens: int,
             for pid in pids:
                 os.kill(pid, SIGNALS[f.kind])
             f.t_wall, f.happened_s = time.time(), time.monotonic() - t0
-            f.progress, f.pids = progress, pids
+            f.progress, f.pids, f.process = progress, pids, process
             f.t_back = f.t_wall
             if f.kind == "stall":
                 time.sleep(STALL_S)
@@ -276,11 +300,12 @@ def run_load(edges: int, requests: int, overrides: list[str], out_dir: Path,
            f"server.num_clients={edges}", f"server.max_batch_size={max(1, edges // 2)}",
            *(CHAOS_OVERRIDES if chaos else []), *overrides]
     t0 = time.perf_counter()
-    faults = plan_faults(edges) if chaos else []
-    total_tokens = requests * _max_new_tokens(overrides)
+    faults = plan_faults() if chaos else []
+    max_new = _max_new_tokens(overrides)
+    tokens_left = [len(range(c, requests, edges)) * max_new for c in range(edges)]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as run:
-        chaos_thread = threading.Thread(target=_chaos, args=(run, run_dir, total_tokens,
+        chaos_thread = threading.Thread(target=_chaos, args=(run, run_dir, tokens_left,
                                                              faults), daemon=True)
         if chaos:
             chaos_thread.start()
@@ -288,6 +313,9 @@ def run_load(edges: int, requests: int, overrides: list[str], out_dir: Path,
         if chaos:
             chaos_thread.join(timeout=STALL_S + 5)
     wall_s = time.perf_counter() - t0
+    if not (run_dir / SUMMARY_FILE).exists():
+        raise RunFailed(f"the run exited with code {run.returncode} before it wrote "
+                        f"{run_dir / SUMMARY_FILE}; its stderr ends:\n{stderr[-2000:]}")
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     outputs = read_jsonl(run_dir / OUTPUTS_FILE, OutputRecord, [], missing_ok=True)
     stats_path = run_dir / STATS_FILE
@@ -324,7 +352,12 @@ def main(argv: list[str] | None = None) -> int:
                         "restart it mid-batch, stall an edge, at fixed points of the run's "
                         "progress; fails if a planned fault did not happen or recover")
     args = parser.parse_args(argv)
-    r = run_load(args.edges, args.requests, args.overrides, args.out, args.timeout, args.chaos)
+    try:
+        r = run_load(args.edges, args.requests, args.overrides, args.out, args.timeout,
+                     args.chaos)
+    except RunFailed as exc:
+        print(f"loadtest: {exc}", file=sys.stderr)
+        return 1
     kind = "chaos" if r["chaos"] else "loopback"
     table = Table(title=f"Load test: {r['edges']} edges, {r['requests']} requests ({kind})")
     table.add_column("")
@@ -342,17 +375,18 @@ def main(argv: list[str] | None = None) -> int:
     Console().print(table)
     if r["faults"]:
         faults = Table(title="Faults (planned at a share of the run's tokens)")
-        for col in ("fault", "planned", "happened", "after s", "served again after s",
+        for col in ("fault", "process", "planned", "happened", "after s",
+                    "served again after s",
                     "rounds in flight", "requests resumed", "rounds retried"):
             faults.add_column(col, justify="left" if col == "fault" else "right")
         for f in r["faults"]:
-            faults.add_row(f["name"], f"{f['at']:.0%}",
+            faults.add_row(f["name"], f["process"], f"{f['at']:.0%}",
                            "no" if f["progress"] is None else f"at {f['progress']:.0%}",
                            "-" if f["happened_s"] is None else f"{f['happened_s']:.1f}",
                            "-" if f["recovered_s"] is None else f"{f['recovered_s']:.2f}",
                            str(f["in_flight"]), str(f["requests_resumed"]),
                            str(f["rounds_retried"]))
-        Console(width=120).print(faults)
+        Console(width=140).print(faults)
     (args.out / "loadtest.json").write_text(json.dumps(r, indent=2) + "\n")
     if r["stderr_tail"]:
         print(r["stderr_tail"], file=sys.stderr)
