@@ -83,13 +83,14 @@ def micro_pair(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path
 WHEELS = PROJECT_ROOT / "models" / "wheels"  # git-ignored: the one download is kept here
 
 
-def quick_recipe(target: Path, out_dir: Path, seed: int = 0,
-                 cache_dir: Path | None = None, prompts: int = 8) -> DistillConfig:
+def quick_recipe(target: Path, out_dir: Path, seed: int = 0, cache_dir: Path | None = None,
+                 prompts: int = 8, measure: bool = True) -> DistillConfig:
     """The default recipe cut to seconds: same code path, fp32, a one-layer draft."""
     return DistillConfig(target=str(target), out_dir=str(out_dir), seed=seed, dtype=DType.fp32,
                          layers=[0], prompts=prompts, reply_tokens=12, batch_rows=8, top_k=4,
                          steps=3, batch_size=4, eval_prompts=2, eval_new_tokens=8, spec_prompts=1,
-                         timing_repeats=2, cache_dir=str(cache_dir) if cache_dir else None)
+                         timing_repeats=2, measure=measure,
+                         cache_dir=str(cache_dir) if cache_dir else None)
 
 
 def _smollm2_pair(pair: Path) -> None:

@@ -123,6 +123,9 @@ class DistillConfig:
     eval_new_tokens: int = 64
     spec_prompts: int = 8  # of those, served by SpecExec for tokens per target forward
     timing_repeats: int = 50
+    # the card's agreement, forward times and SpecExec check, in a fresh process; false leaves
+    # them out (the card says so): a rebuild checked only for its weights needs none of them
+    measure: bool = True
     threads: int = 0  # torch threads; 0: every core this process may use
     # the target's replies, kept by what they depend on (a new training recipe reuses them);
     # null: not kept
@@ -304,8 +307,9 @@ def distill(cfg: DistillConfig) -> dict:
     own = safetensors.torch.load_file(partial / OWN_FILE)
     weights_sha = _save_draft(join(target32, cfg.layers, own), target32, tok, partial)
     t0 = time.perf_counter()
-    measured = in_fresh_process("specedge.commands.distill:measure_job",
-                                {"target": cfg.target, "draft": str(partial), "cfg": asdict(cfg)})
+    measured = in_fresh_process("specedge.commands.distill:measure_job", {
+        "target": cfg.target, "draft": str(partial), "cfg": asdict(cfg)}) if cfg.measure else {
+        "measured": "no (measure=false): no agreement, forward times or SpecExec check"}
     timings["eval_s"] = time.perf_counter() - t0
     card = {
         "draft": f"{len(cfg.layers)} of the target's layers ({cfg.layers}) with its embeddings, "
