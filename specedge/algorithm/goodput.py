@@ -321,12 +321,19 @@ class Budget:
         return self.expected_tokens / self.step_s if self.step_s > 0 else math.inf
 
 
+CUT_MARGIN = 0.02  # a cut must promise this much more goodput than verifying every node sent
+
+
 def choose_budget(survivals: Sequence[Sequence[float]], step_seconds: Callable[[int], float],
                   cap: int | None = None) -> Budget:
     """The K that maximises expected tokens per second of a step verifying the batch's roots
     and its K likeliest non-root nodes (``step_seconds(tokens)``: the forward over that many
     new tokens). ``survivals[b]`` are tree b's, sanitized; ``cap`` bounds each tree's share.
-    Ties go to the smaller K: verifying more for the same goodput only costs the edges."""
+    Every node sent (up to ``cap``) is kept unless the best K promises :data:`CUT_MARGIN`
+    more: the cost model and the survivals are estimates a few per cent off, so a smaller
+    cut is as likely to lose as to win, and it changes what the edges draft next (where the
+    step is memory-bound the budget then is exactly fixed trees). Among cuts, ties go to the
+    smaller K."""
     rows = len(survivals)
     order = sorted(((-s[i], b, i) for b, s in enumerate(survivals) for i in ranked(s)[:cap]))
     best = Budget([0] * rows, float(rows), step_seconds(rows))
@@ -338,6 +345,10 @@ def choose_budget(survivals: Sequence[Sequence[float]], step_seconds: Callable[[
         seconds = step_seconds(rows + k)
         if expected * best.step_s > best.expected_tokens * seconds * (1 + 1e-12):
             best = Budget(list(kept), expected, seconds)
+    everything = Budget(kept, expected, step_seconds(rows + len(order)))
+    if best.expected_tokens * everything.step_s <= (
+            (1 + CUT_MARGIN) * everything.expected_tokens * best.step_s):
+        return everything
     return best
 
 
