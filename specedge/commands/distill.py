@@ -123,9 +123,7 @@ class DistillConfig:
     eval_new_tokens: int = 64
     spec_prompts: int = 8  # of those, served by SpecExec for tokens per target forward
     timing_repeats: int = 50
-    # the card's agreement, forward times and SpecExec check, in a fresh process; false leaves
-    # them out (the card says so): a rebuild checked only for its weights needs none of them
-    measure: bool = True
+    measure: bool = True  # the card's checks (a fresh process); false: weights only, said so
     threads: int = 0  # torch threads; 0: every core this process may use
     # the target's replies, kept by what they depend on (a new training recipe reuses them);
     # null: not kept

@@ -75,7 +75,7 @@ SIGNALS = {"kill": signal.SIGKILL, "stall": signal.SIGSTOP, "restart": signal.SI
 
 
 class RunFailed(RuntimeError):
-    """The run under test ended without its summary: nothing to check."""
+    pass  # the run under test ended without its summary: nothing to check
 
 
 @dataclass
@@ -195,10 +195,9 @@ def _chaos(run: subprocess.Popen[str], run_dir: Path, tokens_left: list[int],
         for f in faults:
             if f.happened_s is not None or not f.at <= progress < 1.0:
                 continue
-            process = f.process
-            if process == "edge":
-                hit = {g.process for g in faults if g.happened_s is not None}
-                process = _edge_with_most_left(run_dir, rounds, tokens_left, hit) or ""
+            hit = {g.process for g in faults if g.happened_s is not None}
+            process = f.process if f.process != "edge" else (
+                _edge_with_most_left(run_dir, rounds, tokens_left, hit) or "")
             pids = _pids(_pattern(run_dir, process)) if process else []
             if not pids:
                 continue  # between a restart and its process: the next poll
