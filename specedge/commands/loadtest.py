@@ -171,24 +171,22 @@ def _pattern(run_dir: Path, process: str) -> str:
     return f"specedge.serving.edge {run_dir} --client-id {process.split()[1]}( |$)"
 
 
-def _edge_with_most_left(run_dir: Path, rounds: list[dict[str, Any]], tokens_left: list[int],
+def _edge_with_most_left(run_dir: Path, rounds: list[dict[str, Any]], shares: list[int],
                          hit: set[str]) -> str | None:
     """The running edge with the most tokens left to commit, preferring one no fault hit."""
-    left = list(tokens_left)
+    left = list(shares)
     for r in rounds:
         left[r["client_id"]] -= r["new_tokens"]
-    running = [c for c in range(len(left))
-               if left[c] > 0 and _pids(_pattern(run_dir, f"edge {c}"))]
-    if not running:
-        return None
-    return f"edge {max(running, key=lambda c: (f'edge {c}' not in hit, left[c], -c))}"
+    ranked = sorted((c for c in range(len(left)) if left[c] > 0),
+                    key=lambda c: (f"edge {c}" not in hit, left[c], -c), reverse=True)
+    return next((f"edge {c}" for c in ranked if _pids(_pattern(run_dir, f"edge {c}"))), None)
 
 
-def _chaos(run: subprocess.Popen[str], run_dir: Path, tokens_left: list[int],
+def _chaos(run: subprocess.Popen[str], run_dir: Path, shares: list[int],
            faults: list[Fault]) -> None:
     """Inject each fault once the run's progress reaches its point, while requests remain;
-    ``tokens_left`` is each edge's share of the run's tokens."""
-    t0, total_tokens = time.monotonic(), sum(tokens_left)
+    ``shares``: each edge's share of the run's tokens."""
+    t0, total_tokens = time.monotonic(), sum(shares)
     while run.poll() is None and any(f.happened_s is None for f in faults):
         rounds = _rounds(run_dir)
         progress = sum(r["new_tokens"] for r in rounds) / total_tokens
@@ -197,7 +195,7 @@ def _chaos(run: subprocess.Popen[str], run_dir: Path, tokens_left: list[int],
                 continue
             hit = {g.process for g in faults if g.happened_s is not None}
             process = f.process if f.process != "edge" else (
-                _edge_with_most_left(run_dir, rounds, tokens_left, hit) or "")
+                _edge_with_most_left(run_dir, rounds, shares, hit) or "")
             pids = _pids(_pattern(run_dir, process)) if process else []
             if not pids:
                 continue  # between a restart and its process: the next poll
@@ -301,10 +299,10 @@ def run_load(edges: int, requests: int, overrides: list[str], out_dir: Path,
     t0 = time.perf_counter()
     faults = plan_faults() if chaos else []
     max_new = _max_new_tokens(overrides)
-    tokens_left = [len(range(c, requests, edges)) * max_new for c in range(edges)]
+    shares = [len(range(c, requests, edges)) * max_new for c in range(edges)]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as run:
-        chaos_thread = threading.Thread(target=_chaos, args=(run, run_dir, tokens_left,
+        chaos_thread = threading.Thread(target=_chaos, args=(run, run_dir, shares,
                                                              faults), daemon=True)
         if chaos:
             chaos_thread.start()
