@@ -37,7 +37,7 @@ from specedge.analysis.simulation.traces import Trace, TraceRound
 from specedge.base.config.run import to_run_config
 from specedge.base.records import SERVER_FILE, STEPS_FILE
 from specedge.serving.admission import Rejected, check_survival
-from specedge.serving.protocol import request_from_tree
+from specedge.serving.protocol.convert import request_from_tree
 from specedge.serving.scheduler import DynamicPolicy, PipelinePolicy, free_seconds
 from tests.serving import read_records
 

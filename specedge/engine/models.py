@@ -13,15 +13,19 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoTokenizer
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from specedge import ARCHITECTURES_DIR
 from specedge.base.config.model import DType, ModelConfig, Weights
 from specedge.base.config.run import RunConfig
 from specedge.base.records import DTYPE_FILE
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +176,10 @@ def load_model(
     key: str = "model.target",
 ) -> PreTrainedModel:
     """Load a causal LM in eval mode on ``device`` with weights in ``dtype``."""
+    # Imported here: the modeling code costs about 2.3 s of start-up, and a SpecEdge run's
+    # launcher (which checks the folders and loads the tokenizer) loads no model.
+    from transformers import AutoModelForCausalLM
+
     dev = resolve_device(device)
     asked = DType(dtype)
     dtype, why = resolve_dtype(asked, dev)

@@ -42,7 +42,8 @@ from specedge.engine.kv_pool import pool_for
 from specedge.engine.models import load_member, load_run_tokenizer
 from specedge.serving.network import EmulatedLink
 from specedge.serving.process import start
-from specedge.serving.protocol import pb, request_from_tree, rpc, verdict_from_reply
+from specedge.serving.protocol import pb, rpc
+from specedge.serving.protocol.convert import request_from_tree, verdict_from_reply
 from specedge.serving.security import call_metadata, open_channel
 
 log = logging.getLogger("specedge.serving.edge")

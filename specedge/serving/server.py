@@ -47,7 +47,8 @@ from specedge.serving.admission import (
 )
 from specedge.serving.budget import describe, measure_steps
 from specedge.serving.process import start
-from specedge.serving.protocol import pb, reply_from_verdict, rpc
+from specedge.serving.protocol import pb, rpc
+from specedge.serving.protocol.convert import reply_from_verdict
 from specedge.serving.scheduler import Job, Scheduler, make_policy
 from specedge.serving.security import bind, make_server
 
