@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import struct
 import threading
 import time
@@ -23,6 +24,7 @@ from specedge.serving.scheduler import (
     PipelinePolicy,
     Scheduler,
     StaticPolicy,
+    backoff,
     make_policy,
     regroup,
 )
@@ -104,27 +106,28 @@ def test_a_memory_bound_server_regroups_its_edges_into_one_group() -> None:
     loop.close()
 
 
-def test_the_group_count_remembers_the_gap_each_count_had() -> None:
+def test_the_group_count_remembers_the_gap_each_count_had_and_backs_off() -> None:
     """Edges sharing one core come back 10 ms after an answer under two groups but 200 ms
     under one (all draft at once): the server tries one group, measures it, goes back to two
     and stays there (one gap for both counts flipped between them every few cycles), until
-    what one group measured is old enough to be measured again."""
+    what one group measured is old enough to be measured again; each round trip doubles how
+    long a count is held and the other's gap remembered, so a tie cannot flip all run long."""
     loop = asyncio.new_event_loop()
     policy = PipelinePolicy(max_batch_size=2, num_clients=4)
     active, horizon = {0, 1, 2, 3}, IdleHorizon()
     flat = OnlineStepCost(StepTable((1, 64), (0.05, 0.05)), window=0)
     flat.observe(12, 0.05, rows=4)
     counts = []
-    for _ in range(REMEMBER_CYCLES + 3 * SETTLE_CYCLES):
+    for _ in range(8 * SETTLE_CYCLES + 14 * REMEMBER_CYCLES):
         _gaps(horizon, active, 0.2 if policy.groups == 1 else 0.01)
         regroup(policy, active, horizon, flat)
         counts.append(policy.groups)
         _cycle(policy, loop, active)
-    first_one = counts.index(1)
-    back = counts.index(2, first_one)
-    assert back - first_one == SETTLE_CYCLES  # one group measured, then left
-    assert 1 not in counts[back:back + REMEMBER_CYCLES - SETTLE_CYCLES]
-    assert 1 in counts[back + REMEMBER_CYCLES - SETTLE_CYCLES:]  # measured again, later
+    runs = [(count, len(list(run))) for count, run in itertools.groupby(counts)]
+    s, r = SETTLE_CYCLES, REMEMBER_CYCLES
+    assert runs[:7] == [(2, s), (1, s), (2, 2 * r), (1, 2 * s), (2, 4 * r), (1, 4 * s),
+                        (2, 8 * r)]
+    assert policy.changes == 6 and backoff(policy) == 3
     loop.close()
 
 

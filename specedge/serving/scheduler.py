@@ -118,6 +118,7 @@ class PipelinePolicy:
     split: int | None = None
     cycles: int = 0  # turns of every group completed
     changed_at: int = 0  # the cycle the group count last changed at
+    changes: int = 0  # how often the group count changed (each round trip backs off)
     # The edges' mean gap measured under each group count, and the cycle it was measured at.
     gaps: dict[int, tuple[float, int]] = field(default_factory=dict)
 
@@ -152,6 +153,17 @@ class PipelinePolicy:
 
 SETTLE_CYCLES = 2  # cycles under a group count before its gap is trusted
 REMEMBER_CYCLES = 16  # cycles a gap measured under another group count stays trusted
+MAX_BACKOFF = 5  # round trips after which holding and remembering stop growing (x32)
+
+
+def backoff(policy: PipelinePolicy) -> int:
+    """How much longer a count is held and a left count's gap trusted (``2 ** backoff``):
+    each round trip between counts (there and back) doubles both. Where the counts nearly tie,
+    gaps that wander (drafting on shared cores) made the choice go whichever way the last
+    cycles fell, back and forth for the whole run (ten times in 30 s once), so which steps
+    ran as one group was chance; backed off, a tie settles after a few tries, and a clear
+    change of load still moves the count at once after a hold."""
+    return min(policy.changes // 2, MAX_BACKOFF)
 
 
 def regroup(policy: PipelinePolicy, active: set[int], horizon: IdleHorizon,
@@ -162,17 +174,19 @@ def regroup(policy: PipelinePolicy, active: set[int], horizon: IdleHorizon,
     passed since it changed (the first cycles hold the prompts' drafting, or the old
     count's); a count left less than :data:`REMEMBER_CYCLES` ago is weighed with the gap
     measured under it. Edges that share hardware draft slower the more of them draft at
-    once, so one gap for every count would flip between counts for ever. Returns what
-    changed and why, if anything did (the server logs it)."""
+    once, so one gap for every count would flip between counts for ever. Both spans grow
+    with every round trip (:func:`backoff`). Returns what changed and why, if anything did
+    (the server logs it)."""
     gap = horizon.mean_gap(active)
+    scale = 1 << backoff(policy)
     if (policy.turn != 0 or gap is None or not active
-            or policy.cycles - policy.changed_at < SETTLE_CYCLES):
+            or policy.cycles - policy.changed_at < SETTLE_CYCLES * scale):
         return None
     policy.gaps[policy.groups] = (gap, policy.cycles)
 
     def gap_under(g: int) -> float:
         known, at = policy.gaps.get(g, (gap, policy.cycles))
-        return known if policy.cycles - at < REMEMBER_CYCLES else gap
+        return known if policy.cycles - at < REMEMBER_CYCLES * scale else gap
 
     row_tokens = cost.row_tokens
     groups = pipeline_groups(policy.groups, policy.most, policy.num_clients, row_tokens,
@@ -181,8 +195,10 @@ def regroup(policy: PipelinePolicy, active: set[int], horizon: IdleHorizon,
         return None
     change = (f"pipeline groups {policy.groups} -> {groups} (edges back {gap * 1e3:.1f} ms "
               f"after an answer under {policy.groups}, {gap_under(groups) * 1e3:.1f} ms "
-              f"under {groups}; {row_tokens:.1f} new tokens a row)")
+              f"under {groups}; {row_tokens:.1f} new tokens a row; change "
+              f"{policy.changes + 1})")
     policy.split, policy.changed_at = groups, policy.cycles
+    policy.changes += 1
     return change
 
 
