@@ -29,6 +29,13 @@ def _specedge(run_dir: Path, pair: Path, *overrides: str) -> subprocess.Complete
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False)
 
 
+def _auto_batch(run_dir: Path, pair: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        run_command(run_dir, pair, "baseline=auto_batch", "dataset.max_requests=6",
+                    f"generation.max_new_tokens={MAX_NEW}", *overrides),
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False)
+
+
 FIXED = ["server.verify_budget=fixed", "server.pipeline_groups=split"]  # every node, 2 groups
 
 
@@ -149,12 +156,9 @@ def test_sampled_specedge_is_the_targets_own_sampled_decode(tmp_path: Path,
                              "server.num_clients=4", "server.max_batch_size=2",
                              "hardware.nodes={localhost:[{device:cpu},{device:cpu},"
                              "{device:cpu},{device:cpu}]}", "server.verify_budget=goodput"),
-        "other seed": _specedge(tmp_path / "other seed", micro_pair, *sampled, "seed=2"),
-        "auto-batch": subprocess.run(
-            run_command(tmp_path / "auto-batch", micro_pair, "baseline=auto_batch", *sampled,
-                        "seed=1", "dataset.max_requests=6",
-                        f"generation.max_new_tokens={MAX_NEW}"),
-            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False),
+        "auto-batch": _auto_batch(tmp_path / "auto-batch", micro_pair, *sampled, "seed=1"),
+        # the key's seed, seen in the plain decode: one process, not a server and two edges
+        "other seed": _auto_batch(tmp_path / "other seed", micro_pair, *sampled, "seed=2"),
     }
     texts = {}
     for name, result in runs.items():
