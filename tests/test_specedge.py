@@ -20,20 +20,21 @@ pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
 MAX_NEW = 12
 
 
-def _specedge(run_dir: Path, pair: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+def _run(run_dir: Path, pair: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        run_command(run_dir, pair, "baseline=specedge", "dataset.max_requests=6",
-                    f"generation.max_new_tokens={MAX_NEW}",
-                    "hardware.nodes={localhost:[{device:cpu},{device:cpu}]}",
-                    "server.num_clients=2", "server.max_batch_size=1", *overrides),
+        run_command(run_dir, pair, "dataset.max_requests=6",
+                    f"generation.max_new_tokens={MAX_NEW}", *overrides),
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False)
+
+
+def _specedge(run_dir: Path, pair: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+    return _run(run_dir, pair, "baseline=specedge",
+                "hardware.nodes={localhost:[{device:cpu},{device:cpu}]}",
+                "server.num_clients=2", "server.max_batch_size=1", *overrides)
 
 
 def _auto_batch(run_dir: Path, pair: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        run_command(run_dir, pair, "baseline=auto_batch", "dataset.max_requests=6",
-                    f"generation.max_new_tokens={MAX_NEW}", *overrides),
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False)
+    return _run(run_dir, pair, "baseline=auto_batch", *overrides)
 
 
 FIXED = ["server.verify_budget=fixed", "server.pipeline_groups=split"]  # every node, 2 groups
