@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ from specedge import CONF_DIR, PROJECT_ROOT
 from specedge.analysis.pages.figures import figures_table
 from specedge.analysis.pages.index import index_page
 from specedge.analysis.pages.projection import projection_report
-from specedge.analysis.pricing import costs, figures
-from specedge.analysis.projection import MapGrid, ProjectionConfig, run
+from specedge.analysis.pricing import break_even_edge_price, compare_draws, costs, figures
+from specedge.analysis.projection import run
+from specedge.analysis.projection_config import MapGrid, ProjectionConfig
 from specedge.analysis.simulation.acceptance import Scenario, chain_acceptance, two_point_acceptance
 from specedge.analysis.simulation.events import simulate
 from specedge.analysis.simulation.latency import SimulationError
@@ -149,12 +151,23 @@ def test_one_edge_matches_the_closed_forms(tmp_path: Path) -> None:
     assert se["edge_busy_s"] == pytest.approx((20 * k + 2) * draft_ms / 1e3)
 
 
+def test_budgeted_against_fixed_is_called_only_where_every_draw_agrees() -> None:
+    assert compare_draws([2.0, 3.0, 1.5], [1.0, 2.9, 1.4]) == "higher"
+    assert compare_draws([0.9, 2.0], [1.0, 2.1]) == "lower"
+    assert compare_draws([1.0, None, math.inf], [1.0, None, math.inf]) == "equal"
+    assert compare_draws([1.1, 0.9], [1.0, 1.0]) == "tie"  # one draw's noise decides
+    assert compare_draws([0.01], [None]) == "higher"  # None: dearer even with free edges
+    assert compare_draws([math.inf, 1.0], [5.0, 0.5]) == "higher"
+    with pytest.raises(ValueError):
+        compare_draws([1.0, 2.0], [1.0])
+
+
 def _small(tmp_path: Path) -> ProjectionConfig:
     tiny = Scenario("tiny", "tiny pair", "the committed trace", TINY)
     chain = Scenario("chain", "a published chain", "test", TINY, 3.13, 4)
     return ProjectionConfig(
         out_dir=str(tmp_path / "out"), scenarios=[tiny, chain], main_scenario="tiny",
-        batch_sizes=[1, 2], headline_batch=2, requests_per_slot=1,
+        batch_sizes=[1, 2], headline_batch=2, requests_per_slot=1, draws=2,
         maps=MapGrid(hardware=["a100_80"], concurrency=[1, 4], tokens_per_round=[1.5, 3.0],
                      rtt_ms=[0.0, 14.0]))
 
@@ -193,6 +206,24 @@ def test_the_projection_is_deterministic_labelled_and_its_maps_are_their_points(
                 server, edge = costs(point)
                 paid = server + edge * price / point["prices"]["edge_per_hour"]
                 assert paid / point["tokens"] * 1e6 == pytest.approx(cheaper)
+    for row in protocol["table"]:  # budgeted against fixed: the paired draws' agreement
+        for accounting in ("upstream", "ours"):
+            by_draw = {s: row[f"{s}_break_even_draws_{accounting}"]
+                       for s in ("specedge", "specedge_budgeted")}
+            assert [len(d) for d in by_draw.values()] == [cfg.draws] * 2
+            assert by_draw["specedge"][0] == row[f"specedge_break_even_usd_h_{accounting}"]
+            assert row[f"budgeted_break_even_{accounting}"] == compare_draws(
+                by_draw["specedge_budgeted"], by_draw["specedge"])
+    # a further draw is the point simulated under the next seed, priced against the seed's
+    # cheaper baseline
+    row = next(r for r in protocol["table"] if r["scenario"] == "tiny" and r["batch"] == 2)
+    point = points[("tiny", "specedge_budgeted", 2)]
+    assert [d["seed"] for d in point["draws"]] == list(range(1, cfg.draws))
+    again = simulate_system(bases, None, "specedge_budgeted", 2, point["edges"],
+                            {"simulate.trace": TINY, "simulate.requests_per_edge": 1}, 1)
+    cheaper = min(row["server_only_usd_per_mtok"], row["auto_batch_usd_per_mtok"])
+    assert row["specedge_budgeted_break_even_draws_upstream"][1] == break_even_edge_price(
+        again, cheaper)
     for p in protocol["points"]:  # each point names its trace and its derived latencies
         assert "tiny-4e-noproactive" in p["trace"]
         assert "derived" in p["latency_model"]["target"]["source"]

@@ -111,3 +111,23 @@ def break_even_edge_price(point: dict[str, Any], usd_per_mtok: float,
     if allowed < 0:
         return None
     return math.inf if edges <= 0 else point["prices"]["edge_per_hour"] * allowed / edges
+
+
+def priced(point: dict[str, Any]) -> dict[str, Any]:
+    """What :func:`costs` reads of a point: enough to price a further draw of it."""
+    return {**{k: point[k] for k in ("tokens", "server_cost_usd", "server_busy_s",
+                                     "server_wall_s", "edge_cost_usd", "prices")},
+            "upstream": {"edge_cost_usd": point["upstream"]["edge_cost_usd"]}}
+
+
+def compare_draws(candidate: list[float | None], reference: list[float | None]) -> str:
+    """How ``candidate``'s break-even edge prices stand against ``reference``'s over paired
+    draws (the same seeds; None, dearer even with free edges, is the lowest): ``higher`` or
+    ``lower`` only where every draw agrees, ``equal`` where every draw is equal, else
+    ``tie`` (the difference lies inside the draws' spread, so one draw cannot tell it)."""
+    def rank(price: float | None) -> float:
+        return -math.inf if price is None else price
+    signs = {(rank(c) > rank(r)) - (rank(c) < rank(r))
+             for c, r in zip(candidate, reference, strict=True)}
+    return {frozenset({1}): "higher", frozenset({-1}): "lower",
+            frozenset({0}): "equal"}.get(frozenset(signs), "tie")

@@ -1,7 +1,8 @@
 """The projection a reader can decide on: the paper's protocol under labelled acceptance
 scenarios, maps of where SpecEdge pays, and how each assumption moves the headline.
 
-``python -m specedge.analysis.projection [HYDRA_OVERRIDES...]`` (schema :class:`ProjectionConfig`,
+``python -m specedge.analysis.projection [HYDRA_OVERRIDES...]`` (schema
+:class:`specedge.analysis.projection_config.ProjectionConfig`,
 ``conf/projection.yaml``) writes ``protocol.json``, ``maps.json``, ``sensitivity.json`` and
 ``scenarios.json`` into ``out_dir``. Every number is a simulation
 (:mod:`specedge.analysis.simulation.systems`), never a measurement. Hydra composes the setup's
@@ -31,16 +32,14 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from specedge import CONF_DIR, DATA_DIR
-from specedge.analysis.pricing import break_even_edge_price, figures
+from specedge.analysis.pricing import break_even_edge_price, compare_draws, figures, priced
+from specedge.analysis.projection_config import PaperFigures, ProjectionConfig
 from specedge.analysis.run_records import MetricsError
 from specedge.analysis.simulation.acceptance import Scenario, two_point_acceptance
 from specedge.analysis.simulation.latency import SimulationError
@@ -56,102 +55,6 @@ from specedge.base.config.checks import ConfigError
 from specedge.base.roofline import GPUS, Roofline, derive, dumps
 
 BASELINES = ("server_only", "auto_batch")
-
-
-@dataclass
-class PaperFigures:
-    """The paper's headline (SpecEdge against server-only) and upstream's cost figure."""
-
-    cost_efficiency_x: float = 1.91  # SpecEdge's tokens per dollar over server-only's
-    throughput_x: float = 2.22  # server throughput
-    itl_reduction: float = 0.1124  # 11.24 % lower inter-token latency
-    # upstream's README figure, Qwen3-14B with a 0.6B draft at batch 1, read off the bars
-    usd_per_mtok_batch1: dict[str, float] = field(default_factory=lambda: {
-        "auto_batch": 60.0, "server_only": 36.0, "specedge": 18.0})
-    source: str = ("SpecEdge (NeurIPS 2025) abstract and upstream README: 2.22x server "
-                   "throughput, 11.24 % lower latency, 1.91x cost efficiency against "
-                   "server-only; $ per 1M tokens at batch 1 read off upstream's figure")
-
-
-def _default_scenarios() -> list[Scenario]:
-    real = "results/validation/specedge-4e-noproactive"
-    return [
-        Scenario("smollm2", "SmolLM2-135M pair (the pipeline's, measured here)",
-                 "the main job's validation run specedge-4e-noproactive (model.dtype=auto, CPU)",
-                 real),
-        Scenario("tiny", "tiny 7 M pair (the tests' toy, measured here)",
-                 "specedge/data/traces/tiny-4e-noproactive.json (fp32, CPU)",
-                 str(DATA_DIR / "traces" / "tiny-4e-noproactive.json")),
-        Scenario("qwen3-chain4", "Qwen3-32B + 1.7B, chain of 4 (published)",
-                 "vLLM, Qwen3-32B with a Qwen3-1.7B draft on MT-bench, greedy, one H100: "
-                 "3.13 tokens per verification at 4 drafted (as cited in issue 22)", real,
-                 3.13, 4),
-        Scenario("qwen3-chain5", "Qwen3-32B + 1.7B, chain of 5 (published)",
-                 "vLLM, Qwen3-32B with a Qwen3-1.7B draft on MT-bench, greedy, one H100: "
-                 "3.40 tokens per verification at 5 drafted (as cited in issue 22)", real,
-                 3.40, 5),
-    ]
-
-
-@dataclass
-class MapGrid:
-    hardware: list[str] = field(default_factory=lambda: ["a100_80", "a100_40", "rtx4090"])
-    concurrency: list[int] = field(default_factory=lambda: [1, 4, 16, 64, 256])
-    tokens_per_round: list[float] = field(default_factory=lambda: [1.5, 3.0, 4.5])
-    rtt_ms: list[float] = field(default_factory=lambda: [0.0, 14.0, 50.0])
-    requests_per_slot: int = 1  # requests per edge / batch place at each point
-
-
-@dataclass
-class ProjectionConfig:
-    """What the projection simulates (every figure it writes is simulated)."""
-
-    out_dir: str = "results/projection/scenarios"
-    seed: int = 0
-    # The paper's setup, as run overrides: target, hardware, one-way link delay (7 ms).
-    setup: list[str] = field(default_factory=lambda: [
-        "hardware=a100_80", "model=qwen3_14b", "hardware.link.delay_ms=7",
-        "edge.proactive.type=disabled"])
-    scenarios: list[Scenario] = field(default_factory=_default_scenarios)
-    main_scenario: str = "smollm2"  # the maps' trees and output lengths, the sensitivity's base
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
-    edges_per_batch: int = 2  # the paper: two pipeline groups of B edges
-    # requests per edge / batch place in the protocol: at 4 a 3 % draw could flip budgeted
-    # against fixed trees at B <= 8, where the two are one system
-    requests_per_slot: int = 16
-    headline_batch: int = 8  # the batch size the sensitivity table reads the headline at
-    host_bound_efficiency: float = 0.42  # the single value once fitted on host-bound data
-    maps: MapGrid = field(default_factory=MapGrid)
-    paper: PaperFigures = field(default_factory=PaperFigures)
-
-    def __post_init__(self) -> None:
-        names = [s.name for s in self.scenarios]
-        if self.main_scenario not in names:
-            raise ConfigError(f"main_scenario = {self.main_scenario!r} is not accepted: one "
-                              f"of the scenarios ({', '.join(names)})")
-        if self.headline_batch not in self.batch_sizes:
-            raise ConfigError(f"headline_batch = {self.headline_batch} is not accepted: one "
-                              f"of batch_sizes {self.batch_sizes}")
-        for key, values in (("batch_sizes", self.batch_sizes),
-                            ("maps.concurrency", self.maps.concurrency)):
-            if not values or min(values) < 1:
-                raise ConfigError(f"{key} = {values} is not accepted: integers >= 1")
-        if self.edges_per_batch < 1 or self.requests_per_slot < 1:
-            raise ConfigError("edges_per_batch and requests_per_slot must be >= 1")
-        if min(self.maps.tokens_per_round, default=0) < 1:
-            raise ConfigError(f"maps.tokens_per_round = {self.maps.tokens_per_round} is not "
-                              "accepted: tokens per round >= 1 (the bonus token)")
-        known = {p.stem for p in (CONF_DIR / "hardware").glob("*.yaml")}
-        unknown = sorted(set(self.maps.hardware) - known)
-        if unknown:
-            raise ConfigError(f"maps.hardware names {unknown}: not hardware entries "
-                              f"({', '.join(sorted(known))})")
-
-    def scenario(self, name: str) -> Scenario:
-        return next(s for s in self.scenarios if s.name == name)
-
-
-ConfigStore.instance().store(name="base_projection", node=ProjectionConfig)
 
 
 def ratios(specedge: dict[str, float], server_only: dict[str, float]) -> dict[str, float]:
@@ -172,15 +75,22 @@ def protocol_settings(cfg: ProjectionConfig, scenario: Scenario) -> Settings:
 
 
 def protocol(cfg: ProjectionConfig, bases: Bases, scenario: Scenario) -> list[dict[str, Any]]:
-    """The paper's protocol under one scenario: a row per batch size and system."""
+    """The paper's protocol under one scenario: a row per batch size and system, SpecEdge's
+    with its further draws (``draws``) priced."""
     rows = []
     for batch in cfg.batch_sizes:
         for system in SYSTEMS:
             edges = protocol_edges(cfg, system, batch)
-            rows.append({"scenario": scenario.name, "batch": batch, "system": system,
-                         "edges": edges, **simulate_system(
-                             bases, None, system, batch, edges,
-                             protocol_settings(cfg, scenario), cfg.seed)})
+            point = {"scenario": scenario.name, "batch": batch, "system": system,
+                     "edges": edges}
+            for seed in range(cfg.seed, cfg.seed + (cfg.draws if edges else 1)):
+                summary = simulate_system(bases, None, system, batch, edges,
+                                          protocol_settings(cfg, scenario), seed)
+                if seed == cfg.seed:
+                    point |= summary | {"draws": []}
+                else:
+                    point["draws"].append({"seed": seed, **priced(summary)})
+            rows.append(point)
     return rows
 
 
@@ -216,9 +126,14 @@ def protocol_table(rows: list[dict[str, Any]], paper: PaperFigures) -> list[dict
         for accounting in ("upstream", "ours"):  # the edge price at which SpecEdge pays
             cheaper = min(figures(keyed[(scenario, batch, b)], accounting)["usd_per_mtok"]
                           for b in BASELINES)
-            for s in ("specedge", "specedge_budgeted"):
-                row[f"{s}_break_even_usd_h_{accounting}"] = break_even_edge_price(
-                    keyed[(scenario, batch, s)], cheaper, accounting)
+            prices = {s: [break_even_edge_price(d, cheaper, accounting) for d in
+                          (keyed[(scenario, batch, s)], *keyed[(scenario, batch, s)]["draws"])]
+                      for s in ("specedge", "specedge_budgeted")}
+            for s, by_draw in prices.items():
+                row[f"{s}_break_even_usd_h_{accounting}"] = by_draw[0]
+                row[f"{s}_break_even_draws_{accounting}"] = by_draw
+            row[f"budgeted_break_even_{accounting}"] = compare_draws(
+                prices["specedge_budgeted"], prices["specedge"])
         for key in ("cost_efficiency_x", "throughput_x", "itl_reduction"):
             row[f"{key}_paper"] = getattr(paper, key)
             row[f"{key}_gap"] = row[key] - getattr(paper, key)

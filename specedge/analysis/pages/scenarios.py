@@ -93,7 +93,9 @@ def protocol_section(data: dict[str, Any]) -> Section:
         "budgeted: cost efficiency x": t["budgeted_cost_efficiency_x"],
         **{f"{name}: break-even edge $/h ({acc})": t[f"{key}_break_even_usd_h_{acc}"]
            for acc in ("upstream", "ours")
-           for key, name in (("specedge", "fixed"), ("specedge_budgeted", "budgeted"))}})
+           for key, name in (("specedge", "fixed"), ("specedge_budgeted", "budgeted"))},
+        **{f"budgeted against fixed break-even ({acc})": t[f"budgeted_break_even_{acc}"]
+           for acc in ("upstream", "ours")}})
     gaps = []
     for _, r in t[t["batch"] == 1].iterrows():
         gaps.append({"acceptance (scenario)": labels[r["scenario"]], **{
@@ -132,7 +134,11 @@ def protocol_section(data: dict[str, Any]) -> Section:
               "two groups of B, or one of every edge when that is the shorter cycle): server "
               "throughput as tokens per busy server second over autoregressive batching's, "
               "and the break-even edge price, the $/h of an edge at which SpecEdge costs what "
-              "the cheaper baseline costs (empty: dearer even with free edges). The third sets "
+              "the cheaper baseline costs (empty: dearer even with free edges), at the "
+              "protocol's seed; budgeted against fixed compares the two over paired draws "
+              "(the same seeds, priced against the first seed's baselines): higher or lower "
+              "only where every draw agrees, equal where every draw is, a tie where the "
+              "draws disagree (the difference is inside their noise). The third sets "
               "upstream's batch-1 figure beside ours.", _efficiencies(proto["points"])])
 
 
