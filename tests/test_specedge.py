@@ -40,8 +40,9 @@ def _auto_batch(run_dir: Path, pair: Path, *overrides: str) -> subprocess.Comple
 FIXED = ["server.verify_budget=fixed", "server.pipeline_groups=split"]  # every node, 2 groups
 
 
+# the pipeline with proactive drafting (excluded, the default) is the 4-edge static run's;
+# eager forwards under the pipeline are the goodput run's
 @pytest.mark.parametrize("scheduling", [
-    ["server.scheduler=pipeline", "edge.proactive.type=excluded", *FIXED],
     ["server.scheduler=batch", "server.batch_type=dynamic", "hardware.link.delay_ms=15",
      "edge.proactive.type=included", *FIXED],
     ["server.scheduler=batch", "server.batch_type=static", "server.max_batch_size=2",
@@ -49,11 +50,12 @@ FIXED = ["server.verify_budget=fixed", "server.pipeline_groups=split"]  # every 
      "model.token_buckets=[1,2,4,8,16,32]", *FIXED],
     ["server.scheduler=pipeline", "server.num_clients=4", "server.max_batch_size=2",
      "hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}",
-     "model.compile=static", "model.token_buckets=[1,2,4,8,16,32]", *FIXED],
+     "edge.proactive.type=excluded", "model.compile=static",
+     "model.token_buckets=[1,2,4,8,16,32]", *FIXED],
     ["server.scheduler=pipeline", "server.num_clients=4", "server.max_batch_size=2",
      "hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}",
      "server.verify_budget=goodput", "server.pipeline_groups=goodput"],
-], ids=["pipeline", "dynamic-link-included", "static-batch-prefill-cache-static-path",
+], ids=["dynamic-link-included", "static-batch-prefill-cache-static-path",
         "pipeline-4-edges-static-path", "pipeline-4-edges-goodput-budget-and-groups"])
 def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
                                         scheduling: list[str]) -> None:
