@@ -77,20 +77,19 @@ def protocol_settings(cfg: ProjectionConfig, scenario: Scenario) -> Settings:
 def protocol(cfg: ProjectionConfig, bases: Bases, scenario: Scenario) -> list[dict[str, Any]]:
     """The paper's protocol under one scenario: a row per batch size and system, SpecEdge's
     with its further draws (``draws``) priced."""
+    settings = protocol_settings(cfg, scenario)
     rows = []
     for batch in cfg.batch_sizes:
         for system in SYSTEMS:
             edges = protocol_edges(cfg, system, batch)
-            point = {"scenario": scenario.name, "batch": batch, "system": system,
-                     "edges": edges}
-            for seed in range(cfg.seed, cfg.seed + (cfg.draws if edges else 1)):
-                summary = simulate_system(bases, None, system, batch, edges,
-                                          protocol_settings(cfg, scenario), seed)
-                if seed == cfg.seed:
-                    point |= summary | {"draws": []}
-                else:
-                    point["draws"].append({"seed": seed, **priced(summary)})
-            rows.append(point)
+            further = range(cfg.seed + 1, cfg.seed + cfg.draws) if edges is not None else ()
+            rows.append({"scenario": scenario.name, "batch": batch, "system": system,
+                         "edges": edges,
+                         **simulate_system(bases, None, system, batch, edges, settings,
+                                           cfg.seed),
+                         "draws": [{"seed": seed, **priced(simulate_system(
+                             bases, None, system, batch, edges, settings, seed))}
+                                   for seed in further]})
     return rows
 
 
