@@ -16,7 +16,9 @@
 #
 # Usage: bash workflow/scripts/gpu_check.sh OUT [--cpu] [--steps NAME,...]
 #   --cpu: the same steps on this machine's CPU with every size shrunk (the micro pair in place
-#          of Qwen3, static in place of graphs), to test the plumbing where no GPU is;
+#          of Qwen3, static in place of graphs), to test the plumbing where no GPU is; each
+#          limit is then 4x its device value (a shared 2-core CPU under a parallel test suite
+#          took 30 s for spec-4: the limits are sized for the device, not for this);
 #   --steps: only these (profile, paths, paths-fp32, spec-4, spec-8, edge-8, test-gpu; a
 #          prefix takes its group: spec, paths), e.g. to finish a run that was cut short;
 #   --pair DIR: the small pair (default models/micro, built by gpu_prepare.sh);
@@ -38,10 +40,10 @@ if [ "${1:-}" = --limits ]; then
 fi
 out=$(realpath -m "${1:?usage: gpu_check.sh OUT [--cpu] [--steps NAME,...] [--pair DIR] [--python PY] | --limits}")
 shift
-cpu=0 only= micro=models/micro py=python3
+cpu=0 only= micro=models/micro py=python3 scale=1
 while [ $# -gt 0 ]; do
     case $1 in
-        --cpu) cpu=1 ;;
+        --cpu) cpu=1 scale=4 ;;
         --steps) only=",${2:?--steps needs a comma-separated list},"; shift ;;
         --pair) micro=${2:?--pair needs a folder}; shift ;;
         --python) py=${2:?--python needs an interpreter}; shift ;;
@@ -76,7 +78,7 @@ status=()
 # step NAME COMMAND...: run it under LIMITS[NAME], log into the work folder, keep going
 step() {
     local name=$1; shift
-    local limit=${LIMITS[${name/-static/-graphs}]}
+    local limit=$((LIMITS[${name/-static/-graphs}] * scale))
     case $only in ""|*",$name,"*|*",${name%%-*},"*) ;; *) return ;; esac
     total=$((total + limit))
     local t0=$SECONDS
