@@ -21,6 +21,10 @@ from tests.conftest import micro_build_overrides
 pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
 
 RUNS = ["dataset.max_requests=4", "generation.max_new_tokens=8"]
+# SpecEdge with fewer edges than the CPU hardware's four: each edge is a process that spends
+# about 5 s importing torch and transformers, which is most of a micro run's time
+ONE_EDGE = ["server.num_clients=1", "server.max_batch_size=1",
+            "hardware.nodes={localhost:[{device:cpu}]}"]
 TWO_EDGES = ["server.num_clients=2", "hardware.nodes={localhost:[{device:cpu},{device:cpu}]}"]
 
 
@@ -28,10 +32,11 @@ def _config(path: Path, server_only: list[str]) -> Path:
     path.write_text(yaml.safe_dump({
         "models": {"pair": "tiny",
                    "build_overrides": micro_build_overrides(PROJECT_ROOT / "models" / "corpus")},
-        "runs": {"overrides": RUNS, "baselines": {"specedge": [], "server_only": server_only,
+        "runs": {"overrides": RUNS, "baselines": {"specedge": TWO_EDGES,
+                                                  "server_only": server_only,
                                                   "auto_batch": []}},
         "sweeps": {"budget": {"params": ["baseline=server_only,specedge",
-                                         "edge.max_budget=8,12"]}},
+                                         "edge.max_budget=8,12"], "overrides": ONE_EDGE}},
         "validation": {"overrides": [], "runs": {
             "server_only": ["baseline=server_only"], "specedge-2e": TWO_EDGES,
             "specedge-2e-cache": [*TWO_EDGES, "edge.proactive.type=cache",
