@@ -20,10 +20,12 @@ from specedge.commands.convert import ConvertConfig, convert
 from specedge.commands.distill import DistillConfig, Mode, assemble, distill
 
 
-def pytest_configure(config: pytest.Config) -> None:
+@pytest.fixture(autouse=True)
+def worker_threads() -> None:
     """Each pytest-xdist worker's torch gets its share of the cores, not all of them: two
     workers with two threads each on two cores made micro-model tests wait on threads the
-    other worker's processes held, up to 100x slower than alone (0.07 s -> 13 s)."""
+    other worker's processes held, up to 100x slower than alone (0.07 s -> 13 s). Set before
+    every test: a build in a fixture sets torch to every core, as a build should."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
 
