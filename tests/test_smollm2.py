@@ -248,13 +248,14 @@ def test_chaos_on_the_real_pair_meets_every_fault_and_stays_exact(tmp_path: Path
                                  "generation.max_new_tokens=32"])
     assert result["exit_code"] == 0, result["stderr_tail"]
     assert result["finished"] == result["exact"] == 3 and result["lost_records"] == []
-    outputs = read_records(tmp_path / "run" / OUTPUTS_FILE)
+    run_dir = tmp_path / "run"  # where run_load puts the run
+    outputs = read_records(run_dir / OUTPUTS_FILE)
     assert sorted(o["request_id"] for o in outputs) == [0, 1, 2]
     assert all(o["prompt"].startswith("<|im_start|>system") for o in outputs)  # chat template
     assert_outputs_exact(outputs, smollm2, 32)  # checked here too, not only by the benchmark
     # the killed server was restarted by the launcher, and the edges prefilled again on it
-    assert "restarting it on port" in (tmp_path / "run" / "run.log").read_text()
-    assert "prefilling again" in "".join((tmp_path / "run" / f"edge-{c}.log").read_text()
+    assert "restarting it on port" in (run_dir / "run.log").read_text()
+    assert "prefilling again" in "".join((run_dir / f"edge-{c}.log").read_text()
                                          for c in range(3))
     names = [f["name"] for f in result["faults"]]
     assert names == ["an edge killed", "an edge's link dropped 1 s", "server killed",
