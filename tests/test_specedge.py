@@ -38,25 +38,27 @@ def _auto_batch(run_dir: Path, pair: Path, *overrides: str) -> subprocess.Comple
 
 
 FIXED = ["server.verify_budget=fixed", "server.pipeline_groups=split"]  # every node, 2 groups
+FOUR_EDGES = ["server.num_clients=4", "server.max_batch_size=2",
+              "hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}"]
+# the server's goodput budget and group count, eager forwards: the sampled test's run
+GOODPUT = ["server.scheduler=pipeline", *FOUR_EDGES, "server.verify_budget=goodput",
+           "server.pipeline_groups=goodput"]
 
 
 # the pipeline with proactive drafting (excluded, the default) is the 4-edge static run's;
-# eager forwards under the pipeline are the goodput run's
+# 5 % of messages lost both ways (resent, or asked for again and answered idempotently) is the
+# dynamic batch's, behind its 15-ms link
 @pytest.mark.parametrize("scheduling", [
     ["server.scheduler=batch", "server.batch_type=dynamic", "hardware.link.delay_ms=15",
+     "hardware.link.loss=0.05", "hardware.link.loss_timeout_ms=5", "seed=3",
      "edge.proactive.type=included", *FIXED],
     ["server.scheduler=batch", "server.batch_type=static", "server.max_batch_size=2",
      "edge.proactive.type=disabled", "server.cache_prefill=true", "model.compile=static",
      "model.token_buckets=[1,2,4,8,16,32]", *FIXED],
-    ["server.scheduler=pipeline", "server.num_clients=4", "server.max_batch_size=2",
-     "hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}",
-     "edge.proactive.type=excluded", "model.compile=static",
-     "model.token_buckets=[1,2,4,8,16,32]", *FIXED],
-    ["server.scheduler=pipeline", "server.num_clients=4", "server.max_batch_size=2",
-     "hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}",
-     "server.verify_budget=goodput", "server.pipeline_groups=goodput"],
-], ids=["dynamic-link-included", "static-batch-prefill-cache-static-path",
-        "pipeline-4-edges-static-path", "pipeline-4-edges-goodput-budget-and-groups"])
+    ["server.scheduler=pipeline", *FOUR_EDGES, "edge.proactive.type=excluded",
+     "model.compile=static", "model.token_buckets=[1,2,4,8,16,32]", *FIXED],
+], ids=["dynamic-lossy-link-included", "static-batch-prefill-cache-static-path",
+        "pipeline-4-edges-static-path"])
 def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
                                         scheduling: list[str]) -> None:
     run_dir = tmp_path / "run"
@@ -66,7 +68,22 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
     outputs = read_records(run_dir / OUTPUTS_FILE)
     assert [o["request_id"] for o in outputs] == list(range(6))
     assert_outputs_exact(outputs, micro_pair, MAX_NEW)
+    rounds = _check_records(run_dir, outputs, scheduling)
+    if "server.cache_prefill=true" in scheduling:  # prompts never travelled: ids only
+        assert all(r["request_bytes"] < 200 for r in rounds if r["prefill"])
+        assert len(list((tmp_path / "prefill").glob("*/*.pt"))) == 6
+        again = _specedge(tmp_path / "again", micro_pair, *scheduling,
+                          f"server.prefill_cache_dir={tmp_path / 'prefill'}")
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert "(0 computed, 6 from disk)" in (tmp_path / "again" / "server.log").read_text()
+        assert read_records(tmp_path / "again" / OUTPUTS_FILE) == outputs
+    if "hardware.link.loss=0.05" in scheduling:  # lost messages resent, replies asked again
+        assert sum(r["retries"] for r in rounds) > 0
 
+
+def _check_records(run_dir: Path, outputs: list[dict], scheduling: list[str]) -> list[dict]:
+    """What a SpecEdge run's edge, server and summary records must say of one another, and of
+    its scheduling and budget; returns its edges' rounds."""
     n_edges = 4 if "server.num_clients=4" in scheduling else 2
     rounds = [r for c in range(n_edges) for r in read_records(run_dir / f"edge-{c}.jsonl")]
     assert set(rounds[0]) == set(EdgeRoundRecord.__dataclass_fields__)
@@ -129,14 +146,7 @@ def test_specedge_is_lossless_over_grpc(tmp_path: Path, micro_pair: Path,
         group = [s["clients"][0] // (n_edges // 2) for s in steps]
         both_busy = min(max(i for i, g in enumerate(group) if g == k) for k in (0, 1))
         assert all(a != b for a, b in pairwise(group[: both_busy + 1])), group
-    if "server.cache_prefill=true" in scheduling:  # prompts never travelled: ids only
-        assert all(r["request_bytes"] < 200 for r in rounds if r["prefill"])
-        assert len(list((tmp_path / "prefill").glob("*/*.pt"))) == 6
-        again = _specedge(tmp_path / "again", micro_pair, *scheduling,
-                          f"server.prefill_cache_dir={tmp_path / 'prefill'}")
-        assert again.returncode == 0, again.stderr[-2000:]
-        assert "(0 computed, 6 from disk)" in (tmp_path / "again" / "server.log").read_text()
-        assert read_records(tmp_path / "again" / OUTPUTS_FILE) == outputs
+    return rounds
 
 
 def test_edge_counts_must_match_num_clients(tmp_path: Path, micro_pair: Path) -> None:
@@ -151,13 +161,11 @@ def test_sampled_specedge_is_the_targets_own_sampled_decode(tmp_path: Path,
     how many nodes a goodput budget keeps (a timed cost) cannot change them, so sampled
     SpecEdge equals auto-batch's plain sampled decode under the same seed, token for token,
     and another seed samples otherwise. (One SpecEdge run, four edges under the goodput
-    budget: batches formed by timing, trees cut by a timed cost.)"""
+    budget and group count: batches formed by timing, trees cut by a timed cost; its records
+    are checked as the greedy runs' are.)"""
     sampled = ["generation.temperature=1.0", "generation.top_p=0.9"]
     runs = {
-        "goodput": _specedge(tmp_path / "goodput", micro_pair, *sampled, "seed=1",
-                             "server.num_clients=4", "server.max_batch_size=2",
-                             "hardware.nodes={localhost:[{device:cpu},{device:cpu},"
-                             "{device:cpu},{device:cpu}]}", "server.verify_budget=goodput"),
+        "goodput": _specedge(tmp_path / "goodput", micro_pair, *sampled, "seed=1", *GOODPUT),
         "auto-batch": _auto_batch(tmp_path / "auto-batch", micro_pair, *sampled, "seed=1"),
         # the key's seed, seen in the plain decode: one process, not a server and two edges
         "other seed": _auto_batch(tmp_path / "other seed", micro_pair, *sampled, "seed=2"),
@@ -170,21 +178,10 @@ def test_sampled_specedge_is_the_targets_own_sampled_decode(tmp_path: Path,
         texts[name] = [o["output_ids"] for o in outputs]
     assert texts["goodput"] == texts["auto-batch"]
     assert texts["other seed"] != texts["auto-batch"]
+    goodput = read_records(tmp_path / "goodput" / OUTPUTS_FILE)
+    assert [o["request_id"] for o in goodput] == list(range(6))
+    _check_records(tmp_path / "goodput", goodput, GOODPUT)
     steps = read_records(tmp_path / "goodput" / SERVER_FILE)
     cut = [s["tree_nodes"] < s["sent_nodes"] for s in steps]
     assert any(cut), "the budget kept every node: the test would not test pruning"
 
-
-def test_a_lossy_link_loses_nothing(tmp_path: Path, micro_pair: Path) -> None:
-    """5 % of messages lost, both ways: lost requests are resent, lost replies are asked for
-    again and answered idempotently; every request finishes exact, the retries are recorded."""
-    run_dir = tmp_path / "lossy"
-    result = _specedge(run_dir, micro_pair, "hardware.link.loss=0.05",
-                       "hardware.link.loss_timeout_ms=5", "seed=3")
-    assert result.returncode == 0, result.stderr[-2000:]
-    outputs = read_records(run_dir / OUTPUTS_FILE)
-    assert [o["request_id"] for o in outputs] == list(range(6))
-    assert_outputs_exact(outputs, micro_pair, MAX_NEW)
-    rounds = [r for c in range(2) for r in read_records(run_dir / f"edge-{c}.jsonl")]
-    assert sum(r["retries"] for r in rounds) > 0
-    assert sum(r["new_tokens"] for r in rounds) == sum(len(o["output_ids"]) for o in outputs)
