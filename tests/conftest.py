@@ -20,20 +20,27 @@ from specedge.commands.convert import ConvertConfig, convert
 from specedge.commands.distill import DistillConfig, Mode, assemble, distill
 
 
+def worker_share() -> int:
+    """This pytest-xdist worker's share of the cores: two workers with two threads each on two
+    cores made micro-model tests wait on threads the other worker's processes held, up to 100x
+    slower than alone (0.07 s -> 13 s)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, len(os.sched_getaffinity(0)) // workers)
+
+
 @pytest.fixture(autouse=True)
 def worker_threads() -> None:
-    """Each pytest-xdist worker's torch gets its share of the cores, not all of them: two
-    workers with two threads each on two cores made micro-model tests wait on threads the
-    other worker's processes held, up to 100x slower than alone (0.07 s -> 13 s). Set before
-    every test: a build in a fixture sets torch to every core, as a build should."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
+    """Each worker's torch on its share of the cores, set before every test: a build sets torch
+    to the threads its recipe names, as a build should."""
+    torch.set_num_threads(worker_share())
 
 
 def micro_build_config(out_dir: Path, seed: int = 0) -> BuildConfig:
-    """The default recipe shrunk to seconds: same code path, tiny shapes and step counts."""
+    """The default recipe shrunk to seconds: same code path, tiny shapes and step counts, on
+    the worker's share of the cores."""
     return BuildConfig(
         out_dir=str(out_dir),
+        threads=worker_share(),
         corpus_dir=str(PROJECT_ROOT / "models" / "corpus"),
         seed=seed,
         vocab_size=384,
@@ -97,8 +104,11 @@ WHEELS = PROJECT_ROOT / "models" / "wheels"  # git-ignored: the one download is 
 
 def quick_recipe(target: Path, out_dir: Path, seed: int = 0, cache_dir: Path | None = None,
                  prompts: int = 8, measure: bool = True) -> DistillConfig:
-    """The default recipe cut to seconds: same code path, fp32, a one-layer draft."""
+    """The default recipe cut to seconds: same code path, fp32, a one-layer draft, on the
+    worker's share of the cores (its measure in a fresh process too: with both cores it ran
+    3x slower beside the other worker, 41 s for 13)."""
     return DistillConfig(target=str(target), out_dir=str(out_dir), seed=seed, dtype=DType.fp32,
+                         threads=worker_share(),
                          layers=[0], prompts=prompts, reply_tokens=12, batch_rows=8, top_k=4,
                          steps=3, batch_size=4, eval_prompts=2, eval_new_tokens=8, spec_prompts=1,
                          timing_repeats=2, measure=measure,

@@ -69,14 +69,15 @@ def assert_outputs_exact(outputs: list[dict], pair: Path, max_new: int) -> None:
 
 def write_run_config(run_dir: Path, pair: Path, *overrides: str) -> RunConfig:
     """A run directory's config for a live server the test drives by hand: its trees carry
-    no survivals, so the server verifies every node in two groups (``overrides`` may say
-    otherwise)."""
+    no survivals, so the server verifies every node in two groups; and one caller seldom fills
+    a batch, so a batch waits 50 ms for others, not 2 s (``overrides`` may say otherwise)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["model=tiny", f"model.target={pair / 'target'}",
                                            f"model.draft={pair / 'draft'}",
                                            "server.verify_budget=fixed",
-                                           "server.pipeline_groups=split", *overrides])
+                                           "server.pipeline_groups=split",
+                                           "server.max_wait_ms=50", *overrides])
     save_run_config(cfg, run_dir)
     return load_run_config(run_dir)
 
