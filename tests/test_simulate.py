@@ -132,24 +132,32 @@ def test_throughput_saturates_at_the_servers_capacity(tmp_path: Path) -> None:
     assert throughput[-1] / throughput[-2] < 1.1
 
 
-@pytest.mark.slow
-def test_validate_resimulates_real_runs(tmp_path: Path, micro_pair: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
-    """A held-out draw's two runs (both with adaptive trees, SpecEdge's with the speculation
-    cache and a jittered link: their traces carry the tree sizes and hits those produced),
-    validated, and shown as the projection page's held-out section."""
+@pytest.fixture(scope="module")
+def drawn_runs(tmp_path_factory: pytest.TempPathFactory, micro_pair: Path) -> list[Path]:
+    """A held-out draw's two real runs, server-only's and SpecEdge's (both with adaptive
+    trees, SpecEdge's with the speculation cache, two edges and a jittered link: their traces
+    carry the tree sizes and hits those produced)."""
     (drawn,) = heldout.draw({"edges": [2], "edge.tree_policy": ["adaptive"],
                              "edge.proactive.type": ["cache"], "hardware.link.delay_ms": [2],
                              "hardware.link.jitter_ms": [1]}, {}, 1, seed=0, requests=4)
     runs = []
     for baseline, overrides in (("server_only", drawn.server_only),
                                 ("specedge", drawn.specedge)):
-        run_dir = tmp_path / baseline
+        run_dir = tmp_path_factory.mktemp("drawn") / baseline
         result = subprocess.run(
             run_command(run_dir, micro_pair, "generation.max_new_tokens=12", *overrides),
             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False)
         assert result.returncode == 0, result.stderr[-2000:]
         runs.append(run_dir)
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("drawn-runs")  # one worker makes the runs both tests read
+def test_validate_resimulates_real_runs(tmp_path: Path, drawn_runs: list[Path],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The draw's runs validated, and shown as the projection page's held-out section."""
+    runs = drawn_runs
     out = tmp_path / "sim"
     assert main([*map(str, runs), "--validate", "--out", str(out)]) == 0
     rows = json.loads((out / "validation.json").read_text())
@@ -188,15 +196,12 @@ def _profile(path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_simulate_a_configuration_and_sweep_edges(tmp_path: Path, micro_pair: Path) -> None:
-    """Rounds drawn from a real run, latencies from a profile, any number of edges; a
-    multirun is indexed like a real sweep."""
-    trace = tmp_path / "trace"
-    result = subprocess.run(
-        run_command(trace, micro_pair, "baseline=specedge", "dataset.max_requests=4",
-                    "generation.max_new_tokens=12", *_edges(2)),
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stderr[-2000:]
+@pytest.mark.xdist_group("drawn-runs")
+def test_simulate_a_configuration_and_sweep_edges(tmp_path: Path,
+                                                  drawn_runs: list[Path]) -> None:
+    """Rounds drawn from a real SpecEdge run (the draw's), latencies from a profile, any
+    number of edges; a multirun is indexed like a real sweep."""
+    trace = drawn_runs[1]
     profile = _profile(tmp_path / "profile.json")
     sweep = tmp_path / "sweep"
     result = subprocess.run(
