@@ -23,8 +23,10 @@
 #          prefix takes its group: spec, paths), e.g. to finish a run that was cut short;
 #   --pair DIR: the small pair (default models/micro, built by gpu_prepare.sh);
 #   --python PY: the interpreter (default python3; here, .venv/bin/python).
-# OUT/summary.txt and the tarball are rewritten after every step: a run killed from outside
-# still leaves what it measured.
+# OUT/summary.txt (each step's status) and the tarball are rewritten after every step: a run
+# killed from outside still leaves what it measured; the table is made once, at the end (each
+# Python process costs a start-up: 15 s on the device), or from the unpacked tarball by
+# `python -m specedge.bench summary DIR`.
 # Each step's limit is in LIMITS below (at most 480 s together; --limits prints the sum).
 # Prepared here by workflow/scripts/gpu_prepare.sh (wheels in .whl/, the micro pair in
 # models/micro); on the GPU machine, carrying .whl, models/micro and models/corpus:
@@ -92,10 +94,15 @@ step() {
     tail -n 25 "$work/$name.log"
     report > /dev/null
 }
-# report: the summary and the tarball of everything so far, into OUT
+# report [table]: the steps' status (and the table) and the tarball of everything so far, into OUT
 report() {
     {
-        "$py" -m specedge.bench summary "$work" 2>&1
+        if [ "${1:-}" = table ]; then
+            "$py" -m specedge.bench summary "$work" 2>&1
+        else
+            echo "(the table comes at the end; for a run cut short:" \
+                 "python -m specedge.bench summary DIR on the unpacked tarball)"
+        fi
         echo
         printf '%s\n' "${status[@]}"
         echo "step limits: $total s"
@@ -123,7 +130,7 @@ done
 step edge-8 "$py" -m specedge.bench edge "${pair[@]}" "${hw[@]}" dataset.max_requests=8 \
     generation.max_new_tokens=32 --no-proactive-run --out "$work/edge-8/edge.json"
 step test-gpu "$py" -m pytest -q -p no:cacheprovider -o addopts= "${tests[@]}"
-report
+report table
 rm -rf "$work"
 echo "wrote $out/summary.txt and $out/gpu-check.tar.gz; $failed step(s) failed"
 [ $failed = 0 ]
