@@ -44,6 +44,13 @@ def run_command(run_dir: Path, pair: Path, *overrides: str) -> list[str]:
             f"model.draft={pair / 'draft'}", f"hydra.run.dir={run_dir}", *overrides]
 
 
+def cpu_edges(n: int) -> list[str]:
+    """Overrides for ``n`` SpecEdge edges on this machine's CPU, one client each (the CPU
+    hardware has four)."""
+    nodes = ",".join("{device:cpu}" for _ in range(n))
+    return [f"hardware.nodes={{localhost:[{nodes}]}}", f"server.num_clients={n}"]
+
+
 def read_records(path: Path, cut_ok: bool = False) -> list[dict]:
     """A run file's records through the project's one reader (the schema from the file's
     name); every line must be a record unless ``cut_ok`` (a killed process's file)."""

@@ -14,6 +14,7 @@ from specedge import PROJECT_ROOT
 from specedge.analysis.pages.comparison import comparison_report
 from specedge.analysis.profile import main as profile_main
 from specedge.commands.bench import main, summary
+from tests.serving import cpu_edges
 
 pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
 
@@ -41,8 +42,7 @@ def test_edge_bench_compares_real_runs(tmp_path: Path, micro_pair: Path) -> None
     code = main(["edge", "model=tiny", f"model.target={micro_pair / 'target'}",
                  f"model.draft={micro_pair / 'draft'}", "dataset.max_requests=4",
                  "generation.max_new_tokens=8", "edge.proactive.type=excluded",
-                 "hardware.nodes={localhost:[{device:cpu},{device:cpu}]}",
-                 "server.num_clients=2", "server.max_batch_size=1", "--out", str(out)])
+                 *cpu_edges(2), "server.max_batch_size=1", "--out", str(out)])
     assert code == 0
     results = json.loads(out.read_text())
     assert [r["variant"] for r in results] == ["SpecEdge", "SpecEdge, no proactive",

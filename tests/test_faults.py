@@ -26,6 +26,7 @@ from specedge.base.records import OUTPUTS_FILE, edge_outputs_file
 from specedge.serving.remote import edge_command
 from tests.serving import (
     assert_outputs_exact,
+    cpu_edges,
     live_server,
     read_records,
     run_command,
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
 MAX_NEW = 48
 # two edges, not the CPU hardware's four: each is a process that spends most of its time
 # importing; a fault on one beside one other that must not wait for it shows what four would
-TWO_EDGES = ["server.num_clients=2", "hardware.nodes={localhost:[{device:cpu},{device:cpu}]}"]
+TWO_EDGES = cpu_edges(2)
 
 
 def _start(run_dir: Path, pair: Path, *overrides: str) -> subprocess.Popen[str]:

@@ -39,7 +39,7 @@ from specedge.base.records import SERVER_FILE, STEPS_FILE
 from specedge.serving.admission import Rejected, check_survival
 from specedge.serving.protocol.convert import request_from_tree
 from specedge.serving.scheduler import DynamicPolicy, PipelinePolicy, free_seconds
-from tests.serving import read_records
+from tests.serving import cpu_edges, read_records
 
 
 def random_tree(rng: random.Random, n: int) -> tuple[list[int], list[float]]:
@@ -209,8 +209,7 @@ def _budget_plan(baseline: list[str], verify: LatencyModel) -> Plan:
     return Plan(cfg=cfg, target=verify, trace=trace)
 
 
-EDGES = ["hardware.nodes={localhost:[{device:cpu},{device:cpu}]}", "server.num_clients=2",
-         "server.max_batch_size=2"]
+EDGES = [*cpu_edges(2), "server.max_batch_size=2"]
 SERVER_ONLY = ["baseline=server_only", "baseline.max_batch_size=2"]
 
 
@@ -333,8 +332,7 @@ def test_the_simulated_server_chooses_its_group_count(tmp_path: Path, draft_s: f
     """Four edges, groups of two at most, a memory-bound server (50 ms a step whatever it
     verifies): edges back in 10 ms make one group of four the shorter cycle; edges drafting
     0.5 s hide the other group's step, so two groups stay. Split always takes turns."""
-    four = ["hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}",
-            "server.num_clients=4", "server.max_batch_size=2", "server.scheduler=pipeline"]
+    four = [*cpu_edges(4), "server.max_batch_size=2", "server.scheduler=pipeline"]
     for groups in ("goodput", "split"):
         plan = _budget_plan([*four, f"server.pipeline_groups={groups}"],
                             LatencyModel(0.05, 0.0, "flat"))

@@ -17,15 +17,15 @@ import yaml
 from specedge import PROJECT_ROOT
 from tests.chromium import check_page, find_chromium
 from tests.conftest import micro_build_overrides
+from tests.serving import cpu_edges
 
 pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
 
 RUNS = ["dataset.max_requests=4", "generation.max_new_tokens=8"]
 # SpecEdge with fewer edges than the CPU hardware's four: each edge is a process that spends
 # about 5 s importing torch and transformers, which is most of a micro run's time
-ONE_EDGE = ["server.num_clients=1", "server.max_batch_size=1",
-            "hardware.nodes={localhost:[{device:cpu}]}"]
-TWO_EDGES = ["server.num_clients=2", "hardware.nodes={localhost:[{device:cpu},{device:cpu}]}"]
+ONE_EDGE = [*cpu_edges(1), "server.max_batch_size=1"]
+TWO_EDGES = cpu_edges(2)
 
 
 def _config(path: Path, server_only: list[str]) -> Path:

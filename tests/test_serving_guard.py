@@ -17,6 +17,7 @@ from specedge.serving.protocol import pb, rpc
 from tests.serving import (
     argmax_continuation,
     channel,
+    cpu_edges,
     decode_through,
     live_server,
     self_signed,
@@ -256,8 +257,7 @@ def test_a_second_call_from_the_same_client_is_refused_while_one_is_in_flight(
     # static batches of 2 with one edge silent: the first call waits in the queue (up to
     # max_wait_ms), and the second, as from a second edge with the same id, finds it there
     write_run_config(tmp_path, micro_pair, "server.scheduler=batch", "server.batch_type=static",
-                     "server.max_batch_size=2", "server.num_clients=2", "server.max_wait_ms=3000",
-                     "hardware.nodes={localhost:[{device:cpu},{device:cpu}]}")
+                     "server.max_batch_size=2", *cpu_edges(2), "server.max_wait_ms=3000")
     msg = pb.ValidateRequest(client_id=0, request_id=1, prefill=True, prompt=PROMPT,
                              tokens=[PROMPT[-1]])
     with live_server(tmp_path) as (_, port), grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
@@ -275,8 +275,7 @@ def test_sync_is_a_start_barrier_that_a_run_under_way_lifts(tmp_path: Path,
                                                              micro_pair: Path) -> None:
     """Edges wait in Sync until all have joined; but a restarted server sees only Validate
     retries from running edges, so a restarted edge's Sync must not wait for their Syncs."""
-    write_run_config(tmp_path, micro_pair, "server.num_clients=2",
-                     "hardware.nodes={localhost:[{device:cpu},{device:cpu}]}")
+    write_run_config(tmp_path, micro_pair, *cpu_edges(2))
     with live_server(tmp_path) as (_, port), grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
         stub = rpc.VerifierStub(ch)
         with pytest.raises(grpc.RpcError) as info:  # client 0 never synced: it waits

@@ -34,7 +34,7 @@ from specedge.analysis.simulation.traces import (
 from specedge.analysis.simulation.validation import validate
 from specedge.base.config.run import RunConfig, to_run_config
 from specedge.base.records import STEPS_FILE
-from tests.serving import run_command
+from tests.serving import cpu_edges, run_command
 
 DRAFT_S, VERIFY_S = 0.010, 0.004
 
@@ -45,11 +45,6 @@ def _cfg(*overrides: str) -> RunConfig:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return to_run_config(compose(config_name="config", overrides=[
             "server.verify_budget=fixed", "server.pipeline_groups=split", *overrides]))
-
-
-def _edges(n: int) -> list[str]:
-    nodes = ",".join("{device:cpu}" for _ in range(n))
-    return [f"hardware.nodes={{localhost:[{nodes}]}}", f"server.num_clients={n}"]
 
 
 def _plan(cfg: RunConfig, accepted: int = 2, requests: int = 4, tokens: int = 30,
@@ -63,7 +58,7 @@ def _plan(cfg: RunConfig, accepted: int = 2, requests: int = 4, tokens: int = 30
 
 
 def test_one_edge_round_costs_draft_plus_verify(tmp_path: Path) -> None:
-    cfg = _cfg(*_edges(1), "server.max_batch_size=1", "edge.proactive.type=disabled")
+    cfg = _cfg(*cpu_edges(1), "server.max_batch_size=1", "edge.proactive.type=disabled")
     s = simulate(_plan(cfg, requests=2, tokens=30), tmp_path)
     rounds = 2 * 30 // 3
     assert s["simulated"] and s["rounds"] == rounds
@@ -74,7 +69,7 @@ def test_one_edge_round_costs_draft_plus_verify(tmp_path: Path) -> None:
 def test_two_pipeline_groups_overlap_drafting_and_verification(tmp_path: Path) -> None:
     """Draft = verify: while one group drafts the other is verified, so a round of the system
     takes max(draft, verify) instead of their sum."""
-    cfg = _cfg(*_edges(2), "server.max_batch_size=1", "server.scheduler=pipeline",
+    cfg = _cfg(*cpu_edges(2), "server.max_batch_size=1", "server.scheduler=pipeline",
                "edge.proactive.type=disabled")
     s = simulate(_plan(cfg, requests=2, tokens=60, verify=LatencyModel(DRAFT_S, 0, "c")),
                  tmp_path)
@@ -105,7 +100,7 @@ def test_an_acceptance_distribution_replaces_the_traced_one(tmp_path: Path) -> N
 def test_deterministic_under_seed_and_monotone_in_link_delay(tmp_path: Path) -> None:
     itl = []
     for delay in (0, 5, 20):
-        cfg = _cfg(*_edges(2), f"hardware.link.delay_ms={delay}",
+        cfg = _cfg(*cpu_edges(2), f"hardware.link.delay_ms={delay}",
                    f"hardware.link.jitter_ms={delay / 2}")
         runs = [simulate(_plan(cfg, seed=7), tmp_path / str(delay) / f"r{i}")
                 for i in range(2)]
@@ -122,7 +117,7 @@ def test_throughput_saturates_at_the_servers_capacity(tmp_path: Path) -> None:
     per_node = LatencyModel(0.0, 0.001, "per node")
     throughput = []
     for n in (1, 4, 16, 64):
-        cfg = _cfg(*_edges(n), f"server.max_batch_size={n}",
+        cfg = _cfg(*cpu_edges(n), f"server.max_batch_size={n}",
                    "server.scheduler=batch", "server.batch_type=dynamic",
                    "edge.proactive.type=disabled")
         s = simulate(_plan(cfg, requests=n, tokens=60, verify=per_node), tmp_path / str(n))
@@ -157,9 +152,8 @@ def drawn_runs(tmp_path_factory: pytest.TempPathFactory, micro_pair: Path) -> li
 def test_validate_resimulates_real_runs(tmp_path: Path, drawn_runs: list[Path],
                                         capsys: pytest.CaptureFixture[str]) -> None:
     """The draw's runs validated, and shown as the projection page's held-out section."""
-    runs = drawn_runs
     out = tmp_path / "sim"
-    assert main([*map(str, runs), "--validate", "--out", str(out)]) == 0
+    assert main([*map(str, drawn_runs), "--validate", "--out", str(out)]) == 0
     rows = json.loads((out / "validation.json").read_text())
     assert [(r["baseline"], r["metric"]) for r in rows][:3] == [
         ("server_only", m) for m in ("throughput wall tok/s", "throughput busy tok/s",
@@ -170,8 +164,8 @@ def test_validate_resimulates_real_runs(tmp_path: Path, drawn_runs: list[Path],
     wall = rows[3]  # SpecEdge's measured and simulated wall throughput, over server-only's
     assert ratios[0]["measured"] == pytest.approx(wall["measured"] / rows[0]["measured"])
     summary = json.loads((out / "specedge" / "summary.json").read_text())
-    assert summary["simulated"] and summary["trace"] == str(runs[1])
-    assert summary["tokens"] == json.loads((runs[1] / "summary.json").read_text())["tokens"]
+    assert summary["simulated"] and summary["trace"] == str(drawn_runs[1])
+    assert summary["tokens"] == json.loads((drawn_runs[1] / "summary.json").read_text())["tokens"]
     assert "measured" in capsys.readouterr().out
     assert main([str(tmp_path / "nothing-here"), "--validate"]) == 2
     configs, figures = heldout_tables([out / "validation.json"])
@@ -278,7 +272,7 @@ def test_profile_latency_interpolates_the_grid_and_extrapolates_linearly() -> No
 def test_profiled_round_and_proactive_lateness(tmp_path: Path) -> None:
     """With profiles a round costs its draft forwards at the edge's draft latency plus the
     target's forward; proactive drafting makes the reply wait for the forward in flight."""
-    cfg = _cfg(*_edges(1), "server.max_batch_size=1", "edge.proactive.type=disabled",
+    cfg = _cfg(*cpu_edges(1), "server.max_batch_size=1", "edge.proactive.type=disabled",
                "edge.max_n_beams=4")
     draft = LatencyModel(0.001, 0.0, "1 ms a draft forward")
     plan = _plan(cfg, requests=1, tokens=30)
@@ -286,12 +280,12 @@ def test_profiled_round_and_proactive_lateness(tmp_path: Path) -> None:
     s = simulate(plan, tmp_path / "off")
     # Prefill round: 3 draft forwards + the prompt (1 ms), then the verify; 9 more rounds.
     assert s["simulated_s"] == pytest.approx(10 * (0.003 + VERIFY_S) + 0.001)
-    plan.cfg = _cfg(*_edges(1), "server.max_batch_size=1", "edge.proactive.type=excluded",
+    plan.cfg = _cfg(*cpu_edges(1), "server.max_batch_size=1", "edge.proactive.type=excluded",
                     "edge.proactive.max_beam_len=4")
     assert _late_s(plan, 0, 0.0025) == pytest.approx((0.0005, 0.003))
     assert _late_s(plan, 0, 0.004) == (0.0, pytest.approx(0.004))  # the proactive tree is done
     # The speculation cache stops before a forward that would outlast the wait.
-    plan.cfg = _cfg(*_edges(1), "server.max_batch_size=1", "edge.proactive.type=cache",
+    plan.cfg = _cfg(*cpu_edges(1), "server.max_batch_size=1", "edge.proactive.type=cache",
                     "edge.proactive.max_beam_len=4")
     assert _late_s(plan, 0, 0.0025) == (0.0, pytest.approx(0.002))
     s = simulate(plan, tmp_path / "on")  # verify 4 ms: proactive drafting never delays it

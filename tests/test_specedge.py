@@ -13,7 +13,7 @@ import pytest
 from specedge import PROJECT_ROOT
 from specedge.algorithm.goodput import SHARE_FLOOR, SHARE_HEADROOM
 from specedge.base.records import OUTPUTS_FILE, SERVER_FILE, EdgeRoundRecord, ServerStepRecord
-from tests.serving import assert_outputs_exact, read_records, run_command
+from tests.serving import assert_outputs_exact, cpu_edges, read_records, run_command
 
 pytestmark = pytest.mark.slow  # end to end: real processes, pipelines or builds
 
@@ -28,9 +28,8 @@ def _run(run_dir: Path, pair: Path, *overrides: str) -> subprocess.CompletedProc
 
 
 def _specedge(run_dir: Path, pair: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
-    return _run(run_dir, pair, "baseline=specedge",
-                "hardware.nodes={localhost:[{device:cpu},{device:cpu}]}",
-                "server.num_clients=2", "server.max_batch_size=1", *overrides)
+    return _run(run_dir, pair, "baseline=specedge", *cpu_edges(2), "server.max_batch_size=1",
+                *overrides)
 
 
 def _auto_batch(run_dir: Path, pair: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
@@ -38,8 +37,7 @@ def _auto_batch(run_dir: Path, pair: Path, *overrides: str) -> subprocess.Comple
 
 
 FIXED = ["server.verify_budget=fixed", "server.pipeline_groups=split"]  # every node, 2 groups
-FOUR_EDGES = ["server.num_clients=4", "server.max_batch_size=2",
-              "hardware.nodes={localhost:[{device:cpu},{device:cpu},{device:cpu},{device:cpu}]}"]
+FOUR_EDGES = [*cpu_edges(4), "server.max_batch_size=2"]
 # the server's goodput budget and group count, eager forwards: the sampled test's run
 GOODPUT = ["server.scheduler=pipeline", *FOUR_EDGES, "server.verify_budget=goodput",
            "server.pipeline_groups=goodput"]
@@ -170,17 +168,16 @@ def test_sampled_specedge_is_the_targets_own_sampled_decode(tmp_path: Path,
         # the key's seed, seen in the plain decode: one process, not a server and two edges
         "other seed": _auto_batch(tmp_path / "other seed", micro_pair, *sampled, "seed=2"),
     }
-    texts = {}
+    outputs, texts = {}, {}
     for name, result in runs.items():
         assert result.returncode == 0, (name, result.stderr[-2000:])
-        outputs = sorted(read_records(tmp_path / name / OUTPUTS_FILE),
-                         key=lambda o: o["request_id"])
-        texts[name] = [o["output_ids"] for o in outputs]
+        outputs[name] = read_records(tmp_path / name / OUTPUTS_FILE)
+        texts[name] = [o["output_ids"] for o in sorted(outputs[name],
+                                                       key=lambda o: o["request_id"])]
     assert texts["goodput"] == texts["auto-batch"]
     assert texts["other seed"] != texts["auto-batch"]
-    goodput = read_records(tmp_path / "goodput" / OUTPUTS_FILE)
-    assert [o["request_id"] for o in goodput] == list(range(6))
-    _check_records(tmp_path / "goodput", goodput, GOODPUT)
+    assert [o["request_id"] for o in outputs["goodput"]] == list(range(6))
+    _check_records(tmp_path / "goodput", outputs["goodput"], GOODPUT)
     steps = read_records(tmp_path / "goodput" / SERVER_FILE)
     cut = [s["tree_nodes"] < s["sent_nodes"] for s in steps]
     assert any(cut), "the budget kept every node: the test would not test pruning"
